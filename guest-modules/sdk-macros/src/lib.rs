@@ -1,0 +1,439 @@
+//! Procedural macros of the Interstice guest SDK.
+//!
+//! `#[module]` on an inline `mod` reads every `#[table]` struct and
+//! `#[reducer]` function inside it, in source order, and generates the
+//! module's `describe` and `call-reducer` exports, the table traits and the
+//! typed accessors. Table ids and reducer ids are positions in source order.
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{format_ident, quote};
+use syn::{
+    Attribute, Error, FnArg, Ident, Item, ItemFn, ItemMod, ItemStruct, LitStr, Pat, Result,
+    ReturnType, Type, parse_macro_input, spanned::Spanned,
+};
+
+/// Turns an inline module into an Interstice reducer module.
+#[proc_macro_attribute]
+pub fn module(attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        return Error::new(Span::call_site(), "#[module] takes no arguments")
+            .to_compile_error()
+            .into();
+    }
+    let module = parse_macro_input!(item as ItemMod);
+    match expand_module(module) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// Marks a struct as a table. Only meaningful inside `#[module]`.
+#[proc_macro_attribute]
+pub fn table(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    outside_module("table", item)
+}
+
+/// Marks a function as a reducer. Only meaningful inside `#[module]`.
+#[proc_macro_attribute]
+pub fn reducer(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    outside_module("reducer", item)
+}
+
+fn outside_module(what: &str, item: TokenStream) -> TokenStream {
+    let item = TokenStream2::from(item);
+    let msg = format!(
+        "#[{what}] must appear inside a `#[interstice_sdk::module] mod ... {{ }}` block"
+    );
+    quote!(compile_error!(#msg); #item).into()
+}
+
+fn is_attr(attr: &Attribute, name: &str) -> bool {
+    attr.path().segments.last().is_some_and(|s| s.ident == name)
+}
+
+fn take_attr(attrs: &mut Vec<Attribute>, name: &str) -> Option<Attribute> {
+    let pos = attrs.iter().position(|a| is_attr(a, name))?;
+    Some(attrs.remove(pos))
+}
+
+struct ColumnInfo {
+    ident: Ident,
+    ty: Type,
+}
+
+struct IndexInfo {
+    column: usize,
+    unique: bool,
+}
+
+struct TableInfo {
+    struct_ident: Ident,
+    name: String,
+    ephemeral: bool,
+    columns: Vec<ColumnInfo>,
+    primary_key: usize,
+    auto_inc: Option<usize>,
+    indexes: Vec<IndexInfo>,
+}
+
+struct ReducerInfo {
+    fn_ident: Ident,
+    init: bool,
+    params: Vec<(String, Type)>,
+}
+
+fn expand_module(mut module: ItemMod) -> Result<TokenStream2> {
+    let Some((_, items)) = module.content.as_mut() else {
+        return Err(Error::new(
+            module.span(),
+            "#[module] needs an inline module: `mod name { ... }`",
+        ));
+    };
+    let mut tables = Vec::new();
+    let mut reducers = Vec::new();
+    for item in items.iter_mut() {
+        match item {
+            Item::Struct(s) => {
+                if let Some(attr) = take_attr(&mut s.attrs, "table") {
+                    tables.push(parse_table(&attr, s)?);
+                }
+            }
+            Item::Fn(f) => {
+                if let Some(attr) = take_attr(&mut f.attrs, "reducer") {
+                    reducers.push(parse_reducer(&attr, f)?);
+                }
+            }
+            _ => {}
+        }
+    }
+    let generated = generate(&tables, &reducers);
+    items.push(Item::Verbatim(generated));
+    Ok(quote!(#module))
+}
+
+fn parse_table(attr: &Attribute, s: &mut ItemStruct) -> Result<TableInfo> {
+    let mut name = None;
+    let mut ephemeral = false;
+    if !matches!(attr.meta, syn::Meta::Path(_)) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("name") {
+                let value = meta.value()?;
+                name = Some(if value.peek(LitStr) {
+                    value.parse::<LitStr>()?.value()
+                } else {
+                    value.parse::<Ident>()?.to_string()
+                });
+                Ok(())
+            } else if meta.path.is_ident("ephemeral") {
+                ephemeral = true;
+                Ok(())
+            } else {
+                Err(meta.error("expected `name = ...` or `ephemeral`"))
+            }
+        })?;
+    }
+    let syn::Fields::Named(fields) = &mut s.fields else {
+        return Err(Error::new(
+            s.span(),
+            "a table must be a struct with named fields",
+        ));
+    };
+    let mut columns = Vec::new();
+    let mut primary_key = None;
+    let mut auto_inc = None;
+    let mut indexes = Vec::new();
+    for (i, field) in fields.named.iter_mut().enumerate() {
+        let ident = field.ident.clone().expect("named field");
+        if let Some(a) = take_attr(&mut field.attrs, "primary_key") {
+            if primary_key.replace(i).is_some() {
+                return Err(Error::new(a.span(), "a table has exactly one #[primary_key]"));
+            }
+        }
+        if let Some(a) = take_attr(&mut field.attrs, "auto_inc") {
+            if auto_inc.replace(i).is_some() {
+                return Err(Error::new(a.span(), "a table has at most one #[auto_inc]"));
+            }
+        }
+        if take_attr(&mut field.attrs, "unique").is_some() {
+            indexes.push(IndexInfo {
+                column: i,
+                unique: true,
+            });
+        }
+        if let Some(a) = take_attr(&mut field.attrs, "index") {
+            let mut btree = false;
+            a.parse_nested_meta(|meta| {
+                if meta.path.is_ident("btree") {
+                    btree = true;
+                    Ok(())
+                } else {
+                    Err(meta.error("the only index kind is `btree`"))
+                }
+            })?;
+            if !btree {
+                return Err(Error::new(a.span(), "write #[index(btree)]"));
+            }
+            indexes.push(IndexInfo {
+                column: i,
+                unique: false,
+            });
+        }
+        columns.push(ColumnInfo {
+            ident,
+            ty: field.ty.clone(),
+        });
+    }
+    let Some(primary_key) = primary_key else {
+        return Err(Error::new(
+            s.ident.span(),
+            "a table needs one field marked #[primary_key]",
+        ));
+    };
+    // A unique index on the primary key is the primary key itself.
+    indexes.retain(|i| i.column != primary_key);
+    Ok(TableInfo {
+        struct_ident: s.ident.clone(),
+        name: name.unwrap_or_else(|| snake_case(&s.ident.to_string())),
+        ephemeral,
+        columns,
+        primary_key,
+        auto_inc,
+        indexes,
+    })
+}
+
+fn parse_reducer(attr: &Attribute, f: &ItemFn) -> Result<ReducerInfo> {
+    let mut init = false;
+    if !matches!(attr.meta, syn::Meta::Path(_)) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("init") {
+                init = true;
+                Ok(())
+            } else {
+                Err(meta.error("expected `init`"))
+            }
+        })?;
+    }
+    let mut inputs = f.sig.inputs.iter();
+    match inputs.next() {
+        Some(FnArg::Typed(t)) if matches!(&*t.ty, Type::Reference(_)) => {}
+        _ => {
+            return Err(Error::new(
+                f.sig.span(),
+                "a reducer's first parameter is `ctx: &ReducerContext`",
+            ));
+        }
+    }
+    let mut params = Vec::new();
+    for input in inputs {
+        let FnArg::Typed(t) = input else {
+            return Err(Error::new(input.span(), "reducers are free functions"));
+        };
+        let name = match &*t.pat {
+            Pat::Ident(p) => p.ident.to_string().trim_start_matches('_').to_string(),
+            other => return Err(Error::new(other.span(), "use a plain name for each parameter")),
+        };
+        params.push((name, (*t.ty).clone()));
+    }
+    if let ReturnType::Type(_, ty) = &f.sig.output
+        && matches!(**ty, Type::ImplTrait(_))
+    {
+        return Err(Error::new(ty.span(), "return `()` or `Result<(), E>`"));
+    }
+    Ok(ReducerInfo {
+        fn_ident: f.sig.ident.clone(),
+        init,
+        params,
+    })
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
+    let sdk = quote!(::interstice_sdk);
+    let mut out = TokenStream2::new();
+    let mut table_defs = Vec::new();
+    let mut accessors = Vec::new();
+    let mut accessor_impls = Vec::new();
+
+    for (table_id, t) in tables.iter().enumerate() {
+        let table_id = table_id as u32;
+        let ident = &t.struct_ident;
+        let name = &t.name;
+        let field_idents: Vec<_> = t.columns.iter().map(|c| &c.ident).collect();
+        let field_types: Vec<_> = t.columns.iter().map(|c| &c.ty).collect();
+        let field_names: Vec<_> = t.columns.iter().map(|c| c.ident.to_string()).collect();
+        let pk_ident = &t.columns[t.primary_key].ident;
+        let pk_ty = &t.columns[t.primary_key].ty;
+        let pk_pos = t.primary_key as u32;
+        let has_auto_inc = t.auto_inc.is_some();
+        let auto_inc = match t.auto_inc {
+            Some(c) => {
+                let c = c as u32;
+                quote!(::core::option::Option::Some(#c))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let ephemeral = t.ephemeral;
+        let index_defs = t.indexes.iter().map(|i| {
+            let col = i.column as u32;
+            let name = t.columns[i.column].ident.to_string();
+            let unique = i.unique;
+            quote!(#sdk::__private::index_def(#name, #col, #unique))
+        });
+        out.extend(quote! {
+            impl #sdk::Table for #ident {
+                const TABLE_ID: u32 = #table_id;
+                const NAME: &'static str = #name;
+                const HAS_AUTO_INC: bool = #has_auto_inc;
+                type PrimaryKey = #pk_ty;
+                #[inline]
+                fn encode(&self, out: &mut ::std::vec::Vec<u8>) {
+                    #( #sdk::Column::encode(&self.#field_idents, out); )*
+                }
+                #[inline]
+                fn decode(r: &mut #sdk::Reader<'_>) -> ::core::result::Result<Self, #sdk::DecodeError> {
+                    ::core::result::Result::Ok(Self {
+                        #( #field_idents: <#field_types as #sdk::Column>::decode(r)?, )*
+                    })
+                }
+                #[inline]
+                fn primary_key(&self) -> &Self::PrimaryKey {
+                    &self.#pk_ident
+                }
+            }
+        });
+        table_defs.push(quote! {
+            #sdk::TableDef {
+                name: ::std::string::String::from(#name),
+                columns: ::std::vec![
+                    #( #sdk::__private::column_def(#field_names, <#field_types as #sdk::Column>::TYPE), )*
+                ],
+                primary_key: #pk_pos,
+                auto_inc: #auto_inc,
+                indexes: ::std::vec![ #( #index_defs, )* ],
+                ephemeral: #ephemeral,
+            }
+        });
+        let accessor = format_ident!("{}", t.name.replace('-', "_"));
+        accessors.push(quote!(fn #accessor(&self) -> #sdk::TableHandle<#ident>;));
+        accessor_impls.push(quote! {
+            #[inline]
+            fn #accessor(&self) -> #sdk::TableHandle<#ident> { #sdk::TableHandle::__new() }
+        });
+        if !t.indexes.is_empty() {
+            let trait_ident = format_ident!("__{}Indexes", ident);
+            let mut sigs = Vec::new();
+            let mut impls = Vec::new();
+            for (i, index) in t.indexes.iter().enumerate() {
+                let index_id = i as u32 + 1;
+                let col = &t.columns[index.column];
+                let method = format_ident!("by_{}", col.ident);
+                let col_ty = &col.ty;
+                let kind = if index.unique {
+                    quote!(#sdk::UniqueIndex<#ident, #col_ty>)
+                } else {
+                    quote!(#sdk::BTreeIndex<#ident, #col_ty>)
+                };
+                let ctor = if index.unique {
+                    quote!(#sdk::UniqueIndex::__new(#index_id))
+                } else {
+                    quote!(#sdk::BTreeIndex::__new(#index_id))
+                };
+                sigs.push(quote!(fn #method(&self) -> #kind;));
+                impls.push(quote!(#[inline] fn #method(&self) -> #kind { #ctor }));
+            }
+            out.extend(quote! {
+                #[doc(hidden)]
+                pub trait #trait_ident { #( #sigs )* }
+                impl #trait_ident for #sdk::TableHandle<#ident> { #( #impls )* }
+            });
+        }
+    }
+
+    out.extend(quote! {
+        #[doc(hidden)]
+        pub trait __ModuleTables { #( #accessors )* }
+        impl __ModuleTables for #sdk::Db { #( #accessor_impls )* }
+    });
+
+    let mut reducer_defs = Vec::new();
+    let mut arms = Vec::new();
+    for (reducer_id, r) in reducers.iter().enumerate() {
+        let reducer_id = reducer_id as u32;
+        let fn_ident = &r.fn_ident;
+        let name = fn_ident.to_string();
+        let kind = if r.init {
+            quote!(#sdk::ReducerKind::Init)
+        } else {
+            quote!(#sdk::ReducerKind::Normal)
+        };
+        let param_names: Vec<_> = r.params.iter().map(|(n, _)| n.clone()).collect();
+        let param_types: Vec<_> = r.params.iter().map(|(_, t)| t.clone()).collect();
+        let locals: Vec<_> = (0..r.params.len())
+            .map(|i| format_ident!("__arg{}", i))
+            .collect();
+        reducer_defs.push(quote! {
+            #sdk::ReducerDef {
+                name: ::std::string::String::from(#name),
+                params: ::std::vec![
+                    #( #sdk::__private::param_def(#param_names, <#param_types as #sdk::Column>::TYPE), )*
+                ],
+                kind: #kind,
+            }
+        });
+        arms.push(quote! {
+            #reducer_id => {
+                let mut __r = #sdk::Reader::new(&__args);
+                #( let #locals: #param_types = #sdk::__private::decode_arg(&mut __r, #param_names)?; )*
+                #sdk::__private::finish_args(&__r)?;
+                #sdk::__private::IntoReducerResult::into_reducer_result(#fn_ident(&__ctx #(, #locals)*))
+            }
+        });
+    }
+
+    out.extend(quote! {
+        #[doc(hidden)]
+        pub struct __InterstceModule;
+
+        impl #sdk::bindings::Guest for __InterstceModule {
+            fn describe() -> #sdk::ModuleDef {
+                #sdk::ModuleDef {
+                    abi_version: #sdk::ABI_VERSION,
+                    tables: ::std::vec![ #( #table_defs, )* ],
+                    reducers: ::std::vec![ #( #reducer_defs, )* ],
+                }
+            }
+
+            fn call_reducer(
+                __ctx: #sdk::bindings::interstice::module::types::ReducerContext,
+                __reducer: u32,
+                __args: ::std::vec::Vec<u8>,
+            ) -> ::core::result::Result<(), ::std::string::String> {
+                #sdk::__private::enter();
+                let __ctx = #sdk::ReducerContext::__new(__ctx);
+                match __reducer {
+                    #( #arms )*
+                    other => ::core::result::Result::Err(::std::format!("no reducer with id {other}")),
+                }
+            }
+        }
+
+        #sdk::bindings::__export_module!(__InterstceModule);
+    });
+    out
+}

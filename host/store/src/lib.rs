@@ -1,0 +1,57 @@
+//! Interstice's in-memory store: module schemas, the canonical row encoding,
+//! tables with their indexes, and serial transactions with undo and redo.
+//!
+//! This crate knows nothing of WebAssembly or of files. The runtime feeds it
+//! rows from guests; the durable log feeds it rows on replay; both go through
+//! the same validation.
+//!
+//! ```
+//! use interstice_store::{
+//!     codec, ColumnDef, ColumnType, ModuleDef, ScalarType, TableDef, Tables, TxLog, Value,
+//!     ABI_VERSION,
+//! };
+//!
+//! let u64_col = ColumnType::required(ScalarType::U64);
+//! let def = ModuleDef {
+//!     abi_version: ABI_VERSION,
+//!     tables: vec![TableDef {
+//!         name: "accounts".into(),
+//!         columns: vec![
+//!             ColumnDef { name: "id".into(), ty: u64_col },
+//!             ColumnDef { name: "balance".into(), ty: u64_col },
+//!         ],
+//!         primary_key: 0,
+//!         auto_inc: None,
+//!         indexes: vec![],
+//!         ephemeral: false,
+//!     }],
+//!     reducers: vec![],
+//! };
+//! def.validate()?;
+//! let mut tables = Tables::new(&def);
+//! let mut tx = TxLog::new();
+//! let row = codec::encode_row(&[Value::U64(1), Value::U64(100)], &[u64_col, u64_col]);
+//! tables.insert(&mut tx, 0, &row)?;
+//! let mutations = tables.commit(tx);
+//! assert_eq!(mutations.len(), 1);
+//! assert_eq!(tables.count(0)?, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod codec;
+mod error;
+pub mod json;
+pub mod limits;
+mod schema;
+mod table;
+mod tables;
+mod value;
+
+pub use error::{DbError, DecodeError, SchemaError};
+pub use schema::{
+    ABI_VERSION, ColumnDef, ColumnType, IndexDef, ModuleDef, ParamDef, ReducerDef, ReducerKind,
+    ScalarType, TableDef,
+};
+pub use table::{IndexId, RowBytes, ScanPosition, Table};
+pub use tables::{Mutation, MutationOp, Tables, TxLog};
+pub use value::Value;

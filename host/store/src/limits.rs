@@ -1,0 +1,30 @@
+//! Every bound the store puts on what can grow, with the reason for it.
+
+/// Longest table, column, index, reducer or parameter name. Names appear in
+/// every log record of a publication and in URLs; 64 bytes is plenty for an
+/// identifier and keeps them short.
+pub const NAME_LEN_MAX: usize = 64;
+
+/// Tables per module: table ids are `u32` on the wire, but a module with more
+/// than a thousand tables is a bug, not a design.
+pub const TABLES_PER_MODULE_MAX: usize = 1024;
+
+/// Reducers per module, for the same reason as tables.
+pub const REDUCERS_PER_MODULE_MAX: usize = 4096;
+
+/// Columns per table (and parameters per reducer): keeps a row's column walk
+/// short and a schema readable.
+pub const COLUMNS_PER_TABLE_MAX: usize = 256;
+
+/// Secondary indexes per table: each one costs memory per row and time per
+/// write.
+pub const INDEXES_PER_TABLE_MAX: usize = 32;
+
+/// Largest encoded row. Rows are copied into the log and into snapshots
+/// whole; 1 MiB bounds the cost of one row and the size of one log record's
+/// largest part.
+pub const ROW_BYTES_MAX: usize = 1 << 20;
+
+/// Mutations one transaction may make. A runaway reducer is stopped with an
+/// error instead of growing the undo and redo logs without bound.
+pub const MUTATIONS_PER_TX_MAX: usize = 1 << 20;

@@ -1,0 +1,332 @@
+//! Module definitions as the host holds them: tables, columns, indexes and
+//! reducers, and the checks a definition must pass before it is used.
+
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::error::SchemaError;
+use crate::limits;
+
+/// The row-encoding and contract version this host understands.
+pub const ABI_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScalarType {
+    Bool,
+    I32,
+    I64,
+    U32,
+    U64,
+    F64,
+    String,
+    Bytes,
+}
+
+impl ScalarType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScalarType::Bool => "bool",
+            ScalarType::I32 => "i32",
+            ScalarType::I64 => "i64",
+            ScalarType::U32 => "u32",
+            ScalarType::U64 => "u64",
+            ScalarType::F64 => "f64",
+            ScalarType::String => "string",
+            ScalarType::Bytes => "bytes",
+        }
+    }
+
+    /// Integer types may carry an auto-increment column.
+    pub fn is_integer(self) -> bool {
+        matches!(
+            self,
+            ScalarType::I32 | ScalarType::I64 | ScalarType::U32 | ScalarType::U64
+        )
+    }
+}
+
+/// A column or parameter type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct ColumnType {
+    pub scalar: ScalarType,
+    pub optional: bool,
+}
+
+impl ColumnType {
+    pub const fn required(scalar: ScalarType) -> Self {
+        ColumnType {
+            scalar,
+            optional: false,
+        }
+    }
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.optional {
+            write!(f, "option<{}>", self.scalar.name())
+        } else {
+            f.write_str(self.scalar.name())
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ColumnDef {
+    pub name: String,
+    pub ty: ColumnType,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IndexDef {
+    pub name: String,
+    pub column: u32,
+    pub unique: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TableDef {
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    pub primary_key: u32,
+    pub auto_inc: Option<u32>,
+    pub indexes: Vec<IndexDef>,
+    pub ephemeral: bool,
+}
+
+impl TableDef {
+    pub fn column_types(&self) -> Vec<ColumnType> {
+        self.columns.iter().map(|c| c.ty).collect()
+    }
+
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReducerKind {
+    Normal,
+    Init,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ParamDef {
+    pub name: String,
+    pub ty: ColumnType,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReducerDef {
+    pub name: String,
+    pub params: Vec<ParamDef>,
+    pub kind: ReducerKind,
+}
+
+impl ReducerDef {
+    pub fn param_types(&self) -> Vec<ColumnType> {
+        self.params.iter().map(|p| p.ty).collect()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModuleDef {
+    pub abi_version: u32,
+    pub tables: Vec<TableDef>,
+    pub reducers: Vec<ReducerDef>,
+}
+
+impl ModuleDef {
+    pub fn table_id(&self, name: &str) -> Option<u32> {
+        self.tables
+            .iter()
+            .position(|t| t.name == name)
+            .map(|i| i as u32)
+    }
+
+    pub fn reducer_id(&self, name: &str) -> Option<u32> {
+        self.reducers
+            .iter()
+            .position(|r| r.name == name)
+            .map(|i| i as u32)
+    }
+
+    pub fn init_reducer(&self) -> Option<u32> {
+        self.reducers
+            .iter()
+            .position(|r| r.kind == ReducerKind::Init)
+            .map(|i| i as u32)
+    }
+
+    /// Checks everything the host relies on. A definition that passes can be
+    /// turned into tables without further checks.
+    pub fn validate(&self) -> Result<(), SchemaError> {
+        if self.abi_version != ABI_VERSION {
+            return Err(SchemaError::AbiVersion {
+                found: self.abi_version,
+                supported: ABI_VERSION,
+            });
+        }
+        if self.tables.len() > limits::TABLES_PER_MODULE_MAX {
+            return Err(SchemaError::TooMany {
+                what: "tables",
+                max: limits::TABLES_PER_MODULE_MAX,
+            });
+        }
+        if self.reducers.len() > limits::REDUCERS_PER_MODULE_MAX {
+            return Err(SchemaError::TooMany {
+                what: "reducers",
+                max: limits::REDUCERS_PER_MODULE_MAX,
+            });
+        }
+        check_unique_names("table", self.tables.iter().map(|t| t.name.as_str()), "")?;
+        for table in &self.tables {
+            validate_table(table)?;
+        }
+        check_unique_names(
+            "reducer",
+            self.reducers.iter().map(|r| r.name.as_str()),
+            "",
+        )?;
+        let inits = self
+            .reducers
+            .iter()
+            .filter(|r| r.kind == ReducerKind::Init)
+            .count();
+        if inits > 1 {
+            return Err(SchemaError::Invalid(format!(
+                "{inits} init reducers; a module has at most one"
+            )));
+        }
+        for reducer in &self.reducers {
+            check_name("reducer", &reducer.name)?;
+            if reducer.params.len() > limits::COLUMNS_PER_TABLE_MAX {
+                return Err(SchemaError::TooMany {
+                    what: "reducer parameters",
+                    max: limits::COLUMNS_PER_TABLE_MAX,
+                });
+            }
+            check_unique_names(
+                "parameter",
+                reducer.params.iter().map(|p| p.name.as_str()),
+                &format!(" of reducer `{}`", reducer.name),
+            )?;
+            if reducer.kind == ReducerKind::Init && !reducer.params.is_empty() {
+                return Err(SchemaError::Invalid(format!(
+                    "init reducer `{}` takes parameters; it must take none",
+                    reducer.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_table(table: &TableDef) -> Result<(), SchemaError> {
+    let at = format!(" in table `{}`", table.name);
+    check_name("table", &table.name)?;
+    if table.columns.is_empty() {
+        return Err(SchemaError::Invalid(format!(
+            "table `{}` has no columns",
+            table.name
+        )));
+    }
+    if table.columns.len() > limits::COLUMNS_PER_TABLE_MAX {
+        return Err(SchemaError::TooMany {
+            what: "columns",
+            max: limits::COLUMNS_PER_TABLE_MAX,
+        });
+    }
+    check_unique_names("column", table.columns.iter().map(|c| c.name.as_str()), &at)?;
+    for column in &table.columns {
+        check_name("column", &column.name)?;
+    }
+    let column = |position: u32, role: &str| -> Result<&ColumnDef, SchemaError> {
+        table.columns.get(position as usize).ok_or_else(|| {
+            SchemaError::Invalid(format!(
+                "{role} of table `{}` names column {position}, but the table has {} columns",
+                table.name,
+                table.columns.len()
+            ))
+        })
+    };
+    let pk = column(table.primary_key, "primary key")?;
+    if pk.ty.optional {
+        return Err(SchemaError::Invalid(format!(
+            "primary key `{}` of table `{}` is optional; a primary key must always have a value",
+            pk.name, table.name
+        )));
+    }
+    if let Some(auto) = table.auto_inc {
+        let col = column(auto, "auto-increment column")?;
+        if !col.ty.scalar.is_integer() || col.ty.optional {
+            return Err(SchemaError::Invalid(format!(
+                "auto-increment column `{}` of table `{}` is {}; it must be a non-optional integer",
+                col.name, table.name, col.ty
+            )));
+        }
+    }
+    if table.indexes.len() > limits::INDEXES_PER_TABLE_MAX {
+        return Err(SchemaError::TooMany {
+            what: "indexes",
+            max: limits::INDEXES_PER_TABLE_MAX,
+        });
+    }
+    check_unique_names("index", table.indexes.iter().map(|i| i.name.as_str()), &at)?;
+    let mut indexed = BTreeSet::new();
+    for index in &table.indexes {
+        check_name("index", &index.name)?;
+        let col = column(index.column, &format!("index `{}`", index.name))?;
+        if index.column == table.primary_key {
+            return Err(SchemaError::Invalid(format!(
+                "index `{}` of table `{}` is on the primary key `{}`, which is already indexed",
+                index.name, table.name, col.name
+            )));
+        }
+        if !indexed.insert(index.column) {
+            return Err(SchemaError::Invalid(format!(
+                "table `{}` has two indexes on column `{}`",
+                table.name, col.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), SchemaError> {
+    let ok = !name.is_empty()
+        && name.len() <= limits::NAME_LEN_MAX
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(SchemaError::Invalid(format!(
+            "{what} name {name:?} is not an identifier (ASCII letters, digits, `_`, `-`, not starting with a digit, at most {} bytes)",
+            limits::NAME_LEN_MAX
+        )))
+    }
+}
+
+fn check_unique_names<'a>(
+    what: &str,
+    names: impl Iterator<Item = &'a str>,
+    at: &str,
+) -> Result<(), SchemaError> {
+    let mut seen = BTreeSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(SchemaError::Duplicate {
+                what: what.to_string(),
+                name: name.to_string(),
+                at: at.to_string(),
+            });
+        }
+    }
+    Ok(())
+}

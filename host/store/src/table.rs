@@ -1,0 +1,489 @@
+//! One table: rows keyed by primary key, secondary indexes, auto-increment.
+//!
+//! Rows are stored as their canonical bytes (`Arc<[u8]>`), validated once on
+//! the way in and shared, never re-encoded, with the transaction's redo list.
+//! Index keys are decoded [`Value`]s. Every method here either changes the
+//! table completely or not at all; undo and redo bookkeeping lives in
+//! [`crate::tables`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::codec::{self, Extracted};
+use crate::error::{DbError, DecodeError};
+use crate::schema::{ColumnType, ScalarType, TableDef};
+use crate::value::Value;
+
+/// A stored row in the canonical encoding.
+pub type RowBytes = Arc<[u8]>;
+
+enum IndexData {
+    /// Indexed value to primary key.
+    Unique(BTreeMap<Value, Value>),
+    /// (indexed value, primary key) pairs.
+    Multi(BTreeSet<(Value, Value)>),
+}
+
+/// Which index a scan walks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexId {
+    PrimaryKey,
+    Secondary(usize),
+}
+
+impl IndexId {
+    /// Index ids as the WIT contract numbers them: 0 is the primary key.
+    pub fn from_wire(id: u32) -> Self {
+        match id {
+            0 => IndexId::PrimaryKey,
+            n => IndexId::Secondary(n as usize - 1),
+        }
+    }
+}
+
+/// Where a scan stopped: the last (indexed value, primary key) it returned.
+#[derive(Clone, Debug)]
+pub struct ScanPosition {
+    pub key: Value,
+    pub pk: Value,
+}
+
+pub struct Table {
+    def: TableDef,
+    types: Vec<ColumnType>,
+    /// Columns whose values [`codec::scan_row`] extracts.
+    wanted: Vec<bool>,
+    pk_slot: usize,
+    auto_inc: Option<AutoInc>,
+    /// Slot of each secondary index's column among the extracted values.
+    index_slots: Vec<usize>,
+    rows: BTreeMap<Value, RowBytes>,
+    indexes: Vec<IndexData>,
+    next_auto_inc: u64,
+}
+
+#[derive(Clone, Copy)]
+struct AutoInc {
+    slot: usize,
+    scalar: ScalarType,
+}
+
+/// What an insert did, for the caller's undo and redo logs.
+pub struct Inserted {
+    pub row: RowBytes,
+    pub pk: Value,
+    /// The auto-increment counter before this insert, when it changed.
+    pub previous_auto_inc: Option<u64>,
+}
+
+impl Table {
+    /// A new, empty table. `def` must have passed
+    /// [`crate::ModuleDef::validate`].
+    pub fn new(def: TableDef) -> Self {
+        let types = def.column_types();
+        let mut wanted = vec![false; types.len()];
+        wanted[def.primary_key as usize] = true;
+        if let Some(col) = def.auto_inc {
+            wanted[col as usize] = true;
+        }
+        for index in &def.indexes {
+            wanted[index.column as usize] = true;
+        }
+        let slot_of = |col: u32| wanted[..col as usize].iter().filter(|w| **w).count();
+        let pk_slot = slot_of(def.primary_key);
+        let auto_inc = def.auto_inc.map(|col| AutoInc {
+            slot: slot_of(col),
+            scalar: types[col as usize].scalar,
+        });
+        let index_slots = def.indexes.iter().map(|i| slot_of(i.column)).collect();
+        let indexes = def
+            .indexes
+            .iter()
+            .map(|i| {
+                if i.unique {
+                    IndexData::Unique(BTreeMap::new())
+                } else {
+                    IndexData::Multi(BTreeSet::new())
+                }
+            })
+            .collect();
+        Table {
+            def,
+            types,
+            wanted,
+            pk_slot,
+            auto_inc,
+            index_slots,
+            rows: BTreeMap::new(),
+            indexes,
+            next_auto_inc: 1,
+        }
+    }
+
+    pub fn def(&self) -> &TableDef {
+        &self.def
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The next value the auto-increment column would receive.
+    pub fn next_auto_inc(&self) -> u64 {
+        self.next_auto_inc
+    }
+
+    /// Rows in primary-key order.
+    pub fn iter(&self) -> impl Iterator<Item = &RowBytes> {
+        self.rows.values()
+    }
+
+    fn invalid(&self, source: DecodeError) -> DbError {
+        DbError::InvalidRow {
+            table: self.def.name.clone(),
+            source,
+        }
+    }
+
+    fn extract(&self, bytes: &[u8]) -> Result<Vec<Extracted>, DecodeError> {
+        let mut out = Vec::with_capacity(1 + self.index_slots.len());
+        codec::scan_row(bytes, &self.types, &self.wanted, &mut out)?;
+        Ok(out)
+    }
+
+    /// Index values of a row that is already stored (and so valid).
+    fn extract_stored(&self, bytes: &[u8]) -> Vec<Extracted> {
+        match self.extract(bytes) {
+            Ok(values) => values,
+            Err(e) => panic!(
+                "stored row of table `{}` no longer decodes: {e}",
+                self.def.name
+            ),
+        }
+    }
+
+    /// Decodes a primary-key value.
+    pub fn decode_pk(&self, key: &[u8]) -> Result<Value, DbError> {
+        codec::decode_key(key, self.types[self.def.primary_key as usize])
+            .map_err(|e| self.invalid(e))
+    }
+
+    /// Decodes a key of the given index.
+    pub fn decode_index_key(&self, index: IndexId, key: &[u8]) -> Result<Value, DbError> {
+        let col = match index {
+            IndexId::PrimaryKey => self.def.primary_key,
+            IndexId::Secondary(i) => self.def.indexes[i].column,
+        };
+        codec::decode_key(key, self.types[col as usize]).map_err(|e| self.invalid(e))
+    }
+
+    pub fn check_index(&self, index: IndexId) -> Result<(), DbError> {
+        match index {
+            IndexId::PrimaryKey => Ok(()),
+            IndexId::Secondary(i) if i < self.indexes.len() => Ok(()),
+            IndexId::Secondary(i) => Err(DbError::NoSuchIndex(i as u32 + 1)),
+        }
+    }
+
+    pub fn get(&self, pk: &Value) -> Option<&RowBytes> {
+        self.rows.get(pk)
+    }
+
+    /// The row whose unique index `index` holds `key`.
+    pub fn lookup_unique(&self, index: usize, key: &Value) -> Result<Option<&RowBytes>, DbError> {
+        match self.indexes.get(index) {
+            Some(IndexData::Unique(map)) => Ok(map.get(key).and_then(|pk| self.rows.get(pk))),
+            _ => Err(DbError::NoSuchIndex(index as u32 + 1)),
+        }
+    }
+
+    fn check_unique(&self, values: &[Extracted], owner: Option<&Value>) -> Result<(), DbError> {
+        for (i, index) in self.indexes.iter().enumerate() {
+            if let IndexData::Unique(map) = index {
+                let value = &values[self.index_slots[i]].value;
+                if let Some(holder) = map.get(value)
+                    && Some(holder) != owner
+                {
+                    return Err(DbError::UniqueViolation {
+                        table: self.def.name.clone(),
+                        index: self.def.indexes[i].name.clone(),
+                        value: value.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add_index_entries(&mut self, values: &[Extracted], pk: &Value) {
+        for (i, index) in self.indexes.iter_mut().enumerate() {
+            let value = values[self.index_slots[i]].value.clone();
+            let fresh = match index {
+                IndexData::Unique(map) => map.insert(value, pk.clone()).is_none(),
+                IndexData::Multi(set) => set.insert((value, pk.clone())),
+            };
+            assert!(fresh, "index entry already present");
+        }
+    }
+
+    fn remove_index_entries(&mut self, values: &[Extracted], pk: &Value) {
+        for (i, index) in self.indexes.iter_mut().enumerate() {
+            let value = &values[self.index_slots[i]].value;
+            let found = match index {
+                IndexData::Unique(map) => map.remove(value).is_some(),
+                IndexData::Multi(set) => set.remove(&(value.clone(), pk.clone())),
+            };
+            assert!(found, "index entry missing");
+        }
+    }
+
+    /// Fills in a zero auto-increment column and returns the counter before.
+    fn assign_auto_inc(
+        &mut self,
+        bytes: &mut [u8],
+        values: &mut [Extracted],
+    ) -> Result<Option<u64>, DbError> {
+        let Some(auto) = self.auto_inc else {
+            return Ok(None);
+        };
+        let slot = &mut values[auto.slot];
+        let given = slot.value.as_auto_inc().expect("auto-inc column is an integer");
+        if given != 0 {
+            return Ok(self.observe_auto_inc(&slot.value));
+        }
+        let next = self.next_auto_inc;
+        let (value, width) = match auto.scalar {
+            ScalarType::I32 => (i32::try_from(next).ok().map(Value::I32), 4),
+            ScalarType::U32 => (u32::try_from(next).ok().map(Value::U32), 4),
+            ScalarType::I64 => (i64::try_from(next).ok().map(Value::I64), 8),
+            ScalarType::U64 => (Some(Value::U64(next)), 8),
+            _ => unreachable!("validated: auto-inc column is an integer"),
+        };
+        let value = value.ok_or_else(|| {
+            DbError::LimitExceeded(format!(
+                "auto-increment column of table `{}` is exhausted",
+                self.def.name
+            ))
+        })?;
+        let offset = slot.offset;
+        bytes[offset..offset + width].copy_from_slice(&next.to_le_bytes()[..width]);
+        slot.value = value;
+        let previous = self.next_auto_inc;
+        self.next_auto_inc = next.checked_add(1).ok_or_else(|| {
+            DbError::LimitExceeded(format!(
+                "auto-increment column of table `{}` is exhausted",
+                self.def.name
+            ))
+        })?;
+        Ok(Some(previous))
+    }
+
+    /// Raises the counter past an explicitly given positive value.
+    fn observe_auto_inc(&mut self, value: &Value) -> Option<u64> {
+        let positive = match *value {
+            Value::I32(v) => u64::try_from(v).ok(),
+            Value::I64(v) => u64::try_from(v).ok(),
+            Value::U32(v) => Some(v as u64),
+            Value::U64(v) => Some(v),
+            _ => None,
+        }?;
+        let after = positive.saturating_add(1);
+        if after > self.next_auto_inc {
+            let previous = self.next_auto_inc;
+            self.next_auto_inc = after;
+            Some(previous)
+        } else {
+            None
+        }
+    }
+
+    /// Restores the auto-increment counter (rollback).
+    pub fn set_next_auto_inc(&mut self, next: u64) {
+        self.next_auto_inc = next;
+    }
+
+    /// Validates and inserts a row from outside (a guest, replay).
+    pub fn insert(&mut self, row: &[u8]) -> Result<Inserted, DbError> {
+        let mut bytes = row.to_vec();
+        let mut values = self.extract(&bytes).map_err(|e| self.invalid(e))?;
+        // Constraint checks need the final values, so they run after
+        // auto-increment; the counter is restored if they fail.
+        let counter = self.next_auto_inc;
+        let previous_auto_inc = self.assign_auto_inc(&mut bytes, &mut values)?;
+        let pk = values[self.pk_slot].value.clone();
+        let checked = if self.rows.contains_key(&pk) {
+            Err(self.pk_violation(&pk))
+        } else {
+            self.check_unique(&values, None)
+        };
+        if let Err(e) = checked {
+            self.next_auto_inc = counter;
+            return Err(e);
+        }
+        let row: RowBytes = bytes.into();
+        self.add_index_entries(&values, &pk);
+        self.rows.insert(pk.clone(), row.clone());
+        Ok(Inserted {
+            row,
+            pk,
+            previous_auto_inc,
+        })
+    }
+
+    fn pk_violation(&self, pk: &Value) -> DbError {
+        DbError::UniqueViolation {
+            table: self.def.name.clone(),
+            index: "primary key".to_string(),
+            value: pk.to_string(),
+        }
+    }
+
+    /// Replaces the row with the same primary key; returns the old row.
+    pub fn update(&mut self, row: &[u8]) -> Result<(RowBytes, RowBytes), DbError> {
+        let values = self.extract(row).map_err(|e| self.invalid(e))?;
+        let pk = values[self.pk_slot].value.clone();
+        let Some(old) = self.rows.get(&pk).cloned() else {
+            return Err(DbError::NotFound {
+                table: self.def.name.clone(),
+            });
+        };
+        self.check_unique(&values, Some(&pk))?;
+        let old_values = self.extract_stored(&old);
+        self.remove_index_entries(&old_values, &pk);
+        self.add_index_entries(&values, &pk);
+        if let Some(auto) = self.auto_inc {
+            let value = values[auto.slot].value.clone();
+            self.observe_auto_inc(&value);
+        }
+        let new: RowBytes = row.into();
+        self.rows.insert(pk, new.clone());
+        Ok((old, new))
+    }
+
+    /// Removes the row with this primary key and returns it.
+    pub fn delete(&mut self, pk: &Value) -> Option<RowBytes> {
+        let old = self.rows.remove(pk)?;
+        let values = self.extract_stored(&old);
+        self.remove_index_entries(&values, pk);
+        Some(old)
+    }
+
+    /// Puts back a row exactly as it was (rollback of a delete or update).
+    pub fn restore(&mut self, row: RowBytes) {
+        let values = self.extract_stored(&row);
+        let pk = values[self.pk_slot].value.clone();
+        if let Some(current) = self.rows.get(&pk).cloned() {
+            let current_values = self.extract_stored(&current);
+            self.remove_index_entries(&current_values, &pk);
+        }
+        self.add_index_entries(&values, &pk);
+        self.rows.insert(pk, row);
+    }
+
+    /// Primary key of a stored row.
+    pub fn pk_of(&self, row: &[u8]) -> Value {
+        self.extract_stored(row).swap_remove(self.pk_slot).value
+    }
+
+    /// Up to `max` rows of `index` within the bounds, after `after`.
+    pub fn scan(
+        &self,
+        index: IndexId,
+        lower: &Bound<Value>,
+        upper: &Bound<Value>,
+        after: Option<&ScanPosition>,
+        max: usize,
+        out: &mut Vec<(ScanPosition, RowBytes)>,
+    ) -> Result<(), DbError> {
+        self.check_index(index)?;
+        let in_upper = |v: &Value| match upper {
+            Bound::Unbounded => true,
+            Bound::Included(u) => v <= u,
+            Bound::Excluded(u) => v < u,
+        };
+        let in_lower = |v: &Value| match lower {
+            Bound::Unbounded => true,
+            Bound::Included(l) => v >= l,
+            Bound::Excluded(l) => v > l,
+        };
+        match index {
+            IndexId::PrimaryKey => {
+                let start = match after {
+                    Some(pos) => Bound::Excluded(&pos.pk),
+                    None => as_ref(lower),
+                };
+                for (pk, row) in self.rows.range((start, Bound::Unbounded)) {
+                    if out.len() >= max || !in_upper(pk) {
+                        break;
+                    }
+                    if in_lower(pk) {
+                        let pos = ScanPosition {
+                            key: pk.clone(),
+                            pk: pk.clone(),
+                        };
+                        out.push((pos, row.clone()));
+                    }
+                }
+            }
+            IndexId::Secondary(i) => match &self.indexes[i] {
+                IndexData::Unique(map) => {
+                    let start = match after {
+                        Some(pos) => Bound::Excluded(&pos.key),
+                        None => as_ref(lower),
+                    };
+                    for (key, pk) in map.range((start, Bound::Unbounded)) {
+                        if out.len() >= max || !in_upper(key) {
+                            break;
+                        }
+                        if in_lower(key) {
+                            let row = self.rows[pk].clone();
+                            let pos = ScanPosition {
+                                key: key.clone(),
+                                pk: pk.clone(),
+                            };
+                            out.push((pos, row));
+                        }
+                    }
+                }
+                IndexData::Multi(set) => {
+                    // `Value::Null` sorts first, so (v, Null) precedes every
+                    // (v, pk).
+                    let start = match (after, lower) {
+                        (Some(pos), _) => Bound::Excluded((pos.key.clone(), pos.pk.clone())),
+                        (None, Bound::Unbounded) => Bound::Unbounded,
+                        (None, Bound::Included(v) | Bound::Excluded(v)) => {
+                            Bound::Included((v.clone(), Value::Null))
+                        }
+                    };
+                    for (key, pk) in set.range((start, Bound::Unbounded)) {
+                        if out.len() >= max || !in_upper(key) {
+                            break;
+                        }
+                        if in_lower(key) {
+                            let row = self.rows[pk].clone();
+                            let pos = ScanPosition {
+                                key: key.clone(),
+                                pk: pk.clone(),
+                            };
+                            out.push((pos, row));
+                        }
+                    }
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+fn as_ref(bound: &Bound<Value>) -> Bound<&Value> {
+    match bound {
+        Bound::Unbounded => Bound::Unbounded,
+        Bound::Included(v) => Bound::Included(v),
+        Bound::Excluded(v) => Bound::Excluded(v),
+    }
+}
