@@ -1,1 +1,39 @@
+//! The Interstice runtime: loads reducer modules with wasmtime and runs every
+//! reducer call as one serial transaction on the module's in-memory tables.
+//!
+//! Responsibilities: the wasmtime engine and its configuration (determinism,
+//! fuel, memory limits, compiled-code cache), module loading and validation,
+//! the host imports of `wit/interstice.wit`, reducer calls with full rollback
+//! on error or trap, and the [`Database`] that ties modules to a data
+//! directory. Not here: the row encoding and tables (`interstice-store`),
+//! HTTP, and the command line.
+//!
+//! ```no_run
+//! use interstice_runtime::{Database, RuntimeConfig};
+//!
+//! let mut db = Database::open("./interstice-data".as_ref(), RuntimeConfig::default())?;
+//! let wasm = std::fs::read("bank.wasm")?;
+//! db.publish("bank", &wasm)?;
+//! db.call_json("bank", "open_account", &serde_json::json!([1, 100]), "example")?;
+//! for row in db.rows_json("bank", "accounts")? {
+//!     println!("{row}");
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+mod bindings;
+mod counters;
+mod database;
+mod engine;
+mod error;
+pub mod fsutil;
+pub mod limits;
+mod module;
+mod state;
+
+pub use counters::{CounterSnapshot, Counters};
+pub use database::{CallOutcome, Database, ModuleEntry, Published, QueryError, CACHE_DIR, MODULES_DIR};
+pub use engine::{Host, RuntimeConfig};
+pub use error::{CallError, LoadError};
+pub use module::{CallContext, Committed, Runner, prepare_wasm};
+pub use state::LogLine;

@@ -80,6 +80,11 @@ impl Tables {
         }
     }
 
+    /// No tables: a placeholder while the real ones are elsewhere.
+    pub fn empty() -> Self {
+        Tables { tables: Vec::new() }
+    }
+
     pub fn table(&self, id: u32) -> Result<&Table, DbError> {
         self.tables.get(id as usize).ok_or(DbError::NoSuchTable(id))
     }

@@ -1,0 +1,12 @@
+//! Host-side bindings of the `module` world (`wit/interstice.wit`).
+
+wasmtime::component::bindgen!({
+    path: "../../wit",
+    world: "module",
+    with: {
+        "interstice:module/host.cursor": crate::state::Cursor,
+    },
+});
+
+pub use interstice::module::host;
+pub use interstice::module::types;

@@ -1,0 +1,82 @@
+//! The one wasmtime engine and linker a database shares across modules.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Cache, CacheConfig, Engine};
+
+use crate::bindings::Module;
+use crate::counters::Counters;
+use crate::error::{LoadError, render};
+use crate::limits;
+use crate::state::InstanceState;
+
+/// Runtime settings.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Fuel one reducer call may burn.
+    pub fuel_per_call: u64,
+    /// Linear memory one instance may grow to.
+    pub memory_bytes_max: usize,
+    /// Where compiled code is cached between runs; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            fuel_per_call: limits::FUEL_PER_CALL_DEFAULT,
+            memory_bytes_max: limits::MEMORY_BYTES_MAX_DEFAULT,
+            cache_dir: None,
+        }
+    }
+}
+
+/// Engine, linker and counters shared by every module of a database.
+pub struct Host {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<InstanceState>,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Host {
+    pub fn new(config: RuntimeConfig) -> Result<Host, LoadError> {
+        let mut wasm = wasmtime::Config::new();
+        // Determinism: the same calls on the same state give the same writes.
+        // Threads and shared memory are compiled out: wasmtime is built
+        // without its `threads` feature.
+        wasm.cranelift_nan_canonicalization(true)
+            .relaxed_simd_deterministic(true)
+            // Bounded work per call.
+            .consume_fuel(true)
+            // Speed: no async machinery in the store.
+            .concurrency_support(false)
+            .wasm_component_model(true);
+        if let Some(dir) = &config.cache_dir {
+            let mut cache = CacheConfig::new();
+            cache.with_directory(dir);
+            let cache = Cache::new(cache).map_err(|e| LoadError::Compile(render(&e)))?;
+            wasm.cache(Some(cache));
+        }
+        let engine = Engine::new(&wasm).map_err(|e| LoadError::Compile(render(&e)))?;
+        let mut linker = Linker::new(&engine);
+        Module::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::Compile(render(&e)))?;
+        Ok(Host {
+            engine,
+            linker,
+            config,
+            counters: Arc::new(Counters::default()),
+        })
+    }
+
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+}

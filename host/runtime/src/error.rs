@@ -1,0 +1,94 @@
+use std::path::PathBuf;
+
+use interstice_store::SchemaError;
+use interstice_store::json::JsonError;
+use thiserror::Error;
+
+/// Why a module could not be loaded or published.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("not a WebAssembly file (it does not start with the `\\0asm` magic)")]
+    NotWasm,
+    #[error("module file of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("not an Interstice module: {0}")]
+    NotOurs(String),
+    #[error("the module does not compile: {0}")]
+    Compile(String),
+    #[error("the module could not be instantiated: {0}")]
+    Instantiate(String),
+    #[error("the module's `describe` failed: {0}")]
+    Describe(String),
+    #[error("invalid module definition: {0}")]
+    Schema(#[from] SchemaError),
+    #[error(
+        "invalid module name {0:?}: use ASCII letters, digits, `_` or `-`, at most 64 bytes"
+    )]
+    InvalidName(String),
+    #[error(
+        "module `{module}` already exists with a different definition; schema changes are not supported yet"
+    )]
+    SchemaChanged { module: String },
+    #[error("the init reducer of `{module}` failed: {source}")]
+    InitFailed {
+        module: String,
+        #[source]
+        source: CallError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why a reducer call did not commit. Nothing it wrote was kept.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CallError {
+    #[error("no module named `{0}`")]
+    UnknownModule(String),
+    #[error("module `{module}` has no reducer named `{reducer}`")]
+    UnknownReducer { module: String, reducer: String },
+    #[error("reducer `{0}` is the init reducer; it runs only at publication")]
+    InitNotCallable(String),
+    #[error("bad arguments: {0}")]
+    BadArguments(#[from] JsonError),
+    #[error("arguments of {len} bytes exceed the limit of {max} bytes")]
+    ArgumentsTooLarge { len: usize, max: usize },
+    /// The reducer returned `Err`.
+    #[error("{0}")]
+    Reducer(String),
+    #[error("the reducer ran out of fuel after {fuel} units (an endless loop?); it was rolled back")]
+    OutOfFuel { fuel: u64 },
+    #[error("the reducer exceeded the memory limit: {0}; it was rolled back")]
+    MemoryLimit(String),
+    #[error("the reducer trapped: {0}; it was rolled back")]
+    Trap(String),
+    #[error("the module could not be instantiated: {0}")]
+    Instantiate(String),
+    #[error("module `{0}` cannot run: its code is not loaded")]
+    NotLoaded(String),
+}
+
+impl CallError {
+    /// Whether the guest itself refused (as opposed to bad input or a host
+    /// problem).
+    pub fn is_reducer_error(&self) -> bool {
+        matches!(self, CallError::Reducer(_))
+    }
+}
+
+/// Renders a wasmtime error with its whole chain of causes.
+pub(crate) fn render(e: &wasmtime::Error) -> String {
+    let mut out = String::new();
+    for (i, cause) in e.chain().enumerate() {
+        if i > 0 {
+            out.push_str(": ");
+        }
+        out.push_str(&cause.to_string());
+    }
+    out
+}

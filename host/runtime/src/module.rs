@@ -1,0 +1,280 @@
+//! Compiling a module, instantiating it, and running reducers on it.
+
+use std::sync::Arc;
+
+use interstice_store::{
+    ColumnDef, ColumnType, IndexDef, ModuleDef, Mutation, ParamDef, ReducerDef, ReducerKind,
+    ScalarType, TableDef, Tables,
+};
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap};
+
+use crate::bindings::{Module, ModulePre, types};
+use crate::counters::Counters;
+use crate::engine::Host;
+use crate::error::{CallError, LoadError, render};
+use crate::limits;
+use crate::state::{InstanceState, LogLine};
+
+/// What a reducer receives about its call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallContext {
+    pub tx_id: u64,
+    pub timestamp_micros: i64,
+    pub caller: String,
+    pub seed: u64,
+}
+
+/// A compiled module, ready to instantiate. Holds at most one live instance;
+/// a trap discards it and the next call starts a fresh one.
+pub struct Runner {
+    engine: wasmtime::Engine,
+    pre: ModulePre<InstanceState>,
+    live: Option<Live>,
+    fuel_per_call: u64,
+    memory_bytes_max: usize,
+    counters: Arc<Counters>,
+}
+
+struct Live {
+    store: Store<InstanceState>,
+    bindings: Module,
+}
+
+/// The result of one guest call that committed.
+#[derive(Debug)]
+pub struct Committed {
+    pub mutations: Vec<Mutation>,
+    pub log: Vec<LogLine>,
+    pub fuel_consumed: u64,
+}
+
+/// Checks the preamble and componentizes a core module.
+pub fn prepare_wasm(wasm: &[u8]) -> Result<Vec<u8>, LoadError> {
+    if wasm.len() > limits::MODULE_BYTES_MAX {
+        return Err(LoadError::TooLarge {
+            len: wasm.len(),
+            max: limits::MODULE_BYTES_MAX,
+        });
+    }
+    if wasm.len() < 8 || wasm[..4] != *b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    let is_component = wasm[4..8] == [0x0d, 0x00, 0x01, 0x00];
+    if is_component {
+        return Ok(wasm.to_vec());
+    }
+    wit_component::ComponentEncoder::default()
+        .module(wasm)
+        .and_then(|encoder| encoder.validate(true).encode())
+        .map_err(|e| {
+            LoadError::NotOurs(format!(
+                "a core module that could not be made into a component (built without the Interstice SDK?): {e:#}"
+            ))
+        })
+}
+
+impl Runner {
+    /// Compiles a component (or componentizes and compiles a core module)
+    /// and checks its imports and exports against the contract.
+    pub fn compile(host: &Host, wasm: &[u8]) -> Result<Runner, LoadError> {
+        let component_bytes = prepare_wasm(wasm)?;
+        let component = Component::new(&host.engine, &component_bytes)
+            .map_err(|e| LoadError::Compile(render(&e)))?;
+        let instance_pre = host
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::NotOurs(render(&e)))?;
+        let pre = ModulePre::new(instance_pre).map_err(|e| LoadError::NotOurs(render(&e)))?;
+        Ok(Runner {
+            engine: host.engine.clone(),
+            pre,
+            live: None,
+            fuel_per_call: host.config.fuel_per_call,
+            memory_bytes_max: host.config.memory_bytes_max,
+            counters: host.counters.clone(),
+        })
+    }
+
+    fn live(&mut self) -> Result<&mut Live, String> {
+        if self.live.is_none() {
+            let mut store = Store::new(&self.engine, InstanceState::new(self.memory_bytes_max));
+            store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+            store.set_fuel(self.fuel_per_call).map_err(|e| render(&e))?;
+            self.counters.instantiated();
+            let bindings = self.pre.instantiate(&mut store).map_err(|e| render(&e))?;
+            self.live = Some(Live { store, bindings });
+        }
+        Ok(self.live.as_mut().expect("instantiated above"))
+    }
+
+    /// Asks the module for its definition and validates it.
+    pub fn describe(&mut self) -> Result<ModuleDef, LoadError> {
+        let fuel = self.fuel_per_call;
+        let counters = self.counters.clone();
+        let live = self.live().map_err(LoadError::Instantiate)?;
+        live.store
+            .set_fuel(fuel)
+            .map_err(|e| LoadError::Describe(render(&e)))?;
+        counters.called();
+        let result = live.bindings.call_describe(&mut live.store);
+        let left = live.store.get_fuel().unwrap_or(0);
+        counters.fuel(fuel.saturating_sub(left));
+        let def = match result {
+            Ok(def) => def,
+            Err(e) => {
+                self.live = None;
+                return Err(LoadError::Describe(render(&e)));
+            }
+        };
+        let def = convert_def(def);
+        def.validate()?;
+        Ok(def)
+    }
+
+    /// Runs one reducer as one transaction on `tables`: committed and its
+    /// mutations returned, or rolled back completely.
+    pub fn call(
+        &mut self,
+        tables: &mut Tables,
+        ctx: &CallContext,
+        reducer: u32,
+        args: &[u8],
+    ) -> Result<Committed, CallError> {
+        let fuel = self.fuel_per_call;
+        let counters = self.counters.clone();
+        let live = self.live().map_err(CallError::Instantiate)?;
+        live.store
+            .data_mut()
+            .begin_call(std::mem::replace(tables, Tables::empty()));
+        if let Err(e) = live.store.set_fuel(fuel) {
+            *tables = std::mem::replace(&mut live.store.data_mut().tables, Tables::empty());
+            return Err(CallError::Trap(render(&e)));
+        }
+        counters.called();
+        let wire_ctx = types::ReducerContext {
+            tx_id: ctx.tx_id,
+            timestamp_micros: ctx.timestamp_micros,
+            caller: ctx.caller.clone(),
+            seed: ctx.seed,
+        };
+        let result = live
+            .bindings
+            .call_call_reducer(&mut live.store, &wire_ctx, reducer, args);
+        let fuel_consumed = fuel.saturating_sub(live.store.get_fuel().unwrap_or(0));
+        counters.fuel(fuel_consumed);
+        let state = live.store.data_mut();
+        *tables = std::mem::replace(&mut state.tables, Tables::empty());
+        let tx = std::mem::take(&mut state.tx);
+        let log = std::mem::take(&mut state.log);
+        let memory_limit_hit = state.memory_limit_hit;
+        match result {
+            Ok(Ok(())) => Ok(Committed {
+                mutations: tables.commit(tx),
+                log,
+                fuel_consumed,
+            }),
+            Ok(Err(message)) => {
+                tables.rollback(tx);
+                Err(CallError::Reducer(message))
+            }
+            Err(trap) => {
+                tables.rollback(tx);
+                // The instance may be in any state: never run it again.
+                self.live = None;
+                Err(classify_trap(&trap, memory_limit_hit, &log, fuel))
+            }
+        }
+    }
+}
+
+fn classify_trap(
+    trap: &wasmtime::Error,
+    memory_limit_hit: bool,
+    log: &[LogLine],
+    fuel: u64,
+) -> CallError {
+    if trap.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
+        return CallError::OutOfFuel { fuel };
+    }
+    if memory_limit_hit {
+        return CallError::MemoryLimit(render(trap));
+    }
+    let panic = log
+        .iter()
+        .rev()
+        .find(|l| l.level == types::LogLevel::Error && l.message.starts_with("panic: "));
+    match panic {
+        Some(line) => CallError::Trap(line.message.clone()),
+        None => CallError::Trap(render(trap)),
+    }
+}
+
+fn convert_type(ty: types::ColumnType) -> ColumnType {
+    let scalar = match ty.scalar {
+        types::ScalarType::Bool => ScalarType::Bool,
+        types::ScalarType::I32 => ScalarType::I32,
+        types::ScalarType::I64 => ScalarType::I64,
+        types::ScalarType::U32 => ScalarType::U32,
+        types::ScalarType::U64 => ScalarType::U64,
+        types::ScalarType::F64 => ScalarType::F64,
+        types::ScalarType::String => ScalarType::String,
+        types::ScalarType::Bytes => ScalarType::Bytes,
+    };
+    ColumnType {
+        scalar,
+        optional: ty.optional,
+    }
+}
+
+fn convert_def(def: types::ModuleDef) -> ModuleDef {
+    ModuleDef {
+        abi_version: def.abi_version,
+        tables: def
+            .tables
+            .into_iter()
+            .map(|t| TableDef {
+                name: t.name,
+                columns: t
+                    .columns
+                    .into_iter()
+                    .map(|c| ColumnDef {
+                        name: c.name,
+                        ty: convert_type(c.ty),
+                    })
+                    .collect(),
+                primary_key: t.primary_key,
+                auto_inc: t.auto_inc,
+                indexes: t
+                    .indexes
+                    .into_iter()
+                    .map(|i| IndexDef {
+                        name: i.name,
+                        column: i.column,
+                        unique: i.unique,
+                    })
+                    .collect(),
+                ephemeral: t.ephemeral,
+            })
+            .collect(),
+        reducers: def
+            .reducers
+            .into_iter()
+            .map(|r| ReducerDef {
+                name: r.name,
+                params: r
+                    .params
+                    .into_iter()
+                    .map(|p| ParamDef {
+                        name: p.name,
+                        ty: convert_type(p.ty),
+                    })
+                    .collect(),
+                kind: match r.kind {
+                    types::ReducerKind::Normal => ReducerKind::Normal,
+                    types::ReducerKind::Init => ReducerKind::Init,
+                },
+            })
+            .collect(),
+    }
+}
