@@ -1,12 +1,45 @@
 //! Shared pieces of the end-to-end tests and benchmarks: the guests, built
-//! once by this crate's build script.
+//! once by this crate's build script, and fresh databases to load them into.
+
+use std::path::PathBuf;
+
+use interstice_runtime::{Database, RuntimeConfig};
 
 /// Paths of the guest components (and of the core modules they came from).
 pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }
 
-/// The bytes of a guest component.
+/// The bytes of a guest file.
 pub fn guest_bytes(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A compiled-code cache shared by every test process, so each guest is
+/// compiled by cranelift once per build rather than once per test.
+pub fn shared_cache_dir() -> PathBuf {
+    PathBuf::from(env!("OUT_DIR")).join("wasmtime-cache")
+}
+
+/// Runtime settings for tests: the defaults plus the shared cache.
+pub fn test_config() -> RuntimeConfig {
+    RuntimeConfig {
+        cache_dir: Some(shared_cache_dir()),
+        ..RuntimeConfig::default()
+    }
+}
+
+/// A database in a new temporary directory (removed when the guard drops).
+pub fn fresh_db() -> (tempfile::TempDir, Database) {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let db = Database::open(dir.path(), test_config()).expect("open a fresh database");
+    (dir, db)
+}
+
+/// A fresh database with `guest` published as `name`.
+pub fn db_with(name: &str, guest: &str) -> (tempfile::TempDir, Database) {
+    let (dir, mut db) = fresh_db();
+    db.publish(name, &guest_bytes(guest))
+        .unwrap_or_else(|e| panic!("publish {name}: {e}"));
+    (dir, db)
 }

@@ -330,3 +330,120 @@ fn check_unique_names<'a>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, scalar: ScalarType) -> ColumnDef {
+        ColumnDef {
+            name: name.into(),
+            ty: ColumnType::required(scalar),
+        }
+    }
+
+    fn table() -> TableDef {
+        TableDef {
+            name: "t".into(),
+            columns: vec![col("id", ScalarType::U64), col("name", ScalarType::String)],
+            primary_key: 0,
+            auto_inc: Some(0),
+            indexes: vec![IndexDef {
+                name: "name".into(),
+                column: 1,
+                unique: true,
+            }],
+            ephemeral: false,
+        }
+    }
+
+    fn module(tables: Vec<TableDef>) -> ModuleDef {
+        ModuleDef {
+            abi_version: ABI_VERSION,
+            tables,
+            reducers: vec![],
+        }
+    }
+
+    fn err(def: ModuleDef) -> String {
+        def.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn valid_module_passes() {
+        module(vec![table()]).validate().unwrap();
+    }
+
+    #[test]
+    fn each_rule_has_a_clear_error() {
+        let mut m = module(vec![table(), table()]);
+        assert_eq!(err(m.clone()), "duplicate table name `t`");
+        m.tables.pop();
+        m.abi_version = 9;
+        assert_eq!(
+            err(m),
+            "module was built for ABI version 9; this host supports version 1"
+        );
+
+        let mut t = table();
+        t.primary_key = 5;
+        assert!(err(module(vec![t])).contains("primary key of table `t` names column 5"));
+
+        let mut t = table();
+        t.columns[0].ty.optional = true;
+        t.auto_inc = None;
+        assert!(err(module(vec![t])).contains("is optional"));
+
+        let mut t = table();
+        t.auto_inc = Some(1);
+        assert!(err(module(vec![t])).contains("must be a non-optional integer"));
+
+        let mut t = table();
+        t.indexes[0].column = 7;
+        assert!(err(module(vec![t])).contains("index `name` of table `t` names column 7"));
+
+        let mut t = table();
+        t.indexes[0].column = 0;
+        assert!(err(module(vec![t])).contains("already indexed"));
+
+        let mut t = table();
+        t.indexes.push(IndexDef {
+            name: "again".into(),
+            column: 1,
+            unique: false,
+        });
+        assert!(err(module(vec![t])).contains("two indexes on column `name`"));
+
+        let mut t = table();
+        t.columns[1].name = "id".into();
+        assert_eq!(
+            err(module(vec![t])),
+            "duplicate column name `id` in table `t`"
+        );
+
+        let mut t = table();
+        t.columns.clear();
+        assert!(err(module(vec![t])).contains("has no columns"));
+
+        let mut t = table();
+        t.name = "no spaces".into();
+        assert!(err(module(vec![t])).contains("is not an identifier"));
+
+        let mut m = module(vec![table()]);
+        let reducer = ReducerDef {
+            name: "r".into(),
+            params: vec![],
+            kind: ReducerKind::Init,
+        };
+        m.reducers = vec![reducer.clone(), reducer.clone()];
+        assert_eq!(err(m.clone()), "duplicate reducer name `r`");
+        m.reducers[1].name = "s".into();
+        assert!(err(m.clone()).contains("2 init reducers"));
+        m.reducers.pop();
+        m.reducers[0].params.push(ParamDef {
+            name: "x".into(),
+            ty: ColumnType::required(ScalarType::U32),
+        });
+        assert!(err(m).contains("must take none"));
+    }
+}

@@ -1,0 +1,89 @@
+//! Random sequences of bank calls against a model: the guest's state always
+//! matches, and transfers never create or destroy money.
+
+use std::collections::BTreeMap;
+
+use interstice_runtime::{CallError, Database};
+use interstice_tests::{db_with, guests};
+use proptest::prelude::*;
+use serde_json::json;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Open { id: u64, balance: u64 },
+    Deposit { id: u64, amount: u64 },
+    Transfer { from: u64, to: u64, amount: u64 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let id = 0u64..8;
+    prop_oneof![
+        (id.clone(), 0u64..1000).prop_map(|(id, balance)| Op::Open { id, balance }),
+        (id.clone(), 0u64..100).prop_map(|(id, amount)| Op::Deposit { id, amount }),
+        (id.clone(), id, 0u64..600).prop_map(|(from, to, amount)| Op::Transfer { from, to, amount }),
+    ]
+}
+
+/// What the bank should do: `Some(new state)` on commit, `None` on refusal.
+fn model(state: &BTreeMap<u64, u64>, op: &Op) -> Option<BTreeMap<u64, u64>> {
+    let mut next = state.clone();
+    match *op {
+        Op::Open { id, balance } => {
+            if next.insert(id, balance).is_some() {
+                return None;
+            }
+        }
+        Op::Deposit { id, amount } => *next.get_mut(&id)? += amount,
+        Op::Transfer { from, to, amount } => {
+            let source = *next.get(&from)?;
+            next.get(&to)?;
+            if source < amount {
+                return None;
+            }
+            *next.get_mut(&from)? -= amount;
+            *next.get_mut(&to)? += amount;
+        }
+    }
+    Some(next)
+}
+
+fn call(db: &mut Database, op: &Op) -> Result<(), CallError> {
+    let (name, args) = match *op {
+        Op::Open { id, balance } => ("open_account", json!([id, balance])),
+        Op::Deposit { id, amount } => ("deposit", json!([id, amount])),
+        Op::Transfer { from, to, amount } => ("transfer", json!([from, to, amount])),
+    };
+    db.call_json("bank", name, &args, "prop").map(drop)
+}
+
+fn accounts(db: &Database) -> BTreeMap<u64, u64> {
+    db.rows_json("bank", "accounts")
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_u64().unwrap(), r["balance"].as_u64().unwrap()))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn bank_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
+        let (_dir, mut db) = db_with("bank", guests::BANK);
+        let mut state = BTreeMap::new();
+        for op in &ops {
+            let total_before: u64 = state.values().sum();
+            let expected = model(&state, op);
+            let result = call(&mut db, op);
+            match (&expected, &result) {
+                (Some(next), Ok(())) => state = next.clone(),
+                (None, Err(CallError::Reducer(_))) => {}
+                _ => prop_assert!(false, "{op:?}: model {expected:?}, guest {result:?}"),
+            }
+            if let Op::Transfer { .. } = op {
+                prop_assert_eq!(state.values().sum::<u64>(), total_before);
+            }
+            prop_assert_eq!(&accounts(&db), &state);
+        }
+    }
+}

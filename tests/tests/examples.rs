@@ -1,0 +1,162 @@
+//! The example modules' reducers, run in real guests.
+
+use interstice_runtime::CallError;
+use interstice_tests::{db_with, guests};
+use serde_json::{Value, json};
+
+fn rows(db: &interstice_runtime::Database, module: &str, table: &str) -> Vec<Value> {
+    db.rows_json(module, table).expect("read table")
+}
+
+#[test]
+fn counter_increments_and_creates() {
+    let (_dir, mut db) = db_with("counter", guests::COUNTER);
+    for _ in 0..3 {
+        db.call_json("counter", "increment", &json!(["a"]), "t").unwrap();
+    }
+    db.call_json("counter", "increment", &json!({"name": "b"}), "t")
+        .unwrap();
+    assert_eq!(
+        rows(&db, "counter", "counters"),
+        vec![json!({"name": "a", "value": 3}), json!({"name": "b", "value": 1})]
+    );
+}
+
+#[test]
+fn bank_open_deposit_transfer() {
+    let (_dir, mut db) = db_with("bank", guests::BANK);
+    db.call_json("bank", "open_account", &json!([1, 100]), "t").unwrap();
+    db.call_json("bank", "open_account", &json!([2, 5]), "t").unwrap();
+    db.call_json("bank", "deposit", &json!([2, 10]), "t").unwrap();
+    db.call_json("bank", "transfer", &json!([1, 2, 30]), "t").unwrap();
+    assert_eq!(
+        rows(&db, "bank", "accounts"),
+        vec![json!({"id": 1, "balance": 70}), json!({"id": 2, "balance": 45})]
+    );
+}
+
+#[test]
+fn bank_refusals_change_nothing() {
+    let (_dir, mut db) = db_with("bank", guests::BANK);
+    db.call_json("bank", "open_account", &json!([1, 100]), "t").unwrap();
+    db.call_json("bank", "open_account", &json!([2, 0]), "t").unwrap();
+    let before = rows(&db, "bank", "accounts");
+    let next_tx = db.next_tx_id();
+
+    let err = db
+        .call_json("bank", "open_account", &json!([1, 7]), "t")
+        .unwrap_err();
+    assert_eq!(err.to_string(), "account 1 already exists");
+    let err = db
+        .call_json("bank", "transfer", &json!([1, 2, 101]), "t")
+        .unwrap_err();
+    assert!(matches!(err, CallError::Reducer(ref m) if m.contains("insufficient funds")), "{err}");
+    let err = db
+        .call_json("bank", "transfer", &json!([1, 9, 1]), "t")
+        .unwrap_err();
+    assert_eq!(err.to_string(), "account 9 does not exist");
+    let err = db
+        .call_json("bank", "deposit", &json!([9, 1]), "t")
+        .unwrap_err();
+    assert_eq!(err.to_string(), "account 9 does not exist");
+    let err = db
+        .call_json("bank", "deposit", &json!([1, u64::MAX]), "t")
+        .unwrap_err();
+    assert!(err.to_string().contains("overflow"), "{err}");
+
+    assert_eq!(rows(&db, "bank", "accounts"), before);
+    assert_eq!(db.next_tx_id(), next_tx, "failed calls consume no tx id");
+}
+
+#[test]
+fn transaction_ids_and_timestamps_increase() {
+    let (_dir, mut db) = db_with("bank", guests::BANK);
+    let mut last = (0, 0);
+    for id in 0..20 {
+        let out = db
+            .call_json("bank", "open_account", &json!([id, 1]), "t")
+            .unwrap();
+        assert!(out.tx_id > last.0 && out.timestamp_micros > last.1);
+        last = (out.tx_id, out.timestamp_micros);
+        assert_eq!(out.mutations.len(), 1);
+    }
+}
+
+#[test]
+fn chat_auto_increment_unique_and_index() {
+    let (_dir, mut db) = db_with("chat", guests::CHAT);
+    db.call_json("chat", "register", &json!(["ann", null]), "t").unwrap();
+    db.call_json("chat", "register", &json!(["bob", "hi there"]), "t")
+        .unwrap();
+    let err = db
+        .call_json("chat", "register", &json!(["ann", null]), "t")
+        .unwrap_err();
+    assert_eq!(err.to_string(), "user name \"ann\" is taken");
+
+    for (who, channel, text) in [
+        ("ann", "general", "hello"),
+        ("bob", "random", "x"),
+        ("bob", "general", "hey ann"),
+    ] {
+        db.call_json("chat", "send", &json!([who, channel, text]), "t")
+            .unwrap();
+    }
+    let users = rows(&db, "chat", "users");
+    assert_eq!(users.len(), 2);
+    assert_eq!(users[0]["id"], 1);
+    assert_eq!(users[0]["name"], "ann");
+    assert_eq!(users[0]["bio"], Value::Null);
+    assert_eq!(users[1]["id"], 2, "the refused registration consumed no id");
+    assert_eq!(users[1]["bio"], "hi there");
+    let messages = rows(&db, "chat", "messages");
+    let ids: Vec<_> = messages.iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(messages[2]["sender"], 2);
+
+    // The btree index finds exactly the channel's messages.
+    db.call_json("chat", "clear_channel", &json!(["general"]), "t")
+        .unwrap();
+    let left = rows(&db, "chat", "messages");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["channel"], "random");
+
+    // Renaming onto a taken name violates the unique index and changes
+    // nothing; renaming to a free name frees the old one.
+    let err = db
+        .call_json("chat", "rename", &json!(["bob", "ann"]), "t")
+        .unwrap_err();
+    assert!(err.to_string().contains("unique"), "{err}");
+    db.call_json("chat", "rename", &json!(["bob", "rob"]), "t").unwrap();
+    db.call_json("chat", "register", &json!(["bob", null]), "t").unwrap();
+    let names: Vec<_> = rows(&db, "chat", "users")
+        .iter()
+        .map(|u| u["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["ann", "rob", "bob"]);
+}
+
+#[test]
+fn ephemeral_tables_are_not_logged() {
+    let (_dir, mut db) = db_with("chat", guests::CHAT);
+    db.call_json("chat", "register", &json!(["ann", null]), "t").unwrap();
+    let out = db
+        .call_json("chat", "start_typing", &json!(["ann", "general"]), "t")
+        .unwrap();
+    assert!(out.mutations.is_empty(), "typing is ephemeral: nothing to log");
+    assert_eq!(rows(&db, "chat", "typing").len(), 1);
+    let out = db
+        .call_json("chat", "send", &json!(["ann", "general", "hi"]), "t")
+        .unwrap();
+    assert_eq!(out.mutations.len(), 1, "only the message is logged");
+    assert!(rows(&db, "chat", "typing").is_empty());
+}
+
+#[test]
+fn module_log_lines_reach_the_host() {
+    let (_dir, mut db) = db_with("chat", guests::CHAT);
+    let out = db
+        .call_json("chat", "clear_channel", &json!(["x"]), "t")
+        .unwrap();
+    assert_eq!(out.log.len(), 1);
+    assert_eq!(out.log[0].message, "cleared channel x");
+}
