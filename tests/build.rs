@@ -7,9 +7,19 @@ use interstice_guest_build::{BuildRequest, Toolchain, build_core, componentize};
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let root = manifest.parent().expect("tests/ has a parent").to_path_buf();
+    let root = manifest
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf();
     let guests = root.join("guest-modules");
-    for watched in ["sdk", "sdk-macros", "examples", "test-modules", "Cargo.toml", "Cargo.lock"] {
+    for watched in [
+        "sdk",
+        "sdk-macros",
+        "examples",
+        "test-modules",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", guests.join(watched).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
@@ -24,8 +34,8 @@ fn main() {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
     let mut consts = String::new();
     for (name, core_path) in artifacts {
-        let core = std::fs::read(&core_path)
-            .unwrap_or_else(|e| panic!("{}: {e}", core_path.display()));
+        let core =
+            std::fs::read(&core_path).unwrap_or_else(|e| panic!("{}: {e}", core_path.display()));
         let component = componentize(&core).unwrap_or_else(|e| panic!("{name}: {e}"));
         let out = out_dir.join(format!("{name}.component.wasm"));
         std::fs::write(&out, component).unwrap_or_else(|e| panic!("{}: {e}", out.display()));

@@ -1,1 +1,220 @@
-fn main(){}
+//! Interstice benchmarks. Every figure is measured in the same run as the
+//! figures it is compared with; compare ratios, not absolute times across
+//! machines or runs.
+//!
+//! `cargo run --release -p interstice-bench -- reducers`
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use interstice_runtime::Database;
+use interstice_store::{
+    ABI_VERSION, ColumnDef, ColumnType, ModuleDef, ScalarType, TableDef, Tables, TxLog, Value,
+    codec,
+};
+use interstice_tests::{fresh_db, guest_bytes, guests};
+
+/// Calls per measurement.
+const CALLS: u64 = 200_000;
+/// Measurements per figure; the best is reported (least disturbed by the
+/// rest of the machine).
+const ROUNDS: usize = 3;
+
+struct Figure {
+    name: &'static str,
+    per_call: Duration,
+}
+
+fn best_of(mut run: impl FnMut() -> Result<Duration>) -> Result<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..ROUNDS {
+        best = best.min(run()?);
+    }
+    Ok(best)
+}
+
+fn u64_args(values: &[u64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Calls `reducer` CALLS times with arguments from `args(i)`.
+fn time_calls(
+    db: &mut Database,
+    module: &str,
+    reducer: &str,
+    mut args: impl FnMut(u64) -> Vec<u8>,
+) -> Result<Duration> {
+    let id = db.resolve_reducer(module, reducer)?;
+    let encoded: Vec<Vec<u8>> = (0..CALLS).map(&mut args).collect();
+    let start = Instant::now();
+    for a in &encoded {
+        db.call_encoded(module, id, a, "bench")
+            .with_context(|| format!("{module}.{reducer}"))?;
+    }
+    Ok(start.elapsed() / CALLS as u32)
+}
+
+fn fresh_with(name: &str, guest: &str) -> Result<(tempfile::TempDir, Database)> {
+    let (dir, mut db) = fresh_db();
+    db.publish(name, &guest_bytes(guest))?;
+    Ok((dir, db))
+}
+
+/// Native table inserts, no guest: the table operation alone.
+fn native_insert() -> Result<Duration> {
+    let t = ColumnType::required(ScalarType::U64);
+    let def = ModuleDef {
+        abi_version: ABI_VERSION,
+        tables: vec![TableDef {
+            name: "rows".into(),
+            columns: vec![
+                ColumnDef {
+                    name: "id".into(),
+                    ty: t,
+                },
+                ColumnDef {
+                    name: "value".into(),
+                    ty: t,
+                },
+            ],
+            primary_key: 0,
+            auto_inc: None,
+            indexes: vec![],
+            ephemeral: false,
+        }],
+        reducers: vec![],
+    };
+    let rows: Vec<Vec<u8>> = (0..CALLS)
+        .map(|i| codec::encode_row(&[Value::U64(i), Value::U64(i)], &[t, t]))
+        .collect();
+    let mut tables = Tables::new(&def);
+    let mut tx = TxLog::new();
+    let start = Instant::now();
+    for row in &rows {
+        tables.insert(&mut tx, 0, row)?;
+        std::hint::black_box(tables.commit(&mut tx));
+    }
+    Ok(start.elapsed() / CALLS as u32)
+}
+
+/// The floor under a table insert: a bare map from integer to shared bytes.
+fn bare_btree() -> Result<Duration> {
+    let rows: Vec<Vec<u8>> = (0..CALLS).map(|i| u64_args(&[i, i])).collect();
+    let mut map = std::collections::BTreeMap::<u64, std::sync::Arc<[u8]>>::new();
+    let start = Instant::now();
+    for (i, row) in rows.iter().enumerate() {
+        map.insert(i as u64, row.as_slice().into());
+    }
+    std::hint::black_box(&map);
+    Ok(start.elapsed() / CALLS as u32)
+}
+
+fn reducers() -> Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    let mut add = |name, per_call| figures.push(Figure { name, per_call });
+
+    add(
+        "peer: bare BTreeMap<u64, Arc<[u8]>> insert",
+        best_of(bare_btree)?,
+    );
+    add("table insert, native (no guest)", best_of(native_insert)?);
+    add(
+        "noop reducer (guest entry + empty commit)",
+        best_of(|| {
+            let (_d, mut db) = fresh_with("b", guests::BENCH_GUEST)?;
+            time_calls(&mut db, "b", "noop", |_| Vec::new())
+        })?,
+    );
+    add(
+        "reducer with one host import (get, miss)",
+        best_of(|| {
+            let (_d, mut db) = fresh_with("b", guests::BENCH_GUEST)?;
+            time_calls(&mut db, "b", "get_missing", |i| u64_args(&[i]))
+        })?,
+    );
+    add(
+        "single-row insert reducer",
+        best_of(|| {
+            let (_d, mut db) = fresh_with("b", guests::BENCH_GUEST)?;
+            time_calls(&mut db, "b", "insert", |i| u64_args(&[i, i]))
+        })?,
+    );
+    add(
+        "counter.increment (find + update)",
+        best_of(|| {
+            let (_d, mut db) = fresh_with("counter", guests::COUNTER)?;
+            let name = codec::encode_row(
+                &[Value::String("c".into())],
+                &[ColumnType::required(ScalarType::String)],
+            );
+            time_calls(&mut db, "counter", "increment", |_| name.clone())
+        })?,
+    );
+    add(
+        "bank.transfer (2 finds + 2 updates), 100,000 accounts",
+        best_of(|| {
+            let (_d, mut db) = fresh_with("bank", guests::BANK)?;
+            let open = db.resolve_reducer("bank", "open_account")?;
+            for id in 0..100_000u64 {
+                db.call_encoded("bank", open, &u64_args(&[id, 1_000_000]), "bench")?;
+            }
+            let mut x = 0x2545_F491_4F6C_DD1Du64;
+            time_calls(&mut db, "bank", "transfer", |_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                u64_args(&[x % 100_000, (x >> 32) % 100_000, 1])
+            })
+        })?,
+    );
+    Ok(figures)
+}
+
+fn print(title: &str, figures: &[Figure]) {
+    println!("### {title}\n");
+    println!("| what | ns per call | calls per second |");
+    println!("| --- | ---: | ---: |");
+    for f in figures {
+        let ns = f.per_call.as_nanos();
+        let per_second = 1e9 / f.per_call.as_nanos().max(1) as f64;
+        println!("| {} | {ns} | {:.0} |", f.name, per_second);
+    }
+    println!();
+}
+
+fn main() -> Result<()> {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "reducers".into());
+    match which.as_str() {
+        "reducers" | "all" => {
+            let figures = reducers()?;
+            print("In-memory reducer calls, one core", &figures);
+            let get = |name: &str| {
+                figures
+                    .iter()
+                    .find(|f| f.name.starts_with(name))
+                    .map(|f| f.per_call.as_nanos() as i128)
+                    .unwrap_or(0)
+            };
+            let noop = get("noop");
+            println!("Cost split of the single-row insert reducer:\n");
+            println!("| part | ns |");
+            println!("| --- | ---: |");
+            println!("| guest entry, context, fuel, empty commit (noop) | {noop} |");
+            println!(
+                "| one host import round trip (get_missing - noop) | {} |",
+                get("reducer with one") - noop
+            );
+            println!("| table insert itself (native) | {} |", get("table insert"));
+            println!(
+                "| rest: row encode/copy, insert import, undo/redo (insert - noop - native) | {} |",
+                get("single-row") - noop - get("table insert")
+            );
+        }
+        "native" => {
+            println!("native insert: {:?}", best_of(native_insert)?);
+            println!("bare BTreeMap<u64, Arc<[u8]>>: {:?}", best_of(bare_btree)?);
+        }
+        other => bail!("unknown benchmark {other:?}; try `reducers` or `all`"),
+    }
+    Ok(())
+}

@@ -20,7 +20,11 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (id.clone(), 0u64..1000).prop_map(|(id, balance)| Op::Open { id, balance }),
         (id.clone(), 0u64..100).prop_map(|(id, amount)| Op::Deposit { id, amount }),
-        (id.clone(), id, 0u64..600).prop_map(|(from, to, amount)| Op::Transfer { from, to, amount }),
+        (id.clone(), id, 0u64..600).prop_map(|(from, to, amount)| Op::Transfer {
+            from,
+            to,
+            amount
+        }),
     ]
 }
 

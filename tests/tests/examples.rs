@@ -12,34 +12,47 @@ fn rows(db: &interstice_runtime::Database, module: &str, table: &str) -> Vec<Val
 fn counter_increments_and_creates() {
     let (_dir, mut db) = db_with("counter", guests::COUNTER);
     for _ in 0..3 {
-        db.call_json("counter", "increment", &json!(["a"]), "t").unwrap();
+        db.call_json("counter", "increment", &json!(["a"]), "t")
+            .unwrap();
     }
     db.call_json("counter", "increment", &json!({"name": "b"}), "t")
         .unwrap();
     assert_eq!(
         rows(&db, "counter", "counters"),
-        vec![json!({"name": "a", "value": 3}), json!({"name": "b", "value": 1})]
+        vec![
+            json!({"name": "a", "value": 3}),
+            json!({"name": "b", "value": 1})
+        ]
     );
 }
 
 #[test]
 fn bank_open_deposit_transfer() {
     let (_dir, mut db) = db_with("bank", guests::BANK);
-    db.call_json("bank", "open_account", &json!([1, 100]), "t").unwrap();
-    db.call_json("bank", "open_account", &json!([2, 5]), "t").unwrap();
-    db.call_json("bank", "deposit", &json!([2, 10]), "t").unwrap();
-    db.call_json("bank", "transfer", &json!([1, 2, 30]), "t").unwrap();
+    db.call_json("bank", "open_account", &json!([1, 100]), "t")
+        .unwrap();
+    db.call_json("bank", "open_account", &json!([2, 5]), "t")
+        .unwrap();
+    db.call_json("bank", "deposit", &json!([2, 10]), "t")
+        .unwrap();
+    db.call_json("bank", "transfer", &json!([1, 2, 30]), "t")
+        .unwrap();
     assert_eq!(
         rows(&db, "bank", "accounts"),
-        vec![json!({"id": 1, "balance": 70}), json!({"id": 2, "balance": 45})]
+        vec![
+            json!({"id": 1, "balance": 70}),
+            json!({"id": 2, "balance": 45})
+        ]
     );
 }
 
 #[test]
 fn bank_refusals_change_nothing() {
     let (_dir, mut db) = db_with("bank", guests::BANK);
-    db.call_json("bank", "open_account", &json!([1, 100]), "t").unwrap();
-    db.call_json("bank", "open_account", &json!([2, 0]), "t").unwrap();
+    db.call_json("bank", "open_account", &json!([1, 100]), "t")
+        .unwrap();
+    db.call_json("bank", "open_account", &json!([2, 0]), "t")
+        .unwrap();
     let before = rows(&db, "bank", "accounts");
     let next_tx = db.next_tx_id();
 
@@ -50,7 +63,10 @@ fn bank_refusals_change_nothing() {
     let err = db
         .call_json("bank", "transfer", &json!([1, 2, 101]), "t")
         .unwrap_err();
-    assert!(matches!(err, CallError::Reducer(ref m) if m.contains("insufficient funds")), "{err}");
+    assert!(
+        matches!(err, CallError::Reducer(ref m) if m.contains("insufficient funds")),
+        "{err}"
+    );
     let err = db
         .call_json("bank", "transfer", &json!([1, 9, 1]), "t")
         .unwrap_err();
@@ -85,7 +101,8 @@ fn transaction_ids_and_timestamps_increase() {
 #[test]
 fn chat_auto_increment_unique_and_index() {
     let (_dir, mut db) = db_with("chat", guests::CHAT);
-    db.call_json("chat", "register", &json!(["ann", null]), "t").unwrap();
+    db.call_json("chat", "register", &json!(["ann", null]), "t")
+        .unwrap();
     db.call_json("chat", "register", &json!(["bob", "hi there"]), "t")
         .unwrap();
     let err = db
@@ -126,8 +143,10 @@ fn chat_auto_increment_unique_and_index() {
         .call_json("chat", "rename", &json!(["bob", "ann"]), "t")
         .unwrap_err();
     assert!(err.to_string().contains("unique"), "{err}");
-    db.call_json("chat", "rename", &json!(["bob", "rob"]), "t").unwrap();
-    db.call_json("chat", "register", &json!(["bob", null]), "t").unwrap();
+    db.call_json("chat", "rename", &json!(["bob", "rob"]), "t")
+        .unwrap();
+    db.call_json("chat", "register", &json!(["bob", null]), "t")
+        .unwrap();
     let names: Vec<_> = rows(&db, "chat", "users")
         .iter()
         .map(|u| u["name"].as_str().unwrap().to_string())
@@ -138,11 +157,15 @@ fn chat_auto_increment_unique_and_index() {
 #[test]
 fn ephemeral_tables_are_not_logged() {
     let (_dir, mut db) = db_with("chat", guests::CHAT);
-    db.call_json("chat", "register", &json!(["ann", null]), "t").unwrap();
+    db.call_json("chat", "register", &json!(["ann", null]), "t")
+        .unwrap();
     let out = db
         .call_json("chat", "start_typing", &json!(["ann", "general"]), "t")
         .unwrap();
-    assert!(out.mutations.is_empty(), "typing is ephemeral: nothing to log");
+    assert!(
+        out.mutations.is_empty(),
+        "typing is ephemeral: nothing to log"
+    );
     assert_eq!(rows(&db, "chat", "typing").len(), 1);
     let out = db
         .call_json("chat", "send", &json!(["ann", "general", "hi"]), "t")

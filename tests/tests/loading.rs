@@ -21,7 +21,10 @@ fn a_core_module_without_our_metadata() {
     // The smallest valid core module: magic and version, no sections.
     let err = db.publish("x", b"\0asm\x01\0\0\0").unwrap_err();
     assert!(matches!(err, LoadError::NotOurs(_)), "{err}");
-    assert!(err.to_string().starts_with("not an Interstice module"), "{err}");
+    assert!(
+        err.to_string().starts_with("not an Interstice module"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -59,7 +62,8 @@ fn a_malformed_describe_is_refused() {
 fn core_modules_built_with_the_sdk_are_componentized() {
     let (_dir, mut db) = fresh_db();
     db.publish("bank", &guest_bytes(guests::BANK_CORE)).unwrap();
-    db.call_json("bank", "open_account", &json!([1, 5]), "t").unwrap();
+    db.call_json("bank", "open_account", &json!([1, 5]), "t")
+        .unwrap();
     assert_eq!(db.rows_json("bank", "accounts").unwrap().len(), 1);
 }
 
@@ -77,7 +81,8 @@ fn republishing_keeps_data_and_refuses_schema_changes() {
     let (_dir, mut db) = fresh_db();
     let bank = guest_bytes(guests::BANK);
     db.publish("bank", &bank).unwrap();
-    db.call_json("bank", "open_account", &json!([1, 5]), "t").unwrap();
+    db.call_json("bank", "open_account", &json!([1, 5]), "t")
+        .unwrap();
     let again = db.publish("bank", &bank).unwrap();
     assert!(again.replaced);
     assert_eq!(db.rows_json("bank", "accounts").unwrap().len(), 1);
@@ -85,7 +90,8 @@ fn republishing_keeps_data_and_refuses_schema_changes() {
         .publish("bank", &guest_bytes(guests::COUNTER))
         .unwrap_err();
     assert!(matches!(err, LoadError::SchemaChanged { .. }), "{err}");
-    db.call_json("bank", "deposit", &json!([1, 5]), "t").unwrap();
+    db.call_json("bank", "deposit", &json!([1, 5]), "t")
+        .unwrap();
 }
 
 #[test]
@@ -93,8 +99,9 @@ fn published_modules_load_again_on_open() {
     let (dir, mut db) = fresh_db();
     db.publish("chat", &guest_bytes(guests::CHAT)).unwrap();
     drop(db);
-    let mut db = interstice_runtime::Database::open(dir.path(), interstice_tests::test_config())
-        .unwrap();
+    let mut db =
+        interstice_runtime::Database::open(dir.path(), interstice_tests::test_config()).unwrap();
     assert_eq!(db.module_names().collect::<Vec<_>>(), vec!["chat"]);
-    db.call_json("chat", "register", &json!(["ann", null]), "t").unwrap();
+    db.call_json("chat", "register", &json!(["ann", null]), "t")
+        .unwrap();
 }

@@ -40,14 +40,16 @@ fn assert_intact_and_working(db: &mut Database, before: &[Value]) {
     assert_eq!(items(db), before);
     db.call_json("m", "read_group", &json!([0]), "t").unwrap();
     db.call_json("m", "read_group", &json!([1]), "t").unwrap();
-    db.call_json("m", "read_tag", &json!(["tag9"]), "t").unwrap();
+    db.call_json("m", "read_tag", &json!(["tag9"]), "t")
+        .unwrap();
     let r = results(db);
     let n = r.len();
     assert_eq!(r[n - 3], ("group 0 of 3".to_string(), vec![]));
     assert_eq!(r[n - 2], ("group 1 of 3".to_string(), vec![1, 3]));
     assert_eq!(r[n - 1], ("tag tag9 of 3".to_string(), vec![]));
     // The rolled-back insert left no trace: the same id and tag insert fine.
-    db.call_json("m", "put", &json!([9, "tag9", 0]), "t").unwrap();
+    db.call_json("m", "put", &json!([9, "tag9", 0]), "t")
+        .unwrap();
     db.call_json("m", "remove", &json!([9]), "t").unwrap();
 }
 
@@ -69,28 +71,33 @@ fn check_failure(reducer: &str, expect: impl Fn(&CallError) -> bool) {
 
 #[test]
 fn err_return_rolls_back() {
-    check_failure("put_then_fail", |e| {
-        matches!(e, CallError::Reducer(m) if m == "refused on purpose")
-    });
+    check_failure(
+        "put_then_fail",
+        |e| matches!(e, CallError::Reducer(m) if m == "refused on purpose"),
+    );
 }
 
 #[test]
 fn panic_rolls_back_with_its_message() {
-    check_failure("put_then_panic", |e| {
-        matches!(e, CallError::Trap(m) if m.contains("panicked on purpose after writing 9"))
-    });
+    check_failure(
+        "put_then_panic",
+        |e| matches!(e, CallError::Trap(m) if m.contains("panicked on purpose after writing 9")),
+    );
 }
 
 #[test]
 fn unreachable_rolls_back() {
-    check_failure("put_then_unreachable", |e| {
-        matches!(e, CallError::Trap(m) if m.contains("unreachable"))
-    });
+    check_failure(
+        "put_then_unreachable",
+        |e| matches!(e, CallError::Trap(m) if m.contains("unreachable")),
+    );
 }
 
 #[test]
 fn fuel_exhaustion_rolls_back() {
-    check_failure("put_then_loop", |e| matches!(e, CallError::OutOfFuel { .. }));
+    check_failure("put_then_loop", |e| {
+        matches!(e, CallError::OutOfFuel { .. })
+    });
 }
 
 #[test]
@@ -111,11 +118,17 @@ fn fuel_and_memory_limits_are_configurable() {
     let err = db
         .call_json("m", "put_then_loop", &json!([1]), "t")
         .unwrap_err();
-    assert!(matches!(err, CallError::OutOfFuel { fuel: 20_000_000 }), "{err}");
+    assert!(
+        matches!(err, CallError::OutOfFuel { fuel: 20_000_000 }),
+        "{err}"
+    );
     let err = db
         .call_json("m", "put_then_bomb", &json!([1]), "t")
         .unwrap_err();
-    assert!(matches!(err, CallError::MemoryLimit(ref m) if m.contains("4194304")), "{err}");
+    assert!(
+        matches!(err, CallError::MemoryLimit(ref m) if m.contains("4194304")),
+        "{err}"
+    );
     db.call_json("m", "put", &json!([1, "a", 0]), "t").unwrap();
     assert_eq!(items(&db).len(), 1);
 }
@@ -141,14 +154,17 @@ fn unique_violations_fail_the_reducer() {
     assert!(err.to_string().contains("unique constraint `tag`"), "{err}");
     assert_intact_and_working(&mut db, &before);
     // Keeping one's own unique value is not a violation.
-    db.call_json("m", "retag", &json!([2, "tag2"]), "t").unwrap();
+    db.call_json("m", "retag", &json!([2, "tag2"]), "t")
+        .unwrap();
 }
 
 #[test]
 fn host_rejects_rows_that_do_not_decode() {
     let (_dir, mut db) = seeded();
     let before = items(&db);
-    let err = db.call_json("m", "put_garbage", &json!([]), "t").unwrap_err();
+    let err = db
+        .call_json("m", "put_garbage", &json!([]), "t")
+        .unwrap_err();
     assert!(
         matches!(err, CallError::Reducer(ref m) if m.contains("InvalidRow") && m.contains("column 0: expected 8 more bytes")),
         "{err}"
@@ -159,9 +175,12 @@ fn host_rejects_rows_that_do_not_decode() {
 #[test]
 fn scans_see_the_transaction_and_survive_deletes() {
     let (_dir, mut db) = seeded();
-    db.call_json("m", "read_range", &json!([2, 4]), "t").unwrap();
-    db.call_json("m", "read_range", &json!([0, 2]), "t").unwrap();
-    db.call_json("m", "read_tag", &json!(["tag2"]), "t").unwrap();
+    db.call_json("m", "read_range", &json!([2, 4]), "t")
+        .unwrap();
+    db.call_json("m", "read_range", &json!([0, 2]), "t")
+        .unwrap();
+    db.call_json("m", "read_tag", &json!(["tag2"]), "t")
+        .unwrap();
     let r = results(&db);
     assert_eq!(r[0], ("range 2..4 of 3".to_string(), vec![2, 3]));
     assert_eq!(r[1], ("range 0..2 of 3".to_string(), vec![1]));
@@ -189,9 +208,15 @@ fn wrong_arguments_are_refused_before_the_guest_runs() {
         (json!(["x", "tag", 1]), "field `id`"),
         (json!([1, "tag"]), "expected 3 arguments, got 2"),
         (json!([1, 2, 3]), "field `tag`"),
-        (json!([1, "t", 4294967296u64]), "field `group`: 4294967296 is out of range"),
+        (
+            json!([1, "t", 4294967296u64]),
+            "field `group`: 4294967296 is out of range",
+        ),
         (json!({"id": 1, "tag": "t"}), "missing field `group`"),
-        (json!({"id": 1, "tag": "t", "group": 1, "x": 2}), "unknown field `x`"),
+        (
+            json!({"id": 1, "tag": "t", "group": 1, "x": 2}),
+            "unknown field `x`",
+        ),
     ];
     for (args, expected) in cases {
         let err = db.call_json("m", "put", &args, "t").unwrap_err();

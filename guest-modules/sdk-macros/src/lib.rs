@@ -42,9 +42,8 @@ pub fn reducer(_attr: TokenStream, item: TokenStream) -> TokenStream {
 
 fn outside_module(what: &str, item: TokenStream) -> TokenStream {
     let item = TokenStream2::from(item);
-    let msg = format!(
-        "#[{what}] must appear inside a `#[interstice_sdk::module] mod ... {{ }}` block"
-    );
+    let msg =
+        format!("#[{what}] must appear inside a `#[interstice_sdk::module] mod ... {{ }}` block");
     quote!(compile_error!(#msg); #item).into()
 }
 
@@ -147,7 +146,10 @@ fn parse_table(attr: &Attribute, s: &mut ItemStruct) -> Result<TableInfo> {
         let ident = field.ident.clone().expect("named field");
         if let Some(a) = take_attr(&mut field.attrs, "primary_key") {
             if primary_key.replace(i).is_some() {
-                return Err(Error::new(a.span(), "a table has exactly one #[primary_key]"));
+                return Err(Error::new(
+                    a.span(),
+                    "a table has exactly one #[primary_key]",
+                ));
             }
         }
         if let Some(a) = take_attr(&mut field.attrs, "auto_inc") {
@@ -232,7 +234,12 @@ fn parse_reducer(attr: &Attribute, f: &ItemFn) -> Result<ReducerInfo> {
         };
         let name = match &*t.pat {
             Pat::Ident(p) => p.ident.to_string().trim_start_matches('_').to_string(),
-            other => return Err(Error::new(other.span(), "use a plain name for each parameter")),
+            other => {
+                return Err(Error::new(
+                    other.span(),
+                    "use a plain name for each parameter",
+                ));
+            }
         };
         params.push((name, (*t.ty).clone()));
     }

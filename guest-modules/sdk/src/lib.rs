@@ -323,7 +323,11 @@ fn decode_row<T: Table>(bytes: &[u8]) -> T {
     let mut r = Reader::new(bytes);
     match T::decode(&mut r).and_then(|row| r.finish().map(|()| row)) {
         Ok(row) => row,
-        Err(e) => panic!("host returned a row of `{}` that does not decode: {}", T::NAME, e.0),
+        Err(e) => panic!(
+            "host returned a row of `{}` that does not decode: {}",
+            T::NAME,
+            e.0
+        ),
     }
 }
 
@@ -380,7 +384,11 @@ impl<T: Table> TableHandle<T> {
 
     /// Rows whose primary key lies in `range`, in order.
     pub fn range(&self, range: impl RangeBounds<T::PrimaryKey>) -> RowIter<T> {
-        RowIter::open(0, encode_bound(range.start_bound()), encode_bound(range.end_bound()))
+        RowIter::open(
+            0,
+            encode_bound(range.start_bound()),
+            encode_bound(range.end_bound()),
+        )
     }
 
     /// Number of rows.
@@ -422,8 +430,12 @@ impl<T: Table, K: Column> UniqueIndex<T, K> {
 
     /// The row holding `key`.
     pub fn find(&self, key: &K) -> Option<T> {
-        internal(host::lookup_unique(T::TABLE_ID, self.index_id, &encode_key(key)))
-            .map(|b| decode_row(&b))
+        internal(host::lookup_unique(
+            T::TABLE_ID,
+            self.index_id,
+            &encode_key(key),
+        ))
+        .map(|b| decode_row(&b))
     }
 
     /// Deletes the row holding `key`; `false` if there was none.
@@ -462,7 +474,11 @@ impl<T: Table, K: Column> BTreeIndex<T, K> {
     /// Rows whose indexed value equals `key`, in primary-key order.
     pub fn filter(&self, key: &K) -> RowIter<T> {
         let k = encode_key(key);
-        RowIter::open(self.index_id, Bound::Included(k.clone()), Bound::Included(k))
+        RowIter::open(
+            self.index_id,
+            Bound::Included(k.clone()),
+            Bound::Included(k),
+        )
     }
 
     /// Rows whose indexed value lies in `range`, in index order.

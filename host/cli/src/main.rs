@@ -121,7 +121,11 @@ fn run(cli: Cli) -> Result<()> {
             let published = db
                 .publish(&name, &bytes)
                 .with_context(|| format!("publishing {}", wasm.display()))?;
-            let verb = if published.replaced { "replaced" } else { "published" };
+            let verb = if published.replaced {
+                "replaced"
+            } else {
+                "published"
+            };
             println!(
                 "{verb} module `{name}`: {} tables, {} reducers",
                 published.def.tables.len(),
@@ -197,15 +201,30 @@ fn demo(dir: &DataDir) -> Result<()> {
     let existing = db.rows_json("bank", "accounts")?.len();
     if existing == 0 {
         for (id, balance) in [(1, 1000), (2, 500), (3, 0)] {
-            let call = db.call_json("bank", "open_account", &serde_json::json!([id, balance]), "demo");
+            let call = db.call_json(
+                "bank",
+                "open_account",
+                &serde_json::json!([id, balance]),
+                "demo",
+            );
             report_call("bank", "open_account", call)?;
         }
     }
     for (from, to, amount) in [(1, 2, 250), (2, 3, 100), (3, 1, 10)] {
-        let call = db.call_json("bank", "transfer", &serde_json::json!([from, to, amount]), "demo");
+        let call = db.call_json(
+            "bank",
+            "transfer",
+            &serde_json::json!([from, to, amount]),
+            "demo",
+        );
         report_call("bank", "transfer", call)?;
     }
-    match db.call_json("bank", "transfer", &serde_json::json!([3, 1, 1_000_000]), "demo") {
+    match db.call_json(
+        "bank",
+        "transfer",
+        &serde_json::json!([3, 1, 1_000_000]),
+        "demo",
+    ) {
         Ok(_) => bail!("an overdraft was accepted"),
         Err(e) => println!("refused as expected: transfer 3 -> 1 of 1000000: {e}"),
     }

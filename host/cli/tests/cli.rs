@@ -25,9 +25,15 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn publish_call_query_schema() {
     let dir = tempfile::tempdir().unwrap();
-    let out = interstice(dir.path(), &["publish", guests::COUNTER, "--name", "counter"]);
+    let out = interstice(
+        dir.path(),
+        &["publish", guests::COUNTER, "--name", "counter"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "published module `counter`: 1 tables, 1 reducers\n");
+    assert_eq!(
+        stdout(&out),
+        "published module `counter`: 1 tables, 1 reducers\n"
+    );
     assert!(dir.path().join("modules/counter.wasm").is_file());
 
     let out = interstice(dir.path(), &["call", "counter", "increment", r#"["a"]"#]);
@@ -52,11 +58,23 @@ fn failures_exit_non_zero_with_the_reason() {
     let out = interstice(dir.path(), &["publish", guests::BANK, "--name", "bank"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let cases: [(&[&str], &str); 5] = [
-        (&["call", "bank", "transfer", "[1, 2, 3]"], "account 1 does not exist"),
-        (&["call", "bank", "transfer", "[1, 2]"], "expected 3 arguments, got 2"),
-        (&["call", "bank", "transfer", "not json"], "arguments are not valid JSON"),
+        (
+            &["call", "bank", "transfer", "[1, 2, 3]"],
+            "account 1 does not exist",
+        ),
+        (
+            &["call", "bank", "transfer", "[1, 2]"],
+            "expected 3 arguments, got 2",
+        ),
+        (
+            &["call", "bank", "transfer", "not json"],
+            "arguments are not valid JSON",
+        ),
         (&["call", "nope", "x"], "no module named `nope`"),
-        (&["query", "bank", "nope"], "module `bank` has no table named `nope`"),
+        (
+            &["query", "bank", "nope"],
+            "module `bank` has no table named `nope`",
+        ),
     ];
     for (args, message) in cases {
         let out = interstice(dir.path(), args);
@@ -68,5 +86,9 @@ fn failures_exit_non_zero_with_the_reason() {
     std::fs::write(&not_wasm, "hello").unwrap();
     let out = interstice(dir.path(), &["publish", not_wasm.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("not a WebAssembly file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a WebAssembly file"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -147,7 +147,12 @@ pub fn build_core(
     let mut cmd = toolchain.cargo_command();
     scrub_cargo_env(&mut cmd);
     cmd.current_dir(&request.dir)
-        .args(["--release", "--target", WASM_TARGET, "--message-format=json-render-diagnostics"])
+        .args([
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--message-format=json-render-diagnostics",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if request.workspace {
@@ -183,7 +188,10 @@ fn wasm_artifacts(messages: &str) -> Vec<(String, PathBuf)> {
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
-        let name = msg["target"]["name"].as_str().unwrap_or_default().to_string();
+        let name = msg["target"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         for file in msg["filenames"].as_array().into_iter().flatten() {
             if let Some(path) = file.as_str().filter(|p| p.ends_with(".wasm")) {
                 out.push((name.clone(), PathBuf::from(path)));

@@ -59,13 +59,38 @@ pub struct Published {
     pub replaced: bool,
 }
 
+/// Transaction ids and the logical clock.
+struct Clock {
+    next_tx_id: u64,
+    last_timestamp_micros: i64,
+}
+
+impl Clock {
+    /// Context of the next transaction. Nothing advances until
+    /// [`Clock::committed`].
+    fn next(&self, caller: &str) -> CallContext {
+        let tx_id = self.next_tx_id;
+        let timestamp_micros = wall_clock_micros().max(self.last_timestamp_micros + 1);
+        CallContext {
+            tx_id,
+            timestamp_micros,
+            caller: caller.to_string(),
+            seed: seed_for(tx_id, timestamp_micros),
+        }
+    }
+
+    fn committed(&mut self, ctx: &CallContext) {
+        self.next_tx_id = ctx.tx_id + 1;
+        self.last_timestamp_micros = ctx.timestamp_micros;
+    }
+}
+
 /// The database: modules, tables and the transaction counter.
 pub struct Database {
     host: Host,
     dir: PathBuf,
     modules: BTreeMap<String, ModuleEntry>,
-    next_tx_id: u64,
-    last_timestamp_micros: i64,
+    clock: Clock,
 }
 
 fn check_module_name(name: &str) -> Result<(), LoadError> {
@@ -119,8 +144,10 @@ impl Database {
             host,
             dir: dir.to_path_buf(),
             modules: BTreeMap::new(),
-            next_tx_id: 1,
-            last_timestamp_micros: 0,
+            clock: Clock {
+                next_tx_id: 1,
+                last_timestamp_micros: 0,
+            },
         };
         let mut files: Vec<_> = std::fs::read_dir(&modules_dir)
             .map_err(io_err(&modules_dir))?
@@ -129,7 +156,11 @@ impl Database {
             .collect();
         files.sort();
         for path in files {
-            let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
+            let Some(name) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .map(str::to_string)
+            else {
                 continue;
             };
             let wasm = std::fs::read(&path).map_err(io_err(&path))?;
@@ -163,7 +194,7 @@ impl Database {
 
     /// The id the next committed transaction will get.
     pub fn next_tx_id(&self) -> u64 {
-        self.next_tx_id
+        self.clock.next_tx_id
     }
 
     /// Validates, stores and loads a module, then runs its init reducer if it
@@ -187,7 +218,14 @@ impl Database {
         };
         let init = match (replaced, def.init_reducer()) {
             (false, Some(init)) => {
-                let outcome = self.run(&mut runner, &mut tables, init, &[], "publish");
+                let outcome = run(
+                    &mut self.clock,
+                    &mut runner,
+                    &mut tables,
+                    init,
+                    &[],
+                    "publish",
+                );
                 match outcome {
                     Ok(outcome) => Some(outcome),
                     Err(source) => {
@@ -238,7 +276,12 @@ impl Database {
         self.call_encoded(module, reducer_id, &encoded, caller)
     }
 
-    fn reducer_id(&self, module: &str, entry: &ModuleEntry, reducer: &str) -> Result<u32, CallError> {
+    fn reducer_id(
+        &self,
+        module: &str,
+        entry: &ModuleEntry,
+        reducer: &str,
+    ) -> Result<u32, CallError> {
         let id = entry
             .def
             .reducer_id(reducer)
@@ -276,48 +319,29 @@ impl Database {
                 max: limits::ARGS_BYTES_MAX,
             });
         }
-        let mut entry = self
+        let entry = self
             .modules
-            .remove(module)
+            .get_mut(module)
             .ok_or_else(|| CallError::UnknownModule(module.to_string()))?;
-        let result = match entry.runner.as_mut() {
-            Some(runner) => self.run(runner, &mut entry.tables, reducer_id, args, caller),
+        match entry.runner.as_mut() {
+            Some(runner) => run(
+                &mut self.clock,
+                runner,
+                &mut entry.tables,
+                reducer_id,
+                args,
+                caller,
+            ),
             None => Err(CallError::NotLoaded(module.to_string())),
-        };
-        self.modules.insert(module.to_string(), entry);
-        result
-    }
-
-    fn run(
-        &mut self,
-        runner: &mut Runner,
-        tables: &mut Tables,
-        reducer_id: u32,
-        args: &[u8],
-        caller: &str,
-    ) -> Result<CallOutcome, CallError> {
-        let tx_id = self.next_tx_id;
-        let timestamp_micros = wall_clock_micros().max(self.last_timestamp_micros + 1);
-        let ctx = CallContext {
-            tx_id,
-            timestamp_micros,
-            caller: caller.to_string(),
-            seed: seed_for(tx_id, timestamp_micros),
-        };
-        let committed = runner.call(tables, &ctx, reducer_id, args)?;
-        self.next_tx_id += 1;
-        self.last_timestamp_micros = timestamp_micros;
-        Ok(CallOutcome {
-            tx_id,
-            timestamp_micros,
-            mutations: committed.mutations,
-            log: committed.log,
-            fuel_consumed: committed.fuel_consumed,
-        })
+        }
     }
 
     /// A table's rows as JSON objects, in primary-key order.
-    pub fn rows_json(&self, module: &str, table: &str) -> Result<Vec<serde_json::Value>, QueryError> {
+    pub fn rows_json(
+        &self,
+        module: &str,
+        table: &str,
+    ) -> Result<Vec<serde_json::Value>, QueryError> {
         let entry = self
             .modules
             .get(module)
@@ -337,6 +361,27 @@ impl Database {
             .map(|row| row_to_json(row, t.def()).map_err(|e| QueryError::Corrupt(e.to_string())))
             .collect()
     }
+}
+
+/// Runs one reducer call as the next transaction.
+fn run(
+    clock: &mut Clock,
+    runner: &mut Runner,
+    tables: &mut Tables,
+    reducer_id: u32,
+    args: &[u8],
+    caller: &str,
+) -> Result<CallOutcome, CallError> {
+    let ctx = clock.next(caller);
+    let committed = runner.call(tables, &ctx, reducer_id, args)?;
+    clock.committed(&ctx);
+    Ok(CallOutcome {
+        tx_id: ctx.tx_id,
+        timestamp_micros: ctx.timestamp_micros,
+        mutations: committed.mutations,
+        log: committed.log,
+        fuel_consumed: committed.fuel_consumed,
+    })
 }
 
 /// Why a read failed.

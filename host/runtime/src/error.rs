@@ -22,9 +22,7 @@ pub enum LoadError {
     Describe(String),
     #[error("invalid module definition: {0}")]
     Schema(#[from] SchemaError),
-    #[error(
-        "invalid module name {0:?}: use ASCII letters, digits, `_` or `-`, at most 64 bytes"
-    )]
+    #[error("invalid module name {0:?}: use ASCII letters, digits, `_` or `-`, at most 64 bytes")]
     InvalidName(String),
     #[error(
         "module `{module}` already exists with a different definition; schema changes are not supported yet"
@@ -61,7 +59,9 @@ pub enum CallError {
     /// The reducer returned `Err`.
     #[error("{0}")]
     Reducer(String),
-    #[error("the reducer ran out of fuel after {fuel} units (an endless loop?); it was rolled back")]
+    #[error(
+        "the reducer ran out of fuel after {fuel} units (an endless loop?); it was rolled back"
+    )]
     OutOfFuel { fuel: u64 },
     #[error("the reducer exceeded the memory limit: {0}; it was rolled back")]
     MemoryLimit(String),

@@ -32,7 +32,9 @@ mod module;
 mod state;
 
 pub use counters::{CounterSnapshot, Counters};
-pub use database::{CallOutcome, Database, ModuleEntry, Published, QueryError, CACHE_DIR, MODULES_DIR};
+pub use database::{
+    CACHE_DIR, CallOutcome, Database, MODULES_DIR, ModuleEntry, Published, QueryError,
+};
 pub use engine::{Host, RuntimeConfig};
 pub use error::{CallError, LoadError};
 pub use module::{CallContext, Committed, Runner, prepare_wasm};

@@ -165,7 +165,7 @@ impl Runner {
         counters.fuel(fuel_consumed);
         let state = live.store.data_mut();
         *tables = std::mem::replace(&mut state.tables, Tables::empty());
-        let tx = std::mem::take(&mut state.tx);
+        let tx = &mut state.tx;
         let log = std::mem::take(&mut state.log);
         let memory_limit_hit = state.memory_limit_hit;
         match result {

@@ -66,7 +66,10 @@ impl InstanceState {
     /// Clears per-call state before a call.
     pub(crate) fn begin_call(&mut self, tables: Tables) {
         self.tables = tables;
-        self.tx = TxLog::new();
+        debug_assert!(
+            self.tx.is_empty(),
+            "the previous call ended its transaction"
+        );
         self.memory_limit_hit = false;
         self.log.clear();
         self.log_dropped = 0;

@@ -31,7 +31,10 @@ const _: () = assert!(ROW_BYTES_MAX <= u32::MAX as usize);
 /// # Panics
 /// If the value does not fit the type: callers convert and check first.
 pub fn encode_value(value: &Value, ty: ColumnType, out: &mut Vec<u8>) {
-    assert!(value.fits(ty), "value {value:?} does not fit column type {ty}");
+    assert!(
+        value.fits(ty),
+        "value {value:?} does not fit column type {ty}"
+    );
     if ty.optional {
         if let Value::Null = value {
             out.push(0);

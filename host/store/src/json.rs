@@ -100,7 +100,7 @@ pub fn value_from_json(json: &Json, ty: ColumnType) -> Result<Value, String> {
 }
 
 fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("hex string has an odd number of digits".to_string());
     }
     (0..s.len())

@@ -32,7 +32,7 @@
 //! let mut tx = TxLog::new();
 //! let row = codec::encode_row(&[Value::U64(1), Value::U64(100)], &[u64_col, u64_col]);
 //! tables.insert(&mut tx, 0, &row)?;
-//! let mutations = tables.commit(tx);
+//! let mutations = tables.commit(&mut tx);
 //! assert_eq!(mutations.len(), 1);
 //! assert_eq!(tables.count(0)?, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -186,11 +186,7 @@ impl ModuleDef {
         for table in &self.tables {
             validate_table(table)?;
         }
-        check_unique_names(
-            "reducer",
-            self.reducers.iter().map(|r| r.name.as_str()),
-            "",
-        )?;
+        check_unique_names("reducer", self.reducers.iter().map(|r| r.name.as_str()), "")?;
         let inits = self
             .reducers
             .iter()

@@ -6,6 +6,7 @@
 //! table completely or not at all; undo and redo bookkeeping lives in
 //! [`crate::tables`].
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -243,16 +244,21 @@ impl Table {
     }
 
     /// Fills in a zero auto-increment column and returns the counter before.
+    /// A generated value is written into a copy of `row` left in `patched`.
     fn assign_auto_inc(
         &mut self,
-        bytes: &mut [u8],
+        row: &[u8],
         values: &mut [Extracted],
+        patched: &mut Option<Vec<u8>>,
     ) -> Result<Option<u64>, DbError> {
         let Some(auto) = self.auto_inc else {
             return Ok(None);
         };
         let slot = &mut values[auto.slot];
-        let given = slot.value.as_auto_inc().expect("auto-inc column is an integer");
+        let given = slot
+            .value
+            .as_auto_inc()
+            .expect("auto-inc column is an integer");
         if given != 0 {
             return Ok(self.observe_auto_inc(&slot.value));
         }
@@ -271,6 +277,7 @@ impl Table {
             ))
         })?;
         let offset = slot.offset;
+        let bytes = patched.insert(row.to_vec());
         bytes[offset..offset + width].copy_from_slice(&next.to_le_bytes()[..width]);
         slot.value = value;
         let previous = self.next_auto_inc;
@@ -309,25 +316,31 @@ impl Table {
 
     /// Validates and inserts a row from outside (a guest, replay).
     pub fn insert(&mut self, row: &[u8]) -> Result<Inserted, DbError> {
-        let mut bytes = row.to_vec();
-        let mut values = self.extract(&bytes).map_err(|e| self.invalid(e))?;
+        let mut values = self.extract(row).map_err(|e| self.invalid(e))?;
         // Constraint checks need the final values, so they run after
         // auto-increment; the counter is restored if they fail.
         let counter = self.next_auto_inc;
-        let previous_auto_inc = self.assign_auto_inc(&mut bytes, &mut values)?;
+        let mut patched = None;
+        let previous_auto_inc = self.assign_auto_inc(row, &mut values, &mut patched)?;
         let pk = values[self.pk_slot].value.clone();
-        let checked = if self.rows.contains_key(&pk) {
-            Err(self.pk_violation(&pk))
-        } else {
-            self.check_unique(&values, None)
-        };
-        if let Err(e) = checked {
+        if let Err(e) = self.check_unique(&values, None) {
             self.next_auto_inc = counter;
             return Err(e);
         }
-        let row: RowBytes = bytes.into();
+        let row: RowBytes = match patched {
+            Some(bytes) => bytes.into(),
+            None => row.into(),
+        };
+        match self.rows.entry(pk.clone()) {
+            Entry::Occupied(_) => {
+                self.next_auto_inc = counter;
+                return Err(self.pk_violation(&pk));
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(row.clone());
+            }
+        }
         self.add_index_entries(&values, &pk);
-        self.rows.insert(pk.clone(), row.clone());
         Ok(Inserted {
             row,
             pk,

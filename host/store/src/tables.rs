@@ -90,7 +90,9 @@ impl Tables {
     }
 
     fn table_mut(&mut self, id: u32) -> Result<&mut Table, DbError> {
-        self.tables.get_mut(id as usize).ok_or(DbError::NoSuchTable(id))
+        self.tables
+            .get_mut(id as usize)
+            .ok_or(DbError::NoSuchTable(id))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Table> {
@@ -195,14 +197,18 @@ impl Tables {
         Ok(self.table(table)?.len() as u64)
     }
 
-    /// Ends the transaction successfully and returns what it changed.
-    pub fn commit(&mut self, tx: TxLog) -> Vec<Mutation> {
-        tx.redo
+    /// Ends the transaction successfully and returns what it changed. `tx`
+    /// is left empty, its undo capacity kept for the next transaction.
+    pub fn commit(&mut self, tx: &mut TxLog) -> Vec<Mutation> {
+        tx.undo.clear();
+        std::mem::take(&mut tx.redo)
     }
 
-    /// Undoes every change of the transaction, newest first.
-    pub fn rollback(&mut self, tx: TxLog) {
-        for undo in tx.undo.into_iter().rev() {
+    /// Undoes every change of the transaction, newest first. `tx` is left
+    /// empty.
+    pub fn rollback(&mut self, tx: &mut TxLog) {
+        tx.redo.clear();
+        while let Some(undo) = tx.undo.pop() {
             match undo {
                 Undo::Inserted { table, pk } => {
                     let removed = self.tables[table as usize].delete(&pk);

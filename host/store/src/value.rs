@@ -65,7 +65,12 @@ impl Value {
 }
 
 impl Ord for Value {
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
+        // Integer keys are by far the most common: compare them first.
+        if let (Value::U64(a), Value::U64(b)) = (self, other) {
+            return a.cmp(b);
+        }
         match (self, other) {
             (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
             (Value::I32(a), Value::I32(b)) => a.cmp(b),
@@ -81,12 +86,14 @@ impl Ord for Value {
 }
 
 impl PartialOrd for Value {
+    #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
 impl PartialEq for Value {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }

@@ -124,7 +124,10 @@ fn def() -> ModuleDef {
 
 fn row(id: u64, tag: u64, group: u64) -> Vec<u8> {
     let t = ColumnType::required(ScalarType::U64);
-    codec::encode_row(&[Value::U64(id), Value::U64(tag), Value::U64(group)], &[t, t, t])
+    codec::encode_row(
+        &[Value::U64(id), Value::U64(tag), Value::U64(group)],
+        &[t, t, t],
+    )
 }
 
 #[derive(Clone, Debug)]
@@ -142,18 +145,28 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Everything observable about the table: rows, counter, and each index.
-fn observe(tables: &Tables) -> (Vec<Vec<u8>>, u64, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+/// Everything observable about the table: rows in key order, the
+/// auto-increment counter, and the rows in each secondary index's order.
+#[derive(Debug, PartialEq)]
+struct Observed(Vec<Vec<u8>>, u64, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+fn observe(tables: &Tables) -> Observed {
     use interstice_store::IndexId;
     use std::ops::Bound::Unbounded;
     let t = tables.table(0).unwrap();
     let rows = t.iter().map(|r| r.to_vec()).collect();
     let scan = |index| {
         let mut out = Vec::new();
-        t.scan(index, &Unbounded, &Unbounded, None, usize::MAX, &mut out).unwrap();
+        t.scan(index, &Unbounded, &Unbounded, None, usize::MAX, &mut out)
+            .unwrap();
         out.into_iter().map(|(_, r)| r.to_vec()).collect::<Vec<_>>()
     };
-    (rows, t.next_auto_inc(), scan(IndexId::Secondary(0)), scan(IndexId::Secondary(1)))
+    Observed(
+        rows,
+        t.next_auto_inc(),
+        scan(IndexId::Secondary(0)),
+        scan(IndexId::Secondary(1)),
+    )
 }
 
 proptest! {
@@ -179,15 +192,15 @@ proptest! {
                 };
             }
             // Unique tags hold after any sequence.
-            let (rows, ..) = observe(&tables);
+            let Observed(rows, ..) = observe(&tables);
             let mut tags: Vec<_> = rows.iter().map(|r| r[8..16].to_vec()).collect();
             tags.sort();
             tags.dedup();
             prop_assert_eq!(tags.len(), rows.len());
             if std::ptr::eq(ops, &setup) {
-                all_mutations.extend(tables.commit(tx));
+                all_mutations.extend(tables.commit(&mut tx));
             } else {
-                tables.rollback(tx);
+                tables.rollback(&mut tx);
                 prop_assert_eq!(observe(&tables), before);
             }
         }

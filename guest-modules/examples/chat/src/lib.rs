@@ -57,7 +57,12 @@ mod chat {
     }
 
     #[reducer]
-    pub fn send(ctx: &ReducerContext, sender: String, channel: String, text: String) -> Result<(), String> {
+    pub fn send(
+        ctx: &ReducerContext,
+        sender: String,
+        channel: String,
+        text: String,
+    ) -> Result<(), String> {
         if text.len() > MESSAGE_LEN_MAX {
             return Err(format!("a message holds at most {MESSAGE_LEN_MAX} bytes"));
         }
@@ -79,7 +84,11 @@ mod chat {
     }
 
     #[reducer]
-    pub fn start_typing(ctx: &ReducerContext, sender: String, channel: String) -> Result<(), String> {
+    pub fn start_typing(
+        ctx: &ReducerContext,
+        sender: String,
+        channel: String,
+    ) -> Result<(), String> {
         let user = ctx
             .db
             .users()
@@ -87,18 +96,30 @@ mod chat {
             .find(&sender)
             .ok_or_else(|| format!("no user named {sender:?}"))?;
         ctx.db.typing().delete(&user.id);
-        ctx.db.typing().insert(Typing { user: user.id, channel })?;
+        ctx.db.typing().insert(Typing {
+            user: user.id,
+            channel,
+        })?;
         Ok(())
     }
 
     /// Deletes every message of `channel`.
     #[reducer]
     pub fn clear_channel(ctx: &ReducerContext, channel: String) -> Result<(), String> {
-        let ids: Vec<u64> = ctx.db.messages().by_channel().filter(&channel).map(|m| m.id).collect();
+        let ids: Vec<u64> = ctx
+            .db
+            .messages()
+            .by_channel()
+            .filter(&channel)
+            .map(|m| m.id)
+            .collect();
         for id in ids {
             ctx.db.messages().delete(&id);
         }
-        log(interstice_sdk::LogLevel::Info, &format!("cleared channel {channel}"));
+        log(
+            interstice_sdk::LogLevel::Info,
+            &format!("cleared channel {channel}"),
+        );
         Ok(())
     }
 

@@ -29,7 +29,12 @@ mod misbehave {
 
     #[reducer]
     pub fn put(ctx: &ReducerContext, id: u64, tag: String, group: u32) -> Result<(), String> {
-        ctx.db.items().insert(Item { id, tag, group, note: None })?;
+        ctx.db.items().insert(Item {
+            id,
+            tag,
+            group,
+            note: None,
+        })?;
         Ok(())
     }
 
@@ -43,7 +48,11 @@ mod misbehave {
 
     #[reducer]
     pub fn remove(ctx: &ReducerContext, id: u64) -> Result<(), String> {
-        if ctx.db.items().delete(&id) { Ok(()) } else { Err(format!("no item {id}")) }
+        if ctx.db.items().delete(&id) {
+            Ok(())
+        } else {
+            Err(format!("no item {id}"))
+        }
     }
 
     /// Writes, then returns an error.
@@ -92,13 +101,21 @@ mod misbehave {
     #[reducer]
     pub fn put_garbage(_ctx: &ReducerContext) -> Result<(), String> {
         use interstice_sdk::bindings::interstice::module::host;
-        host::insert(0, &[1, 2, 3]).map(drop).map_err(|e| format!("{e:?}"))
+        host::insert(0, &[1, 2, 3])
+            .map(drop)
+            .map_err(|e| format!("{e:?}"))
     }
 
     /// Records the ids of a group, read through the B-tree index.
     #[reducer]
     pub fn read_group(ctx: &ReducerContext, group: u32) -> Result<(), String> {
-        let ids: Vec<u8> = ctx.db.items().by_group().filter(&group).map(|i| i.id as u8).collect();
+        let ids: Vec<u8> = ctx
+            .db
+            .items()
+            .by_group()
+            .filter(&group)
+            .map(|i| i.id as u8)
+            .collect();
         record(ctx, format!("group {group}"), ids)
     }
 
@@ -112,7 +129,13 @@ mod misbehave {
     /// Records the id holding `tag`, found through the unique index.
     #[reducer]
     pub fn read_tag(ctx: &ReducerContext, tag: String) -> Result<(), String> {
-        let ids = ctx.db.items().by_tag().find(&tag).map(|i| vec![i.id as u8]).unwrap_or_default();
+        let ids = ctx
+            .db
+            .items()
+            .by_tag()
+            .find(&tag)
+            .map(|i| vec![i.id as u8])
+            .unwrap_or_default();
         record(ctx, format!("tag {tag}"), ids)
     }
 
@@ -127,7 +150,11 @@ mod misbehave {
 
     fn record(ctx: &ReducerContext, what: String, ids: Vec<u8>) -> Result<(), String> {
         let count = ctx.db.items().count();
-        ctx.db.results().insert(Outcome { id: 0, what: format!("{what} of {count}"), ids })?;
+        ctx.db.results().insert(Outcome {
+            id: 0,
+            what: format!("{what} of {count}"),
+            ids,
+        })?;
         Ok(())
     }
 }
