@@ -92,3 +92,16 @@ fn failures_exit_non_zero_with_the_reason() {
         stderr(&out)
     );
 }
+
+#[test]
+fn relative_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_interstice"))
+        .current_dir(dir.path())
+        .args(["publish", guests::BANK, "--name", "bank", "--data-dir", "data"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("data/modules/bank.wasm").is_file());
+    assert!(dir.path().join("data/cache").is_dir());
+}

@@ -293,9 +293,15 @@ mod tests {
     }
 
     #[test]
-    fn core_module_without_metadata_is_refused() {
-        let err = componentize(b"\0asm\x01\0\0\0").unwrap_err();
+    fn bytes_that_are_no_module_are_refused() {
+        let err = componentize(b"\0asm\x01\0\0\0garbage").unwrap_err();
         assert!(matches!(err, BuildError::Componentize(_)), "{err}");
+    }
+
+    #[test]
+    fn components_pass_through() {
+        let empty = b"\0asm\x0d\0\x01\0";
+        assert_eq!(componentize(empty).unwrap(), empty);
     }
 
     #[test]

@@ -136,6 +136,8 @@ impl Database {
     pub fn open(dir: &Path, mut config: RuntimeConfig) -> Result<Database, LoadError> {
         let modules_dir = dir.join(MODULES_DIR);
         std::fs::create_dir_all(&modules_dir).map_err(io_err(&modules_dir))?;
+        let dir = &std::fs::canonicalize(dir).map_err(io_err(dir))?;
+        let modules_dir = dir.join(MODULES_DIR);
         if config.cache_dir.is_none() {
             config.cache_dir = Some(dir.join(CACHE_DIR));
         }

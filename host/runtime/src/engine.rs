@@ -57,13 +57,13 @@ impl Host {
         if let Some(dir) = &config.cache_dir {
             let mut cache = CacheConfig::new();
             cache.with_directory(dir);
-            let cache = Cache::new(cache).map_err(|e| LoadError::Compile(render(&e)))?;
+            let cache = Cache::new(cache).map_err(|e| LoadError::Engine(render(&e)))?;
             wasm.cache(Some(cache));
         }
-        let engine = Engine::new(&wasm).map_err(|e| LoadError::Compile(render(&e)))?;
+        let engine = Engine::new(&wasm).map_err(|e| LoadError::Engine(render(&e)))?;
         let mut linker = Linker::new(&engine);
         Module::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)
-            .map_err(|e| LoadError::Compile(render(&e)))?;
+            .map_err(|e| LoadError::Engine(render(&e)))?;
         Ok(Host {
             engine,
             linker,

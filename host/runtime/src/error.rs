@@ -16,6 +16,8 @@ pub enum LoadError {
     NotOurs(String),
     #[error("the module does not compile: {0}")]
     Compile(String),
+    #[error("the WebAssembly engine could not be set up: {0}")]
+    Engine(String),
     #[error("the module could not be instantiated: {0}")]
     Instantiate(String),
     #[error("the module's `describe` failed: {0}")]
