@@ -98,7 +98,14 @@ fn relative_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_interstice"))
         .current_dir(dir.path())
-        .args(["publish", guests::BANK, "--name", "bank", "--data-dir", "data"])
+        .args([
+            "publish",
+            guests::BANK,
+            "--name",
+            "bank",
+            "--data-dir",
+            "data",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

@@ -398,11 +398,6 @@ impl Table {
         self.rows.insert(pk, row);
     }
 
-    /// Primary key of a stored row.
-    pub fn pk_of(&self, row: &[u8]) -> Value {
-        self.extract_stored(row).swap_remove(self.pk_slot).value
-    }
-
     /// Up to `max` rows of `index` within the bounds, after `after`.
     pub fn scan(
         &self,
@@ -424,6 +419,20 @@ impl Table {
             Bound::Included(l) => v >= l,
             Bound::Excluded(l) => v > l,
         };
+        // Pushes one entry; false once the batch is full or past the bound.
+        let mut take = |key: &Value, pk: &Value, row: &RowBytes| -> bool {
+            if out.len() >= max || !in_upper(key) {
+                return false;
+            }
+            if in_lower(key) {
+                let pos = ScanPosition {
+                    key: key.clone(),
+                    pk: pk.clone(),
+                };
+                out.push((pos, row.clone()));
+            }
+            true
+        };
         match index {
             IndexId::PrimaryKey => {
                 let start = match after {
@@ -431,15 +440,8 @@ impl Table {
                     None => as_ref(lower),
                 };
                 for (pk, row) in self.rows.range((start, Bound::Unbounded)) {
-                    if out.len() >= max || !in_upper(pk) {
+                    if !take(pk, pk, row) {
                         break;
-                    }
-                    if in_lower(pk) {
-                        let pos = ScanPosition {
-                            key: pk.clone(),
-                            pk: pk.clone(),
-                        };
-                        out.push((pos, row.clone()));
                     }
                 }
             }
@@ -450,16 +452,8 @@ impl Table {
                         None => as_ref(lower),
                     };
                     for (key, pk) in map.range((start, Bound::Unbounded)) {
-                        if out.len() >= max || !in_upper(key) {
+                        if !take(key, pk, &self.rows[pk]) {
                             break;
-                        }
-                        if in_lower(key) {
-                            let row = self.rows[pk].clone();
-                            let pos = ScanPosition {
-                                key: key.clone(),
-                                pk: pk.clone(),
-                            };
-                            out.push((pos, row));
                         }
                     }
                 }
@@ -474,16 +468,8 @@ impl Table {
                         }
                     };
                     for (key, pk) in set.range((start, Bound::Unbounded)) {
-                        if out.len() >= max || !in_upper(key) {
+                        if !take(key, pk, &self.rows[pk]) {
                             break;
-                        }
-                        if in_lower(key) {
-                            let row = self.rows[pk].clone();
-                            let pos = ScanPosition {
-                                key: key.clone(),
-                                pk: pk.clone(),
-                            };
-                            out.push((pos, row));
                         }
                     }
                 }

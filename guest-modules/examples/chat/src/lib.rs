@@ -39,6 +39,14 @@ mod chat {
 
     const MESSAGE_LEN_MAX: usize = 4096;
 
+    fn user_named(ctx: &ReducerContext, name: &str) -> Result<User, String> {
+        ctx.db
+            .users()
+            .by_name()
+            .find(&name.to_string())
+            .ok_or_else(|| format!("no user named {name:?}"))
+    }
+
     #[reducer]
     pub fn register(ctx: &ReducerContext, name: String, bio: Option<String>) -> Result<(), String> {
         if name.is_empty() {
@@ -66,12 +74,7 @@ mod chat {
         if text.len() > MESSAGE_LEN_MAX {
             return Err(format!("a message holds at most {MESSAGE_LEN_MAX} bytes"));
         }
-        let user = ctx
-            .db
-            .users()
-            .by_name()
-            .find(&sender)
-            .ok_or_else(|| format!("no user named {sender:?}"))?;
+        let user = user_named(ctx, &sender)?;
         ctx.db.typing().delete(&user.id);
         ctx.db.messages().insert(Message {
             id: 0,
@@ -89,12 +92,7 @@ mod chat {
         sender: String,
         channel: String,
     ) -> Result<(), String> {
-        let user = ctx
-            .db
-            .users()
-            .by_name()
-            .find(&sender)
-            .ok_or_else(|| format!("no user named {sender:?}"))?;
+        let user = user_named(ctx, &sender)?;
         ctx.db.typing().delete(&user.id);
         ctx.db.typing().insert(Typing {
             user: user.id,
@@ -125,12 +123,7 @@ mod chat {
 
     #[reducer]
     pub fn rename(ctx: &ReducerContext, old: String, new: String) -> Result<(), String> {
-        let mut user = ctx
-            .db
-            .users()
-            .by_name()
-            .find(&old)
-            .ok_or_else(|| format!("no user named {old:?}"))?;
+        let mut user = user_named(ctx, &old)?;
         user.name = new;
         ctx.db.users().update(user)?;
         Ok(())
