@@ -99,8 +99,29 @@ fn transaction_ids_and_timestamps_increase() {
 }
 
 #[test]
+fn chat_init_runs_once_at_first_publication() {
+    let (_dir, mut db) = db_with("chat", guests::CHAT);
+    let users = rows(&db, "chat", "users");
+    assert_eq!(users.len(), 1);
+    assert_eq!(
+        (&users[0]["id"], &users[0]["name"]),
+        (&json!(1), &json!("system"))
+    );
+    assert_eq!(rows(&db, "chat", "messages")[0]["text"], "welcome");
+    let err = db.call_json("chat", "init", &json!([]), "t").unwrap_err();
+    assert!(matches!(err, CallError::InitNotCallable(_)), "{err}");
+    let again = db
+        .publish("chat", &interstice_tests::guest_bytes(guests::CHAT))
+        .unwrap();
+    assert!(again.replaced && again.init.is_none());
+    assert_eq!(rows(&db, "chat", "users").len(), 1);
+}
+
+#[test]
 fn chat_auto_increment_unique_and_index() {
     let (_dir, mut db) = db_with("chat", guests::CHAT);
+    db.call_json("chat", "clear_channel", &json!(["general"]), "t")
+        .unwrap();
     db.call_json("chat", "register", &json!(["ann", null]), "t")
         .unwrap();
     db.call_json("chat", "register", &json!(["bob", "hi there"]), "t")
@@ -119,16 +140,17 @@ fn chat_auto_increment_unique_and_index() {
             .unwrap();
     }
     let users = rows(&db, "chat", "users");
-    assert_eq!(users.len(), 2);
-    assert_eq!(users[0]["id"], 1);
-    assert_eq!(users[0]["name"], "ann");
-    assert_eq!(users[0]["bio"], Value::Null);
-    assert_eq!(users[1]["id"], 2, "the refused registration consumed no id");
-    assert_eq!(users[1]["bio"], "hi there");
+    assert_eq!(users.len(), 3);
+    assert_eq!(users[1]["id"], 2);
+    assert_eq!(users[1]["name"], "ann");
+    assert_eq!(users[1]["bio"], Value::Null);
+    assert_eq!(users[2]["id"], 3, "the refused registration consumed no id");
+    assert_eq!(users[2]["bio"], "hi there");
+    // Message 1 (the welcome) was deleted; ids are never reused.
     let messages = rows(&db, "chat", "messages");
     let ids: Vec<_> = messages.iter().map(|m| m["id"].as_u64().unwrap()).collect();
-    assert_eq!(ids, vec![1, 2, 3]);
-    assert_eq!(messages[2]["sender"], 2);
+    assert_eq!(ids, vec![2, 3, 4]);
+    assert_eq!(messages[2]["sender"], 3);
 
     // The btree index finds exactly the channel's messages.
     db.call_json("chat", "clear_channel", &json!(["general"]), "t")
@@ -151,7 +173,7 @@ fn chat_auto_increment_unique_and_index() {
         .iter()
         .map(|u| u["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(names, vec!["ann", "rob", "bob"]);
+    assert_eq!(names, vec!["system", "ann", "rob", "bob"]);
 }
 
 #[test]

@@ -47,6 +47,13 @@ mod chat {
             .ok_or_else(|| format!("no user named {name:?}"))
     }
 
+    /// Runs once, at first publication: the system user posts a welcome.
+    #[reducer(init)]
+    pub fn init(ctx: &ReducerContext) -> Result<(), String> {
+        register(ctx, "system".into(), None)?;
+        send(ctx, "system".into(), "general".into(), "welcome".into())
+    }
+
     #[reducer]
     pub fn register(ctx: &ReducerContext, name: String, bio: Option<String>) -> Result<(), String> {
         if name.is_empty() {
