@@ -105,3 +105,18 @@ fn published_modules_load_again_on_open() {
     db.call_json("chat", "register", &json!(["ann", null]), "t")
         .unwrap();
 }
+
+#[test]
+fn a_damaged_module_file_names_the_module_on_open() {
+    let (dir, mut db) = fresh_db();
+    db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
+    drop(db);
+    std::fs::write(dir.path().join("modules/bank.wasm"), b"garbage!").unwrap();
+    let err = interstice_runtime::Database::open(dir.path(), interstice_tests::test_config())
+        .err()
+        .expect("a damaged module must not load silently");
+    assert_eq!(
+        err.to_string(),
+        "module `bank`: not a WebAssembly file (it does not start with the `\\0asm` magic)"
+    );
+}

@@ -166,8 +166,12 @@ impl Database {
                 continue;
             };
             let wasm = std::fs::read(&path).map_err(io_err(&path))?;
-            let mut runner = Runner::compile(&db.host, &wasm)?;
-            let def = Arc::new(runner.describe()?);
+            let in_module = |source| LoadError::InModule {
+                module: name.clone(),
+                source: Box::new(source),
+            };
+            let mut runner = Runner::compile(&db.host, &wasm).map_err(in_module)?;
+            let def = Arc::new(runner.describe().map_err(in_module)?);
             let entry = ModuleEntry {
                 tables: Tables::new(&def),
                 def,

@@ -36,6 +36,12 @@ pub enum LoadError {
         #[source]
         source: CallError,
     },
+    #[error("module `{module}`: {source}")]
+    InModule {
+        module: String,
+        #[source]
+        source: Box<LoadError>,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
