@@ -210,10 +210,6 @@ fn main() -> Result<()> {
                 get("single-row") - noop - get("table insert")
             );
         }
-        "native" => {
-            println!("native insert: {:?}", best_of(native_insert)?);
-            println!("bare BTreeMap<u64, Arc<[u8]>>: {:?}", best_of(bare_btree)?);
-        }
         other => bail!("unknown benchmark {other:?}; try `reducers` or `all`"),
     }
     Ok(())

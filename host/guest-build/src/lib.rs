@@ -246,11 +246,6 @@ pub fn is_component(wasm: &[u8]) -> bool {
     wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[4..8] == [0x0d, 0x00, 0x01, 0x00]
 }
 
-/// Whether `wasm` starts with the core-module preamble.
-pub fn is_core_module(wasm: &[u8]) -> bool {
-    wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[4..8] == [0x01, 0x00, 0x00, 0x00]
-}
-
 /// Builds the crate at `crate_dir` and writes its component to `out` (or
 /// next to the core module, as `<name>.component.wasm`). Returns the path.
 pub fn build_component(crate_dir: &Path, out: Option<&Path>) -> Result<PathBuf, BuildError> {
@@ -286,10 +281,9 @@ mod tests {
 
     #[test]
     fn preambles() {
-        assert!(is_core_module(b"\0asm\x01\0\0\0"));
         assert!(is_component(b"\0asm\x0d\0\x01\0"));
         assert!(!is_component(b"\0asm\x01\0\0\0"));
-        assert!(!is_core_module(b"hello wo"));
+        assert!(!is_component(b"\0asm"));
     }
 
     #[test]

@@ -33,10 +33,6 @@ impl ModuleEntry {
     pub fn def(&self) -> &Arc<ModuleDef> {
         &self.def
     }
-
-    pub fn tables(&self) -> &Tables {
-        &self.tables
-    }
 }
 
 /// A committed reducer call.
@@ -270,44 +266,30 @@ impl Database {
         args: &serde_json::Value,
         caller: &str,
     ) -> Result<CallOutcome, CallError> {
-        let (reducer_id, encoded) = {
-            let entry = self
-                .modules
-                .get(module)
-                .ok_or_else(|| CallError::UnknownModule(module.to_string()))?;
-            let reducer_id = self.reducer_id(module, entry, reducer)?;
-            let params = &entry.def.reducers[reducer_id as usize].params;
-            (reducer_id, args_from_json(args, params)?)
-        };
+        let reducer_id = self.resolve_reducer(module, reducer)?;
+        let params = &self.modules[module].def.reducers[reducer_id as usize].params;
+        let encoded = args_from_json(args, params)?;
         self.call_encoded(module, reducer_id, &encoded, caller)
     }
 
-    fn reducer_id(
-        &self,
-        module: &str,
-        entry: &ModuleEntry,
-        reducer: &str,
-    ) -> Result<u32, CallError> {
-        let id = entry
-            .def
+    /// Looks up a reducer's id for [`Database::call_encoded`]. The init
+    /// reducer is not callable.
+    pub fn resolve_reducer(&self, module: &str, reducer: &str) -> Result<u32, CallError> {
+        let def = &self
+            .modules
+            .get(module)
+            .ok_or_else(|| CallError::UnknownModule(module.to_string()))?
+            .def;
+        let id = def
             .reducer_id(reducer)
             .ok_or_else(|| CallError::UnknownReducer {
                 module: module.to_string(),
                 reducer: reducer.to_string(),
             })?;
-        if entry.def.reducers[id as usize].kind == ReducerKind::Init {
+        if def.reducers[id as usize].kind == ReducerKind::Init {
             return Err(CallError::InitNotCallable(reducer.to_string()));
         }
         Ok(id)
-    }
-
-    /// Looks up a reducer's id for [`Database::call_encoded`].
-    pub fn resolve_reducer(&self, module: &str, reducer: &str) -> Result<u32, CallError> {
-        let entry = self
-            .modules
-            .get(module)
-            .ok_or_else(|| CallError::UnknownModule(module.to_string()))?;
-        self.reducer_id(module, entry, reducer)
     }
 
     /// Calls reducer number `reducer_id` with arguments already in the row

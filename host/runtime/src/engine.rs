@@ -75,8 +75,4 @@ impl Host {
     pub fn counters(&self) -> &Arc<Counters> {
         &self.counters
     }
-
-    pub fn config(&self) -> &RuntimeConfig {
-        &self.config
-    }
 }

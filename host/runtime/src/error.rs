@@ -81,14 +81,6 @@ pub enum CallError {
     NotLoaded(String),
 }
 
-impl CallError {
-    /// Whether the guest itself refused (as opposed to bad input or a host
-    /// problem).
-    pub fn is_reducer_error(&self) -> bool {
-        matches!(self, CallError::Reducer(_))
-    }
-}
-
 /// Renders a wasmtime error with its whole chain of causes.
 pub(crate) fn render(e: &wasmtime::Error) -> String {
     let mut out = String::new();

@@ -57,21 +57,14 @@ pub fn prepare_wasm(wasm: &[u8]) -> Result<Vec<u8>, LoadError> {
             max: limits::MODULE_BYTES_MAX,
         });
     }
-    if wasm.len() < 8 || wasm[..4] != *b"\0asm" {
+    if !wasm.starts_with(b"\0asm") {
         return Err(LoadError::NotWasm);
     }
-    let is_component = wasm[4..8] == [0x0d, 0x00, 0x01, 0x00];
-    if is_component {
-        return Ok(wasm.to_vec());
-    }
-    wit_component::ComponentEncoder::default()
-        .module(wasm)
-        .and_then(|encoder| encoder.validate(true).encode())
-        .map_err(|e| {
-            LoadError::NotOurs(format!(
-                "a core module that could not be made into a component (built without the Interstice SDK?): {e:#}"
-            ))
-        })
+    interstice_guest_build::componentize(wasm).map_err(|e| {
+        LoadError::NotOurs(format!(
+            "a core module that could not be made into a component (built without the Interstice SDK?): {e}"
+        ))
+    })
 }
 
 impl Runner {

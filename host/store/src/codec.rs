@@ -71,13 +71,6 @@ pub fn encode_row(values: &[Value], types: &[ColumnType]) -> Vec<u8> {
     out
 }
 
-/// Encodes one value alone, as an index key.
-pub fn encode_key(value: &Value, ty: ColumnType) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9);
-    encode_value(value, ty, &mut out);
-    out
-}
-
 /// A cursor over encoded bytes that reports where a decode failed.
 pub struct Reader<'a> {
     bytes: &'a [u8],

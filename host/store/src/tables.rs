@@ -48,11 +48,6 @@ impl TxLog {
         Self::default()
     }
 
-    /// Mutations so far, in order.
-    pub fn mutations(&self) -> &[Mutation] {
-        &self.redo
-    }
-
     pub fn is_empty(&self) -> bool {
         self.undo.is_empty()
     }
@@ -93,15 +88,6 @@ impl Tables {
         self.tables
             .get_mut(id as usize)
             .ok_or(DbError::NoSuchTable(id))
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Table> {
-        self.tables.iter()
-    }
-
-    /// Total rows across tables.
-    pub fn row_count(&self) -> usize {
-        self.tables.iter().map(Table::len).sum()
     }
 
     fn record(&self, tx: &mut TxLog, table: u32, op: MutationOp, row: RowBytes) {
