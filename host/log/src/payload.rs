@@ -1,0 +1,319 @@
+//! The payload of a record: one committed transaction (payload format 1).
+//! `docs/log-format.md` is the specification.
+//!
+//! ```text
+//! kind        u8      1 = reducer call, 2 = module publication
+//! timestamp   i64 LE  logical time of the transaction, µs since the Unix epoch
+//! module      str     module name
+//! definition  bytes   publication only: the module definition (UTF-8 JSON)
+//! reducer     str     reducer name (publication: the init reducer, or empty)
+//! caller      str     caller identity
+//! args        bytes   the arguments, one row in the canonical row encoding
+//! count       u32 LE  number of mutations
+//! mutations   count × { op u8 (1 insert, 2 update, 3 delete), table u32 LE, row bytes }
+//! ```
+//!
+//! `str` and `bytes` are a u32 LE length followed by that many bytes; a `str`
+//! is UTF-8. Row bytes are opaque here: the store validates them on replay.
+
+use thiserror::Error;
+
+/// The payload format this code writes and reads.
+pub const PAYLOAD_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RecordKind {
+    Call = 1,
+    Publish = 2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Op {
+    Insert = 1,
+    Update = 2,
+    Delete = 3,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Insert => "insert",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// One row change, borrowed from a payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MutationRef<'a> {
+    pub op: Op,
+    pub table: u32,
+    pub row: &'a [u8],
+}
+
+/// A decoded payload, borrowing from the segment's bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxRecord<'a> {
+    pub kind: RecordKind,
+    pub timestamp_micros: i64,
+    pub module: &'a str,
+    /// The module definition, for a publication.
+    pub definition: Option<&'a [u8]>,
+    pub reducer: &'a str,
+    pub caller: &'a str,
+    pub args: &'a [u8],
+    pub mutations: Vec<MutationRef<'a>>,
+}
+
+/// A payload that passed its checksum but does not decode: written by a
+/// newer or broken writer.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PayloadError {
+    #[error("payload ends at byte {at} while reading {what}")]
+    Truncated { at: usize, what: &'static str },
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+    #[error("unknown mutation op {op} at byte {at}")]
+    UnknownOp { op: u8, at: usize },
+    #[error("{what} at byte {at} is not valid UTF-8")]
+    Utf8 { at: usize, what: &'static str },
+    #[error("{0} trailing bytes after the last mutation")]
+    Trailing(usize),
+}
+
+/// The fields of a transaction other than its mutations.
+#[derive(Clone, Copy, Debug)]
+pub struct TxHeader<'a> {
+    pub kind: RecordKind,
+    pub timestamp_micros: i64,
+    pub module: &'a str,
+    pub definition: Option<&'a [u8]>,
+    pub reducer: &'a str,
+    pub caller: &'a str,
+    pub args: &'a [u8],
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len()).expect("lengths are bounded far below 4 GiB");
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Encodes a payload into `out` (cleared first).
+pub fn encode<'m>(
+    header: &TxHeader<'_>,
+    mutations: impl ExactSizeIterator<Item = MutationRef<'m>>,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.push(header.kind as u8);
+    out.extend_from_slice(&header.timestamp_micros.to_le_bytes());
+    put_bytes(out, header.module.as_bytes());
+    if header.kind == RecordKind::Publish {
+        put_bytes(out, header.definition.unwrap_or_default());
+    }
+    put_bytes(out, header.reducer.as_bytes());
+    put_bytes(out, header.caller.as_bytes());
+    put_bytes(out, header.args);
+    let count = u32::try_from(mutations.len()).expect("mutations per tx are bounded");
+    out.extend_from_slice(&count.to_le_bytes());
+    for m in mutations {
+        out.push(m.op as u8);
+        out.extend_from_slice(&m.table.to_le_bytes());
+        put_bytes(out, m.row);
+    }
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], PayloadError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or(PayloadError::Truncated { at: self.at, what })?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, PayloadError> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, PayloadError> {
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], PayloadError> {
+        let len = self.u32(what)? as usize;
+        self.take(len, what)
+    }
+
+    fn str(&mut self, what: &'static str) -> Result<&'a str, PayloadError> {
+        let at = self.at;
+        std::str::from_utf8(self.bytes(what)?).map_err(|_| PayloadError::Utf8 { at, what })
+    }
+}
+
+impl<'a> TxRecord<'a> {
+    pub fn decode(payload: &'a [u8]) -> Result<TxRecord<'a>, PayloadError> {
+        let mut c = Cursor {
+            bytes: payload,
+            at: 0,
+        };
+        let kind = match c.u8("kind")? {
+            1 => RecordKind::Call,
+            2 => RecordKind::Publish,
+            k => return Err(PayloadError::UnknownKind(k)),
+        };
+        let timestamp_micros =
+            i64::from_le_bytes(c.take(8, "timestamp")?.try_into().expect("8 bytes"));
+        let module = c.str("module")?;
+        let definition = match kind {
+            RecordKind::Publish => Some(c.bytes("definition")?),
+            RecordKind::Call => None,
+        };
+        let reducer = c.str("reducer")?;
+        let caller = c.str("caller")?;
+        let args = c.bytes("args")?;
+        let count = c.u32("mutation count")? as usize;
+        // Each mutation takes at least 9 bytes: never trust the count for
+        // an allocation larger than the payload could hold.
+        let mut mutations = Vec::with_capacity(count.min(payload.len() / 9));
+        for _ in 0..count {
+            let at = c.at;
+            let op = match c.u8("mutation op")? {
+                1 => Op::Insert,
+                2 => Op::Update,
+                3 => Op::Delete,
+                op => return Err(PayloadError::UnknownOp { op, at }),
+            };
+            let table = c.u32("mutation table")?;
+            let row = c.bytes("mutation row")?;
+            mutations.push(MutationRef { op, table, row });
+        }
+        if c.at != payload.len() {
+            return Err(PayloadError::Trailing(payload.len() - c.at));
+        }
+        Ok(TxRecord {
+            kind,
+            timestamp_micros,
+            module,
+            definition,
+            reducer,
+            caller,
+            args,
+            mutations,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample(out: &mut Vec<u8>) {
+        let header = TxHeader {
+            kind: RecordKind::Call,
+            timestamp_micros: 5,
+            module: "m",
+            definition: None,
+            reducer: "r",
+            caller: "c",
+            args: &[9],
+        };
+        let muts = [MutationRef {
+            op: Op::Update,
+            table: 2,
+            row: &[7, 7],
+        }];
+        encode(&header, muts.into_iter(), out);
+    }
+
+    #[test]
+    fn golden_bytes() {
+        let mut out = Vec::new();
+        sample(&mut out);
+        #[rustfmt::skip]
+        let expected: Vec<u8> = vec![
+            1,                         // kind: call
+            5, 0, 0, 0, 0, 0, 0, 0,    // timestamp
+            1, 0, 0, 0, b'm',          // module
+            1, 0, 0, 0, b'r',          // reducer
+            1, 0, 0, 0, b'c',          // caller
+            1, 0, 0, 0, 9,             // args
+            1, 0, 0, 0,                // one mutation
+            2, 2, 0, 0, 0,             // update, table 2
+            2, 0, 0, 0, 7, 7,          // row
+        ];
+        assert_eq!(out, expected);
+        let rec = TxRecord::decode(&out).unwrap();
+        assert_eq!(rec.mutations[0].row, &[7, 7]);
+        assert_eq!(rec.module, "m");
+    }
+
+    #[test]
+    fn every_cut_is_refused() {
+        let mut out = Vec::new();
+        sample(&mut out);
+        for cut in 0..out.len() {
+            assert!(TxRecord::decode(&out[..cut]).is_err(), "cut {cut}");
+        }
+        out.push(0);
+        assert_eq!(TxRecord::decode(&out), Err(PayloadError::Trailing(1)));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(
+            publish in any::<bool>(),
+            ts in any::<i64>(),
+            module in "[a-z]{0,8}",
+            def in proptest::collection::vec(any::<u8>(), 0..20),
+            args in proptest::collection::vec(any::<u8>(), 0..20),
+            muts in proptest::collection::vec((1u8..=3, any::<u32>(), proptest::collection::vec(any::<u8>(), 0..16)), 0..8),
+        ) {
+            let kind = if publish { RecordKind::Publish } else { RecordKind::Call };
+            let header = TxHeader {
+                kind,
+                timestamp_micros: ts,
+                module: &module,
+                definition: publish.then_some(&def[..]),
+                reducer: "red",
+                caller: "who",
+                args: &args,
+            };
+            let refs: Vec<MutationRef> = muts.iter().map(|(op, table, row)| MutationRef {
+                op: [Op::Insert, Op::Update, Op::Delete][*op as usize - 1],
+                table: *table,
+                row,
+            }).collect();
+            let mut out = Vec::new();
+            encode(&header, refs.iter().copied(), &mut out);
+            let rec = TxRecord::decode(&out).unwrap();
+            prop_assert_eq!(rec.kind, kind);
+            prop_assert_eq!(rec.timestamp_micros, ts);
+            prop_assert_eq!(rec.module, &module[..]);
+            prop_assert_eq!(rec.definition, publish.then_some(&def[..]));
+            prop_assert_eq!(rec.args, &args[..]);
+            prop_assert_eq!(rec.mutations, refs);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = TxRecord::decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! The log writer: one thread that owns the active segment, frames records,
+//! writes them in batches and syncs each batch once (group commit).
+//!
+//! Callers append while holding the database's commit order and then wait
+//! for their own record outside it, so the next transaction executes while
+//! earlier ones wait for their fsync (pipelining). A failed write or sync
+//! poisons the log: it is never retried, every waiter whose record was not
+//! yet durable gets an error, and every later append is refused.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{AppendError, LogError, io_at};
+use crate::frame::{self, FRAME_HEADER_LEN};
+use crate::limits::{
+    BATCH_BYTES_MAX, QUEUE_RECORDS_MAX, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_BYTES_DEFAULT,
+    SEGMENT_BYTES_MIN,
+};
+use crate::recovery::{self, Record, Recovered, RecoveryMode};
+use crate::segment::{self, HEADER_LEN, Header};
+use crate::storage::{LogFile, Storage};
+
+/// When the writer makes records durable, and so when callers are answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// fdatasync before any caller whose record is in the batch is answered.
+    #[default]
+    Always,
+    /// Callers are answered once their record is written to the operating
+    /// system; fdatasync runs at most this often. A power loss can lose the
+    /// last interval; a process crash loses nothing answered.
+    Interval(Duration),
+    /// Callers are answered once their record is written to the operating
+    /// system; the log syncs only at rotation and on close.
+    Never,
+}
+
+impl SyncPolicy {
+    /// Whether an answered transaction can be lost on power loss.
+    pub fn is_weak(self) -> bool {
+        self != SyncPolicy::Always
+    }
+}
+
+impl FromStr for SyncPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(SyncPolicy::Always),
+            "never" => Ok(SyncPolicy::Never),
+            _ => {
+                let ms = s
+                    .strip_prefix("interval=")
+                    .map(|v| v.strip_suffix("ms").unwrap_or(v))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|&ms| ms > 0)
+                    .ok_or_else(|| {
+                        format!("unknown sync policy `{s}`; expected always, never or interval=<ms> (ms > 0)")
+                    })?;
+                Ok(SyncPolicy::Interval(Duration::from_millis(ms)))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for SyncPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncPolicy::Always => f.write_str("always"),
+            SyncPolicy::Never => f.write_str("never"),
+            SyncPolicy::Interval(d) => write!(f, "interval={}", d.as_millis()),
+        }
+    }
+}
+
+/// Log settings.
+#[derive(Clone, Copy, Debug)]
+pub struct LogConfig {
+    pub sync: SyncPolicy,
+    /// The writer starts a new segment before one would grow past this.
+    pub segment_bytes_max: u64,
+    pub recovery: RecoveryMode,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            sync: SyncPolicy::Always,
+            segment_bytes_max: SEGMENT_BYTES_DEFAULT,
+            recovery: RecoveryMode::TolerateTail,
+        }
+    }
+}
+
+/// Counters of the writer's work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub records: u64,
+    pub bytes: u64,
+    pub batches: u64,
+    pub syncs: u64,
+    pub rotations: u64,
+    /// Total time spent in fdatasync, in microseconds.
+    pub sync_micros: u64,
+}
+
+struct State {
+    /// Highest tx id whose caller may be answered.
+    acked: u64,
+    /// Highest tx id on stable storage.
+    synced: u64,
+    /// The id the next append must carry.
+    next_append: u64,
+    poisoned: Option<String>,
+    closed: bool,
+    stats: LogStats,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+enum Msg {
+    Append { tx_id: u64, payload: Vec<u8> },
+    Sync(SyncSender<Result<(), AppendError>>),
+}
+
+/// An open log: recovered, and with its writer running.
+pub struct Log {
+    shared: Arc<Shared>,
+    sender: Option<SyncSender<Msg>>,
+    thread: Option<JoinHandle<()>>,
+    config: LogConfig,
+    dir: PathBuf,
+}
+
+struct Writer {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    config: LogConfig,
+    file: Box<dyn LogFile>,
+    header: Header,
+    /// Bytes in the active segment, written or in `batch`.
+    len: u64,
+    batch: Vec<u8>,
+    /// Highest tx id in `batch`.
+    batch_last: u64,
+    written: u64,
+    shared: Arc<Shared>,
+}
+
+impl Log {
+    /// Recovers the log in `dir` (see [`recovery::recover`]), calling `visit`
+    /// for every valid record in order, then starts the writer after the last
+    /// valid record. `next_tx_id` is the id the first new record will carry
+    /// when the log is empty.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        config: LogConfig,
+        next_tx_id: u64,
+        visit: &mut dyn FnMut(Record<'_>) -> Result<(), String>,
+    ) -> Result<(Log, Recovered), LogError> {
+        if config.segment_bytes_max < SEGMENT_BYTES_MIN {
+            return Err(LogError::Config(format!(
+                "segment size {} is below the minimum of {SEGMENT_BYTES_MIN} bytes",
+                config.segment_bytes_max
+            )));
+        }
+        let recovered = recovery::recover(&*storage, dir, config.recovery, visit)?;
+        if let Some(parent) = dir.parent() {
+            storage.sync_dir(parent).map_err(io_at(parent))?;
+        }
+        let next = recovered.last_tx_id.map_or(next_tx_id, |t| t + 1);
+        let (file, header, len) = match &recovered.end {
+            Some(end) => (
+                storage.open_append(&end.path).map_err(io_at(&end.path))?,
+                end.header,
+                end.len,
+            ),
+            None => {
+                let (file, header) = create_segment(&*storage, dir, next)?;
+                (file, header, HEADER_LEN as u64)
+            }
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                acked: next - 1,
+                synced: next - 1,
+                next_append: next,
+                poisoned: None,
+                closed: false,
+                stats: LogStats::default(),
+            }),
+            changed: Condvar::new(),
+        });
+        let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_RECORDS_MAX);
+        let writer = Writer {
+            storage,
+            dir: dir.to_path_buf(),
+            config,
+            file,
+            header,
+            len,
+            batch: Vec::with_capacity(1 << 16),
+            batch_last: next - 1,
+            written: next - 1,
+            shared: shared.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("interstice-log".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(io_at(dir))?;
+        let log = Log {
+            shared,
+            sender: Some(sender),
+            thread: Some(thread),
+            config,
+            dir: dir.to_path_buf(),
+        };
+        Ok((log, recovered))
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The id the next append must carry.
+    pub fn next_tx_id(&self) -> u64 {
+        self.shared.lock().next_append
+    }
+
+    /// Why the log refuses writes, if it does.
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared.lock().poisoned.clone()
+    }
+
+    pub fn stats(&self) -> LogStats {
+        self.shared.lock().stats
+    }
+
+    /// Queues a record. Returns once the writer has it (blocking while the
+    /// queue is full); [`Log::wait`] tells when it is durable.
+    pub fn append(&self, tx_id: u64, payload: Vec<u8>) -> Result<(), AppendError> {
+        if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
+            return Err(AppendError::TooLarge {
+                len: payload.len(),
+                max: RECORD_PAYLOAD_BYTES_MAX,
+            });
+        }
+        {
+            let mut st = self.shared.lock();
+            if let Some(p) = &st.poisoned {
+                return Err(AppendError::Poisoned(p.clone()));
+            }
+            if tx_id != st.next_append {
+                return Err(AppendError::OutOfOrder {
+                    expected: st.next_append,
+                    got: tx_id,
+                });
+            }
+            st.next_append += 1;
+        }
+        let sender = self.sender.as_ref().ok_or(AppendError::Closed)?;
+        let msg = Msg::Append { tx_id, payload };
+        match sender.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(msg)) => sender.send(msg).map_err(|_| AppendError::Closed),
+            Err(TrySendError::Disconnected(_)) => Err(AppendError::Closed),
+        }
+    }
+
+    /// Waits until transaction `tx_id` may be acknowledged under the sync
+    /// policy (with `always`: until it is on stable storage).
+    pub fn wait(&self, tx_id: u64) -> Result<(), AppendError> {
+        let mut st = self.shared.lock();
+        loop {
+            if st.acked >= tx_id {
+                return Ok(());
+            }
+            if let Some(p) = &st.poisoned {
+                return Err(AppendError::Poisoned(p.clone()));
+            }
+            if st.closed {
+                return Err(AppendError::Closed);
+            }
+            st = self
+                .shared
+                .changed
+                .wait(st)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Makes every record appended so far durable, whatever the policy.
+    pub fn sync(&self) -> Result<(), AppendError> {
+        let sender = self.sender.as_ref().ok_or(AppendError::Closed)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        sender.send(Msg::Sync(tx)).map_err(|_| AppendError::Closed)?;
+        rx.recv().map_err(|_| AppendError::Closed)?
+    }
+
+    /// Syncs and stops the writer.
+    pub fn close(mut self) -> Result<(), AppendError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), AppendError> {
+        let Some(sender) = self.sender.take() else {
+            return Ok(());
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let synced = match sender.send(Msg::Sync(tx)) {
+            Ok(()) => rx.recv().map_err(|_| AppendError::Closed).and_then(|r| r),
+            Err(_) => Err(AppendError::Closed),
+        };
+        drop(sender);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        synced
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::warn!("log closed with an error: {e}");
+        }
+    }
+}
+
+fn create_segment(
+    storage: &dyn Storage,
+    dir: &Path,
+    base_tx_id: u64,
+) -> Result<(Box<dyn LogFile>, Header), LogError> {
+    let path = dir.join(segment::file_name(base_tx_id));
+    let header = Header::new(base_tx_id);
+    let mut file = storage.create(&path).map_err(io_at(&path))?;
+    file.append(&header.encode()).map_err(io_at(&path))?;
+    file.sync_data().map_err(io_at(&path))?;
+    storage.sync_dir(dir).map_err(io_at(dir))?;
+    Ok((file, header))
+}
+
+impl Writer {
+    fn run(mut self, receiver: Receiver<Msg>) {
+        let mut last_sync = Instant::now();
+        loop {
+            let first = match self.config.sync {
+                SyncPolicy::Interval(every) if self.synced() < self.written => {
+                    let left = every.saturating_sub(last_sync.elapsed());
+                    match receiver.recv_timeout(left) {
+                        Ok(m) => Some(m),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                _ => match receiver.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => break,
+                },
+            };
+            let mut sync_waiters = Vec::new();
+            let mut next = first;
+            while let Some(msg) = next {
+                match msg {
+                    Msg::Append { tx_id, payload } => self.add(tx_id, &payload),
+                    Msg::Sync(reply) => sync_waiters.push(reply),
+                }
+                next = if self.batch.len() < BATCH_BYTES_MAX {
+                    receiver.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            self.flush();
+            let must_sync = !sync_waiters.is_empty()
+                || match self.config.sync {
+                    SyncPolicy::Always => true,
+                    SyncPolicy::Interval(every) => last_sync.elapsed() >= every,
+                    SyncPolicy::Never => false,
+                };
+            if must_sync {
+                self.sync();
+                last_sync = Instant::now();
+            }
+            self.publish();
+            for reply in sync_waiters {
+                let result = match self.poisoned() {
+                    Some(p) => Err(AppendError::Poisoned(p)),
+                    None => Ok(()),
+                };
+                let _ = reply.send(result);
+            }
+        }
+        self.flush();
+        self.sync();
+        let mut st = self.shared.lock();
+        st.closed = true;
+        drop(st);
+        self.shared.changed.notify_all();
+    }
+
+    fn poisoned(&self) -> Option<String> {
+        self.shared.lock().poisoned.clone()
+    }
+
+    fn synced(&self) -> u64 {
+        self.shared.lock().synced
+    }
+
+    /// Frames a record into the batch, rotating first if it would not fit.
+    fn add(&mut self, tx_id: u64, payload: &[u8]) {
+        if self.poisoned().is_some() {
+            return;
+        }
+        let frame_len = (FRAME_HEADER_LEN + payload.len()) as u64;
+        if self.len + frame_len > self.config.segment_bytes_max && self.len > HEADER_LEN as u64 {
+            self.flush();
+            self.sync();
+            if let Err(e) = self.rotate(tx_id) {
+                self.poison(format!("starting a new segment: {e}"));
+                return;
+            }
+        }
+        frame::encode(self.header.salt, tx_id, payload, &mut self.batch);
+        self.len += frame_len;
+        self.batch_last = tx_id;
+        let mut st = self.shared.lock();
+        st.stats.records += 1;
+        st.stats.bytes += frame_len;
+    }
+
+    fn rotate(&mut self, base_tx_id: u64) -> Result<(), LogError> {
+        if let Some(p) = self.poisoned() {
+            return Err(LogError::Config(p));
+        }
+        let (file, header) = create_segment(&*self.storage, &self.dir, base_tx_id)?;
+        self.file = file;
+        self.header = header;
+        self.len = HEADER_LEN as u64;
+        self.shared.lock().stats.rotations += 1;
+        Ok(())
+    }
+
+    /// Writes the batch to the active segment.
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        if self.poisoned().is_none() {
+            match self.file.append(&self.batch) {
+                Ok(()) => {
+                    self.written = self.batch_last;
+                    self.shared.lock().stats.batches += 1;
+                }
+                Err(e) => self.poison(format!("write failed: {e}")),
+            }
+        }
+        self.batch.clear();
+    }
+
+    /// fdatasync of the active segment, once. Never retried.
+    fn sync(&mut self) {
+        if self.poisoned().is_some() || self.synced() >= self.written {
+            return;
+        }
+        let start = Instant::now();
+        let result = self.file.sync_data();
+        let micros = start.elapsed().as_micros() as u64;
+        match result {
+            Ok(()) => {
+                let mut st = self.shared.lock();
+                st.synced = self.written;
+                st.stats.syncs += 1;
+                st.stats.sync_micros += micros;
+            }
+            Err(e) => self.poison(format!("fdatasync failed: {e}")),
+        }
+    }
+
+    /// Makes newly written (or synced) records visible to waiters.
+    fn publish(&mut self) {
+        let mut st = self.shared.lock();
+        let ackable = match self.config.sync {
+            SyncPolicy::Always => st.synced,
+            SyncPolicy::Interval(_) | SyncPolicy::Never => self.written,
+        };
+        if st.poisoned.is_none() && ackable > st.acked {
+            st.acked = ackable;
+        }
+        drop(st);
+        self.shared.changed.notify_all();
+    }
+
+    fn poison(&mut self, reason: String) {
+        tracing::error!("log poisoned: {reason}");
+        let mut st = self.shared.lock();
+        st.poisoned.get_or_insert(reason);
+        drop(st);
+        self.shared.changed.notify_all();
+    }
+}
