@@ -1,0 +1,407 @@
+//! The log on real files and on the fault-injecting file system: rotation,
+//! torn tails, bit flips under every recovery mode, fsync failure.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use interstice_log::fault::{Fault, FaultFs};
+use interstice_log::{
+    AppendError, DamageKind, Log, LogConfig, LogError, RealFs, RecordKind, RecoveryMode, Storage,
+    SyncPolicy, TxHeader, TxRecord, list_segments, payload, scan, truncate_after,
+};
+
+fn payload_for(tx: u64) -> Vec<u8> {
+    let args = tx.to_le_bytes();
+    let header = TxHeader {
+        kind: RecordKind::Call,
+        timestamp_micros: tx as i64 * 10,
+        module: "m",
+        definition: None,
+        reducer: "r",
+        caller: "test",
+        args: &args,
+    };
+    let mut out = Vec::new();
+    payload::encode(&header, std::iter::empty(), &mut out);
+    out
+}
+
+fn config(mode: RecoveryMode) -> LogConfig {
+    LogConfig {
+        recovery: mode,
+        ..LogConfig::default()
+    }
+}
+
+/// Opens the log and returns it with the tx ids replayed (checking that each
+/// payload is the one written for its id).
+fn open_with(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    cfg: LogConfig,
+) -> Result<(Log, Vec<u64>, interstice_log::Recovered), LogError> {
+    let mut seen = Vec::new();
+    let (log, rec) = Log::open(storage, dir, cfg, 1, &mut |r| {
+        let tx = TxRecord::decode(r.payload).map_err(|e| e.to_string())?;
+        assert_eq!(tx.args, r.tx_id.to_le_bytes(), "payload of tx {}", r.tx_id);
+        seen.push(r.tx_id);
+        Ok(())
+    })?;
+    Ok((log, seen, rec))
+}
+
+fn write(storage: Arc<dyn Storage>, dir: &Path, cfg: LogConfig, txs: std::ops::RangeInclusive<u64>) {
+    let (log, _, _) = open_with(storage, dir, cfg).expect("open");
+    for tx in txs {
+        log.append(tx, payload_for(tx)).unwrap();
+        log.wait(tx).unwrap();
+    }
+    log.close().unwrap();
+}
+
+/// Segment files, and the byte offset of each record in the newest one.
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    list_segments(&RealFs, dir)
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
+}
+
+fn record_offsets(dir: &Path) -> Vec<(u64, PathBuf, u64)> {
+    let mut out = Vec::new();
+    scan(&RealFs, dir, &mut |r| {
+        out.push((r.tx_id, r.segment.to_path_buf(), r.offset));
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+fn copy_dir(from: &Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.path().join(entry.file_name())).unwrap();
+        }
+    }
+    to
+}
+
+fn flip(path: &Path, offset: u64, mask: u8) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset as usize] ^= mask;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn rotation_across_many_segments_and_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes_max: 4096,
+        ..LogConfig::default()
+    };
+    write(Arc::new(RealFs), dir.path(), cfg, 1..=1000);
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 10, "only {} segments", segs.len());
+    for s in &segs {
+        assert!(std::fs::metadata(s).unwrap().len() <= 4096);
+    }
+    let (log, seen, rec) = open_with(Arc::new(RealFs), dir.path(), cfg).unwrap();
+    assert_eq!(seen, (1..=1000).collect::<Vec<_>>());
+    assert_eq!(rec.segments.len(), segs.len());
+    assert!(rec.cut.is_none() && rec.skipped.is_empty());
+    // Appends continue after the last record, in the newest segment.
+    log.append(1001, payload_for(1001)).unwrap();
+    log.wait(1001).unwrap();
+    drop(log);
+    let (_, seen, _) = open_with(Arc::new(RealFs), dir.path(), cfg).unwrap();
+    assert_eq!(seen.last(), Some(&1001));
+}
+
+#[test]
+fn torn_tail_at_every_byte_of_the_last_record() {
+    let base = tempfile::tempdir().unwrap();
+    write(Arc::new(RealFs), base.path(), LogConfig::default(), 1..=3);
+    let offsets = record_offsets(base.path());
+    let (_, seg, last_start) = offsets.last().unwrap().clone();
+    let full_len = std::fs::metadata(&seg).unwrap().len();
+    let seg_name = seg.file_name().unwrap().to_owned();
+    for keep in 0..(full_len - last_start) {
+        let dir = copy_dir(base.path());
+        let seg = dir.path().join(&seg_name);
+        let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(last_start + keep).unwrap();
+        drop(f);
+
+        // absolute refuses any torn tail but the empty one
+        let absolute = open_with(Arc::new(RealFs), dir.path(), config(RecoveryMode::Absolute));
+        if keep > 0 {
+            let err = absolute.err().expect("absolute refuses a torn tail");
+            assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
+            assert_eq!(std::fs::metadata(&seg).unwrap().len(), last_start + keep);
+        } else {
+            drop(absolute.unwrap());
+        }
+
+        let (log, seen, rec) =
+            open_with(Arc::new(RealFs), dir.path(), config(RecoveryMode::TolerateTail)).unwrap();
+        assert_eq!(seen, vec![1, 2], "keep {keep}");
+        assert_eq!(rec.cut.is_some(), keep > 0, "keep {keep}");
+        if let Some(cut) = &rec.cut {
+            assert_eq!(cut.offset, last_start);
+            assert_eq!(cut.segment, seg);
+        }
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), last_start);
+        // The log goes on where the torn record was.
+        log.append(3, payload_for(3)).unwrap();
+        log.wait(3).unwrap();
+        drop(log);
+        let (_, seen, rec) = open_with(Arc::new(RealFs), dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(seen, vec![1, 2, 3]);
+        assert!(rec.cut.is_none());
+    }
+}
+
+/// A bit flip in the payload (checksum) or in the length field of the
+/// middle record, under each recovery mode.
+#[test]
+fn bit_flip_in_a_middle_record_under_every_mode() {
+    let base = tempfile::tempdir().unwrap();
+    write(Arc::new(RealFs), base.path(), LogConfig::default(), 1..=5);
+    let offsets = record_offsets(base.path());
+    let (_, seg, third) = offsets[2].clone();
+    let seg_name = seg.file_name().unwrap().to_owned();
+    for (what, at, mask) in [("payload", third + 20, 0x01), ("length", third + 6, 0x10)] {
+        let damaged = || {
+            let dir = copy_dir(base.path());
+            flip(&dir.path().join(&seg_name), at, mask);
+            dir
+        };
+        for mode in [RecoveryMode::TolerateTail, RecoveryMode::Absolute] {
+            let dir = damaged();
+            let before = std::fs::read(dir.path().join(&seg_name)).unwrap();
+            let err = open_with(Arc::new(RealFs), dir.path(), config(mode))
+                .err()
+                .unwrap_or_else(|| panic!("{mode} opened a log with a damaged {what}"));
+            match &err {
+                LogError::Corrupt { damage, .. } => {
+                    assert_eq!(damage.offset, third, "{mode} {what}");
+                    assert_eq!(damage.segment, dir.path().join(&seg_name));
+                }
+                e => panic!("{e}"),
+            }
+            let text = err.to_string();
+            assert!(text.contains(&format!("offset {third}")), "{text}");
+            assert_eq!(std::fs::read(dir.path().join(&seg_name)).unwrap(), before);
+        }
+
+        let dir = damaged();
+        let (log, seen, rec) =
+            open_with(Arc::new(RealFs), dir.path(), config(RecoveryMode::PointInTime)).unwrap();
+        assert_eq!(seen, vec![1, 2], "point-in-time {what}");
+        assert_eq!(rec.cut.as_ref().unwrap().offset, third);
+        assert_eq!(rec.quarantined.len(), 1);
+        assert_eq!(std::fs::metadata(dir.path().join(&seg_name)).unwrap().len(), third);
+        let cut_bytes = std::fs::read(&rec.quarantined[0]).unwrap();
+        assert_eq!(cut_bytes.len() as u64, std::fs::metadata(&seg).unwrap().len() - third);
+        log.append(3, payload_for(3)).unwrap();
+        log.wait(3).unwrap();
+        drop(log);
+        let (_, seen, _) = open_with(Arc::new(RealFs), dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(seen, vec![1, 2, 3]);
+
+        let dir = damaged();
+        let (log, seen, rec) =
+            open_with(Arc::new(RealFs), dir.path(), config(RecoveryMode::SkipCorrupt)).unwrap();
+        assert_eq!(seen, vec![1, 2, 4, 5], "skip-corrupt {what}");
+        assert_eq!(rec.skipped.len(), 1);
+        assert_eq!(rec.skipped[0].offset, third);
+        log.append(6, payload_for(6)).unwrap();
+        log.wait(6).unwrap();
+        drop(log);
+        let (_, seen, _) =
+            open_with(Arc::new(RealFs), dir.path(), config(RecoveryMode::SkipCorrupt)).unwrap();
+        assert_eq!(seen, vec![1, 2, 4, 5, 6]);
+        // The damage stays until repaired: the default mode still refuses.
+        assert!(open_with(Arc::new(RealFs), dir.path(), LogConfig::default()).is_err());
+    }
+}
+
+#[test]
+fn damage_in_an_older_segment_is_never_a_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes_max: 4096,
+        ..LogConfig::default()
+    };
+    write(Arc::new(RealFs), dir.path(), cfg, 1..=200);
+    let segs = segments(dir.path());
+    // Damage the last record of the first segment.
+    let offsets = record_offsets(dir.path());
+    let (tx, _, off) = offsets.iter().filter(|(_, s, _)| *s == segs[0]).last().unwrap().clone();
+    flip(&segs[0], off + 17, 0x80);
+    let err = open_with(Arc::new(RealFs), dir.path(), cfg).err().unwrap();
+    assert!(err.to_string().contains(&segs[0].display().to_string()), "{err}");
+    // A missing segment in the middle is refused too.
+    flip(&segs[0], off + 17, 0x80);
+    std::fs::remove_file(&segs[1]).unwrap();
+    let err = open_with(Arc::new(RealFs), dir.path(), cfg).err().unwrap();
+    match err {
+        LogError::Corrupt { damage, .. } => {
+            assert_eq!(damage.segment, segs[2]);
+            assert!(matches!(damage.kind, DamageKind::MissingTransactions { expected, .. } if expected == tx + 1));
+        }
+        e => panic!("{e}"),
+    }
+}
+
+#[test]
+fn scan_reports_without_changing_and_truncate_after_cuts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes_max: 4096,
+        ..LogConfig::default()
+    };
+    write(Arc::new(RealFs), dir.path(), cfg, 1..=300);
+    let segs = segments(dir.path());
+    let newest = segs.last().unwrap();
+    let len = std::fs::metadata(newest).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(newest)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let report = scan(&RealFs, dir.path(), &mut |_| Ok(())).unwrap();
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.last_tx_id, Some(299));
+    assert_eq!(std::fs::metadata(newest).unwrap().len(), len - 3);
+
+    let report = truncate_after(&RealFs, dir.path(), 150).unwrap();
+    assert!(!report.quarantined.is_empty());
+    let (_, seen, rec) = open_with(Arc::new(RealFs), dir.path(), cfg).unwrap();
+    assert_eq!(seen, (1..=150).collect::<Vec<_>>());
+    assert!(rec.cut.is_none());
+    assert!(matches!(
+        truncate_after(&RealFs, dir.path(), 151),
+        Err(LogError::NoSuchTx(151))
+    ));
+}
+
+/// fsync fails once: the log is poisoned, callers whose record was not
+/// synced are told so, nothing later is accepted, and after a power loss
+/// every acknowledged record is there.
+#[test]
+fn failed_fsync_poisons_and_no_unsynced_record_is_acknowledged() {
+    for fail_at in [2u64, 3, 5, 9] {
+        let fs = FaultFs::new();
+        let dir = PathBuf::from("/data/log");
+        let (log, _, _) = open_with(Arc::new(fs.clone()), &dir, LogConfig::default()).unwrap();
+        // Sync 1 is the first segment's header.
+        fs.inject(Fault::SyncEio { nth: fail_at });
+        let log = Arc::new(log);
+        let mut acked = Vec::new();
+        let mut refused = 0;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            for t in 1..=40u64 {
+                log.append(t, payload_for(t))
+                    .map(|()| {
+                        let log = log.clone();
+                        let tx = tx.clone();
+                        let waiter = s.spawn(move || tx.send((t, log.wait(t))).unwrap());
+                        // Every fourth caller is waited for, so the 40
+                        // records take several group commits.
+                        if t % 4 == 0 {
+                            waiter.join().unwrap();
+                        }
+                    })
+                    .unwrap_or_else(|e| {
+                        assert!(matches!(e, AppendError::Poisoned(_)), "{e}");
+                        refused += 1;
+                    });
+            }
+        });
+        drop(tx);
+        for (t, result) in rx {
+            match result {
+                Ok(()) => acked.push(t),
+                Err(e) => assert!(matches!(e, AppendError::Poisoned(_)), "{e}"),
+            }
+        }
+        assert_eq!(fs.injected(), 1);
+        assert!(log.poisoned().is_some());
+        assert!(matches!(log.append(41, payload_for(41)), Err(AppendError::Poisoned(_))));
+        assert!(acked.len() < 40, "fail at {fail_at}: every record acknowledged");
+        drop(log);
+
+        for torn in [0, 7, 1000] {
+            let after = fs.crash(torn);
+            let (_, seen, _) = open_with(Arc::new(after), &dir, LogConfig::default()).unwrap();
+            for t in &acked {
+                assert!(seen.contains(t), "fail at {fail_at}: acknowledged tx {t} lost");
+            }
+            let n = seen.len() as u64;
+            assert_eq!(seen, (1..=n).collect::<Vec<_>>(), "a prefix survives");
+        }
+    }
+}
+
+#[test]
+fn failed_write_poisons_too() {
+    let fs = FaultFs::new();
+    let dir = PathBuf::from("/data/log");
+    let (log, _, _) = open_with(Arc::new(fs.clone()), &dir, LogConfig::default()).unwrap();
+    log.append(1, payload_for(1)).unwrap();
+    log.wait(1).unwrap();
+    // Append 1 was the header, append 2 record 1.
+    fs.inject(Fault::AppendNoSpace { nth: 3 });
+    log.append(2, payload_for(2)).unwrap();
+    let err = log.wait(2).unwrap_err();
+    assert!(err.to_string().contains("os error 28"), "{err}");
+    assert!(log.append(3, payload_for(3)).is_err());
+    drop(log);
+    let (_, seen, rec) = open_with(Arc::new(fs.crash(0)), &dir, LogConfig::default()).unwrap();
+    assert_eq!(seen, vec![1]);
+    assert!(rec.cut.is_none());
+    // Half a record was written but never synced; with its bytes on disk
+    // anyway, recovery cuts them as a torn tail.
+    let (_, seen, rec) = open_with(Arc::new(fs.crash(usize::MAX)), &dir, LogConfig::default()).unwrap();
+    assert_eq!(seen, vec![1]);
+    assert!(rec.cut.is_some());
+}
+
+#[test]
+fn weak_policies_acknowledge_before_sync_and_parse() {
+    assert_eq!("always".parse(), Ok(SyncPolicy::Always));
+    assert_eq!("never".parse(), Ok(SyncPolicy::Never));
+    assert_eq!(
+        "interval=5".parse(),
+        Ok(SyncPolicy::Interval(std::time::Duration::from_millis(5)))
+    );
+    assert!("interval=0".parse::<SyncPolicy>().is_err());
+    assert!("sometimes".parse::<SyncPolicy>().is_err());
+    for policy in [SyncPolicy::Never, SyncPolicy::Interval(std::time::Duration::from_secs(3600))] {
+        let fs = FaultFs::new();
+        let dir = PathBuf::from("/data/log");
+        let cfg = LogConfig {
+            sync: policy,
+            ..LogConfig::default()
+        };
+        let (log, _, _) = open_with(Arc::new(fs.clone()), &dir, cfg).unwrap();
+        let header_syncs = fs.syncs();
+        for t in 1..=10 {
+            log.append(t, payload_for(t)).unwrap();
+            log.wait(t).unwrap();
+        }
+        assert_eq!(fs.syncs(), header_syncs, "{policy}: acknowledged without fsync");
+        // What the policy gives up: a power loss now loses them.
+        let (_, seen, _) = open_with(Arc::new(fs.crash(0)), &dir, cfg).unwrap();
+        assert!(seen.is_empty());
+        log.close().unwrap();
+        let (_, seen, _) = open_with(Arc::new(fs.crash(0)), &dir, cfg).unwrap();
+        assert_eq!(seen.len(), 10, "{policy}: close syncs");
+    }
+}
