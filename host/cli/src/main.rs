@@ -3,8 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use interstice_runtime::log::{LogConfig, RecoveryMode, SyncPolicy, limits::SEGMENT_BYTES_DEFAULT};
+use interstice_runtime::tools::{self, DumpFilter, TruncateTo};
 use interstice_runtime::{CallError, CallOutcome, Database, RuntimeConfig};
 
 /// Run WebAssembly reducer modules against durable state.
@@ -20,6 +25,69 @@ struct DataDir {
     /// The data directory.
     #[arg(long, default_value = "./interstice-data", env = "INTERSTICE_DATA_DIR")]
     data_dir: PathBuf,
+    /// When a transaction is acknowledged: `always` (after fdatasync),
+    /// `interval=<ms>` or `never` (after the write reaches the operating
+    /// system; a power loss can lose acknowledged transactions).
+    #[arg(long, default_value = "always", env = "INTERSTICE_SYNC")]
+    sync: SyncPolicy,
+    /// What to do with damage found in the log on open (docs/recovery.md).
+    #[arg(long, default_value = "tolerate-tail", env = "INTERSTICE_RECOVERY_MODE")]
+    recovery_mode: RecoveryMode,
+    /// Size at which the log starts a new segment, in bytes.
+    #[arg(long, default_value_t = SEGMENT_BYTES_DEFAULT)]
+    segment_size: u64,
+}
+
+/// A data directory for the log tools, which do not open the database.
+#[derive(clap::Args, Clone)]
+struct LogDir {
+    /// The data directory.
+    #[arg(long, default_value = "./interstice-data", env = "INTERSTICE_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Check every segment, checksum and transaction id, and replay the log
+    /// into scratch tables. Exit 0 only when the whole log is intact.
+    Verify {
+        #[command(flatten)]
+        dir: LogDir,
+    },
+    /// Segments, sizes, transaction counts and ranges, time range, modules
+    /// and tables, as JSON.
+    Inspect {
+        #[command(flatten)]
+        dir: LogDir,
+    },
+    /// The log in readable form: one line per transaction, one per mutation.
+    Dump {
+        /// Only transactions of this module.
+        #[arg(long)]
+        module: Option<String>,
+        /// Only mutations of this table (and transactions that have some).
+        #[arg(long)]
+        table: Option<String>,
+        /// First transaction id to show.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Last transaction id to show.
+        #[arg(long)]
+        to: Option<u64>,
+        #[command(flatten)]
+        dir: LogDir,
+    },
+    /// Repair: cut the log. What is cut is moved to `log/quarantine/`.
+    Truncate {
+        /// Keep transactions up to and including this id.
+        #[arg(long, conflicts_with = "to_last_valid", required_unless_present = "to_last_valid")]
+        after: Option<u64>,
+        /// Keep everything before the first damaged record.
+        #[arg(long)]
+        to_last_valid: bool,
+        #[command(flatten)]
+        dir: LogDir,
+    },
 }
 
 #[derive(Subcommand)]
@@ -75,6 +143,17 @@ enum Command {
         #[command(flatten)]
         dir: DataDir,
     },
+    /// Open the data directory, replay the log (no guest runs) and print
+    /// what was replayed as JSON.
+    Replay {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Verify, inspect, dump or repair the durable log.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -94,9 +173,51 @@ fn main() -> ExitCode {
     }
 }
 
+/// A progress bar on a terminal; hidden when stderr is not one.
+fn progress_bar(what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
 fn open(dir: &DataDir) -> Result<Database> {
-    Database::open(&dir.data_dir, RuntimeConfig::default())
-        .with_context(|| format!("opening data directory {}", dir.data_dir.display()))
+    let config = RuntimeConfig {
+        log: LogConfig {
+            sync: dir.sync,
+            segment_bytes_max: dir.segment_size,
+            recovery: dir.recovery_mode,
+        },
+        ..RuntimeConfig::default()
+    };
+    if dir.sync.is_weak() {
+        eprintln!(
+            "warning: sync policy `{}`: acknowledged transactions can be lost on power loss",
+            dir.sync
+        );
+    }
+    let bar = progress_bar("replaying");
+    let db = Database::open_with_progress(&dir.data_dir, config, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .with_context(|| format!("opening data directory {}", dir.data_dir.display()));
+    bar.finish_and_clear();
+    let db = db?;
+    let stats = db.replay_stats();
+    if let Some(cut) = &stats.cut {
+        eprintln!("warning: log recovery cut the log at {cut}");
+    }
+    for d in &stats.skipped {
+        eprintln!("warning: log recovery skipped damage: {d}");
+    }
+    Ok(db)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -117,7 +238,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let bytes =
                 std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
-            let mut db = open(&dir)?;
+            let db = open(&dir)?;
             let published = db
                 .publish(&name, &bytes)
                 .with_context(|| format!("publishing {}", wasm.display()))?;
@@ -141,7 +262,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let args: serde_json::Value =
                 serde_json::from_str(&args).context("arguments are not valid JSON")?;
-            let mut db = open(&dir)?;
+            let db = open(&dir)?;
             let outcome = db.call_json(&module, &reducer, &args, &caller);
             report_call(&module, &reducer, outcome)?;
         }
@@ -153,12 +274,90 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Schema { module, dir } => {
             let db = open(&dir)?;
-            let entry = db
-                .module(&module)
+            let def = db
+                .module_def(&module)
                 .with_context(|| format!("no module named `{module}`"))?;
-            println!("{}", serde_json::to_string_pretty(&**entry.def())?);
+            println!("{}", serde_json::to_string_pretty(&*def)?);
         }
         Command::Demo { dir } => demo(&dir)?,
+        Command::Replay { dir } => {
+            let db = open(&dir)?;
+            println!("{}", serde_json::to_string_pretty(db.replay_stats())?);
+        }
+        Command::Log { command } => log_command(command)?,
+    }
+    Ok(())
+}
+
+fn log_command(command: LogCommand) -> Result<()> {
+    match command {
+        LogCommand::Verify { dir } => {
+            let bar = progress_bar("verifying");
+            let report = tools::verify(&dir.data_dir, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            });
+            bar.finish_and_clear();
+            let report = report?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.intact() {
+                for d in &report.damage {
+                    eprintln!("damaged: {d}");
+                }
+                if let Some(e) = &report.replay_error {
+                    eprintln!("does not replay: {e}");
+                }
+                bail!("the log in {} is damaged", dir.data_dir.display());
+            }
+        }
+        LogCommand::Inspect { dir } => {
+            let bar = progress_bar("reading");
+            let report = tools::inspect(&dir.data_dir, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            });
+            bar.finish_and_clear();
+            println!("{}", serde_json::to_string_pretty(&report?)?);
+        }
+        LogCommand::Dump {
+            module,
+            table,
+            from,
+            to,
+            dir,
+        } => {
+            let filter = DumpFilter {
+                module,
+                table,
+                from_tx: from,
+                to_tx: to,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let report = tools::dump(&dir.data_dir, &filter, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            for d in &report.skipped {
+                eprintln!("damaged: {d}");
+            }
+        }
+        LogCommand::Truncate {
+            after,
+            to_last_valid,
+            dir,
+        } => {
+            let to = match (after, to_last_valid) {
+                (Some(tx), _) => TruncateTo::After(tx),
+                (None, _) => TruncateTo::LastValid,
+            };
+            let report = tools::truncate(&dir.data_dir, to)?;
+            match report.last_tx_id {
+                Some(tx) => println!("the log now ends at tx {tx}"),
+                None => println!("the log is now empty"),
+            }
+            for q in &report.quarantined {
+                println!("moved aside: {}", q.display());
+            }
+        }
     }
     Ok(())
 }
@@ -190,47 +389,71 @@ fn demo(dir: &DataDir) -> Result<()> {
     let component = interstice_guest_build::build_component(&crate_dir, None)
         .context("building the bundled bank module")?;
     let wasm = std::fs::read(&component)?;
-    let mut db = open(dir)?;
-    let published = db.publish("bank", &wasm)?;
-    println!(
-        "published `bank` into {} ({} tables, {} reducers)",
-        dir.data_dir.display(),
-        published.def.tables.len(),
-        published.def.reducers.len()
-    );
-    let existing = db.rows_json("bank", "accounts")?.len();
-    if existing == 0 {
-        for (id, balance) in [(1, 1000), (2, 500), (3, 0)] {
+    let before = {
+        let db = open(dir)?;
+        let published = db.publish("bank", &wasm)?;
+        println!(
+            "{} `bank` in {} ({} tables, {} reducers); {} transactions replayed on open",
+            if published.replaced { "updated" } else { "published" },
+            dir.data_dir.display(),
+            published.def.tables.len(),
+            published.def.reducers.len(),
+            db.replay_stats().transactions_replayed,
+        );
+        if db.rows_json("bank", "accounts")?.is_empty() {
+            for (id, balance) in [(1, 1000), (2, 500), (3, 0)] {
+                let call = db.call_json(
+                    "bank",
+                    "open_account",
+                    &serde_json::json!([id, balance]),
+                    "demo",
+                );
+                report_call("bank", "open_account", call)?;
+            }
+        }
+        for (from, to, amount) in [(1, 2, 250), (2, 3, 100), (3, 1, 10)] {
             let call = db.call_json(
                 "bank",
-                "open_account",
-                &serde_json::json!([id, balance]),
+                "transfer",
+                &serde_json::json!([from, to, amount]),
                 "demo",
             );
-            report_call("bank", "open_account", call)?;
+            report_call("bank", "transfer", call)?;
         }
-    }
-    for (from, to, amount) in [(1, 2, 250), (2, 3, 100), (3, 1, 10)] {
-        let call = db.call_json(
+        match db.call_json(
             "bank",
             "transfer",
-            &serde_json::json!([from, to, amount]),
+            &serde_json::json!([3, 1, 1_000_000]),
             "demo",
-        );
-        report_call("bank", "transfer", call)?;
+        ) {
+            Ok(_) => bail!("an overdraft was accepted"),
+            Err(e) => println!("refused as expected: transfer 3 -> 1 of 1000000: {e}"),
+        }
+        println!("accounts:");
+        let rows = db.rows_json("bank", "accounts")?;
+        for row in &rows {
+            println!("{row}");
+        }
+        rows
+        // The database closes here: the log is synced and the lock released.
+    };
+    println!("closed; reopening (replay runs no guest) ...");
+    let db = open(dir)?;
+    let stats = db.replay_stats();
+    println!(
+        "replayed {} transactions ({} mutations, {} bytes of log) in {:.1} ms; guest instantiations {}, guest calls {}, fuel {}",
+        stats.transactions_replayed,
+        stats.mutations_replayed,
+        stats.log_bytes,
+        stats.duration_ms,
+        stats.guest_instantiations,
+        stats.guest_calls,
+        stats.fuel_consumed
+    );
+    let after = db.rows_json("bank", "accounts")?;
+    if after != before {
+        bail!("state after replay differs from the state before closing");
     }
-    match db.call_json(
-        "bank",
-        "transfer",
-        &serde_json::json!([3, 1, 1_000_000]),
-        "demo",
-    ) {
-        Ok(_) => bail!("an overdraft was accepted"),
-        Err(e) => println!("refused as expected: transfer 3 -> 1 of 1000000: {e}"),
-    }
-    println!("accounts:");
-    for row in db.rows_json("bank", "accounts")? {
-        println!("{row}");
-    }
+    println!("accounts after replay are identical ({} rows)", after.len());
     Ok(())
 }

@@ -1,7 +1,8 @@
-//! Counters of guest activity. The replay guard relies on them: replay must
-//! leave all three unchanged.
+//! Counters of guest activity and the replay guard. Replay must leave all
+//! three counters unchanged, and while the guard is up no guest may be
+//! instantiated or called.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -37,5 +38,37 @@ impl Counters {
             guest_calls: self.guest_calls.load(Ordering::Relaxed),
             fuel_consumed: self.fuel_consumed.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// The runtime half of the replay guard: while a [`ReplayPhase`] is alive,
+/// every attempt to instantiate or call a guest fails.
+#[derive(Debug, Default)]
+pub struct ReplayGuard {
+    replaying: AtomicBool,
+}
+
+/// Proof that replay is in progress; the guard drops with it.
+#[must_use = "the replay phase ends when this is dropped"]
+pub struct ReplayPhase<'a> {
+    guard: &'a ReplayGuard,
+}
+
+impl ReplayGuard {
+    /// Starts the replay phase.
+    pub fn enter(&self) -> ReplayPhase<'_> {
+        let was = self.replaying.swap(true, Ordering::SeqCst);
+        assert!(!was, "replay phases do not nest");
+        ReplayPhase { guard: self }
+    }
+
+    pub fn replaying(&self) -> bool {
+        self.replaying.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ReplayPhase<'_> {
+    fn drop(&mut self) {
+        self.guard.replaying.store(false, Ordering::SeqCst);
     }
 }

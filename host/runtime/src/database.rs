@@ -1,41 +1,51 @@
-//! A data directory's modules, their tables, and the serial transaction
-//! pipeline that runs reducers on them.
+//! A data directory's modules, their tables, the durable log behind them,
+//! and the serial transaction pipeline that runs reducers on them.
+//!
+//! Layout of a data directory:
+//!
+//! ```text
+//! LOCK                 held by the one process that has the directory open
+//! log/                 the durable log (docs/log-format.md)
+//! modules/NAME.wasm    the code of each published module
+//! cache/               wasmtime's compiled code
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use interstice_log::{Log, MutationRef, RecordKind, TxHeader, payload};
 use interstice_store::json::{args_from_json, row_to_json};
 use interstice_store::{ModuleDef, Mutation, ReducerKind, Tables};
+use serde::Serialize;
 
+use crate::counters::CounterSnapshot;
 use crate::engine::{Host, RuntimeConfig};
 use crate::error::{CallError, LoadError};
 use crate::fsutil;
 use crate::limits;
-use crate::module::{CallContext, Runner};
+use crate::lock::DirLock;
+use crate::module::{CallContext, Committed, Runner};
+use crate::replay::{Replayer, op_to_log};
 use crate::state::LogLine;
 
 /// Directory (under the data directory) holding published modules.
 pub const MODULES_DIR: &str = "modules";
 /// Directory (under the data directory) holding wasmtime's compiled code.
 pub const CACHE_DIR: &str = "cache";
+/// Directory (under the data directory) holding the log's segments.
+pub const LOG_DIR: &str = "log";
 
-/// One published module: its definition, its tables and, once needed, its
-/// compiled code.
-pub struct ModuleEntry {
+/// One published module: its definition, its tables and, once a call needs
+/// it, its compiled code.
+struct ModuleEntry {
     def: Arc<ModuleDef>,
     tables: Tables,
     runner: Option<Runner>,
 }
 
-impl ModuleEntry {
-    pub fn def(&self) -> &Arc<ModuleDef> {
-        &self.def
-    }
-}
-
-/// A committed reducer call.
+/// A committed, durable reducer call.
 #[derive(Debug)]
 pub struct CallOutcome {
     pub tx_id: u64,
@@ -53,6 +63,35 @@ pub struct Published {
     pub init: Option<CallOutcome>,
     /// Whether the module replaced code of the same definition.
     pub replaced: bool,
+    /// The publication's transaction (none when only the code was replaced).
+    pub tx_id: Option<u64>,
+}
+
+/// What opening the database found and did, for `interstice replay`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReplayStats {
+    pub transactions_replayed: u64,
+    pub publications_replayed: u64,
+    pub mutations_replayed: u64,
+    pub log_bytes: u64,
+    pub segments: usize,
+    pub last_tx_id: Option<u64>,
+    pub duration_ms: f64,
+    pub modules: usize,
+    pub tables: usize,
+    pub rows: u64,
+    pub recovery_mode: String,
+    pub sync_policy: String,
+    /// A torn tail that was cut off, or where point-in-time recovery stopped.
+    pub cut: Option<String>,
+    /// Damage skipped over (skip-corrupt).
+    pub skipped: Vec<String>,
+    /// Files moved aside into the log's quarantine directory.
+    pub quarantined: Vec<String>,
+    /// Guest activity during replay: all zero, by the replay guard.
+    pub guest_instantiations: u64,
+    pub guest_calls: u64,
+    pub fuel_consumed: u64,
 }
 
 /// Transaction ids and the logical clock.
@@ -81,12 +120,24 @@ impl Clock {
     }
 }
 
-/// The database: modules, tables and the transaction counter.
+struct Inner {
+    modules: BTreeMap<String, ModuleEntry>,
+    clock: Clock,
+}
+
+/// The database: modules, tables, the log, and the transaction counter.
+///
+/// Calls are serial: one reducer runs at a time. A caller holds the commit
+/// order only while its reducer runs and its record is queued, and waits for
+/// durability afterwards, so the next reducer runs while earlier ones wait
+/// for their fsync, and one fsync serves them all (group commit).
 pub struct Database {
     host: Host,
     dir: PathBuf,
-    modules: BTreeMap<String, ModuleEntry>,
-    clock: Clock,
+    log: Log,
+    inner: Mutex<Inner>,
+    replay: ReplayStats,
+    _lock: DirLock,
 }
 
 fn check_module_name(name: &str) -> Result<(), LoadError> {
@@ -126,56 +177,120 @@ fn wall_clock_micros() -> i64 {
         .unwrap_or(0)
 }
 
+fn encode_tx(header: &TxHeader<'_>, mutations: &[Mutation]) -> Vec<u8> {
+    let row_bytes: usize = mutations.iter().map(|m| m.row.len() + 9).sum();
+    let mut out = Vec::with_capacity(64 + header.args.len() + row_bytes);
+    let refs = mutations.iter().map(|m| MutationRef {
+        op: op_to_log(m.op),
+        table: m.table,
+        row: &m.row,
+    });
+    payload::encode(header, refs, &mut out);
+    out
+}
+
+fn module_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(MODULES_DIR).join(format!("{name}.wasm"))
+}
+
 impl Database {
-    /// Opens (creating if needed) the data directory and loads every module
-    /// in it.
-    pub fn open(dir: &Path, mut config: RuntimeConfig) -> Result<Database, LoadError> {
+    /// Opens (creating if needed) the data directory: takes its lock,
+    /// recovers the log and replays it into the tables without running any
+    /// guest. Module code is compiled when a call first needs it.
+    pub fn open(dir: &Path, config: RuntimeConfig) -> Result<Database, LoadError> {
+        Self::open_with_progress(dir, config, &mut |_, _| {})
+    }
+
+    /// [`Database::open`], reporting replay progress as (bytes of the log
+    /// read, total bytes).
+    pub fn open_with_progress(
+        dir: &Path,
+        mut config: RuntimeConfig,
+        progress: crate::tools::Progress<'_>,
+    ) -> Result<Database, LoadError> {
         let modules_dir = dir.join(MODULES_DIR);
         std::fs::create_dir_all(&modules_dir).map_err(io_err(&modules_dir))?;
-        let dir = &std::fs::canonicalize(dir).map_err(io_err(dir))?;
-        let modules_dir = dir.join(MODULES_DIR);
+        let dir = std::fs::canonicalize(dir).map_err(io_err(dir))?;
+        let lock = DirLock::acquire(&dir)?;
         if config.cache_dir.is_none() {
             config.cache_dir = Some(dir.join(CACHE_DIR));
         }
+        let storage = config.log_storage.clone();
+        let log_config = config.log;
         let host = Host::new(config)?;
-        let mut db = Database {
-            host,
-            dir: dir.to_path_buf(),
-            modules: BTreeMap::new(),
-            clock: Clock {
-                next_tx_id: 1,
-                last_timestamp_micros: 0,
-            },
+
+        let started = Instant::now();
+        let before = host.counters().snapshot();
+        let mut replayer = Replayer::default();
+        let log_dir = dir.join(LOG_DIR);
+        let total = if log_dir.is_dir() {
+            interstice_log::log_bytes(&*storage, &log_dir)?
+        } else {
+            0
         };
-        let mut files: Vec<_> = std::fs::read_dir(&modules_dir)
-            .map_err(io_err(&modules_dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        let (log, recovered) = {
+            let _phase = host.replay_guard().enter();
+            Log::open(storage, &log_dir, log_config, 1, &mut |rec| {
+                progress(rec.log_offset, total);
+                replayer.apply(rec)
+            })?
+        };
+        let after = host.counters().snapshot();
+        let modules: BTreeMap<String, ModuleEntry> = replayer
+            .modules
+            .into_iter()
+            .map(|(name, m)| {
+                let entry = ModuleEntry {
+                    def: m.def,
+                    tables: m.tables,
+                    runner: None,
+                };
+                (name, entry)
+            })
             .collect();
-        files.sort();
-        for path in files {
-            let Some(name) = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .map(str::to_string)
-            else {
-                continue;
-            };
-            let wasm = std::fs::read(&path).map_err(io_err(&path))?;
-            let in_module = |source| LoadError::InModule {
-                module: name.clone(),
-                source: Box::new(source),
-            };
-            let mut runner = Runner::compile(&db.host, &wasm).map_err(in_module)?;
-            let def = Arc::new(runner.describe().map_err(in_module)?);
-            let entry = ModuleEntry {
-                tables: Tables::new(&def),
-                def,
-                runner: Some(runner),
-            };
-            db.modules.insert(name, entry);
-        }
-        Ok(db)
+        let replay = ReplayStats {
+            transactions_replayed: replayer.transactions,
+            publications_replayed: replayer.publications,
+            mutations_replayed: replayer.mutations,
+            log_bytes: recovered.bytes,
+            segments: recovered.segments.len(),
+            last_tx_id: recovered.last_tx_id,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            modules: modules.len(),
+            tables: modules.values().map(|m| m.def.tables.len()).sum(),
+            rows: modules
+                .values()
+                .flat_map(|m| m.tables.tables().iter().map(|t| t.len() as u64))
+                .sum(),
+            recovery_mode: log_config.recovery.to_string(),
+            sync_policy: log_config.sync.to_string(),
+            cut: recovered.cut.as_ref().map(|d| d.to_string()),
+            skipped: recovered.skipped.iter().map(|d| d.to_string()).collect(),
+            quarantined: recovered
+                .quarantined
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            guest_instantiations: after.guest_instantiations - before.guest_instantiations,
+            guest_calls: after.guest_calls - before.guest_calls,
+            fuel_consumed: after.fuel_consumed - before.fuel_consumed,
+        };
+        report_open(&dir, &replay, &modules);
+        let next_tx_id = log.next_tx_id();
+        Ok(Database {
+            host,
+            dir,
+            log,
+            inner: Mutex::new(Inner {
+                modules,
+                clock: Clock {
+                    next_tx_id,
+                    last_timestamp_micros: replayer.last_timestamp_micros,
+                },
+            }),
+            replay,
+            _lock: lock,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -186,63 +301,104 @@ impl Database {
         &self.host
     }
 
-    pub fn module(&self, name: &str) -> Option<&ModuleEntry> {
-        self.modules.get(name)
+    /// The durable log.
+    pub fn log(&self) -> &Log {
+        &self.log
     }
 
-    pub fn module_names(&self) -> impl Iterator<Item = &str> {
-        self.modules.keys().map(String::as_str)
+    /// What opening found and did.
+    pub fn replay_stats(&self) -> &ReplayStats {
+        &self.replay
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, ()> {
+        self.inner.lock().map_err(drop)
+    }
+
+    /// A module's definition.
+    pub fn module_def(&self, name: &str) -> Option<Arc<ModuleDef>> {
+        let inner = self.lock().ok()?;
+        inner.modules.get(name).map(|m| m.def.clone())
+    }
+
+    pub fn module_names(&self) -> Vec<String> {
+        self.lock()
+            .map(|inner| inner.modules.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The id the next committed transaction will get.
     pub fn next_tx_id(&self) -> u64 {
-        self.clock.next_tx_id
+        self.lock().map(|i| i.clock.next_tx_id).unwrap_or(0)
     }
 
     /// Validates, stores and loads a module, then runs its init reducer if it
-    /// is new. A module of the same name is replaced only when its definition
-    /// is unchanged.
-    pub fn publish(&mut self, name: &str, wasm: &[u8]) -> Result<Published, LoadError> {
+    /// is new, as one transaction whose log record carries the definition.
+    /// A module of the same name is replaced only when its definition is
+    /// unchanged (the code alone changes; nothing is logged).
+    pub fn publish(&self, name: &str, wasm: &[u8]) -> Result<Published, LoadError> {
         check_module_name(name)?;
         let mut runner = Runner::compile(&self.host, wasm)?;
         let def = Arc::new(runner.describe()?);
-        if let Some(existing) = self.modules.get(name)
-            && *existing.def != *def
-        {
-            return Err(LoadError::SchemaChanged {
-                module: name.to_string(),
+        let mut inner = self.lock().map_err(|()| LoadError::Poisoned)?;
+        if let Some(p) = self.log.poisoned() {
+            return Err(LoadError::Durability(interstice_log::AppendError::Poisoned(
+                p,
+            )));
+        }
+        let path = module_path(&self.dir, name);
+        if let Some(existing) = inner.modules.get_mut(name) {
+            if *existing.def != *def {
+                return Err(LoadError::SchemaChanged {
+                    module: name.to_string(),
+                });
+            }
+            fsutil::write_atomic(&path, wasm).map_err(io_err(&path))?;
+            existing.runner = Some(runner);
+            return Ok(Published {
+                def,
+                init: None,
+                replaced: true,
+                tx_id: None,
             });
         }
-        let replaced = self.modules.contains_key(name);
-        let mut tables = match self.modules.remove(name) {
-            Some(existing) => existing.tables,
-            None => Tables::new(&def),
-        };
-        let init = match (replaced, def.init_reducer()) {
-            (false, Some(init)) => {
-                let outcome = run(
-                    &mut self.clock,
-                    &mut runner,
-                    &mut tables,
-                    init,
-                    &[],
-                    "publish",
-                );
-                match outcome {
-                    Ok(outcome) => Some(outcome),
-                    Err(source) => {
-                        return Err(LoadError::InitFailed {
-                            module: name.to_string(),
-                            source,
-                        });
+        let mut tables = Tables::new(&def);
+        let ctx = inner.clock.next("publish");
+        let init = match def.init_reducer() {
+            Some(id) => {
+                let committed = runner.call(&mut tables, &ctx, id, &[]).map_err(|source| {
+                    LoadError::InitFailed {
+                        module: name.to_string(),
+                        source,
                     }
-                }
+                })?;
+                Some((def.reducers[id as usize].name.clone(), committed))
             }
-            _ => None,
+            None => None,
         };
-        let path = self.dir.join(MODULES_DIR).join(format!("{name}.wasm"));
+        // The code is on disk before the record that makes it part of the
+        // database, so a durable publication always has its code.
         fsutil::write_atomic(&path, wasm).map_err(io_err(&path))?;
-        self.modules.insert(
+        let definition = serde_json::to_vec(&*def).expect("a definition serializes");
+        let empty = Vec::new();
+        let header = TxHeader {
+            kind: RecordKind::Publish,
+            timestamp_micros: ctx.timestamp_micros,
+            module: name,
+            definition: Some(&definition),
+            reducer: init.as_ref().map_or("", |(n, _)| n.as_str()),
+            caller: &ctx.caller,
+            args: &[],
+        };
+        let payload = encode_tx(
+            &header,
+            init.as_ref().map_or(&empty, |(_, c)| &c.mutations),
+        );
+        self.log
+            .append(ctx.tx_id, payload)
+            .map_err(LoadError::Durability)?;
+        inner.clock.committed(&ctx);
+        inner.modules.insert(
             name.to_string(),
             ModuleEntry {
                 def: def.clone(),
@@ -250,36 +406,40 @@ impl Database {
                 runner: Some(runner),
             },
         );
+        drop(inner);
+        self.log.wait(ctx.tx_id).map_err(LoadError::Durability)?;
         Ok(Published {
             def,
-            init,
-            replaced,
+            init: init.map(|(_, c)| outcome(&ctx, c)),
+            replaced: false,
+            tx_id: Some(ctx.tx_id),
         })
     }
 
     /// Calls a reducer with arguments given as JSON (an array in declaration
     /// order, or an object keyed by parameter name).
     pub fn call_json(
-        &mut self,
+        &self,
         module: &str,
         reducer: &str,
         args: &serde_json::Value,
         caller: &str,
     ) -> Result<CallOutcome, CallError> {
-        let reducer_id = self.resolve_reducer(module, reducer)?;
-        let params = &self.modules[module].def.reducers[reducer_id as usize].params;
-        let encoded = args_from_json(args, params)?;
+        let (reducer_id, def) = self.resolve(module, reducer)?;
+        let encoded = args_from_json(args, &def.reducers[reducer_id as usize].params)?;
         self.call_encoded(module, reducer_id, &encoded, caller)
     }
 
     /// Looks up a reducer's id for [`Database::call_encoded`]. The init
     /// reducer is not callable.
     pub fn resolve_reducer(&self, module: &str, reducer: &str) -> Result<u32, CallError> {
-        let def = &self
-            .modules
-            .get(module)
-            .ok_or_else(|| CallError::UnknownModule(module.to_string()))?
-            .def;
+        self.resolve(module, reducer).map(|(id, _)| id)
+    }
+
+    fn resolve(&self, module: &str, reducer: &str) -> Result<(u32, Arc<ModuleDef>), CallError> {
+        let def = self
+            .module_def(module)
+            .ok_or_else(|| CallError::UnknownModule(module.to_string()))?;
         let id = def
             .reducer_id(reducer)
             .ok_or_else(|| CallError::UnknownReducer {
@@ -289,13 +449,16 @@ impl Database {
         if def.reducers[id as usize].kind == ReducerKind::Init {
             return Err(CallError::InitNotCallable(reducer.to_string()));
         }
-        Ok(id)
+        Ok((id, def))
     }
 
     /// Calls reducer number `reducer_id` with arguments already in the row
-    /// encoding. The guest validates them against the parameter types.
+    /// encoding, as the next transaction. Returns once the transaction is
+    /// durable (under the `always` sync policy), or with the reason it did
+    /// not commit. The guest validates the arguments against the parameter
+    /// types.
     pub fn call_encoded(
-        &mut self,
+        &self,
         module: &str,
         reducer_id: u32,
         args: &[u8],
@@ -307,21 +470,54 @@ impl Database {
                 max: limits::ARGS_BYTES_MAX,
             });
         }
-        let entry = self
-            .modules
-            .get_mut(module)
-            .ok_or_else(|| CallError::UnknownModule(module.to_string()))?;
-        match entry.runner.as_mut() {
-            Some(runner) => run(
-                &mut self.clock,
-                runner,
-                &mut entry.tables,
-                reducer_id,
-                args,
+        let (ctx, committed) = {
+            let mut inner = self.lock().map_err(|()| CallError::Poisoned)?;
+            if let Some(p) = self.log.poisoned() {
+                return Err(CallError::Durability(
+                    interstice_log::AppendError::Poisoned(p),
+                ));
+            }
+            let inner = &mut *inner;
+            let entry = inner
+                .modules
+                .get_mut(module)
+                .ok_or_else(|| CallError::UnknownModule(module.to_string()))?;
+            let reducer = match entry.def.reducers.get(reducer_id as usize) {
+                Some(r) if r.kind == ReducerKind::Normal => r.name.as_str(),
+                Some(r) => return Err(CallError::InitNotCallable(r.name.clone())),
+                None => {
+                    return Err(CallError::UnknownReducer {
+                        module: module.to_string(),
+                        reducer: format!("#{reducer_id}"),
+                    });
+                }
+            };
+            let runner = match &mut entry.runner {
+                Some(r) => r,
+                None => entry
+                    .runner
+                    .insert(load_runner(&self.host, &self.dir, module, &entry.def)?),
+            };
+            let ctx = inner.clock.next(caller);
+            let committed = runner.call(&mut entry.tables, &ctx, reducer_id, args)?;
+            let header = TxHeader {
+                kind: RecordKind::Call,
+                timestamp_micros: ctx.timestamp_micros,
+                module,
+                definition: None,
+                reducer,
                 caller,
-            ),
-            None => Err(CallError::NotLoaded(module.to_string())),
-        }
+                args,
+            };
+            let payload = encode_tx(&header, &committed.mutations);
+            self.log
+                .append(ctx.tx_id, payload)
+                .map_err(CallError::Durability)?;
+            inner.clock.committed(&ctx);
+            (ctx, committed)
+        };
+        self.log.wait(ctx.tx_id).map_err(CallError::Durability)?;
+        Ok(outcome(&ctx, committed))
     }
 
     /// A table's rows as JSON objects, in primary-key order.
@@ -330,7 +526,8 @@ impl Database {
         module: &str,
         table: &str,
     ) -> Result<Vec<serde_json::Value>, QueryError> {
-        let entry = self
+        let inner = self.lock().map_err(|()| QueryError::Poisoned)?;
+        let entry = inner
             .modules
             .get(module)
             .ok_or_else(|| QueryError::UnknownModule(module.to_string()))?;
@@ -349,27 +546,106 @@ impl Database {
             .map(|row| row_to_json(row, t.def()).map_err(|e| QueryError::Corrupt(e.to_string())))
             .collect()
     }
+
+    /// Every module's every table: rows as JSON in primary-key order, and
+    /// the next auto-increment value. Two databases with equal state give
+    /// equal values.
+    pub fn state_json(&self) -> Result<serde_json::Value, QueryError> {
+        let inner = self.lock().map_err(|()| QueryError::Poisoned)?;
+        let mut out = serde_json::Map::new();
+        for (name, entry) in &inner.modules {
+            let mut tables = serde_json::Map::new();
+            for t in entry.tables.tables() {
+                let rows = t
+                    .iter()
+                    .map(|row| row_to_json(row, t.def()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| QueryError::Corrupt(e.to_string()))?;
+                tables.insert(
+                    t.def().name.clone(),
+                    serde_json::json!({"rows": rows, "next_auto_inc": t.next_auto_inc()}),
+                );
+            }
+            out.insert(name.clone(), serde_json::Value::Object(tables));
+        }
+        Ok(serde_json::Value::Object(out))
+    }
+
+    /// Guest activity so far.
+    pub fn counters(&self) -> CounterSnapshot {
+        self.host.counters().snapshot()
+    }
 }
 
-/// Runs one reducer call as the next transaction.
-fn run(
-    clock: &mut Clock,
-    runner: &mut Runner,
-    tables: &mut Tables,
-    reducer_id: u32,
-    args: &[u8],
-    caller: &str,
-) -> Result<CallOutcome, CallError> {
-    let ctx = clock.next(caller);
-    let committed = runner.call(tables, &ctx, reducer_id, args)?;
-    clock.committed(&ctx);
-    Ok(CallOutcome {
+fn outcome(ctx: &CallContext, committed: Committed) -> CallOutcome {
+    CallOutcome {
         tx_id: ctx.tx_id,
         timestamp_micros: ctx.timestamp_micros,
         mutations: committed.mutations,
         log: committed.log,
         fuel_consumed: committed.fuel_consumed,
-    })
+    }
+}
+
+/// Compiles a module's stored code on its first call after open, and checks
+/// that it still describes the definition in force.
+fn load_runner(
+    host: &Host,
+    dir: &Path,
+    module: &str,
+    def: &ModuleDef,
+) -> Result<Runner, CallError> {
+    let not_loaded = |reason: String| CallError::NotLoaded {
+        module: module.to_string(),
+        reason,
+    };
+    let path = module_path(dir, module);
+    let wasm = std::fs::read(&path).map_err(|e| {
+        not_loaded(format!(
+            "its code {} cannot be read ({e}); publish the module again",
+            path.display()
+        ))
+    })?;
+    let mut runner = Runner::compile(host, &wasm)
+        .map_err(|e| not_loaded(format!("its code {} does not load: {e}", path.display())))?;
+    let described = runner
+        .describe()
+        .map_err(|e| not_loaded(format!("its code {} does not load: {e}", path.display())))?;
+    if described != *def {
+        return Err(not_loaded(format!(
+            "its code {} describes a different schema from the one published",
+            path.display()
+        )));
+    }
+    Ok(runner)
+}
+
+/// Says at every start what an operator must know: a weak sync policy, and
+/// anything recovery cut, skipped or moved aside.
+fn report_open(dir: &Path, stats: &ReplayStats, modules: &BTreeMap<String, ModuleEntry>) {
+    if stats.sync_policy != "always" {
+        tracing::warn!(
+            "sync policy is `{}`: acknowledged transactions can be lost on power loss",
+            stats.sync_policy
+        );
+    }
+    if let Some(cut) = &stats.cut {
+        tracing::warn!("log recovery cut the log at {cut}");
+    }
+    for d in &stats.skipped {
+        tracing::warn!("log recovery skipped damage: {d}");
+    }
+    for q in &stats.quarantined {
+        tracing::warn!("moved aside: {q}");
+    }
+    for name in modules.keys() {
+        if !module_path(dir, name).is_file() {
+            tracing::warn!(
+                "module `{name}` has no code in {}; its tables are served but calls fail until it is published again",
+                dir.join(MODULES_DIR).display()
+            );
+        }
+    }
 }
 
 /// Why a read failed.
@@ -382,4 +658,6 @@ pub enum QueryError {
     UnknownTable { module: String, table: String },
     #[error("stored row does not decode: {0}")]
     Corrupt(String),
+    #[error("the database is unusable after an internal error in another thread")]
+    Poisoned,
 }

@@ -4,16 +4,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker};
+use interstice_log::{LogConfig, RealFs, Storage};
 use wasmtime::{Cache, CacheConfig, Engine};
 
 use crate::bindings::Module;
-use crate::counters::Counters;
+use crate::counters::{Counters, ReplayGuard};
 use crate::error::{LoadError, render};
 use crate::limits;
 use crate::state::InstanceState;
 
 /// Runtime settings.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RuntimeConfig {
     /// Fuel one reducer call may burn.
     pub fuel_per_call: u64,
@@ -21,6 +22,11 @@ pub struct RuntimeConfig {
     pub memory_bytes_max: usize,
     /// Where compiled code is cached between runs; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Sync policy, segment size and recovery mode of the durable log.
+    pub log: LogConfig,
+    /// The file system the log lives on: the real one, or a fault-injecting
+    /// one in tests.
+    pub log_storage: Arc<dyn Storage>,
 }
 
 impl Default for RuntimeConfig {
@@ -29,7 +35,20 @@ impl Default for RuntimeConfig {
             fuel_per_call: limits::FUEL_PER_CALL_DEFAULT,
             memory_bytes_max: limits::MEMORY_BYTES_MAX_DEFAULT,
             cache_dir: None,
+            log: LogConfig::default(),
+            log_storage: Arc::new(RealFs),
         }
+    }
+}
+
+impl std::fmt::Debug for RuntimeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeConfig")
+            .field("fuel_per_call", &self.fuel_per_call)
+            .field("memory_bytes_max", &self.memory_bytes_max)
+            .field("cache_dir", &self.cache_dir)
+            .field("log", &self.log)
+            .finish_non_exhaustive()
     }
 }
 
@@ -39,6 +58,7 @@ pub struct Host {
     pub(crate) linker: Linker<InstanceState>,
     pub(crate) config: RuntimeConfig,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) guard: Arc<ReplayGuard>,
 }
 
 impl Host {
@@ -69,10 +89,16 @@ impl Host {
             linker,
             config,
             counters: Arc::new(Counters::default()),
+            guard: Arc::new(ReplayGuard::default()),
         })
     }
 
     pub fn counters(&self) -> &Arc<Counters> {
         &self.counters
+    }
+
+    /// The replay guard shared by every module of this host.
+    pub fn replay_guard(&self) -> &ReplayGuard {
+        &self.guard
     }
 }

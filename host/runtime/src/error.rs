@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use interstice_log::{AppendError, LogError};
 use interstice_store::SchemaError;
 use interstice_store::json::JsonError;
 use thiserror::Error;
@@ -48,6 +49,15 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    #[error("data directory {dir} is in use by another process (pid {pid})")]
+    Locked { dir: PathBuf, pid: String },
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The publication was not made durable; it must not be taken as done.
+    #[error("the publication was not made durable: {0}")]
+    Durability(#[source] AppendError),
+    #[error("the database is unusable after an internal error in another thread")]
+    Poisoned,
 }
 
 /// Why a reducer call did not commit. Nothing it wrote was kept.
@@ -77,8 +87,14 @@ pub enum CallError {
     Trap(String),
     #[error("the module could not be instantiated: {0}")]
     Instantiate(String),
-    #[error("module `{0}` cannot run: its code is not loaded")]
-    NotLoaded(String),
+    #[error("module `{module}` cannot run: {reason}")]
+    NotLoaded { module: String, reason: String },
+    /// The transaction ran but was not made durable. It must not be taken
+    /// as committed; reopening the database recovers the durable state.
+    #[error("the transaction was not made durable: {0}")]
+    Durability(#[source] AppendError),
+    #[error("the database is unusable after an internal error in another thread")]
+    Poisoned,
 }
 
 /// Renders a wasmtime error with its whole chain of causes.

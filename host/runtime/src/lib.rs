@@ -1,7 +1,9 @@
 //! The Interstice runtime: loads reducer modules with wasmtime and runs every
 //! reducer call as one serial transaction on the module's in-memory tables.
 //!
-//! Responsibilities: the wasmtime engine and its configuration (determinism,
+//! Responsibilities: replaying the durable log into the tables at open
+//! (without any guest, behind the replay guard), appending every committed
+//! transaction to the log before its caller is answered, the wasmtime engine and its configuration (determinism,
 //! fuel, memory limits, compiled-code cache), module loading and validation,
 //! the host imports of `wit/interstice.wit`, reducer calls with full rollback
 //! on error or trap, and the [`Database`] that ties modules to a data
@@ -11,7 +13,7 @@
 //! ```no_run
 //! use interstice_runtime::{Database, RuntimeConfig};
 //!
-//! let mut db = Database::open("./interstice-data".as_ref(), RuntimeConfig::default())?;
+//! let db = Database::open("./interstice-data".as_ref(), RuntimeConfig::default())?;
 //! let wasm = std::fs::read("bank.wasm")?;
 //! db.publish("bank", &wasm)?;
 //! db.call_json("bank", "open_account", &serde_json::json!([1, 100]), "example")?;
@@ -28,14 +30,19 @@ mod engine;
 mod error;
 pub mod fsutil;
 pub mod limits;
+mod lock;
 mod module;
+mod replay;
 mod state;
+pub mod tools;
 
-pub use counters::{CounterSnapshot, Counters};
+pub use counters::{CounterSnapshot, Counters, ReplayGuard, ReplayPhase};
 pub use database::{
-    CACHE_DIR, CallOutcome, Database, MODULES_DIR, ModuleEntry, Published, QueryError,
+    CACHE_DIR, CallOutcome, Database, LOG_DIR, MODULES_DIR, Published, QueryError, ReplayStats,
 };
 pub use engine::{Host, RuntimeConfig};
 pub use error::{CallError, LoadError};
-pub use module::{CallContext, Committed, Runner, prepare_wasm};
+pub use interstice_log as log;
+pub use lock::LOCK_FILE;
+pub use module::{CallContext, Committed, REPLAY_REFUSAL, Runner, prepare_wasm};
 pub use state::LogLine;

@@ -10,7 +10,7 @@ use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
 use crate::bindings::{Module, ModulePre, types};
-use crate::counters::Counters;
+use crate::counters::{Counters, ReplayGuard};
 use crate::engine::Host;
 use crate::error::{CallError, LoadError, render};
 use crate::limits;
@@ -34,7 +34,11 @@ pub struct Runner {
     fuel_per_call: u64,
     memory_bytes_max: usize,
     counters: Arc<Counters>,
+    guard: Arc<ReplayGuard>,
 }
+
+/// What the replay guard answers to an attempt to run a guest.
+pub const REPLAY_REFUSAL: &str = "replay is in progress: no guest may be instantiated or called";
 
 struct Live {
     store: Store<InstanceState>,
@@ -86,10 +90,14 @@ impl Runner {
             fuel_per_call: host.config.fuel_per_call,
             memory_bytes_max: host.config.memory_bytes_max,
             counters: host.counters.clone(),
+            guard: host.guard.clone(),
         })
     }
 
     fn live(&mut self) -> Result<&mut Live, String> {
+        if self.guard.replaying() {
+            return Err(REPLAY_REFUSAL.to_string());
+        }
         if self.live.is_none() {
             let mut store = Store::new(&self.engine, InstanceState::new(self.memory_bytes_max));
             store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);

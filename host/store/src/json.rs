@@ -169,6 +169,18 @@ pub fn args_from_json(json: &Json, params: &[ParamDef]) -> Result<Vec<u8>, JsonE
     Ok(codec::encode_row(&values, &types))
 }
 
+/// Encoded reducer arguments as a JSON object keyed by parameter name (for
+/// audit views of the log).
+pub fn args_to_json(args: &[u8], params: &[ParamDef]) -> Result<Json, DecodeError> {
+    let types: Vec<ColumnType> = params.iter().map(|p| p.ty).collect();
+    let values = codec::decode_row(args, &types)?;
+    let mut object = Map::with_capacity(values.len());
+    for (param, value) in params.iter().zip(&values) {
+        object.insert(param.name.clone(), value_to_json(value));
+    }
+    Ok(Json::Object(object))
+}
+
 /// A stored row as a JSON object keyed by column name.
 pub fn row_to_json(row: &[u8], table: &TableDef) -> Result<Json, DecodeError> {
     let values = codec::decode_row(row, &table.column_types())?;

@@ -28,3 +28,8 @@ pub const ROW_BYTES_MAX: usize = 1 << 20;
 /// Mutations one transaction may make. A runaway reducer is stopped with an
 /// error instead of growing the undo and redo logs without bound.
 pub const MUTATIONS_PER_TX_MAX: usize = 1 << 20;
+
+/// Row bytes one transaction may write (the sum over its redo list). A
+/// committed transaction becomes one log record, which must stay below the
+/// log's record size limit (128 MiB) together with its arguments and names.
+pub const REDO_BYTES_PER_TX_MAX: usize = 64 << 20;

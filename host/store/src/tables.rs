@@ -8,7 +8,7 @@
 use std::ops::Bound;
 
 use crate::error::DbError;
-use crate::limits::MUTATIONS_PER_TX_MAX;
+use crate::limits::{MUTATIONS_PER_TX_MAX, REDO_BYTES_PER_TX_MAX};
 use crate::schema::ModuleDef;
 use crate::table::{IndexId, RowBytes, ScanPosition, Table};
 use crate::value::Value;
@@ -41,6 +41,8 @@ enum Undo {
 pub struct TxLog {
     undo: Vec<Undo>,
     redo: Vec<Mutation>,
+    /// Sum of the row lengths in `redo`.
+    redo_bytes: usize,
 }
 
 impl TxLog {
@@ -56,6 +58,11 @@ impl TxLog {
         if self.undo.len() >= MUTATIONS_PER_TX_MAX {
             return Err(DbError::LimitExceeded(format!(
                 "a transaction may make at most {MUTATIONS_PER_TX_MAX} changes"
+            )));
+        }
+        if self.redo_bytes > REDO_BYTES_PER_TX_MAX {
+            return Err(DbError::LimitExceeded(format!(
+                "a transaction may write at most {REDO_BYTES_PER_TX_MAX} bytes of rows"
             )));
         }
         Ok(())
@@ -92,6 +99,7 @@ impl Tables {
 
     fn record(&self, tx: &mut TxLog, table: u32, op: MutationOp, row: RowBytes) {
         if !self.tables[table as usize].def().ephemeral {
+            tx.redo_bytes += row.len();
             tx.redo.push(Mutation { table, op, row });
         }
     }
@@ -187,6 +195,7 @@ impl Tables {
     /// is left empty, its undo capacity kept for the next transaction.
     pub fn commit(&mut self, tx: &mut TxLog) -> Vec<Mutation> {
         tx.undo.clear();
+        tx.redo_bytes = 0;
         std::mem::take(&mut tx.redo)
     }
 
@@ -194,6 +203,7 @@ impl Tables {
     /// empty.
     pub fn rollback(&mut self, tx: &mut TxLog) {
         tx.redo.clear();
+        tx.redo_bytes = 0;
         while let Some(undo) = tx.undo.pop() {
             match undo {
                 Undo::Inserted { table, pk } => {
@@ -211,18 +221,20 @@ impl Tables {
     }
 
     /// Applies a committed mutation (replay). Rows are validated again: the
-    /// log is input, not trusted memory.
-    pub fn apply(&mut self, mutation: &Mutation) -> Result<(), DbError> {
-        let t = self.table_mut(mutation.table)?;
-        match mutation.op {
-            MutationOp::Insert => t.insert(&mutation.row).map(drop),
-            MutationOp::Update => t.update(&mutation.row).map(drop),
+    /// log is input, not trusted memory. Auto-increment counters follow the
+    /// values inserted, as they did when the transaction ran.
+    pub fn apply(&mut self, table: u32, op: MutationOp, row: &[u8]) -> Result<(), DbError> {
+        let t = self.table_mut(table)?;
+        match op {
+            MutationOp::Insert => t.insert(row).map(drop),
+            MutationOp::Update => t.update(row).map(drop),
             MutationOp::Delete => {
-                let values = crate::codec::decode_row(&mutation.row, &t.def().column_types())
-                    .map_err(|source| DbError::InvalidRow {
+                let values = crate::codec::decode_row(row, &t.def().column_types()).map_err(
+                    |source| DbError::InvalidRow {
                         table: t.def().name.clone(),
                         source,
-                    })?;
+                    },
+                )?;
                 let pk = values[t.def().primary_key as usize].clone();
                 match t.delete(&pk) {
                     Some(_) => Ok(()),
@@ -232,5 +244,10 @@ impl Tables {
                 }
             }
         }
+    }
+
+    /// Rows of every table, for comparing two states.
+    pub fn tables(&self) -> &[Table] {
+        &self.tables
     }
 }

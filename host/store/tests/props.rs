@@ -206,7 +206,7 @@ proptest! {
         }
         let mut replayed = Tables::new(&def);
         for m in &all_mutations {
-            replayed.apply(m).unwrap();
+            replayed.apply(m.table, m.op, &m.row).unwrap();
         }
         prop_assert_eq!(observe(&replayed), observe(&tables));
     }

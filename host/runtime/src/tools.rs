@@ -1,0 +1,295 @@
+//! Operator tools over a data directory's log: verify, inspect, dump,
+//! truncate. They read the log through the same code as replay and never
+//! run a guest.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use interstice_log::{
+    LogError, RealFs, Record, RecordKind, Recovered, TxRecord, log_bytes, scan, truncate_after,
+    truncate_to_last_valid,
+};
+use interstice_store::json::{args_to_json, row_to_json};
+use interstice_store::ModuleDef;
+use serde::Serialize;
+
+use crate::database::LOG_DIR;
+use crate::error::LoadError;
+use crate::lock::DirLock;
+use crate::replay::Replayer;
+
+/// Progress callback: (bytes of the log read, total bytes).
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+/// What `log verify` found.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    pub segments: usize,
+    pub records: u64,
+    pub bytes: u64,
+    pub last_tx_id: Option<u64>,
+    /// Every damaged place: file, offset, reason.
+    pub damage: Vec<String>,
+    /// A record that passed its checksum but does not replay.
+    pub replay_error: Option<String>,
+}
+
+impl VerifyReport {
+    pub fn intact(&self) -> bool {
+        self.damage.is_empty() && self.replay_error.is_none()
+    }
+}
+
+/// Total bytes of the log, for a progress bar.
+pub fn total_log_bytes(data_dir: &Path) -> Result<u64, LogError> {
+    let dir = data_dir.join(LOG_DIR);
+    if !dir.is_dir() {
+        return Ok(0);
+    }
+    log_bytes(&RealFs, &dir)
+}
+
+fn scan_dir(
+    data_dir: &Path,
+    visit: &mut dyn FnMut(Record<'_>) -> Result<(), String>,
+) -> Result<Recovered, LogError> {
+    let dir = data_dir.join(LOG_DIR);
+    if !dir.is_dir() {
+        return Ok(Recovered::default());
+    }
+    scan(&RealFs, &dir, visit)
+}
+
+/// Checks every segment header, record checksum and tx id, and replays every
+/// record into scratch tables (no guest), changing nothing on disk.
+pub fn verify(data_dir: &Path, progress: Progress<'_>) -> Result<VerifyReport, LogError> {
+    let total = total_log_bytes(data_dir)?;
+    let mut replayer = Replayer::default();
+    let mut replay_error = None;
+    let report = scan_dir(data_dir, &mut |rec| {
+        progress(rec.log_offset, total);
+        if replay_error.is_none()
+            && let Err(e) = replayer.apply(rec)
+        {
+            replay_error = Some(format!(
+                "{}: offset {}: tx {}: {e}",
+                rec.segment.display(),
+                rec.offset,
+                rec.tx_id
+            ));
+        }
+        Ok(())
+    })?;
+    progress(total, total);
+    Ok(VerifyReport {
+        segments: report.segments.len(),
+        records: report.records,
+        bytes: report.bytes,
+        last_tx_id: report.last_tx_id,
+        damage: report.skipped.iter().map(|d| d.to_string()).collect(),
+        replay_error,
+    })
+}
+
+/// One segment in `log inspect`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SegmentReport {
+    pub file: String,
+    pub bytes: u64,
+    pub transactions: u64,
+    pub first_tx_id: Option<u64>,
+    pub last_tx_id: Option<u64>,
+}
+
+/// A module in `log inspect`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModuleReport {
+    pub published_tx_id: u64,
+    pub transactions: u64,
+    /// Table name to the number of its mutations in the log.
+    pub tables: BTreeMap<String, u64>,
+}
+
+/// What `log inspect` shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct InspectReport {
+    pub segments: Vec<SegmentReport>,
+    pub bytes: u64,
+    pub transactions: u64,
+    pub first_tx_id: Option<u64>,
+    pub last_tx_id: Option<u64>,
+    /// Logical timestamps (µs since the Unix epoch) of the first and last
+    /// transaction.
+    pub first_timestamp_micros: Option<i64>,
+    pub last_timestamp_micros: Option<i64>,
+    pub modules: BTreeMap<String, ModuleReport>,
+    pub damage: Vec<String>,
+}
+
+pub fn inspect(data_dir: &Path, progress: Progress<'_>) -> Result<InspectReport, LogError> {
+    let total = total_log_bytes(data_dir)?;
+    let mut first_ts = None;
+    let mut last_ts = None;
+    let mut defs: BTreeMap<String, ModuleDef> = BTreeMap::new();
+    let mut modules: BTreeMap<String, ModuleReport> = BTreeMap::new();
+    let report = scan_dir(data_dir, &mut |rec| {
+        progress(rec.log_offset, total);
+        let Ok(tx) = TxRecord::decode(rec.payload) else {
+            return Ok(());
+        };
+        first_ts.get_or_insert(tx.timestamp_micros);
+        last_ts = Some(tx.timestamp_micros);
+        if tx.kind == RecordKind::Publish
+            && let Some(def) = tx
+                .definition
+                .and_then(|d| serde_json::from_slice::<ModuleDef>(d).ok())
+        {
+            let tables = def.tables.iter().map(|t| (t.name.clone(), 0)).collect();
+            modules.insert(
+                tx.module.to_string(),
+                ModuleReport {
+                    published_tx_id: rec.tx_id,
+                    transactions: 0,
+                    tables,
+                },
+            );
+            defs.insert(tx.module.to_string(), def);
+        }
+        if let (Some(m), Some(def)) = (modules.get_mut(tx.module), defs.get(tx.module)) {
+            m.transactions += 1;
+            for mutation in &tx.mutations {
+                if let Some(t) = def.tables.get(mutation.table as usize) {
+                    *m.tables.entry(t.name.clone()).or_default() += 1;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    progress(total, total);
+    Ok(InspectReport {
+        segments: report
+            .segments
+            .iter()
+            .map(|s| SegmentReport {
+                file: s.path.display().to_string(),
+                bytes: s.bytes,
+                transactions: s.records,
+                first_tx_id: s.first_tx_id,
+                last_tx_id: s.last_tx_id,
+            })
+            .collect(),
+        bytes: report.bytes,
+        transactions: report.records,
+        first_tx_id: report.segments.iter().find_map(|s| s.first_tx_id),
+        last_tx_id: report.last_tx_id,
+        first_timestamp_micros: first_ts,
+        last_timestamp_micros: last_ts,
+        modules,
+        damage: report.skipped.iter().map(|d| d.to_string()).collect(),
+    })
+}
+
+/// Which records `log dump` prints.
+#[derive(Clone, Debug, Default)]
+pub struct DumpFilter {
+    pub module: Option<String>,
+    pub table: Option<String>,
+    pub from_tx: Option<u64>,
+    pub to_tx: Option<u64>,
+}
+
+/// Writes the log in readable form: a line per transaction and an indented
+/// line per mutation, rows and arguments as JSON.
+pub fn dump(
+    data_dir: &Path,
+    filter: &DumpFilter,
+    out: &mut dyn std::io::Write,
+) -> Result<Recovered, LogError> {
+    let mut defs: BTreeMap<String, ModuleDef> = BTreeMap::new();
+    scan_dir(data_dir, &mut |rec| {
+        let tx = match TxRecord::decode(rec.payload) {
+            Ok(tx) => tx,
+            Err(e) => {
+                return writeln!(out, "tx {}: undecodable payload: {e}", rec.tx_id)
+                    .map_err(|e| e.to_string());
+            }
+        };
+        if tx.kind == RecordKind::Publish
+            && let Some(def) = tx
+                .definition
+                .and_then(|d| serde_json::from_slice::<ModuleDef>(d).ok())
+        {
+            defs.insert(tx.module.to_string(), def);
+        }
+        let in_range = filter.from_tx.is_none_or(|f| rec.tx_id >= f)
+            && filter.to_tx.is_none_or(|t| rec.tx_id <= t);
+        let in_module = filter.module.as_deref().is_none_or(|m| m == tx.module);
+        if !in_range || !in_module {
+            return Ok(());
+        }
+        let def = defs.get(tx.module);
+        let table_name = |id: u32| {
+            def.and_then(|d| d.tables.get(id as usize))
+                .map_or_else(|| format!("#{id}"), |t| t.name.clone())
+        };
+        let shown: Vec<_> = tx
+            .mutations
+            .iter()
+            .filter(|m| {
+                filter
+                    .table
+                    .as_deref()
+                    .is_none_or(|t| t == table_name(m.table))
+            })
+            .collect();
+        if filter.table.is_some() && shown.is_empty() {
+            return Ok(());
+        }
+        let args = def
+            .and_then(|d| d.reducers.iter().find(|r| r.name == tx.reducer))
+            .and_then(|r| args_to_json(tx.args, &r.params).ok())
+            .map_or_else(|| format!("{} bytes", tx.args.len()), |j| j.to_string());
+        let what = match tx.kind {
+            RecordKind::Publish if tx.reducer.is_empty() => format!("publish {}", tx.module),
+            RecordKind::Publish => format!("publish {} (init {})", tx.module, tx.reducer),
+            RecordKind::Call => format!("call {}.{} {args}", tx.module, tx.reducer),
+        };
+        let write = |out: &mut dyn std::io::Write| -> std::io::Result<()> {
+            writeln!(
+                out,
+                "tx {} @{} by {:?}: {what}",
+                rec.tx_id, tx.timestamp_micros, tx.caller
+            )?;
+            for m in &shown {
+                let table = def.and_then(|d| d.tables.get(m.table as usize));
+                let row = table
+                    .and_then(|t| row_to_json(m.row, t).ok())
+                    .map_or_else(|| format!("{} bytes", m.row.len()), |j| j.to_string());
+                writeln!(out, "  {} {} {row}", m.op.name(), table_name(m.table))?;
+            }
+            Ok(())
+        };
+        write(out).map_err(|e| e.to_string())
+    })
+}
+
+/// How `log truncate` cuts.
+#[derive(Clone, Copy, Debug)]
+pub enum TruncateTo {
+    /// Keep transactions up to and including this one.
+    After(u64),
+    /// Keep everything before the first damage.
+    LastValid,
+}
+
+/// Cuts the log (the data directory must not be open elsewhere). What is
+/// cut is moved to the log's quarantine directory, never deleted.
+pub fn truncate(data_dir: &Path, to: TruncateTo) -> Result<Recovered, LoadError> {
+    let _lock = DirLock::acquire(data_dir)?;
+    let dir = data_dir.join(LOG_DIR);
+    let report = match to {
+        TruncateTo::After(tx) => truncate_after(&RealFs, &dir, tx)?,
+        TruncateTo::LastValid => truncate_to_last_valid(&RealFs, &dir)?,
+    };
+    Ok(report)
+}
