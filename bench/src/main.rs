@@ -39,7 +39,7 @@ fn u64_args(values: &[u64]) -> Vec<u8> {
 
 /// Calls `reducer` CALLS times with arguments from `args(i)`.
 fn time_calls(
-    db: &mut Database,
+    db: &Database,
     module: &str,
     reducer: &str,
     mut args: impl FnMut(u64) -> Vec<u8>,
@@ -55,7 +55,7 @@ fn time_calls(
 }
 
 fn fresh_with(name: &str, guest: &str) -> Result<(tempfile::TempDir, Database)> {
-    let (dir, mut db) = fresh_db();
+    let (dir, db) = fresh_db();
     db.publish(name, &guest_bytes(guest))?;
     Ok((dir, db))
 }
@@ -121,45 +121,45 @@ fn reducers() -> Result<Vec<Figure>> {
     add(
         "noop reducer (guest entry + empty commit)",
         best_of(|| {
-            let (_d, mut db) = fresh_with("b", guests::BENCH_GUEST)?;
-            time_calls(&mut db, "b", "noop", |_| Vec::new())
+            let (_d, db) = fresh_with("b", guests::BENCH_GUEST)?;
+            time_calls(&db, "b", "noop", |_| Vec::new())
         })?,
     );
     add(
         "reducer with one host import (get, miss)",
         best_of(|| {
-            let (_d, mut db) = fresh_with("b", guests::BENCH_GUEST)?;
-            time_calls(&mut db, "b", "get_missing", |i| u64_args(&[i]))
+            let (_d, db) = fresh_with("b", guests::BENCH_GUEST)?;
+            time_calls(&db, "b", "get_missing", |i| u64_args(&[i]))
         })?,
     );
     add(
         "single-row insert reducer",
         best_of(|| {
-            let (_d, mut db) = fresh_with("b", guests::BENCH_GUEST)?;
-            time_calls(&mut db, "b", "insert", |i| u64_args(&[i, i]))
+            let (_d, db) = fresh_with("b", guests::BENCH_GUEST)?;
+            time_calls(&db, "b", "insert", |i| u64_args(&[i, i]))
         })?,
     );
     add(
         "counter.increment (find + update)",
         best_of(|| {
-            let (_d, mut db) = fresh_with("counter", guests::COUNTER)?;
+            let (_d, db) = fresh_with("counter", guests::COUNTER)?;
             let name = codec::encode_row(
                 &[Value::String("c".into())],
                 &[ColumnType::required(ScalarType::String)],
             );
-            time_calls(&mut db, "counter", "increment", |_| name.clone())
+            time_calls(&db, "counter", "increment", |_| name.clone())
         })?,
     );
     add(
         "bank.transfer (2 finds + 2 updates), 100,000 accounts",
         best_of(|| {
-            let (_d, mut db) = fresh_with("bank", guests::BANK)?;
+            let (_d, db) = fresh_with("bank", guests::BANK)?;
             let open = db.resolve_reducer("bank", "open_account")?;
             for id in 0..100_000u64 {
                 db.call_encoded("bank", open, &u64_args(&[id, 1_000_000]), "bench")?;
             }
             let mut x = 0x2545_F491_4F6C_DD1Du64;
-            time_calls(&mut db, "bank", "transfer", |_| {
+            time_calls(&db, "bank", "transfer", |_| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;

@@ -38,7 +38,7 @@ pub fn fresh_db() -> (tempfile::TempDir, Database) {
 
 /// A fresh database with `guest` published as `name`.
 pub fn db_with(name: &str, guest: &str) -> (tempfile::TempDir, Database) {
-    let (dir, mut db) = fresh_db();
+    let (dir, db) = fresh_db();
     db.publish(name, &guest_bytes(guest))
         .unwrap_or_else(|e| panic!("publish {name}: {e}"));
     (dir, db)

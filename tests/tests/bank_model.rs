@@ -51,7 +51,7 @@ fn model(state: &BTreeMap<u64, u64>, op: &Op) -> Option<BTreeMap<u64, u64>> {
     Some(next)
 }
 
-fn call(db: &mut Database, op: &Op) -> Result<(), CallError> {
+fn call(db: &Database, op: &Op) -> Result<(), CallError> {
     let (name, args) = match *op {
         Op::Open { id, balance } => ("open_account", json!([id, balance])),
         Op::Deposit { id, amount } => ("deposit", json!([id, amount])),
@@ -73,12 +73,12 @@ proptest! {
 
     #[test]
     fn bank_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
-        let (_dir, mut db) = db_with("bank", guests::BANK);
+        let (_dir, db) = db_with("bank", guests::BANK);
         let mut state = BTreeMap::new();
         for op in &ops {
             let total_before: u64 = state.values().sum();
             let expected = model(&state, op);
-            let result = call(&mut db, op);
+            let result = call(&db, op);
             match (&expected, &result) {
                 (Some(next), Ok(())) => state = next.clone(),
                 (None, Err(CallError::Reducer(_))) => {}

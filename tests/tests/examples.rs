@@ -10,7 +10,7 @@ fn rows(db: &interstice_runtime::Database, module: &str, table: &str) -> Vec<Val
 
 #[test]
 fn counter_increments_and_creates() {
-    let (_dir, mut db) = db_with("counter", guests::COUNTER);
+    let (_dir, db) = db_with("counter", guests::COUNTER);
     for _ in 0..3 {
         db.call_json("counter", "increment", &json!(["a"]), "t")
             .unwrap();
@@ -28,7 +28,7 @@ fn counter_increments_and_creates() {
 
 #[test]
 fn bank_open_deposit_transfer() {
-    let (_dir, mut db) = db_with("bank", guests::BANK);
+    let (_dir, db) = db_with("bank", guests::BANK);
     db.call_json("bank", "open_account", &json!([1, 100]), "t")
         .unwrap();
     db.call_json("bank", "open_account", &json!([2, 5]), "t")
@@ -48,7 +48,7 @@ fn bank_open_deposit_transfer() {
 
 #[test]
 fn bank_refusals_change_nothing() {
-    let (_dir, mut db) = db_with("bank", guests::BANK);
+    let (_dir, db) = db_with("bank", guests::BANK);
     db.call_json("bank", "open_account", &json!([1, 100]), "t")
         .unwrap();
     db.call_json("bank", "open_account", &json!([2, 0]), "t")
@@ -86,7 +86,7 @@ fn bank_refusals_change_nothing() {
 
 #[test]
 fn transaction_ids_and_timestamps_increase() {
-    let (_dir, mut db) = db_with("bank", guests::BANK);
+    let (_dir, db) = db_with("bank", guests::BANK);
     let mut last = (0, 0);
     for id in 0..20 {
         let out = db
@@ -100,7 +100,7 @@ fn transaction_ids_and_timestamps_increase() {
 
 #[test]
 fn chat_init_runs_once_at_first_publication() {
-    let (_dir, mut db) = db_with("chat", guests::CHAT);
+    let (_dir, db) = db_with("chat", guests::CHAT);
     let users = rows(&db, "chat", "users");
     assert_eq!(users.len(), 1);
     assert_eq!(
@@ -119,7 +119,7 @@ fn chat_init_runs_once_at_first_publication() {
 
 #[test]
 fn chat_auto_increment_unique_and_index() {
-    let (_dir, mut db) = db_with("chat", guests::CHAT);
+    let (_dir, db) = db_with("chat", guests::CHAT);
     db.call_json("chat", "clear_channel", &json!(["general"]), "t")
         .unwrap();
     db.call_json("chat", "register", &json!(["ann", null]), "t")
@@ -178,7 +178,7 @@ fn chat_auto_increment_unique_and_index() {
 
 #[test]
 fn ephemeral_tables_are_not_logged() {
-    let (_dir, mut db) = db_with("chat", guests::CHAT);
+    let (_dir, db) = db_with("chat", guests::CHAT);
     db.call_json("chat", "register", &json!(["ann", null]), "t")
         .unwrap();
     let out = db
@@ -198,7 +198,7 @@ fn ephemeral_tables_are_not_logged() {
 
 #[test]
 fn module_log_lines_reach_the_host() {
-    let (_dir, mut db) = db_with("chat", guests::CHAT);
+    let (_dir, db) = db_with("chat", guests::CHAT);
     let out = db
         .call_json("chat", "clear_channel", &json!(["x"]), "t")
         .unwrap();

@@ -26,7 +26,7 @@ fn results(db: &Database) -> Vec<(String, Vec<u64>)> {
 
 /// A database with items 1 (group 1), 2 (group 2), 3 (group 1).
 fn seeded() -> (tempfile::TempDir, Database) {
-    let (dir, mut db) = db_with("m", guests::MISBEHAVE);
+    let (dir, db) = db_with("m", guests::MISBEHAVE);
     for (id, group) in [(1, 1), (2, 2), (3, 1)] {
         db.call_json("m", "put", &json!([id, format!("tag{id}"), group]), "t")
             .unwrap();
@@ -36,7 +36,7 @@ fn seeded() -> (tempfile::TempDir, Database) {
 
 /// After a failed call: the items are as seeded, the indexes agree with them,
 /// and the module still works.
-fn assert_intact_and_working(db: &mut Database, before: &[Value]) {
+fn assert_intact_and_working(db: &Database, before: &[Value]) {
     assert_eq!(items(db), before);
     db.call_json("m", "read_group", &json!([0]), "t").unwrap();
     db.call_json("m", "read_group", &json!([1]), "t").unwrap();
@@ -54,12 +54,12 @@ fn assert_intact_and_working(db: &mut Database, before: &[Value]) {
 }
 
 fn check_failure(reducer: &str, expect: impl Fn(&CallError) -> bool) {
-    let (_dir, mut db) = seeded();
+    let (_dir, db) = seeded();
     let before = items(&db);
     let instantiations = db.host().counters().snapshot().guest_instantiations;
     let err = db.call_json("m", reducer, &json!([9]), "t").unwrap_err();
     assert!(expect(&err), "{reducer}: unexpected error {err:?}");
-    assert_intact_and_working(&mut db, &before);
+    assert_intact_and_working(&db, &before);
     let after = db.host().counters().snapshot().guest_instantiations;
     let trapped = !matches!(err, CallError::Reducer(_));
     assert_eq!(
@@ -112,8 +112,9 @@ fn fuel_and_memory_limits_are_configurable() {
         fuel_per_call: 20_000_000,
         memory_bytes_max: 4 << 20,
         cache_dir: Some(shared_cache_dir()),
+        ..RuntimeConfig::default()
     };
-    let mut db = Database::open(dir.path(), config).unwrap();
+    let db = Database::open(dir.path(), config).unwrap();
     db.publish("m", &guest_bytes(guests::MISBEHAVE)).unwrap();
     let err = db
         .call_json("m", "put_then_loop", &json!([1]), "t")
@@ -135,7 +136,7 @@ fn fuel_and_memory_limits_are_configurable() {
 
 #[test]
 fn unique_violations_fail_the_reducer() {
-    let (_dir, mut db) = seeded();
+    let (_dir, db) = seeded();
     let before = items(&db);
     let err = db
         .call_json("m", "put", &json!([2, "new", 0]), "t")
@@ -152,7 +153,7 @@ fn unique_violations_fail_the_reducer() {
         .call_json("m", "retag", &json!([2, "tag3"]), "t")
         .unwrap_err();
     assert!(err.to_string().contains("unique constraint `tag`"), "{err}");
-    assert_intact_and_working(&mut db, &before);
+    assert_intact_and_working(&db, &before);
     // Keeping one's own unique value is not a violation.
     db.call_json("m", "retag", &json!([2, "tag2"]), "t")
         .unwrap();
@@ -160,7 +161,7 @@ fn unique_violations_fail_the_reducer() {
 
 #[test]
 fn host_rejects_rows_that_do_not_decode() {
-    let (_dir, mut db) = seeded();
+    let (_dir, db) = seeded();
     let before = items(&db);
     let err = db
         .call_json("m", "put_garbage", &json!([]), "t")
@@ -174,7 +175,7 @@ fn host_rejects_rows_that_do_not_decode() {
 
 #[test]
 fn scans_see_the_transaction_and_survive_deletes() {
-    let (_dir, mut db) = seeded();
+    let (_dir, db) = seeded();
     db.call_json("m", "read_range", &json!([2, 4]), "t")
         .unwrap();
     db.call_json("m", "read_range", &json!([0, 2]), "t")
@@ -202,7 +203,7 @@ fn scans_see_the_transaction_and_survive_deletes() {
 
 #[test]
 fn wrong_arguments_are_refused_before_the_guest_runs() {
-    let (_dir, mut db) = seeded();
+    let (_dir, db) = seeded();
     let calls = db.host().counters().snapshot().guest_calls;
     let cases = [
         (json!(["x", "tag", 1]), "field `id`"),
