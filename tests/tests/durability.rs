@@ -71,8 +71,13 @@ fn chat_indexes_counters_and_ephemeral_tables_after_reopen() {
     db.call_json("chat", "register", &json!(["bob", "hi"]), "bob")
         .unwrap();
     for i in 0..3 {
-        db.call_json("chat", "send", &json!(["ann", "general", format!("m{i}")]), "ann")
-            .unwrap();
+        db.call_json(
+            "chat",
+            "send",
+            &json!(["ann", "general", format!("m{i}")]),
+            "ann",
+        )
+        .unwrap();
     }
     db.call_json("chat", "start_typing", &json!(["bob", "general"]), "bob")
         .unwrap();
@@ -116,7 +121,11 @@ fn replay_runs_no_guest_even_without_the_modules_code() {
         let stats = db.replay_stats();
         assert!(stats.transactions_replayed > 5);
         assert_eq!(
-            (stats.guest_instantiations, stats.guest_calls, stats.fuel_consumed),
+            (
+                stats.guest_instantiations,
+                stats.guest_calls,
+                stats.fuel_consumed
+            ),
             (0, 0, 0),
             "{damage}"
         );
@@ -236,10 +245,14 @@ fn a_damaged_middle_record_refuses_the_open_unless_told_otherwise() {
     drop(db);
     let seg = segment_files(dir.path()).remove(0);
     let mut offsets = Vec::new();
-    interstice_runtime::log::scan(&interstice_runtime::log::RealFs, &dir.path().join(LOG_DIR), &mut |r| {
-        offsets.push((r.tx_id, r.offset));
-        Ok(())
-    })
+    interstice_runtime::log::scan(
+        &interstice_runtime::log::RealFs,
+        &dir.path().join(LOG_DIR),
+        &mut |r| {
+            offsets.push((r.tx_id, r.offset));
+            Ok(())
+        },
+    )
     .unwrap();
     let (tx, offset) = offsets[4];
     let mut bytes = std::fs::read(&seg).unwrap();

@@ -134,10 +134,14 @@ fn a_damaged_module_file_fails_the_first_call_not_the_open() {
             path.display()
         )
     );
-    assert!(matches!(err, interstice_runtime::CallError::NotLoaded { .. }));
+    assert!(matches!(
+        err,
+        interstice_runtime::CallError::NotLoaded { .. }
+    ));
     // Publishing the code again brings the module back, data intact.
     db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
-    db.call_json("bank", "deposit", &json!([1, 5]), "t").unwrap();
+    db.call_json("bank", "deposit", &json!([1, 5]), "t")
+        .unwrap();
     assert_eq!(
         db.rows_json("bank", "accounts").unwrap(),
         vec![json!({"id": 1, "balance": 15})]

@@ -31,7 +31,11 @@ struct DataDir {
     #[arg(long, default_value = "always", env = "INTERSTICE_SYNC")]
     sync: SyncPolicy,
     /// What to do with damage found in the log on open (docs/recovery.md).
-    #[arg(long, default_value = "tolerate-tail", env = "INTERSTICE_RECOVERY_MODE")]
+    #[arg(
+        long,
+        default_value = "tolerate-tail",
+        env = "INTERSTICE_RECOVERY_MODE"
+    )]
     recovery_mode: RecoveryMode,
     /// Size at which the log starts a new segment, in bytes.
     #[arg(long, default_value_t = SEGMENT_BYTES_DEFAULT)]
@@ -80,7 +84,11 @@ enum LogCommand {
     /// Repair: cut the log. What is cut is moved to `log/quarantine/`.
     Truncate {
         /// Keep transactions up to and including this id.
-        #[arg(long, conflicts_with = "to_last_valid", required_unless_present = "to_last_valid")]
+        #[arg(
+            long,
+            conflicts_with = "to_last_valid",
+            required_unless_present = "to_last_valid"
+        )]
         after: Option<u64>,
         /// Keep everything before the first damaged record.
         #[arg(long)]
@@ -394,7 +402,11 @@ fn demo(dir: &DataDir) -> Result<()> {
         let published = db.publish("bank", &wasm)?;
         println!(
             "{} `bank` in {} ({} tables, {} reducers); {} transactions replayed on open",
-            if published.replaced { "updated" } else { "published" },
+            if published.replaced {
+                "updated"
+            } else {
+                "published"
+            },
             dir.data_dir.display(),
             published.def.tables.len(),
             published.def.reducers.len(),

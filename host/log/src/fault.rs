@@ -143,9 +143,10 @@ impl LogFile for FaultFile {
         let mut inner = self.fs.lock();
         inner.appends += 1;
         let n = inner.appends;
-        let fault = FaultFs::take_fault(&mut inner, |f| {
-            matches!(f, Fault::AppendEio { nth } | Fault::AppendNoSpace { nth } if *nth == n)
-        });
+        let fault = FaultFs::take_fault(
+            &mut inner,
+            |f| matches!(f, Fault::AppendEio { nth } | Fault::AppendNoSpace { nth } if *nth == n),
+        );
         let file = inner
             .files
             .get_mut(&self.path)
@@ -169,8 +170,11 @@ impl LogFile for FaultFile {
         let mut inner = self.fs.lock();
         inner.syncs += 1;
         let n = inner.syncs;
-        if FaultFs::take_fault(&mut inner, |f| matches!(f, Fault::SyncEio { nth } if *nth == n))
-            .is_some()
+        if FaultFs::take_fault(
+            &mut inner,
+            |f| matches!(f, Fault::SyncEio { nth } if *nth == n),
+        )
+        .is_some()
         {
             return Err(io::Error::from_raw_os_error(5));
         }

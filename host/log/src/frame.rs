@@ -128,16 +128,13 @@ mod tests {
         crc.update(&[3, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0]);
         crc.update(b"abc");
         let crc = crc.finalize().to_le_bytes();
-        let expected = [
-            &crc[..],
-            &[3, 0, 0, 0],
-            &[7, 0, 0, 0, 0, 0, 0, 0],
-            b"abc",
-        ]
-        .concat();
+        let expected = [&crc[..], &[3, 0, 0, 0], &[7, 0, 0, 0, 0, 0, 0, 0], b"abc"].concat();
         assert_eq!(out, expected);
         let frame = decode(0x0102_0304_0506_0708, &out).unwrap();
-        assert_eq!((frame.tx_id, frame.payload, frame.len), (7, &b"abc"[..], 19));
+        assert_eq!(
+            (frame.tx_id, frame.payload, frame.len),
+            (7, &b"abc"[..], 19)
+        );
     }
 
     #[test]

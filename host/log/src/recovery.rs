@@ -420,7 +420,9 @@ fn quarantine_from(
         f.append(&bytes[offset as usize..]).map_err(io_at(&to))?;
         f.sync_data().map_err(io_at(&to))?;
         storage.sync_dir(&qdir).map_err(io_at(&qdir))?;
-        storage.truncate(&first.1, offset).map_err(io_at(&first.1))?;
+        storage
+            .truncate(&first.1, offset)
+            .map_err(io_at(&first.1))?;
         out.quarantined.push(to);
     }
     for (_, path) in rest {

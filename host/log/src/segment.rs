@@ -74,8 +74,11 @@ impl Header {
         if stored != crc32fast::hash(&bytes[..CRC_OFFSET]) {
             return Err(DamageKind::HeaderChecksum);
         }
-        let version =
-            u32::from_le_bytes(bytes[VERSION_OFFSET..RESERVED_OFFSET].try_into().expect("4"));
+        let version = u32::from_le_bytes(
+            bytes[VERSION_OFFSET..RESERVED_OFFSET]
+                .try_into()
+                .expect("4"),
+        );
         if version != FORMAT_VERSION {
             return Err(DamageKind::UnsupportedVersion(version));
         }
@@ -152,7 +155,10 @@ mod tests {
     #[test]
     fn names_sort_and_parse() {
         assert_eq!(file_name(42), "00000000000000000042.log");
-        assert_eq!(parse_name(Path::new("x/00000000000000000042.log")), Some(42));
+        assert_eq!(
+            parse_name(Path::new("x/00000000000000000042.log")),
+            Some(42)
+        );
         assert_eq!(parse_name(Path::new("42.log")), None);
         assert_eq!(parse_name(Path::new("00000000000000000042.tmp")), None);
         assert!(file_name(9) < file_name(10));

@@ -312,7 +312,9 @@ impl Log {
     pub fn sync(&self) -> Result<(), AppendError> {
         let sender = self.sender.as_ref().ok_or(AppendError::Closed)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        sender.send(Msg::Sync(tx)).map_err(|_| AppendError::Closed)?;
+        sender
+            .send(Msg::Sync(tx))
+            .map_err(|_| AppendError::Closed)?;
         rx.recv().map_err(|_| AppendError::Closed)?
     }
 

@@ -50,7 +50,12 @@ fn open_with(
     Ok((log, seen, rec))
 }
 
-fn write(storage: Arc<dyn Storage>, dir: &Path, cfg: LogConfig, txs: std::ops::RangeInclusive<u64>) {
+fn write(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    cfg: LogConfig,
+    txs: std::ops::RangeInclusive<u64>,
+) {
     let (log, _, _) = open_with(storage, dir, cfg).expect("open");
     for tx in txs {
         log.append(tx, payload_for(tx)).unwrap();
@@ -145,8 +150,12 @@ fn torn_tail_at_every_byte_of_the_last_record() {
             drop(absolute.unwrap());
         }
 
-        let (log, seen, rec) =
-            open_with(Arc::new(RealFs), dir.path(), config(RecoveryMode::TolerateTail)).unwrap();
+        let (log, seen, rec) = open_with(
+            Arc::new(RealFs),
+            dir.path(),
+            config(RecoveryMode::TolerateTail),
+        )
+        .unwrap();
         assert_eq!(seen, vec![1, 2], "keep {keep}");
         assert_eq!(rec.cut.is_some(), keep > 0, "keep {keep}");
         if let Some(cut) = &rec.cut {
@@ -198,14 +207,24 @@ fn bit_flip_in_a_middle_record_under_every_mode() {
         }
 
         let dir = damaged();
-        let (log, seen, rec) =
-            open_with(Arc::new(RealFs), dir.path(), config(RecoveryMode::PointInTime)).unwrap();
+        let (log, seen, rec) = open_with(
+            Arc::new(RealFs),
+            dir.path(),
+            config(RecoveryMode::PointInTime),
+        )
+        .unwrap();
         assert_eq!(seen, vec![1, 2], "point-in-time {what}");
         assert_eq!(rec.cut.as_ref().unwrap().offset, third);
         assert_eq!(rec.quarantined.len(), 1);
-        assert_eq!(std::fs::metadata(dir.path().join(&seg_name)).unwrap().len(), third);
+        assert_eq!(
+            std::fs::metadata(dir.path().join(&seg_name)).unwrap().len(),
+            third
+        );
         let cut_bytes = std::fs::read(&rec.quarantined[0]).unwrap();
-        assert_eq!(cut_bytes.len() as u64, std::fs::metadata(&seg).unwrap().len() - third);
+        assert_eq!(
+            cut_bytes.len() as u64,
+            std::fs::metadata(&seg).unwrap().len() - third
+        );
         log.append(3, payload_for(3)).unwrap();
         log.wait(3).unwrap();
         drop(log);
@@ -213,16 +232,24 @@ fn bit_flip_in_a_middle_record_under_every_mode() {
         assert_eq!(seen, vec![1, 2, 3]);
 
         let dir = damaged();
-        let (log, seen, rec) =
-            open_with(Arc::new(RealFs), dir.path(), config(RecoveryMode::SkipCorrupt)).unwrap();
+        let (log, seen, rec) = open_with(
+            Arc::new(RealFs),
+            dir.path(),
+            config(RecoveryMode::SkipCorrupt),
+        )
+        .unwrap();
         assert_eq!(seen, vec![1, 2, 4, 5], "skip-corrupt {what}");
         assert_eq!(rec.skipped.len(), 1);
         assert_eq!(rec.skipped[0].offset, third);
         log.append(6, payload_for(6)).unwrap();
         log.wait(6).unwrap();
         drop(log);
-        let (_, seen, _) =
-            open_with(Arc::new(RealFs), dir.path(), config(RecoveryMode::SkipCorrupt)).unwrap();
+        let (_, seen, _) = open_with(
+            Arc::new(RealFs),
+            dir.path(),
+            config(RecoveryMode::SkipCorrupt),
+        )
+        .unwrap();
         assert_eq!(seen, vec![1, 2, 4, 5, 6]);
         // The damage stays until repaired: the default mode still refuses.
         assert!(open_with(Arc::new(RealFs), dir.path(), LogConfig::default()).is_err());
@@ -240,10 +267,17 @@ fn damage_in_an_older_segment_is_never_a_tail() {
     let segs = segments(dir.path());
     // Damage the last record of the first segment.
     let offsets = record_offsets(dir.path());
-    let (tx, _, off) = offsets.iter().filter(|(_, s, _)| *s == segs[0]).last().unwrap().clone();
+    let (tx, _, off) = offsets
+        .iter()
+        .rfind(|(_, s, _)| *s == segs[0])
+        .unwrap()
+        .clone();
     flip(&segs[0], off + 17, 0x80);
     let err = open_with(Arc::new(RealFs), dir.path(), cfg).err().unwrap();
-    assert!(err.to_string().contains(&segs[0].display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&segs[0].display().to_string()),
+        "{err}"
+    );
     // A missing segment in the middle is refused too.
     flip(&segs[0], off + 17, 0x80);
     std::fs::remove_file(&segs[1]).unwrap();
@@ -251,7 +285,9 @@ fn damage_in_an_older_segment_is_never_a_tail() {
     match err {
         LogError::Corrupt { damage, .. } => {
             assert_eq!(damage.segment, segs[2]);
-            assert!(matches!(damage.kind, DamageKind::MissingTransactions { expected, .. } if expected == tx + 1));
+            assert!(
+                matches!(damage.kind, DamageKind::MissingTransactions { expected, .. } if expected == tx + 1)
+            );
         }
         e => panic!("{e}"),
     }
@@ -333,15 +369,24 @@ fn failed_fsync_poisons_and_no_unsynced_record_is_acknowledged() {
         }
         assert_eq!(fs.injected(), 1);
         assert!(log.poisoned().is_some());
-        assert!(matches!(log.append(41, payload_for(41)), Err(AppendError::Poisoned(_))));
-        assert!(acked.len() < 40, "fail at {fail_at}: every record acknowledged");
+        assert!(matches!(
+            log.append(41, payload_for(41)),
+            Err(AppendError::Poisoned(_))
+        ));
+        assert!(
+            acked.len() < 40,
+            "fail at {fail_at}: every record acknowledged"
+        );
         drop(log);
 
         for torn in [0, 7, 1000] {
             let after = fs.crash(torn);
             let (_, seen, _) = open_with(Arc::new(after), &dir, LogConfig::default()).unwrap();
             for t in &acked {
-                assert!(seen.contains(t), "fail at {fail_at}: acknowledged tx {t} lost");
+                assert!(
+                    seen.contains(t),
+                    "fail at {fail_at}: acknowledged tx {t} lost"
+                );
             }
             let n = seen.len() as u64;
             assert_eq!(seen, (1..=n).collect::<Vec<_>>(), "a prefix survives");
@@ -368,7 +413,8 @@ fn failed_write_poisons_too() {
     assert!(rec.cut.is_none());
     // Half a record was written but never synced; with its bytes on disk
     // anyway, recovery cuts them as a torn tail.
-    let (_, seen, rec) = open_with(Arc::new(fs.crash(usize::MAX)), &dir, LogConfig::default()).unwrap();
+    let (_, seen, rec) =
+        open_with(Arc::new(fs.crash(usize::MAX)), &dir, LogConfig::default()).unwrap();
     assert_eq!(seen, vec![1]);
     assert!(rec.cut.is_some());
 }
@@ -383,7 +429,10 @@ fn weak_policies_acknowledge_before_sync_and_parse() {
     );
     assert!("interval=0".parse::<SyncPolicy>().is_err());
     assert!("sometimes".parse::<SyncPolicy>().is_err());
-    for policy in [SyncPolicy::Never, SyncPolicy::Interval(std::time::Duration::from_secs(3600))] {
+    for policy in [
+        SyncPolicy::Never,
+        SyncPolicy::Interval(std::time::Duration::from_secs(3600)),
+    ] {
         let fs = FaultFs::new();
         let dir = PathBuf::from("/data/log");
         let cfg = LogConfig {
@@ -396,7 +445,11 @@ fn weak_policies_acknowledge_before_sync_and_parse() {
             log.append(t, payload_for(t)).unwrap();
             log.wait(t).unwrap();
         }
-        assert_eq!(fs.syncs(), header_syncs, "{policy}: acknowledged without fsync");
+        assert_eq!(
+            fs.syncs(),
+            header_syncs,
+            "{policy}: acknowledged without fsync"
+        );
         // What the policy gives up: a power loss now loses them.
         let (_, seen, _) = open_with(Arc::new(fs.crash(0)), &dir, cfg).unwrap();
         assert!(seen.is_empty());

@@ -342,9 +342,9 @@ impl Database {
         let def = Arc::new(runner.describe()?);
         let mut inner = self.lock().map_err(|()| LoadError::Poisoned)?;
         if let Some(p) = self.log.poisoned() {
-            return Err(LoadError::Durability(interstice_log::AppendError::Poisoned(
-                p,
-            )));
+            return Err(LoadError::Durability(
+                interstice_log::AppendError::Poisoned(p),
+            ));
         }
         let path = module_path(&self.dir, name);
         if let Some(existing) = inner.modules.get_mut(name) {
@@ -390,10 +390,7 @@ impl Database {
             caller: &ctx.caller,
             args: &[],
         };
-        let payload = encode_tx(
-            &header,
-            init.as_ref().map_or(&empty, |(_, c)| &c.mutations),
-        );
+        let payload = encode_tx(&header, init.as_ref().map_or(&empty, |(_, c)| &c.mutations));
         self.log
             .append(ctx.tx_id, payload)
             .map_err(LoadError::Durability)?;

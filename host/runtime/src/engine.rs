@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker};
 use interstice_log::{LogConfig, RealFs, Storage};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Cache, CacheConfig, Engine};
 
 use crate::bindings::Module;

@@ -39,7 +39,11 @@ impl DirLock {
                 let pid = pid.trim();
                 return Err(LoadError::Locked {
                     dir: dir.to_path_buf(),
-                    pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid.into()
+                    },
                 });
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),

@@ -9,8 +9,8 @@ use interstice_log::{
     LogError, RealFs, Record, RecordKind, Recovered, TxRecord, log_bytes, scan, truncate_after,
     truncate_to_last_valid,
 };
-use interstice_store::json::{args_to_json, row_to_json};
 use interstice_store::ModuleDef;
+use interstice_store::json::{args_to_json, row_to_json};
 use serde::Serialize;
 
 use crate::database::LOG_DIR;

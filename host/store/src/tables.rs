@@ -229,12 +229,13 @@ impl Tables {
             MutationOp::Insert => t.insert(row).map(drop),
             MutationOp::Update => t.update(row).map(drop),
             MutationOp::Delete => {
-                let values = crate::codec::decode_row(row, &t.def().column_types()).map_err(
-                    |source| DbError::InvalidRow {
-                        table: t.def().name.clone(),
-                        source,
-                    },
-                )?;
+                let values =
+                    crate::codec::decode_row(row, &t.def().column_types()).map_err(|source| {
+                        DbError::InvalidRow {
+                            table: t.def().name.clone(),
+                            source,
+                        }
+                    })?;
                 let pk = values[t.def().primary_key as usize].clone();
                 match t.delete(&pk) {
                     Some(_) => Ok(()),
