@@ -2,7 +2,9 @@
 //! figures it is compared with; compare ratios, not absolute times across
 //! machines or runs.
 //!
-//! `cargo run --release -p interstice-bench -- reducers`
+//! `cargo run --release -p interstice-bench -- reducers | durable | replay | all`
+
+mod durable;
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,8 @@ use interstice_store::{
     ABI_VERSION, ColumnDef, ColumnType, ModuleDef, ScalarType, TableDef, Tables, TxLog, Value,
     codec,
 };
-use interstice_tests::{fresh_db, guest_bytes, guests};
+use interstice_runtime::log::SyncPolicy;
+use interstice_tests::{guest_bytes, guests};
 
 /// Calls per measurement.
 const CALLS: u64 = 200_000;
@@ -33,7 +36,7 @@ fn best_of(mut run: impl FnMut() -> Result<Duration>) -> Result<Duration> {
     Ok(best)
 }
 
-fn u64_args(values: &[u64]) -> Vec<u8> {
+pub(crate) fn u64_args(values: &[u64]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
@@ -54,8 +57,11 @@ fn time_calls(
     Ok(start.elapsed() / CALLS as u32)
 }
 
+/// A fresh database whose log never syncs: the in-memory figures measure
+/// the reducer path, not the disk.
 fn fresh_with(name: &str, guest: &str) -> Result<(tempfile::TempDir, Database)> {
-    let (dir, db) = fresh_db();
+    let dir = durable::bench_dir()?;
+    let db = Database::open(dir.path(), durable::config(SyncPolicy::Never))?;
     db.publish(name, &guest_bytes(guest))?;
     Ok((dir, db))
 }
@@ -182,9 +188,75 @@ fn print(title: &str, figures: &[Figure]) {
     println!();
 }
 
+fn durable_figures() -> Result<()> {
+    let raw = durable::raw_fdatasync(2000)?;
+    let raw_rate = 1.0 / raw.as_secs_f64();
+    println!("### Durable bank.transfer, sync policy `always`\n");
+    println!(
+        "Raw fdatasync after a 128-byte append, one caller: {:.0} µs, **{raw_rate:.0} per second** (the physical limit of one durable caller).\n",
+        raw.as_secs_f64() * 1e6
+    );
+    let dir = durable::seeded_bank()?;
+    let db = Database::open(dir.path(), durable::config(SyncPolicy::Always))?;
+    println!(
+        "| callers | tx/s | vs raw fdatasync rate | p50 latency | p99 latency | fsyncs/s | tx per fsync |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for callers in [1, 8, 64] {
+        let d = durable::durable_transfers(&db, callers, Duration::from_secs(5))?;
+        println!(
+            "| {} | {:.0} | {:.2}× | {:.0} µs | {:.0} µs | {:.0} | {:.1} |",
+            d.callers,
+            d.per_second(),
+            d.per_second() / raw_rate,
+            d.p50.as_secs_f64() * 1e6,
+            d.p99.as_secs_f64() * 1e6,
+            d.fsyncs_per_second(),
+            d.tx_per_fsync()
+        );
+    }
+    println!();
+    Ok(())
+}
+
+fn replay_figures() -> Result<()> {
+    let r = durable::replay(1_000_000)?;
+    let secs = r.replay.as_secs_f64();
+    println!("### Replay of a 1,000,000-transaction log\n");
+    println!("| what | time | tx/s | MB/s |");
+    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| open: replay every record into the tables ({} tx, {:.1} MB) | {:.0} ms | {:.0} | {:.0} |",
+        r.transactions,
+        r.log_bytes as f64 / 1e6,
+        secs * 1e3,
+        r.transactions as f64 / secs,
+        r.log_bytes as f64 / 1e6 / secs
+    );
+    let scan = r.scan_only.as_secs_f64();
+    println!(
+        "| peer: read and checksum the same log, nothing applied | {:.0} ms | {:.0} | {:.0} |",
+        scan * 1e3,
+        r.transactions as f64 / scan,
+        r.log_bytes as f64 / 1e6 / scan
+    );
+    println!(
+        "\nReplay takes {:.1}× the bare scan.\n",
+        secs / scan
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let which = std::env::args().nth(1).unwrap_or_else(|| "reducers".into());
+    if matches!(which.as_str(), "durable" | "all") {
+        durable_figures()?;
+    }
+    if matches!(which.as_str(), "replay" | "all") {
+        replay_figures()?;
+    }
     match which.as_str() {
+        "durable" | "replay" => {}
         "reducers" | "all" => {
             let figures = reducers()?;
             print("In-memory reducer calls, one core", &figures);
@@ -210,7 +282,7 @@ fn main() -> Result<()> {
                 get("single-row") - noop - get("table insert")
             );
         }
-        other => bail!("unknown benchmark {other:?}; try `reducers` or `all`"),
+        other => bail!("unknown benchmark {other:?}; try `reducers`, `durable`, `replay` or `all`"),
     }
     Ok(())
 }
