@@ -366,23 +366,28 @@ impl Table {
             });
         };
         self.check_unique(&values, Some(&pk))?;
-        let old_values = self.extract_stored(&old);
-        self.remove_index_entries(&old_values, &pk);
-        self.add_index_entries(&values, &pk);
+        if !self.indexes.is_empty() {
+            let old_values = self.extract_stored(&old);
+            self.remove_index_entries(&old_values, &pk);
+            self.add_index_entries(&values, &pk);
+        }
         if let Some(auto) = self.auto_inc {
             let value = values[auto.slot].value.clone();
             self.observe_auto_inc(&value);
         }
         let new: RowBytes = row.into();
-        self.rows.insert(pk, new.clone());
+        let slot = self.rows.get_mut(&pk).expect("the row was found above");
+        *slot = new.clone();
         Ok((old, new))
     }
 
     /// Removes the row with this primary key and returns it.
     pub fn delete(&mut self, pk: &Value) -> Option<RowBytes> {
         let old = self.rows.remove(pk)?;
-        let values = self.extract_stored(&old);
-        self.remove_index_entries(&values, pk);
+        if !self.indexes.is_empty() {
+            let values = self.extract_stored(&old);
+            self.remove_index_entries(&values, pk);
+        }
         Some(old)
     }
 
