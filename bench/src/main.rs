@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use interstice_runtime::Database;
+use interstice_runtime::log::SyncPolicy;
 use interstice_store::{
     ABI_VERSION, ColumnDef, ColumnType, ModuleDef, ScalarType, TableDef, Tables, TxLog, Value,
     codec,
 };
-use interstice_runtime::log::SyncPolicy;
 use interstice_tests::{guest_bytes, guests};
 
 /// Calls per measurement.
@@ -240,10 +240,7 @@ fn replay_figures() -> Result<()> {
         r.transactions as f64 / scan,
         r.log_bytes as f64 / 1e6 / scan
     );
-    println!(
-        "\nReplay takes {:.1}× the bare scan.\n",
-        secs / scan
-    );
+    println!("\nReplay takes {:.1}× the bare scan.\n", secs / scan);
     Ok(())
 }
 

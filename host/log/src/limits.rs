@@ -28,3 +28,12 @@ pub const BATCH_BYTES_MAX: usize = 8 << 20;
 /// record may be and still count as the place where valid records resume.
 /// Anything further is not trusted as a resynchronisation point.
 pub const RESYNC_TX_WINDOW: u64 = 1 << 20;
+
+/// Under the weak sync policies callers do not wait for the writer, so the
+/// writer polls its queue this often instead of being woken by every
+/// append: appends then cost no system call.
+pub const WEAK_POLL_MS: u64 = 1;
+
+/// Empty polls in a row (about 100 ms idle) after which the writer stops
+/// polling and sleeps until the next append wakes it.
+pub const WEAK_IDLE_POLLS_MAX: u32 = 100;

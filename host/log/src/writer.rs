@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use crate::error::{AppendError, LogError, io_at};
 use crate::frame::{self, FRAME_HEADER_LEN};
 use crate::limits::{
     BATCH_BYTES_MAX, QUEUE_RECORDS_MAX, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_BYTES_DEFAULT,
-    SEGMENT_BYTES_MIN,
+    SEGMENT_BYTES_MIN, WEAK_IDLE_POLLS_MAX, WEAK_POLL_MS,
 };
 use crate::recovery::{self, Record, Recovered, RecoveryMode};
 use crate::segment::{self, HEADER_LEN, Header};
@@ -30,12 +30,16 @@ pub enum SyncPolicy {
     /// fdatasync before any caller whose record is in the batch is answered.
     #[default]
     Always,
-    /// Callers are answered once their record is written to the operating
-    /// system; fdatasync runs at most this often. A power loss can lose the
-    /// last interval; a process crash loses nothing answered.
+    /// Callers are answered once the writer has their record queued; it is
+    /// written to the operating system within about a millisecond and
+    /// fdatasync runs at most this often. A power loss can lose the last
+    /// interval; a crash of the process, the last few milliseconds.
     Interval(Duration),
-    /// Callers are answered once their record is written to the operating
-    /// system; the log syncs only at rotation and on close.
+    /// Callers are answered once the writer has their record queued; it is
+    /// written to the operating system within about a millisecond, and the
+    /// log syncs only at rotation and on close. A power loss can lose
+    /// anything not yet written back by the operating system; a crash of the
+    /// process, the last few milliseconds.
     Never,
 }
 
@@ -287,9 +291,14 @@ impl Log {
     }
 
     /// Waits until transaction `tx_id` may be acknowledged under the sync
-    /// policy (with `always`: until it is on stable storage).
+    /// policy: with `always`, until it is on stable storage; with the weak
+    /// policies, at once (the record was queued by [`Log::append`]) unless
+    /// the log has failed.
     pub fn wait(&self, tx_id: u64) -> Result<(), AppendError> {
         let mut st = self.shared.lock();
+        if self.config.sync.is_weak() && st.poisoned.is_none() {
+            return Ok(());
+        }
         loop {
             if st.acked >= tx_id {
                 return Ok(());
@@ -365,20 +374,40 @@ fn create_segment(
 impl Writer {
     fn run(mut self, receiver: Receiver<Msg>) {
         let mut last_sync = Instant::now();
+        let mut idle_polls = 0u32;
         loop {
-            let first = match self.config.sync {
-                SyncPolicy::Interval(every) if self.synced() < self.written => {
-                    let left = every.saturating_sub(last_sync.elapsed());
-                    match receiver.recv_timeout(left) {
-                        Ok(m) => Some(m),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => break,
+            let first = if self.config.sync.is_weak() && idle_polls < WEAK_IDLE_POLLS_MAX {
+                // Callers are not waiting: poll, so that appends find the
+                // writer awake and never pay for waking it.
+                match receiver.try_recv() {
+                    Ok(m) => {
+                        idle_polls = 0;
+                        Some(m)
                     }
+                    Err(TryRecvError::Empty) => {
+                        idle_polls += 1;
+                        std::thread::sleep(Duration::from_millis(WEAK_POLL_MS));
+                        None
+                    }
+                    Err(TryRecvError::Disconnected) => break,
                 }
-                _ => match receiver.recv() {
-                    Ok(m) => Some(m),
-                    Err(_) => break,
-                },
+            } else {
+                // Idle (or callers wait for every record): sleep until an
+                // append arrives or an interval sync is due.
+                let timeout = match self.config.sync {
+                    SyncPolicy::Interval(every) if self.synced() < self.written => {
+                        every.saturating_sub(last_sync.elapsed())
+                    }
+                    _ => Duration::from_secs(3600),
+                };
+                match receiver.recv_timeout(timeout) {
+                    Ok(m) => {
+                        idle_polls = 0;
+                        Some(m)
+                    }
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
             };
             let mut sync_waiters = Vec::new();
             let mut next = first;
