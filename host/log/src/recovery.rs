@@ -242,9 +242,13 @@ pub(crate) fn walk(
         let header = match header {
             Ok(h) => h,
             Err(kind) => {
-                // Nothing in a segment can be trusted without its salt.
+                // Nothing in a segment can be trusted without its salt. The
+                // header is synced before any record is appended, so only a
+                // newest segment holding no more than a header can have been
+                // torn while it was created.
                 let d = damage(0, kind);
-                match decide(mode, access, newest) {
+                let torn = newest && buf.len() <= HEADER_LEN;
+                match decide(mode, access, torn) {
                     Action::Refuse => return Err(refuse(d, mode)),
                     Action::Skip => {
                         out.skipped.push(d);

@@ -458,3 +458,42 @@ fn weak_policies_acknowledge_before_sync_and_parse() {
         assert_eq!(seen.len(), 10, "{policy}: close syncs");
     }
 }
+
+/// A segment torn while it was being created (a crash between creating the
+/// file and syncing its header) is a torn tail; a damaged header in front of
+/// records is not.
+#[test]
+fn damaged_segment_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes_max: 4096,
+        ..LogConfig::default()
+    };
+    write(Arc::new(RealFs), dir.path(), cfg, 1..=200);
+    let last_tx = record_offsets(dir.path()).last().unwrap().0;
+    // A new segment whose header never fully reached the disk.
+    let torn = dir.path().join(interstice_log::segment::file_name(last_tx + 1));
+    std::fs::write(&torn, [0u8; 20]).unwrap();
+    let (log, seen, rec) = open_with(Arc::new(RealFs), dir.path(), cfg).unwrap();
+    assert_eq!(seen.len() as u64, last_tx);
+    assert!(rec.cut.is_some());
+    assert_eq!(rec.quarantined.len(), 1);
+    // The writer starts that segment again, with a whole header.
+    assert_eq!(std::fs::metadata(&torn).unwrap().len(), 36);
+    log.append(last_tx + 1, payload_for(last_tx + 1)).unwrap();
+    log.wait(last_tx + 1).unwrap();
+    drop(log);
+    // A bit flip in the header of the newest segment, which holds records.
+    let newest = &torn;
+    assert!(std::fs::metadata(newest).unwrap().len() > 36);
+    flip(newest, 20, 0x01);
+    let err = open_with(Arc::new(RealFs), dir.path(), cfg).err().unwrap();
+    match err {
+        LogError::Corrupt { damage, .. } => {
+            assert_eq!(&damage.segment, newest);
+            assert_eq!(damage.offset, 0);
+            assert_eq!(damage.kind, DamageKind::HeaderChecksum);
+        }
+        e => panic!("{e}"),
+    }
+}
