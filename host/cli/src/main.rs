@@ -171,6 +171,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -204,12 +205,6 @@ fn open(dir: &DataDir) -> Result<Database> {
         },
         ..RuntimeConfig::default()
     };
-    if dir.sync.is_weak() {
-        eprintln!(
-            "warning: sync policy `{}`: acknowledged transactions can be lost on power loss",
-            dir.sync
-        );
-    }
     let bar = progress_bar("replaying");
     let db = Database::open_with_progress(&dir.data_dir, config, &mut |done, total| {
         bar.set_length(total);
@@ -217,15 +212,9 @@ fn open(dir: &DataDir) -> Result<Database> {
     })
     .with_context(|| format!("opening data directory {}", dir.data_dir.display()));
     bar.finish_and_clear();
-    let db = db?;
-    let stats = db.replay_stats();
-    if let Some(cut) = &stats.cut {
-        eprintln!("warning: log recovery cut the log at {cut}");
-    }
-    for d in &stats.skipped {
-        eprintln!("warning: log recovery skipped damage: {d}");
-    }
-    Ok(db)
+    // The database itself warns (on stderr, through tracing) about a weak
+    // sync policy and anything recovery cut, skipped or moved aside.
+    db
 }
 
 fn run(cli: Cli) -> Result<()> {

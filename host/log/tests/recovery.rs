@@ -472,7 +472,9 @@ fn damaged_segment_headers() {
     write(Arc::new(RealFs), dir.path(), cfg, 1..=200);
     let last_tx = record_offsets(dir.path()).last().unwrap().0;
     // A new segment whose header never fully reached the disk.
-    let torn = dir.path().join(interstice_log::segment::file_name(last_tx + 1));
+    let torn = dir
+        .path()
+        .join(interstice_log::segment::file_name(last_tx + 1));
     std::fs::write(&torn, [0u8; 20]).unwrap();
     let (log, seen, rec) = open_with(Arc::new(RealFs), dir.path(), cfg).unwrap();
     assert_eq!(seen.len() as u64, last_tx);

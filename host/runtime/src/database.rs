@@ -622,7 +622,7 @@ fn load_runner(
 fn report_open(dir: &Path, stats: &ReplayStats, modules: &BTreeMap<String, ModuleEntry>) {
     if stats.sync_policy != "always" {
         tracing::warn!(
-            "sync policy is `{}`: acknowledged transactions can be lost on power loss",
+            "sync policy `{}`: acknowledged transactions can be lost on power loss",
             stats.sync_policy
         );
     }
