@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use crate::error::{AppendError, LogError, io_at};
@@ -123,16 +123,42 @@ struct State {
     poisoned: Option<String>,
     closed: bool,
     stats: LogStats,
+    /// Callers parked in [`Log::wait`], with the tx id each waits for. Each
+    /// is woken once, when its own record may be acknowledged (or the log
+    /// fails): no caller wakes for another's batch.
+    waiters: Vec<(u64, Thread)>,
 }
 
 struct Shared {
     state: Mutex<State>,
-    changed: Condvar,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the waiters whose record may now be acknowledged, or all of
+    /// them once the log has failed or closed. Call after changing `acked`,
+    /// `poisoned` or `closed`.
+    fn wake(&self, mut st: MutexGuard<'_, State>) {
+        let mut woken = Vec::new();
+        if st.poisoned.is_some() || st.closed {
+            woken.extend(st.waiters.drain(..).map(|(_, t)| t));
+        } else {
+            let acked = st.acked;
+            st.waiters.retain(|(tx, t)| {
+                let done = *tx <= acked;
+                if done {
+                    woken.push(t.clone());
+                }
+                !done
+            });
+        }
+        drop(st);
+        for t in woken {
+            t.unpark();
+        }
     }
 }
 
@@ -207,8 +233,8 @@ impl Log {
                 poisoned: None,
                 closed: false,
                 stats: LogStats::default(),
+                waiters: Vec::new(),
             }),
-            changed: Condvar::new(),
         });
         let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_RECORDS_MAX);
         let writer = Writer {
@@ -299,6 +325,7 @@ impl Log {
         if self.config.sync.is_weak() && st.poisoned.is_none() {
             return Ok(());
         }
+        let mut registered = false;
         loop {
             if st.acked >= tx_id {
                 return Ok(());
@@ -309,11 +336,15 @@ impl Log {
             if st.closed {
                 return Err(AppendError::Closed);
             }
-            st = self
-                .shared
-                .changed
-                .wait(st)
-                .unwrap_or_else(|p| p.into_inner());
+            if !registered {
+                st.waiters.push((tx_id, std::thread::current()));
+                registered = true;
+            }
+            drop(st);
+            // An unpark that came first makes this return at once; a
+            // spurious return just checks again.
+            std::thread::park();
+            st = self.shared.lock();
         }
     }
 
@@ -444,10 +475,10 @@ impl Writer {
         }
         self.flush();
         self.sync();
+        self.publish();
         let mut st = self.shared.lock();
         st.closed = true;
-        drop(st);
-        self.shared.changed.notify_all();
+        self.shared.wake(st);
     }
 
     fn poisoned(&self) -> Option<String> {
@@ -538,15 +569,13 @@ impl Writer {
         if st.poisoned.is_none() && ackable > st.acked {
             st.acked = ackable;
         }
-        drop(st);
-        self.shared.changed.notify_all();
+        self.shared.wake(st);
     }
 
     fn poison(&mut self, reason: String) {
         tracing::error!("log poisoned: {reason}");
         let mut st = self.shared.lock();
         st.poisoned.get_or_insert(reason);
-        drop(st);
-        self.shared.changed.notify_all();
+        self.shared.wake(st);
     }
 }
