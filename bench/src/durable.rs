@@ -50,13 +50,18 @@ pub fn raw_fdatasync(appends: u32) -> Result<Duration> {
 /// A bank of ACCOUNTS accounts, written without fsync (setup only).
 pub fn seeded_bank() -> Result<tempfile::TempDir> {
     let dir = bench_dir()?;
-    let db = Database::open(dir.path(), config(SyncPolicy::Never))?;
+    seed_bank(dir.path())?;
+    Ok(dir)
+}
+
+fn seed_bank(dir: &std::path::Path) -> Result<()> {
+    let db = Database::open(dir, config(SyncPolicy::Never))?;
     db.publish("bank", &guest_bytes(guests::BANK))?;
     let open = db.resolve_reducer("bank", "open_account")?;
     for id in 0..ACCOUNTS {
         db.call_encoded("bank", open, &u64_args(&[id, 1_000_000]), "bench")?;
     }
-    Ok(dir)
+    Ok(())
 }
 
 pub struct Durable {
@@ -133,6 +138,30 @@ pub fn durable_transfers(db: &Database, callers: usize, run: Duration) -> Result
     })
 }
 
+/// Fills a data directory with the bank and transfers up to `transactions`
+/// transactions in all (for profiling replay with `interstice replay`).
+pub fn write_transfers(dir: &std::path::Path, transactions: u64) -> Result<()> {
+    if !dir.join(LOG_DIR).exists() {
+        seed_bank(dir)?;
+    }
+    let db = Database::open(dir, config(SyncPolicy::Never))?;
+    let transfer = db.resolve_reducer("bank", "transfer")?;
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let already = db.next_tx_id() - 1;
+    for _ in already..transactions {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        db.call_encoded(
+            "bank",
+            transfer,
+            &u64_args(&[x % ACCOUNTS, (x >> 32) % ACCOUNTS, 1]),
+            "bench",
+        )?;
+    }
+    Ok(())
+}
+
 pub struct Replay {
     pub transactions: u64,
     pub log_bytes: u64,
@@ -145,23 +174,7 @@ pub struct Replay {
 /// of the same log (read and checksum, no decoding or applying).
 pub fn replay(transactions: u64) -> Result<Replay> {
     let dir = seeded_bank()?;
-    {
-        let db = Database::open(dir.path(), config(SyncPolicy::Never))?;
-        let transfer = db.resolve_reducer("bank", "transfer")?;
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let already = db.next_tx_id() - 1;
-        for _ in already..transactions {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            db.call_encoded(
-                "bank",
-                transfer,
-                &u64_args(&[x % ACCOUNTS, (x >> 32) % ACCOUNTS, 1]),
-                "bench",
-            )?;
-        }
-    }
+    write_transfers(dir.path(), transactions)?;
     let mut best = Duration::MAX;
     let mut stats = None;
     for _ in 0..3 {

@@ -37,6 +37,9 @@ pub const CACHE_DIR: &str = "cache";
 /// Directory (under the data directory) holding the log's segments.
 pub const LOG_DIR: &str = "log";
 
+/// Replay reports progress after every this many bytes of log.
+const PROGRESS_STEP_BYTES: u64 = 1 << 20;
+
 /// One published module: its definition, its tables and, once a call needs
 /// it, its compiled code.
 struct ModuleEntry {
@@ -230,8 +233,12 @@ impl Database {
         };
         let (log, recovered) = {
             let _phase = host.replay_guard().enter();
+            let mut reported = 0;
             Log::open(storage, &log_dir, log_config, 1, &mut |rec| {
-                progress(rec.log_offset, total);
+                if rec.log_offset >= reported + PROGRESS_STEP_BYTES {
+                    reported = rec.log_offset;
+                    progress(reported, total);
+                }
                 replayer.apply(rec)
             })?
         };

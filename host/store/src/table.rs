@@ -360,6 +360,20 @@ impl Table {
     pub fn update(&mut self, row: &[u8]) -> Result<(RowBytes, RowBytes), DbError> {
         let values = self.extract(row).map_err(|e| self.invalid(e))?;
         let pk = values[self.pk_slot].value.clone();
+        if self.indexes.is_empty() {
+            // Nothing but the row itself to maintain: one tree walk.
+            let Some(slot) = self.rows.get_mut(&pk) else {
+                return Err(DbError::NotFound {
+                    table: self.def.name.clone(),
+                });
+            };
+            let new: RowBytes = row.into();
+            let old = std::mem::replace(slot, new.clone());
+            if let Some(auto) = self.auto_inc {
+                self.observe_auto_inc(&values[auto.slot].value);
+            }
+            return Ok((old, new));
+        }
         let Some(old) = self.rows.get(&pk).cloned() else {
             return Err(DbError::NotFound {
                 table: self.def.name.clone(),
