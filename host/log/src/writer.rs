@@ -321,31 +321,47 @@ impl Log {
     /// policies, at once (the record was queued by [`Log::append`]) unless
     /// the log has failed.
     pub fn wait(&self, tx_id: u64) -> Result<(), AppendError> {
-        let mut st = self.shared.lock();
-        if self.config.sync.is_weak() && st.poisoned.is_none() {
-            return Ok(());
-        }
-        let mut registered = false;
         loop {
-            if st.acked >= tx_id {
-                return Ok(());
+            if let Some(done) = self.status(tx_id) {
+                return done;
             }
-            if let Some(p) = &st.poisoned {
-                return Err(AppendError::Poisoned(p.clone()));
-            }
-            if st.closed {
-                return Err(AppendError::Closed);
-            }
-            if !registered {
-                st.waiters.push((tx_id, std::thread::current()));
-                registered = true;
-            }
-            drop(st);
+            self.notify(tx_id, std::thread::current());
             // An unpark that came first makes this return at once; a
             // spurious return just checks again.
             std::thread::park();
-            st = self.shared.lock();
         }
+    }
+
+    /// Whether transaction `tx_id` may be acknowledged yet: `None` while it
+    /// waits for the writer, else what [`Log::wait`] would return.
+    pub fn status(&self, tx_id: u64) -> Option<Result<(), AppendError>> {
+        let st = self.shared.lock();
+        if self.config.sync.is_weak() && st.poisoned.is_none() {
+            return Some(Ok(()));
+        }
+        if st.acked >= tx_id {
+            return Some(Ok(()));
+        }
+        if let Some(p) = &st.poisoned {
+            return Some(Err(AppendError::Poisoned(p.clone())));
+        }
+        if st.closed {
+            return Some(Err(AppendError::Closed));
+        }
+        None
+    }
+
+    /// Unparks `thread` once [`Log::status`] of `tx_id` is no longer `None`
+    /// (at once if it is not now).
+    pub fn notify(&self, tx_id: u64, thread: Thread) {
+        if self.status(tx_id).is_some() {
+            thread.unpark();
+            return;
+        }
+        let mut st = self.shared.lock();
+        st.waiters.push((tx_id, thread));
+        // The writer may have moved on between the check and the push.
+        self.shared.wake(st);
     }
 
     /// Makes every record appended so far durable, whatever the policy.

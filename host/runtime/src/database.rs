@@ -128,6 +128,52 @@ struct Inner {
     clock: Clock,
 }
 
+/// A call waiting for the thread that holds the database to run it.
+struct Queued {
+    module: String,
+    reducer_id: u32,
+    args: Vec<u8>,
+    caller: String,
+    thread: std::thread::Thread,
+    result: Mutex<Option<Result<(CallContext, Committed), CallError>>>,
+}
+
+fn lock_queue(queue: &Mutex<Vec<Arc<Queued>>>) -> MutexGuard<'_, Vec<Arc<Queued>>> {
+    queue.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The database held by one thread. Whoever holds it runs the calls other
+/// threads queued meanwhile before letting go (flat combining), so waiting
+/// callers sleep once, on their own result, instead of queueing on a lock.
+struct Held<'a> {
+    db: &'a Database,
+    guard: Option<MutexGuard<'a, Inner>>,
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        self.guard.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            self.db.drain(&mut guard);
+            drop(guard);
+            self.db.combine();
+        }
+    }
+}
+
 /// The database: modules, tables, the log, and the transaction counter.
 ///
 /// Calls are serial: one reducer runs at a time. A caller holds the commit
@@ -139,6 +185,8 @@ pub struct Database {
     dir: PathBuf,
     log: Log,
     inner: Mutex<Inner>,
+    /// Calls waiting for the thread that holds `inner`.
+    queue: Mutex<Vec<Arc<Queued>>>,
     replay: ReplayStats,
     _lock: DirLock,
 }
@@ -295,6 +343,7 @@ impl Database {
                     last_timestamp_micros: replayer.last_timestamp_micros,
                 },
             }),
+            queue: Mutex::new(Vec::new()),
             replay,
             _lock: lock,
         })
@@ -318,8 +367,12 @@ impl Database {
         &self.replay
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, Inner>, ()> {
-        self.inner.lock().map_err(drop)
+    fn lock(&self) -> Result<Held<'_>, ()> {
+        let guard = self.inner.lock().map_err(drop)?;
+        Ok(Held {
+            db: self,
+            guard: Some(guard),
+        })
     }
 
     /// A module's definition.
@@ -474,54 +527,148 @@ impl Database {
                 max: limits::ARGS_BYTES_MAX,
             });
         }
-        let (ctx, committed) = {
-            let mut inner = self.lock().map_err(|()| CallError::Poisoned)?;
-            if let Some(p) = self.log.poisoned() {
-                return Err(CallError::Durability(
-                    interstice_log::AppendError::Poisoned(p),
-                ));
+        // Uncontended: run the call here. Contended: queue it for whoever
+        // holds the database (that thread runs every queued call before it
+        // lets go) and sleep until the log says the record is durable.
+        let executed = match self.inner.try_lock() {
+            Ok(guard) => {
+                let mut held = Held {
+                    db: self,
+                    guard: Some(guard),
+                };
+                self.execute(&mut held, module, reducer_id, args, caller)
             }
-            let inner = &mut *inner;
-            let entry = inner
-                .modules
-                .get_mut(module)
-                .ok_or_else(|| CallError::UnknownModule(module.to_string()))?;
-            let reducer = match entry.def.reducers.get(reducer_id as usize) {
-                Some(r) if r.kind == ReducerKind::Normal => r.name.as_str(),
-                Some(r) => return Err(CallError::InitNotCallable(r.name.clone())),
-                None => {
-                    return Err(CallError::UnknownReducer {
-                        module: module.to_string(),
-                        reducer: format!("#{reducer_id}"),
-                    });
-                }
-            };
-            let runner = match &mut entry.runner {
-                Some(r) => r,
-                None => entry
-                    .runner
-                    .insert(load_runner(&self.host, &self.dir, module, &entry.def)?),
-            };
-            let ctx = inner.clock.next(caller);
-            let committed = runner.call(&mut entry.tables, &ctx, reducer_id, args)?;
-            let header = TxHeader {
-                kind: RecordKind::Call,
-                timestamp_micros: ctx.timestamp_micros,
-                module,
-                definition: None,
-                reducer,
-                caller,
-                args,
-            };
-            let payload = encode_tx(&header, &committed.mutations);
-            self.log
-                .append(ctx.tx_id, payload)
-                .map_err(CallError::Durability)?;
-            inner.clock.committed(&ctx);
-            (ctx, committed)
+            Err(std::sync::TryLockError::Poisoned(_)) => return Err(CallError::Poisoned),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return self.call_queued(module, reducer_id, args, caller);
+            }
         };
+        let (ctx, committed) = executed?;
         self.log.wait(ctx.tx_id).map_err(CallError::Durability)?;
         Ok(outcome(&ctx, committed))
+    }
+
+    /// Runs one call as the next transaction on the held database and queues
+    /// its record; the caller waits for durability.
+    fn execute(
+        &self,
+        inner: &mut Inner,
+        module: &str,
+        reducer_id: u32,
+        args: &[u8],
+        caller: &str,
+    ) -> Result<(CallContext, Committed), CallError> {
+        if let Some(p) = self.log.poisoned() {
+            return Err(CallError::Durability(
+                interstice_log::AppendError::Poisoned(p),
+            ));
+        }
+        let entry = inner
+            .modules
+            .get_mut(module)
+            .ok_or_else(|| CallError::UnknownModule(module.to_string()))?;
+        let reducer = match entry.def.reducers.get(reducer_id as usize) {
+            Some(r) if r.kind == ReducerKind::Normal => r.name.as_str(),
+            Some(r) => return Err(CallError::InitNotCallable(r.name.clone())),
+            None => {
+                return Err(CallError::UnknownReducer {
+                    module: module.to_string(),
+                    reducer: format!("#{reducer_id}"),
+                });
+            }
+        };
+        let runner = match &mut entry.runner {
+            Some(r) => r,
+            None => entry
+                .runner
+                .insert(load_runner(&self.host, &self.dir, module, &entry.def)?),
+        };
+        let ctx = inner.clock.next(caller);
+        let committed = runner.call(&mut entry.tables, &ctx, reducer_id, args)?;
+        let header = TxHeader {
+            kind: RecordKind::Call,
+            timestamp_micros: ctx.timestamp_micros,
+            module,
+            definition: None,
+            reducer,
+            caller,
+            args,
+        };
+        let payload = encode_tx(&header, &committed.mutations);
+        self.log
+            .append(ctx.tx_id, payload)
+            .map_err(CallError::Durability)?;
+        inner.clock.committed(&ctx);
+        Ok((ctx, committed))
+    }
+
+    /// The contended path of [`Database::call_encoded`].
+    fn call_queued(
+        &self,
+        module: &str,
+        reducer_id: u32,
+        args: &[u8],
+        caller: &str,
+    ) -> Result<CallOutcome, CallError> {
+        let queued = Arc::new(Queued {
+            module: module.to_string(),
+            reducer_id,
+            args: args.to_vec(),
+            caller: caller.to_string(),
+            thread: std::thread::current(),
+            result: Mutex::new(None),
+        });
+        lock_queue(&self.queue).push(queued.clone());
+        self.combine();
+        loop {
+            {
+                let mut result = queued.result.lock().unwrap_or_else(|p| p.into_inner());
+                match result.take() {
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok((ctx, committed))) => match self.log.status(ctx.tx_id) {
+                        Some(Ok(())) => return Ok(outcome(&ctx, committed)),
+                        Some(Err(e)) => return Err(CallError::Durability(e)),
+                        None => *result = Some(Ok((ctx, committed))),
+                    },
+                    None => {}
+                }
+            }
+            // Woken by the holder on failure, by the log writer once the
+            // record may be acknowledged; a spurious return checks again.
+            std::thread::park();
+        }
+    }
+
+    /// Runs every queued call. Called by whoever holds the database, just
+    /// before letting go.
+    fn drain(&self, inner: &mut Inner) {
+        loop {
+            let batch = std::mem::take(&mut *lock_queue(&self.queue));
+            if batch.is_empty() {
+                return;
+            }
+            for q in batch {
+                let executed = self.execute(inner, &q.module, q.reducer_id, &q.args, &q.caller);
+                let tx_id = executed.as_ref().ok().map(|(ctx, _)| ctx.tx_id);
+                *q.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(executed);
+                match tx_id {
+                    Some(tx) => self.log.notify(tx, q.thread.clone()),
+                    None => q.thread.unpark(),
+                }
+            }
+        }
+    }
+
+    /// After letting go of the database: a call queued between the last
+    /// drain and the release would be stranded, so take the database again
+    /// and run it, unless someone else holds it (and will).
+    fn combine(&self) {
+        while !lock_queue(&self.queue).is_empty() {
+            let Ok(mut guard) = self.inner.try_lock() else {
+                return;
+            };
+            self.drain(&mut guard);
+        }
     }
 
     /// A table's rows as JSON objects, in primary-key order.
