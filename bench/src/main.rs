@@ -254,7 +254,9 @@ fn main() -> Result<()> {
     match which.as_str() {
         "durable" | "replay" => {}
         "write-log" => {
-            let dir = std::env::args().nth(2).context("write-log DIR [TRANSACTIONS]")?;
+            let dir = std::env::args()
+                .nth(2)
+                .context("write-log DIR [TRANSACTIONS]")?;
             let n = std::env::args()
                 .nth(3)
                 .map_or(Ok(1_000_000), |v| v.parse())?;
