@@ -45,8 +45,9 @@ fn logged_transfers(dir: &Path) -> BTreeMap<u64, (u64, u64, u64)> {
     let mut out = BTreeMap::new();
     scan(&RealFs, &dir.join(LOG_DIR), &mut |rec| {
         let tx = TxRecord::decode(rec.payload).map_err(|e| e.to_string())?;
-        if tx.reducer == "transfer" {
-            let n = |i: usize| u64::from_le_bytes(tx.args[i * 8..i * 8 + 8].try_into().unwrap());
+        if tx.header.reducer == "transfer" {
+            let n =
+                |i: usize| u64::from_le_bytes(tx.header.args[i * 8..i * 8 + 8].try_into().unwrap());
             out.insert(rec.tx_id, (n(0), n(1), n(2)));
         }
         Ok(())

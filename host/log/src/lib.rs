@@ -39,7 +39,7 @@
 //! let mut seen = Vec::new();
 //! let (_log, recovered) = Log::open(Arc::new(RealFs), dir.path(), LogConfig::default(), 1, &mut |rec| {
 //!     let tx = TxRecord::decode(rec.payload).map_err(|e| e.to_string())?;
-//!     seen.push((rec.tx_id, tx.reducer.to_string()));
+//!     seen.push((rec.tx_id, tx.header.reducer.to_string()));
 //!     Ok(())
 //! })?;
 //! assert_eq!(seen, [(1, "deposit".to_string())]);

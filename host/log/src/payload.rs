@@ -57,14 +57,7 @@ pub struct MutationRef<'a> {
 /// A decoded payload, borrowing from the segment's bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxRecord<'a> {
-    pub kind: RecordKind,
-    pub timestamp_micros: i64,
-    pub module: &'a str,
-    /// The module definition, for a publication.
-    pub definition: Option<&'a [u8]>,
-    pub reducer: &'a str,
-    pub caller: &'a str,
-    pub args: &'a [u8],
+    pub header: TxHeader<'a>,
     pub mutations: Vec<MutationRef<'a>>,
 }
 
@@ -86,11 +79,12 @@ pub enum PayloadError {
 }
 
 /// The fields of a transaction other than its mutations.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxHeader<'a> {
     pub kind: RecordKind,
     pub timestamp_micros: i64,
     pub module: &'a str,
+    /// The module definition, for a publication.
     pub definition: Option<&'a [u8]>,
     pub reducer: &'a str,
     pub caller: &'a str,
@@ -207,13 +201,15 @@ impl<'a> TxRecord<'a> {
             return Err(PayloadError::Trailing(payload.len() - c.at));
         }
         Ok(TxRecord {
-            kind,
-            timestamp_micros,
-            module,
-            definition,
-            reducer,
-            caller,
-            args,
+            header: TxHeader {
+                kind,
+                timestamp_micros,
+                module,
+                definition,
+                reducer,
+                caller,
+                args,
+            },
             mutations,
         })
     }
@@ -261,7 +257,7 @@ mod tests {
         assert_eq!(out, expected);
         let rec = TxRecord::decode(&out).unwrap();
         assert_eq!(rec.mutations[0].row, &[7, 7]);
-        assert_eq!(rec.module, "m");
+        assert_eq!(rec.header.module, "m");
     }
 
     #[test]
@@ -303,11 +299,7 @@ mod tests {
             let mut out = Vec::new();
             encode(&header, refs.iter().copied(), &mut out);
             let rec = TxRecord::decode(&out).unwrap();
-            prop_assert_eq!(rec.kind, kind);
-            prop_assert_eq!(rec.timestamp_micros, ts);
-            prop_assert_eq!(rec.module, &module[..]);
-            prop_assert_eq!(rec.definition, publish.then_some(&def[..]));
-            prop_assert_eq!(rec.args, &args[..]);
+            prop_assert_eq!(rec.header, header);
             prop_assert_eq!(rec.mutations, refs);
         }
 

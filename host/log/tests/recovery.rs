@@ -43,7 +43,12 @@ fn open_with(
     let mut seen = Vec::new();
     let (log, rec) = Log::open(storage, dir, cfg, 1, &mut |r| {
         let tx = TxRecord::decode(r.payload).map_err(|e| e.to_string())?;
-        assert_eq!(tx.args, r.tx_id.to_le_bytes(), "payload of tx {}", r.tx_id);
+        assert_eq!(
+            tx.header.args,
+            r.tx_id.to_le_bytes(),
+            "payload of tx {}",
+            r.tx_id
+        );
         seen.push(r.tx_id);
         Ok(())
     })?;

@@ -50,43 +50,49 @@ impl Replayer {
     /// schema in force and applied.
     pub fn apply(&mut self, record: Record<'_>) -> Result<(), String> {
         let tx = TxRecord::decode(record.payload).map_err(|e| format!("bad payload: {e}"))?;
-        if tx.timestamp_micros <= self.last_timestamp_micros {
+        if tx.header.timestamp_micros <= self.last_timestamp_micros {
             return Err(format!(
                 "timestamp {} does not follow the previous transaction's {}",
-                tx.timestamp_micros, self.last_timestamp_micros
+                tx.header.timestamp_micros, self.last_timestamp_micros
             ));
         }
-        if tx.kind == RecordKind::Publish {
+        if tx.header.kind == RecordKind::Publish {
             self.publish(&tx)?;
         }
-        let module = self
-            .modules
-            .get_mut(tx.module)
-            .ok_or_else(|| format!("transaction on module `{}`, never published", tx.module))?;
+        let module = self.modules.get_mut(tx.header.module).ok_or_else(|| {
+            format!(
+                "transaction on module `{}`, never published",
+                tx.header.module
+            )
+        })?;
         for (i, m) in tx.mutations.iter().enumerate() {
             module
                 .tables
                 .apply(m.table, op_from_log(m.op), m.row)
                 .map_err(|e| format!("mutation {i} ({} on table {}): {e}", m.op.name(), m.table))?;
         }
-        self.last_timestamp_micros = tx.timestamp_micros;
+        self.last_timestamp_micros = tx.header.timestamp_micros;
         self.transactions += 1;
         self.mutations += tx.mutations.len() as u64;
         Ok(())
     }
 
     fn publish(&mut self, tx: &TxRecord<'_>) -> Result<(), String> {
-        let json = tx.definition.unwrap_or_default();
-        let def: ModuleDef = serde_json::from_slice(json)
-            .map_err(|e| format!("module definition of `{}` does not parse: {e}", tx.module))?;
+        let json = tx.header.definition.unwrap_or_default();
+        let def: ModuleDef = serde_json::from_slice(json).map_err(|e| {
+            format!(
+                "module definition of `{}` does not parse: {e}",
+                tx.header.module
+            )
+        })?;
         def.validate()
-            .map_err(|e| format!("module definition of `{}`: {e}", tx.module))?;
-        if self.modules.contains_key(tx.module) {
-            return Err(format!("module `{}` published twice", tx.module));
+            .map_err(|e| format!("module definition of `{}`: {e}", tx.header.module))?;
+        if self.modules.contains_key(tx.header.module) {
+            return Err(format!("module `{}` published twice", tx.header.module));
         }
         let tables = Tables::new(&def);
         self.modules.insert(
-            tx.module.to_string(),
+            tx.header.module.to_string(),
             ReplayedModule {
                 def: Arc::new(def),
                 tables,

@@ -137,25 +137,29 @@ pub fn inspect(data_dir: &Path, progress: Progress<'_>) -> Result<InspectReport,
         let Ok(tx) = TxRecord::decode(rec.payload) else {
             return Ok(());
         };
-        first_ts.get_or_insert(tx.timestamp_micros);
-        last_ts = Some(tx.timestamp_micros);
-        if tx.kind == RecordKind::Publish
+        first_ts.get_or_insert(tx.header.timestamp_micros);
+        last_ts = Some(tx.header.timestamp_micros);
+        if tx.header.kind == RecordKind::Publish
             && let Some(def) = tx
+                .header
                 .definition
                 .and_then(|d| serde_json::from_slice::<ModuleDef>(d).ok())
         {
             let tables = def.tables.iter().map(|t| (t.name.clone(), 0)).collect();
             modules.insert(
-                tx.module.to_string(),
+                tx.header.module.to_string(),
                 ModuleReport {
                     published_tx_id: rec.tx_id,
                     transactions: 0,
                     tables,
                 },
             );
-            defs.insert(tx.module.to_string(), def);
+            defs.insert(tx.header.module.to_string(), def);
         }
-        if let (Some(m), Some(def)) = (modules.get_mut(tx.module), defs.get(tx.module)) {
+        if let (Some(m), Some(def)) = (
+            modules.get_mut(tx.header.module),
+            defs.get(tx.header.module),
+        ) {
             m.transactions += 1;
             for mutation in &tx.mutations {
                 if let Some(t) = def.tables.get(mutation.table as usize) {
@@ -214,20 +218,24 @@ pub fn dump(
                     .map_err(|e| e.to_string());
             }
         };
-        if tx.kind == RecordKind::Publish
+        if tx.header.kind == RecordKind::Publish
             && let Some(def) = tx
+                .header
                 .definition
                 .and_then(|d| serde_json::from_slice::<ModuleDef>(d).ok())
         {
-            defs.insert(tx.module.to_string(), def);
+            defs.insert(tx.header.module.to_string(), def);
         }
         let in_range = filter.from_tx.is_none_or(|f| rec.tx_id >= f)
             && filter.to_tx.is_none_or(|t| rec.tx_id <= t);
-        let in_module = filter.module.as_deref().is_none_or(|m| m == tx.module);
+        let in_module = filter
+            .module
+            .as_deref()
+            .is_none_or(|m| m == tx.header.module);
         if !in_range || !in_module {
             return Ok(());
         }
-        let def = defs.get(tx.module);
+        let def = defs.get(tx.header.module);
         let table_name = |id: u32| {
             def.and_then(|d| d.tables.get(id as usize))
                 .map_or_else(|| format!("#{id}"), |t| t.name.clone())
@@ -246,19 +254,26 @@ pub fn dump(
             return Ok(());
         }
         let args = def
-            .and_then(|d| d.reducers.iter().find(|r| r.name == tx.reducer))
-            .and_then(|r| args_to_json(tx.args, &r.params).ok())
-            .map_or_else(|| format!("{} bytes", tx.args.len()), |j| j.to_string());
-        let what = match tx.kind {
-            RecordKind::Publish if tx.reducer.is_empty() => format!("publish {}", tx.module),
-            RecordKind::Publish => format!("publish {} (init {})", tx.module, tx.reducer),
-            RecordKind::Call => format!("call {}.{} {args}", tx.module, tx.reducer),
+            .and_then(|d| d.reducers.iter().find(|r| r.name == tx.header.reducer))
+            .and_then(|r| args_to_json(tx.header.args, &r.params).ok())
+            .map_or_else(
+                || format!("{} bytes", tx.header.args.len()),
+                |j| j.to_string(),
+            );
+        let what = match tx.header.kind {
+            RecordKind::Publish if tx.header.reducer.is_empty() => {
+                format!("publish {}", tx.header.module)
+            }
+            RecordKind::Publish => {
+                format!("publish {} (init {})", tx.header.module, tx.header.reducer)
+            }
+            RecordKind::Call => format!("call {}.{} {args}", tx.header.module, tx.header.reducer),
         };
         let write = |out: &mut dyn std::io::Write| -> std::io::Result<()> {
             writeln!(
                 out,
                 "tx {} @{} by {:?}: {what}",
-                rec.tx_id, tx.timestamp_micros, tx.caller
+                rec.tx_id, tx.header.timestamp_micros, tx.header.caller
             )?;
             for m in &shown {
                 let table = def.and_then(|d| d.tables.get(m.table as usize));
