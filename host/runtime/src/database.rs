@@ -167,6 +167,12 @@ impl std::ops::DerefMut for Held<'_> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         if let Some(mut guard) = self.guard.take() {
+            if std::thread::panicking() {
+                // The database is poisoned by this panic: run nothing more.
+                drop(guard);
+                self.db.fail_queued();
+                return;
+            }
             self.db.drain(&mut guard);
             drop(guard);
             self.db.combine();
@@ -664,10 +670,19 @@ impl Database {
     /// and run it, unless someone else holds it (and will).
     fn combine(&self) {
         while !lock_queue(&self.queue).is_empty() {
-            let Ok(mut guard) = self.inner.try_lock() else {
-                return;
-            };
-            self.drain(&mut guard);
+            match self.inner.try_lock() {
+                Ok(mut guard) => self.drain(&mut guard),
+                Err(std::sync::TryLockError::WouldBlock) => return,
+                Err(std::sync::TryLockError::Poisoned(_)) => return self.fail_queued(),
+            }
+        }
+    }
+
+    /// After a panic while the database was held: every queued call fails.
+    fn fail_queued(&self) {
+        for q in std::mem::take(&mut *lock_queue(&self.queue)) {
+            *q.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(Err(CallError::Poisoned));
+            q.thread.unpark();
         }
     }
 
