@@ -29,6 +29,7 @@ use crate::lock::DirLock;
 use crate::module::{CallContext, Committed, Runner};
 use crate::replay::{Replayer, op_to_log};
 use crate::state::LogLine;
+use crate::tools::Throttled;
 
 /// Directory (under the data directory) holding published modules.
 pub const MODULES_DIR: &str = "modules";
@@ -36,9 +37,6 @@ pub const MODULES_DIR: &str = "modules";
 pub const CACHE_DIR: &str = "cache";
 /// Directory (under the data directory) holding the log's segments.
 pub const LOG_DIR: &str = "log";
-
-/// Replay reports progress after every this many bytes of log.
-const PROGRESS_STEP_BYTES: u64 = 1 << 20;
 
 /// One published module: its definition, its tables and, once a call needs
 /// it, its compiled code.
@@ -287,14 +285,13 @@ impl Database {
         };
         let (log, recovered) = {
             let _phase = host.replay_guard().enter();
-            let mut reported = 0;
-            Log::open(storage, &log_dir, log_config, 1, &mut |rec| {
-                if rec.log_offset >= reported + PROGRESS_STEP_BYTES {
-                    reported = rec.log_offset;
-                    progress(reported, total);
-                }
+            let mut progress = Throttled::new(progress, total);
+            let opened = Log::open(storage, &log_dir, log_config, 1, &mut |rec| {
+                progress.at(rec.log_offset);
                 replayer.apply(rec)
-            })?
+            })?;
+            progress.done();
+            opened
         };
         let after = host.counters().snapshot();
         let modules: BTreeMap<String, ModuleEntry> = replayer

@@ -21,6 +21,38 @@ use crate::replay::Replayer;
 /// Progress callback: (bytes of the log read, total bytes).
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
+/// Progress is reported after every this many bytes of log: often enough
+/// for a bar, rarely enough to cost nothing per record.
+const PROGRESS_STEP_BYTES: u64 = 1 << 20;
+
+/// A [`Progress`] called at most once per [`PROGRESS_STEP_BYTES`].
+pub(crate) struct Throttled<'a> {
+    progress: Progress<'a>,
+    total: u64,
+    reported: u64,
+}
+
+impl<'a> Throttled<'a> {
+    pub(crate) fn new(progress: Progress<'a>, total: u64) -> Self {
+        Throttled {
+            progress,
+            total,
+            reported: 0,
+        }
+    }
+
+    pub(crate) fn at(&mut self, offset: u64) {
+        if offset >= self.reported + PROGRESS_STEP_BYTES {
+            self.reported = offset;
+            (self.progress)(offset, self.total);
+        }
+    }
+
+    pub(crate) fn done(&mut self) {
+        (self.progress)(self.total, self.total);
+    }
+}
+
 /// What `log verify` found.
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
@@ -63,11 +95,11 @@ fn scan_dir(
 /// Checks every segment header, record checksum and tx id, and replays every
 /// record into scratch tables (no guest), changing nothing on disk.
 pub fn verify(data_dir: &Path, progress: Progress<'_>) -> Result<VerifyReport, LogError> {
-    let total = total_log_bytes(data_dir)?;
+    let mut progress = Throttled::new(progress, total_log_bytes(data_dir)?);
     let mut replayer = Replayer::default();
     let mut replay_error = None;
     let report = scan_dir(data_dir, &mut |rec| {
-        progress(rec.log_offset, total);
+        progress.at(rec.log_offset);
         if replay_error.is_none()
             && let Err(e) = replayer.apply(rec)
         {
@@ -80,7 +112,7 @@ pub fn verify(data_dir: &Path, progress: Progress<'_>) -> Result<VerifyReport, L
         }
         Ok(())
     })?;
-    progress(total, total);
+    progress.done();
     Ok(VerifyReport {
         segments: report.segments.len(),
         records: report.records,
@@ -127,13 +159,13 @@ pub struct InspectReport {
 }
 
 pub fn inspect(data_dir: &Path, progress: Progress<'_>) -> Result<InspectReport, LogError> {
-    let total = total_log_bytes(data_dir)?;
+    let mut progress = Throttled::new(progress, total_log_bytes(data_dir)?);
     let mut first_ts = None;
     let mut last_ts = None;
     let mut defs: BTreeMap<String, ModuleDef> = BTreeMap::new();
     let mut modules: BTreeMap<String, ModuleReport> = BTreeMap::new();
     let report = scan_dir(data_dir, &mut |rec| {
-        progress(rec.log_offset, total);
+        progress.at(rec.log_offset);
         let Ok(tx) = TxRecord::decode(rec.payload) else {
             return Ok(());
         };
@@ -169,7 +201,7 @@ pub fn inspect(data_dir: &Path, progress: Progress<'_>) -> Result<InspectReport,
         }
         Ok(())
     })?;
-    progress(total, total);
+    progress.done();
     Ok(InspectReport {
         segments: report
             .segments
