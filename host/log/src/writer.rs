@@ -514,6 +514,9 @@ impl Writer {
         if self.len + frame_len > self.config.segment_bytes_max && self.len > HEADER_LEN as u64 {
             self.flush();
             self.sync();
+            if self.poisoned().is_some() {
+                return;
+            }
             if let Err(e) = self.rotate(tx_id) {
                 self.poison(format!("starting a new segment: {e}"));
                 return;
@@ -528,9 +531,6 @@ impl Writer {
     }
 
     fn rotate(&mut self, base_tx_id: u64) -> Result<(), LogError> {
-        if let Some(p) = self.poisoned() {
-            return Err(LogError::Config(p));
-        }
         let (file, header) = create_segment(&*self.storage, &self.dir, base_tx_id)?;
         self.file = file;
         self.header = header;
