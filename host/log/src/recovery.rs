@@ -288,7 +288,12 @@ pub(crate) fn walk(
         let mut at = HEADER_LEN;
         while at < buf.len() {
             let kind = match frame::decode(header.salt, &buf[at..]) {
-                Ok(f) if f.tx_id == next || (f.tx_id > next && access == Access::ReadOnly) => {
+                Ok(f)
+                    if f.tx_id == next
+                        || (f.tx_id > next
+                            && (access == Access::ReadOnly
+                                || mode == RecoveryMode::SkipCorrupt)) =>
+                {
                     if f.tx_id != next {
                         out.skipped.push(damage(
                             at,

@@ -296,6 +296,17 @@ fn damage_in_an_older_segment_is_never_a_tail() {
         }
         e => panic!("{e}"),
     }
+    // skip-corrupt opens the rest and reports the gap.
+    let skip = LogConfig {
+        recovery: RecoveryMode::SkipCorrupt,
+        ..cfg
+    };
+    let (_, seen, rec) = open_with(Arc::new(RealFs), dir.path(), skip).unwrap();
+    assert_eq!(rec.skipped.len(), 1);
+    assert_eq!((seen.first(), seen.last()), (Some(&1), Some(&200)));
+    let after_gap = seen.iter().copied().find(|&t| t > tx).unwrap();
+    assert!(after_gap > tx + 1);
+    assert_eq!(seen.len() as u64, 200 - (after_gap - tx - 1));
 }
 
 #[test]
