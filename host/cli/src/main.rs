@@ -182,18 +182,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// A progress bar on a terminal; hidden when stderr is not one.
-fn progress_bar(what: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(what.to_string());
-    bar
+/// Runs `work` with a progress bar over the log's bytes on stderr, when
+/// stderr is a terminal; quiet otherwise.
+fn with_progress<T>(what: &str, work: impl FnOnce(&mut dyn FnMut(u64, u64)) -> T) -> T {
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(what.to_string());
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let out = work(&mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    out
 }
 
 fn open(dir: &DataDir) -> Result<Database> {
@@ -205,13 +213,10 @@ fn open(dir: &DataDir) -> Result<Database> {
         },
         ..RuntimeConfig::default()
     };
-    let bar = progress_bar("replaying");
-    let db = Database::open_with_progress(&dir.data_dir, config, &mut |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
+    let db = with_progress("replaying", |progress| {
+        Database::open_with_progress(&dir.data_dir, config, progress)
     })
     .with_context(|| format!("opening data directory {}", dir.data_dir.display()));
-    bar.finish_and_clear();
     // The database itself warns (on stderr, through tracing) about a weak
     // sync policy and anything recovery cut, skipped or moved aside.
     db
@@ -289,13 +294,7 @@ fn run(cli: Cli) -> Result<()> {
 fn log_command(command: LogCommand) -> Result<()> {
     match command {
         LogCommand::Verify { dir } => {
-            let bar = progress_bar("verifying");
-            let report = tools::verify(&dir.data_dir, &mut |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            });
-            bar.finish_and_clear();
-            let report = report?;
+            let report = with_progress("verifying", |p| tools::verify(&dir.data_dir, p))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if !report.intact() {
                 for d in &report.damage {
@@ -308,13 +307,8 @@ fn log_command(command: LogCommand) -> Result<()> {
             }
         }
         LogCommand::Inspect { dir } => {
-            let bar = progress_bar("reading");
-            let report = tools::inspect(&dir.data_dir, &mut |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            });
-            bar.finish_and_clear();
-            println!("{}", serde_json::to_string_pretty(&report?)?);
+            let report = with_progress("reading", |p| tools::inspect(&dir.data_dir, p))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         LogCommand::Dump {
             module,
