@@ -64,4 +64,4 @@ pub use recovery::{
     recover, scan, truncate_after, truncate_to_last_valid,
 };
 pub use storage::{LogFile, RealFs, Storage};
-pub use writer::{Log, LogConfig, LogStats, SyncPolicy};
+pub use writer::{Direct, Log, LogConfig, LogStats, SyncPolicy};

@@ -170,6 +170,10 @@ enum Msg {
 /// An open log: recovered, and with its writer running.
 pub struct Log {
     shared: Arc<Shared>,
+    /// The active segment and everything needed to write to it. The writer
+    /// thread holds it for each batch; an uncontended caller may hold it to
+    /// write and sync its own record ([`Log::reserve_direct`]).
+    io: Arc<Mutex<Writer>>,
     sender: Option<SyncSender<Msg>>,
     thread: Option<JoinHandle<()>>,
     config: LogConfig,
@@ -249,12 +253,15 @@ impl Log {
             written: next - 1,
             shared: shared.clone(),
         };
+        let io = Arc::new(Mutex::new(writer));
+        let thread_io = io.clone();
         let thread = std::thread::Builder::new()
             .name("interstice-log".into())
-            .spawn(move || writer.run(receiver))
+            .spawn(move || run(&thread_io, receiver))
             .map_err(io_at(dir))?;
         let log = Log {
             shared,
+            io,
             sender: Some(sender),
             thread: Some(thread),
             config,
@@ -332,6 +339,34 @@ impl Log {
         }
     }
 
+    /// Lets the calling thread write and sync transaction `tx_id` itself,
+    /// when that cannot reorder or delay anyone: the policy is `always`,
+    /// `tx_id` is the next id, every earlier record is already written, and
+    /// neither the writer thread nor another caller is writing. The record
+    /// then needs no hand-over to the writer thread and back, which on a
+    /// single caller is most of the cost above the fsync itself.
+    ///
+    /// The id is taken at once (later appends queue behind it and are
+    /// written after it); the caller should let other work proceed before
+    /// calling [`Direct::commit`], which does the write and the sync.
+    pub fn reserve_direct(&self, tx_id: u64) -> Option<Direct<'_>> {
+        if self.config.sync != SyncPolicy::Always {
+            return None;
+        }
+        let writer = self.io.try_lock().ok()?;
+        let mut st = self.shared.lock();
+        if st.poisoned.is_some() || st.next_append != tx_id || writer.written + 1 != tx_id {
+            return None;
+        }
+        st.next_append += 1;
+        drop(st);
+        Some(Direct {
+            log: self,
+            writer: Some(writer),
+            tx_id,
+        })
+    }
+
     /// Whether transaction `tx_id` may be acknowledged yet: `None` while it
     /// waits for the writer, else what [`Log::wait`] would return.
     pub fn status(&self, tx_id: u64) -> Option<Result<(), AppendError>> {
@@ -396,6 +431,55 @@ impl Log {
     }
 }
 
+/// A transaction the calling thread writes and syncs itself; see
+/// [`Log::reserve_direct`].
+pub struct Direct<'a> {
+    log: &'a Log,
+    /// `None` once committed.
+    writer: Option<MutexGuard<'a, Writer>>,
+    tx_id: u64,
+}
+
+impl Direct<'_> {
+    pub fn tx_id(&self) -> u64 {
+        self.tx_id
+    }
+
+    /// Writes and syncs the record, exactly as the writer thread would, and
+    /// returns what [`Log::wait`] would.
+    pub fn commit(mut self, payload: Vec<u8>) -> Result<(), AppendError> {
+        let mut w = self.writer.take().expect("committed once");
+        if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
+            w.poison(format!(
+                "a reserved record of {} bytes exceeds the limit of {RECORD_PAYLOAD_BYTES_MAX}",
+                payload.len()
+            ));
+        } else {
+            w.add(self.tx_id, &payload);
+        }
+        w.flush();
+        w.sync();
+        w.publish();
+        drop(w);
+        self.log
+            .status(self.tx_id)
+            .unwrap_or(Err(AppendError::Closed))
+    }
+}
+
+impl Drop for Direct<'_> {
+    fn drop(&mut self) {
+        // A reserved id that is never written would leave a gap in the log
+        // that every later open refuses: stop writing instead.
+        if let Some(mut w) = self.writer.take() {
+            w.poison(format!(
+                "transaction {} was reserved but never written",
+                self.tx_id
+            ));
+        }
+    }
+}
+
 impl Drop for Log {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
@@ -418,83 +502,96 @@ fn create_segment(
     Ok((file, header))
 }
 
-impl Writer {
-    fn run(mut self, receiver: Receiver<Msg>) {
-        let mut last_sync = Instant::now();
-        let mut idle_polls = 0u32;
-        loop {
-            let first = if self.config.sync.is_weak() && idle_polls < WEAK_IDLE_POLLS_MAX {
-                // Callers are not waiting: poll, so that appends find the
-                // writer awake and never pay for waking it.
-                match receiver.try_recv() {
-                    Ok(m) => {
-                        idle_polls = 0;
-                        Some(m)
-                    }
-                    Err(TryRecvError::Empty) => {
-                        idle_polls += 1;
-                        std::thread::sleep(Duration::from_millis(WEAK_POLL_MS));
-                        None
-                    }
-                    Err(TryRecvError::Disconnected) => break,
+fn lock_io(io: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    io.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The writer thread: takes queued records in batches, writes and syncs each
+/// batch once.
+fn run(io: &Mutex<Writer>, receiver: Receiver<Msg>) {
+    let config = lock_io(io).config;
+    let mut last_sync = Instant::now();
+    let mut idle_polls = 0u32;
+    loop {
+        let first = if config.sync.is_weak() && idle_polls < WEAK_IDLE_POLLS_MAX {
+            // Callers are not waiting: poll, so that appends find the
+            // writer awake and never pay for waking it.
+            match receiver.try_recv() {
+                Ok(m) => {
+                    idle_polls = 0;
+                    Some(m)
                 }
-            } else {
-                // Idle (or callers wait for every record): sleep until an
-                // append arrives or an interval sync is due.
-                let timeout = match self.config.sync {
-                    SyncPolicy::Interval(every) if self.synced() < self.written => {
-                        every.saturating_sub(last_sync.elapsed())
-                    }
-                    _ => Duration::from_secs(3600),
-                };
-                match receiver.recv_timeout(timeout) {
-                    Ok(m) => {
-                        idle_polls = 0;
-                        Some(m)
-                    }
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-            };
-            let mut sync_waiters = Vec::new();
-            let mut next = first;
-            while let Some(msg) = next {
-                match msg {
-                    Msg::Append { tx_id, payload } => self.add(tx_id, &payload),
-                    Msg::Sync(reply) => sync_waiters.push(reply),
-                }
-                next = if self.batch.len() < BATCH_BYTES_MAX {
-                    receiver.try_recv().ok()
-                } else {
+                Err(TryRecvError::Empty) => {
+                    idle_polls += 1;
+                    std::thread::sleep(Duration::from_millis(WEAK_POLL_MS));
                     None
-                };
+                }
+                Err(TryRecvError::Disconnected) => break,
             }
-            self.flush();
-            let must_sync = !sync_waiters.is_empty()
-                || match self.config.sync {
-                    SyncPolicy::Always => true,
-                    SyncPolicy::Interval(every) => last_sync.elapsed() >= every,
-                    SyncPolicy::Never => false,
-                };
-            if must_sync {
-                self.sync();
-                last_sync = Instant::now();
+        } else {
+            // Idle (or callers wait for every record): sleep until an
+            // append arrives or an interval sync is due.
+            let timeout = match config.sync {
+                SyncPolicy::Interval(every) if lock_io(io).unsynced() => {
+                    every.saturating_sub(last_sync.elapsed())
+                }
+                _ => Duration::from_secs(3600),
+            };
+            match receiver.recv_timeout(timeout) {
+                Ok(m) => {
+                    idle_polls = 0;
+                    Some(m)
+                }
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
             }
-            self.publish();
-            for reply in sync_waiters {
-                let result = match self.poisoned() {
-                    Some(p) => Err(AppendError::Poisoned(p)),
-                    None => Ok(()),
-                };
-                let _ = reply.send(result);
+        };
+        let mut w = lock_io(io);
+        let mut sync_waiters = Vec::new();
+        let mut next = first;
+        while let Some(msg) = next {
+            match msg {
+                Msg::Append { tx_id, payload } => w.add(tx_id, &payload),
+                Msg::Sync(reply) => sync_waiters.push(reply),
             }
+            next = if w.batch.len() < BATCH_BYTES_MAX {
+                receiver.try_recv().ok()
+            } else {
+                None
+            };
         }
-        self.flush();
-        self.sync();
-        self.publish();
-        let mut st = self.shared.lock();
-        st.closed = true;
-        self.shared.wake(st);
+        w.flush();
+        let must_sync = !sync_waiters.is_empty()
+            || match config.sync {
+                SyncPolicy::Always => true,
+                SyncPolicy::Interval(every) => last_sync.elapsed() >= every,
+                SyncPolicy::Never => false,
+            };
+        if must_sync {
+            w.sync();
+            last_sync = Instant::now();
+        }
+        w.publish();
+        for reply in sync_waiters {
+            let result = match w.poisoned() {
+                Some(p) => Err(AppendError::Poisoned(p)),
+                None => Ok(()),
+            };
+            let _ = reply.send(result);
+        }
+    }
+    let mut w = lock_io(io);
+    w.flush();
+    w.sync();
+    w.publish();
+    let mut st = w.shared.lock();
+    st.closed = true;
+    w.shared.wake(st);
+}
+
+impl Writer {
+    fn unsynced(&self) -> bool {
+        self.synced() < self.written
     }
 
     fn poisoned(&self) -> Option<String> {

@@ -565,3 +565,39 @@ fn failures_at_every_step_across_rotation() {
     }
     assert_eq!(injected, 80, "every fault fired");
 }
+
+/// The direct path: a caller with nothing ahead of it writes and syncs its
+/// own record; a failure there is reported to it like any other, and a
+/// reserved id that is never written stops the log instead of leaving a gap.
+#[test]
+fn direct_commits_and_their_failures() {
+    let fs = FaultFs::new();
+    let dir = PathBuf::from("/data/log");
+    let (log, _, _) = open_with(Arc::new(fs.clone()), &dir, LogConfig::default()).unwrap();
+    for t in 1..=3 {
+        let direct = log.reserve_direct(t).expect("nothing ahead");
+        assert!(log.reserve_direct(t + 1).is_none(), "one at a time");
+        direct.commit(payload_for(t)).unwrap();
+    }
+    // Out of order or behind queued records: refused, use append.
+    assert!(log.reserve_direct(5).is_none());
+    fs.inject(Fault::SyncEio {
+        nth: fs.syncs() + 1,
+    });
+    let err = log.reserve_direct(4).unwrap().commit(payload_for(4));
+    assert!(matches!(err, Err(AppendError::Poisoned(_))), "{err:?}");
+    assert!(log.reserve_direct(5).is_none());
+    assert!(log.append(5, payload_for(5)).is_err());
+    drop(log);
+    let (_, seen, _) = open_with(Arc::new(fs.crash(0)), &dir, LogConfig::default()).unwrap();
+    assert_eq!(seen, vec![1, 2, 3]);
+
+    let (log, _, _) = open_with(Arc::new(fs.crash(0)), &dir, LogConfig::default()).unwrap();
+    drop(log.reserve_direct(4).unwrap());
+    assert!(
+        log.poisoned()
+            .unwrap()
+            .contains("reserved but never written")
+    );
+    assert!(log.append(4, payload_for(4)).is_err());
+}

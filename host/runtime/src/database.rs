@@ -126,6 +126,15 @@ struct Inner {
     clock: Clock,
 }
 
+/// A transaction executed and queued for the log, or reserved for the
+/// calling thread to write and sync itself once it has let go of the
+/// database.
+struct Executed<'a> {
+    ctx: CallContext,
+    committed: Committed,
+    direct: Option<(interstice_log::Direct<'a>, Vec<u8>)>,
+}
+
 /// A call waiting for the thread that holds the database to run it.
 struct Queued {
     module: String,
@@ -539,16 +548,26 @@ impl Database {
                     db: self,
                     guard: Some(guard),
                 };
-                self.execute(&mut held, module, reducer_id, args, caller)
+                // Writing its own record is worth it only to a caller with
+                // nobody waiting behind it: queued calls are better served by
+                // one group commit than by a sync of their own after this one.
+                let alone = lock_queue(&self.queue).is_empty();
+                self.execute(&mut held, module, reducer_id, args, caller, alone)
+                // `held` drops here: queued calls run, then the database is
+                // free for the next caller while this one waits for its sync.
             }
             Err(std::sync::TryLockError::Poisoned(_)) => return Err(CallError::Poisoned),
             Err(std::sync::TryLockError::WouldBlock) => {
                 return self.call_queued(module, reducer_id, args, caller);
             }
         };
-        let (ctx, committed) = executed?;
-        self.log.wait(ctx.tx_id).map_err(CallError::Durability)?;
-        Ok(outcome(&ctx, committed))
+        let executed = executed?;
+        let durable = match executed.direct {
+            Some((direct, payload)) => direct.commit(payload),
+            None => self.log.wait(executed.ctx.tx_id),
+        };
+        durable.map_err(CallError::Durability)?;
+        Ok(outcome(&executed.ctx, executed.committed))
     }
 
     /// Runs one call as the next transaction on the held database and queues
@@ -560,7 +579,8 @@ impl Database {
         reducer_id: u32,
         args: &[u8],
         caller: &str,
-    ) -> Result<(CallContext, Committed), CallError> {
+        may_write_directly: bool,
+    ) -> Result<Executed<'_>, CallError> {
         if let Some(p) = self.log.poisoned() {
             return Err(CallError::Durability(
                 interstice_log::AppendError::Poisoned(p),
@@ -598,11 +618,25 @@ impl Database {
             args,
         };
         let payload = encode_tx(&header, &committed.mutations);
-        self.log
-            .append(ctx.tx_id, payload)
-            .map_err(CallError::Durability)?;
+        let direct = match may_write_directly {
+            true => self.log.reserve_direct(ctx.tx_id),
+            false => None,
+        };
+        let direct = match direct {
+            Some(direct) => Some((direct, payload)),
+            None => {
+                self.log
+                    .append(ctx.tx_id, payload)
+                    .map_err(CallError::Durability)?;
+                None
+            }
+        };
         inner.clock.committed(&ctx);
-        Ok((ctx, committed))
+        Ok(Executed {
+            ctx,
+            committed,
+            direct,
+        })
     }
 
     /// The contended path of [`Database::call_encoded`].
@@ -651,7 +685,9 @@ impl Database {
                 return;
             }
             for q in batch {
-                let executed = self.execute(inner, &q.module, q.reducer_id, &q.args, &q.caller);
+                let executed = self
+                    .execute(inner, &q.module, q.reducer_id, &q.args, &q.caller, false)
+                    .map(|e| (e.ctx, e.committed));
                 let tx_id = executed.as_ref().ok().map(|(ctx, _)| ctx.tx_id);
                 *q.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(executed);
                 match tx_id {
