@@ -1,9 +1,10 @@
 //! Interstice's in-memory store: module schemas, the canonical row encoding,
 //! tables with their indexes, and serial transactions with undo and redo.
 //!
-//! This crate knows nothing of WebAssembly or of files. The runtime feeds it
-//! rows from guests; the durable log feeds it rows on replay; both go through
-//! the same validation.
+//! This crate knows nothing of WebAssembly. It touches files only to write
+//! and read snapshots ([`snapshot`]) and through the one atomic-write helper
+//! ([`atomic`]). The runtime feeds it rows from guests; the durable log and
+//! snapshots feed it rows on replay; all go through the same validation.
 //!
 //! ```
 //! use interstice_store::{
@@ -38,11 +39,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod atomic;
 pub mod codec;
 mod error;
 pub mod json;
 pub mod limits;
 mod schema;
+pub mod snapshot;
 mod table;
 mod tables;
 mod value;

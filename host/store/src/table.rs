@@ -309,6 +309,76 @@ impl Table {
         }
     }
 
+    /// Fills an empty table from rows in strictly increasing primary-key
+    /// order (a snapshot), validating each row as [`Table::insert`] does and
+    /// building the indexes in bulk. `next_auto_inc` is the counter the rows
+    /// were saved with; it is raised past any auto-increment value found.
+    /// On error the table is left empty.
+    pub fn bulk_load(
+        &mut self,
+        rows: impl IntoIterator<Item = Result<Vec<u8>, DbError>>,
+        next_auto_inc: u64,
+    ) -> Result<(), DbError> {
+        assert!(self.rows.is_empty(), "bulk_load needs an empty table");
+        let result = self.bulk_load_inner(rows, next_auto_inc);
+        if result.is_err() {
+            *self = Table::new(self.def.clone());
+        }
+        result
+    }
+
+    fn bulk_load_inner(
+        &mut self,
+        rows: impl IntoIterator<Item = Result<Vec<u8>, DbError>>,
+        next_auto_inc: u64,
+    ) -> Result<(), DbError> {
+        self.next_auto_inc = next_auto_inc.max(1);
+        let mut sorted: Vec<(Value, RowBytes)> = Vec::new();
+        let mut entries: Vec<Vec<(Value, Value)>> = vec![Vec::new(); self.indexes.len()];
+        let mut values = Vec::with_capacity(1 + self.index_slots.len());
+        for row in rows {
+            let row = row?;
+            values.clear();
+            codec::scan_row(&row, &self.types, &self.wanted, &mut values)
+                .map_err(|e| self.invalid(e))?;
+            let pk = values[self.pk_slot].value.clone();
+            if let Some((last, _)) = sorted.last()
+                && *last >= pk
+            {
+                return Err(DbError::LimitExceeded(format!(
+                    "rows of table `{}` are not in strictly increasing primary-key order at {pk}",
+                    self.def.name
+                )));
+            }
+            if let Some(auto) = self.auto_inc {
+                let value = values[auto.slot].value.clone();
+                self.observe_auto_inc(&value);
+            }
+            for (i, slot) in self.index_slots.iter().enumerate() {
+                entries[i].push((values[*slot].value.clone(), pk.clone()));
+            }
+            sorted.push((pk, RowBytes::from(row)));
+        }
+        for (i, mut list) in entries.into_iter().enumerate() {
+            list.sort_unstable();
+            match &mut self.indexes[i] {
+                IndexData::Unique(map) => {
+                    if let Some(pair) = list.windows(2).find(|w| w[0].0 == w[1].0) {
+                        return Err(DbError::UniqueViolation {
+                            table: self.def.name.clone(),
+                            index: self.def.indexes[i].name.clone(),
+                            value: pair[0].0.to_string(),
+                        });
+                    }
+                    *map = list.into_iter().collect();
+                }
+                IndexData::Multi(set) => *set = list.into_iter().collect(),
+            }
+        }
+        self.rows = sorted.into_iter().collect();
+        Ok(())
+    }
+
     /// Restores the auto-increment counter (rollback).
     pub fn set_next_auto_inc(&mut self, next: u64) {
         self.next_auto_inc = next;

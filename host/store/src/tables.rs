@@ -247,6 +247,17 @@ impl Tables {
         }
     }
 
+    /// Fills empty table `table` from rows in primary-key order (see
+    /// [`Table::bulk_load`]).
+    pub fn bulk_load(
+        &mut self,
+        table: u32,
+        rows: impl IntoIterator<Item = Result<Vec<u8>, DbError>>,
+        next_auto_inc: u64,
+    ) -> Result<(), DbError> {
+        self.table_mut(table)?.bulk_load(rows, next_auto_inc)
+    }
+
     /// Rows of every table, for comparing two states.
     pub fn tables(&self) -> &[Table] {
         &self.tables

@@ -2,7 +2,7 @@
 
 use interstice_store::{
     ABI_VERSION, ColumnDef, ColumnType, IndexDef, ModuleDef, ScalarType, TableDef, Tables, TxLog,
-    Value, codec,
+    Value, codec, snapshot,
 };
 use proptest::prelude::*;
 
@@ -210,4 +210,129 @@ proptest! {
         }
         prop_assert_eq!(observe(&replayed), observe(&tables));
     }
+}
+
+fn committed_tables(ops: &[Op]) -> Tables {
+    let mut tables = Tables::new(&def());
+    let mut tx = TxLog::new();
+    for op in ops {
+        let _ = match *op {
+            Op::Insert(id, tag, g) => tables.insert(&mut tx, 0, &row(id, tag, g)).map(drop),
+            Op::Update(id, tag, g) => tables.update(&mut tx, 0, &row(id, tag, g)),
+            Op::Delete(id) => tables.delete(&mut tx, 0, &id.to_le_bytes()).map(drop),
+        };
+    }
+    tables.commit(&mut tx);
+    tables
+}
+
+fn save(path: &std::path::Path, tables: &Tables) -> snapshot::Written {
+    let def = def();
+    let image = snapshot::ModuleImage {
+        name: "m",
+        version: 3,
+        def: &def,
+        tables,
+    };
+    snapshot::write(path, 42, 1_000, &[image]).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A snapshot read back gives the same rows, indexes and counter.
+    #[test]
+    fn snapshot_round_trips(ops in proptest::collection::vec(op(), 0..40)) {
+        let tables = committed_tables(&ops);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(snapshot::file_name(42));
+        let written = save(&path, &tables);
+        let loaded = snapshot::read(&path).unwrap();
+        prop_assert_eq!(loaded.header, written.header);
+        prop_assert_eq!(loaded.header.tx_id, 42);
+        prop_assert_eq!(loaded.header.last_timestamp_micros, 1_000);
+        prop_assert_eq!(loaded.rows, tables.table(0).unwrap().len() as u64);
+        prop_assert_eq!(loaded.modules.len(), 1);
+        prop_assert_eq!(loaded.modules[0].name.as_str(), "m");
+        prop_assert_eq!(loaded.modules[0].version, 3);
+        prop_assert_eq!(&loaded.modules[0].def, &def());
+        prop_assert_eq!(observe(&loaded.modules[0].tables), observe(&tables));
+    }
+}
+
+/// Changing any single byte of a snapshot file makes reading it fail.
+#[test]
+fn snapshot_detects_every_damaged_byte() {
+    let ops: Vec<Op> = (0..200)
+        .map(|i| Op::Insert(0, i, i % 3))
+        .chain((0..50).map(|i| Op::Delete(i * 3 + 1)))
+        .collect();
+    let tables = committed_tables(&ops);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(snapshot::file_name(42));
+    save(&path, &tables);
+    let good = std::fs::read(&path).unwrap();
+    assert!(snapshot::read(&path).is_ok());
+    for at in 0..good.len() {
+        let mut bad = good.clone();
+        bad[at] ^= 0x10;
+        std::fs::write(&path, &bad).unwrap();
+        let err = match snapshot::read(&path) {
+            Ok(_) => panic!("flip at byte {at} of {} went unnoticed", good.len()),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
+    for len in [0, 10, snapshot::HEADER_LEN, good.len() - 1] {
+        std::fs::write(&path, &good[..len]).unwrap();
+        assert!(snapshot::read(&path).is_err(), "cut at {len}");
+    }
+    // A file renamed to another transaction's name is refused.
+    std::fs::write(&path, &good).unwrap();
+    let renamed = dir.path().join(snapshot::file_name(41));
+    std::fs::rename(&path, &renamed).unwrap();
+    let err = snapshot::read(&renamed).err().unwrap().to_string();
+    assert!(err.contains("named for another transaction"), "{err}");
+}
+
+/// Golden bytes of the header, as docs/snapshot-format.md gives them.
+#[test]
+fn snapshot_header_layout() {
+    let h = snapshot::SnapshotHeader {
+        tx_id: 0x0102,
+        last_timestamp_micros: -2,
+        body_len: 0x30,
+        raw_len: 0x40,
+        body_crc: 0xAABBCCDD,
+    };
+    let b = h.encode();
+    assert_eq!(&b[0..8], b"INTSSNAP");
+    assert_eq!(&b[8..16], &[1, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&b[16..24], &[2, 1, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        &b[24..32],
+        &[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
+    );
+    assert_eq!(&b[32..40], &[0x30, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&b[40..48], &[0x40, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&b[48..52], &[0xDD, 0xCC, 0xBB, 0xAA]);
+    assert_eq!(&b[52..60], &[0; 8]);
+    assert_eq!(&b[60..64], &crc32fast_hash(&b[..60]).to_le_bytes());
+    assert_eq!(snapshot::SnapshotHeader::decode(&b), Ok(h));
+}
+
+fn crc32fast_hash(b: &[u8]) -> u32 {
+    // CRC-32 (IEEE), bit by bit: an independent check of the header CRC.
+    let mut crc = !0u32;
+    for &byte in b {
+        crc ^= byte as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }
