@@ -175,14 +175,22 @@ fn decide(mode: RecoveryMode, access: Access, tail: bool) -> Action {
 
 /// Checks and reads the whole log, calling `visit` for each valid record in
 /// tx order, and handles damage as `mode` says. Creates `dir` if missing.
+///
+/// Segments that lie wholly before `from_tx` are not read (a snapshot covers
+/// them), and records before `from_tx` are checked but not handed out.
 pub fn recover(
     storage: &dyn Storage,
     dir: &Path,
     mode: RecoveryMode,
+    from_tx: u64,
     visit: &mut dyn FnMut(Record<'_>) -> Result<(), String>,
 ) -> Result<Recovered, LogError> {
     storage.create_dir_all(dir).map_err(io_at(dir))?;
-    walk(storage, dir, mode, Access::Repair, visit)
+    let range = TxRange {
+        from: from_tx,
+        to: u64::MAX,
+    };
+    walk(storage, dir, mode, Access::Repair, range, visit)
 }
 
 /// Reads the whole log without changing anything, reporting every damaged
@@ -193,13 +201,44 @@ pub fn scan(
     dir: &Path,
     visit: &mut dyn FnMut(Record<'_>) -> Result<(), String>,
 ) -> Result<Recovered, LogError> {
+    scan_range(storage, dir, 1, u64::MAX, visit)
+}
+
+/// [`scan`] limited to the records `from_tx..=to_tx`: segments wholly before
+/// `from_tx` are not read, and reading stops after `to_tx` (so a tail being
+/// written meanwhile is never reached).
+pub fn scan_range(
+    storage: &dyn Storage,
+    dir: &Path,
+    from_tx: u64,
+    to_tx: u64,
+    visit: &mut dyn FnMut(Record<'_>) -> Result<(), String>,
+) -> Result<Recovered, LogError> {
     walk(
         storage,
         dir,
         RecoveryMode::SkipCorrupt,
         Access::ReadOnly,
+        TxRange {
+            from: from_tx,
+            to: to_tx,
+        },
         visit,
     )
+}
+
+/// The transactions a walk hands out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TxRange {
+    pub from: u64,
+    pub to: u64,
+}
+
+impl TxRange {
+    pub const ALL: TxRange = TxRange {
+        from: 1,
+        to: u64::MAX,
+    };
 }
 
 pub(crate) fn walk(
@@ -207,9 +246,14 @@ pub(crate) fn walk(
     dir: &Path,
     mode: RecoveryMode,
     access: Access,
+    range: TxRange,
     visit: &mut dyn FnMut(Record<'_>) -> Result<(), String>,
 ) -> Result<Recovered, LogError> {
-    let segments = list_segments(storage, dir)?;
+    let all = list_segments(storage, dir)?;
+    // Segments whose successor starts at or before `range.from` hold only
+    // earlier transactions.
+    let first = all.windows(2).take_while(|w| w[1].0 <= range.from).count();
+    let segments = &all[first..];
     let mut out = Recovered::default();
     let mut expected: Option<u64> = None;
     let mut log_offset = 0u64;
@@ -294,6 +338,12 @@ pub(crate) fn walk(
                             && (access == Access::ReadOnly
                                 || mode == RecoveryMode::SkipCorrupt)) =>
                 {
+                    if f.tx_id > range.to {
+                        // Read-only scans stop here; the rest is not wanted.
+                        out.bytes += at as u64;
+                        out.segments.push(info);
+                        return Ok(out);
+                    }
                     if f.tx_id != next {
                         out.skipped.push(damage(
                             at,
@@ -310,12 +360,14 @@ pub(crate) fn walk(
                         offset: at as u64,
                         log_offset: log_offset + (at + f.len) as u64,
                     };
-                    visit(rec).map_err(|message| LogError::Apply {
-                        segment: path.clone(),
-                        offset: at as u64,
-                        tx_id: f.tx_id,
-                        message,
-                    })?;
+                    if f.tx_id >= range.from {
+                        visit(rec).map_err(|message| LogError::Apply {
+                            segment: path.clone(),
+                            offset: at as u64,
+                            tx_id: f.tx_id,
+                            message,
+                        })?;
+                    }
                     info.records += 1;
                     info.first_tx_id.get_or_insert(f.tx_id);
                     info.last_tx_id = Some(f.tx_id);
@@ -459,6 +511,7 @@ pub fn truncate_after(
         dir,
         RecoveryMode::SkipCorrupt,
         Access::ReadOnly,
+        TxRange::ALL,
         &mut |rec| {
             if rec.tx_id == tx_id {
                 found = true;
@@ -496,6 +549,45 @@ pub fn truncate_to_last_valid(storage: &dyn Storage, dir: &Path) -> Result<Recov
         dir,
         RecoveryMode::PointInTime,
         Access::Repair,
+        TxRange::ALL,
         &mut |_| Ok(()),
     )
+}
+
+/// Retention: removes every segment that holds only transactions before
+/// `keep_from` (the newest segment is always kept), or moves it into
+/// `archive` when given. Returns the paths removed or moved, oldest first.
+pub fn remove_segments_before(
+    storage: &dyn Storage,
+    dir: &Path,
+    keep_from: u64,
+    archive: Option<&Path>,
+) -> Result<Vec<PathBuf>, LogError> {
+    let segments = list_segments(storage, dir)?;
+    let doomed: Vec<&PathBuf> = segments
+        .windows(2)
+        .take_while(|w| w[1].0 <= keep_from)
+        .map(|w| &w[0].1)
+        .collect();
+    if doomed.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(archive) = archive {
+        storage.create_dir_all(archive).map_err(io_at(archive))?;
+    }
+    for path in &doomed {
+        match archive {
+            Some(archive) => {
+                let name = path.file_name().expect("segments have file names");
+                let to = archive.join(name);
+                storage.rename(path, &to).map_err(io_at(path))?;
+            }
+            None => storage.remove(path).map_err(io_at(path))?,
+        }
+    }
+    if let Some(archive) = archive {
+        storage.sync_dir(archive).map_err(io_at(archive))?;
+    }
+    storage.sync_dir(dir).map_err(io_at(dir))?;
+    Ok(doomed.into_iter().cloned().collect())
 }

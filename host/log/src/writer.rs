@@ -197,14 +197,18 @@ struct Writer {
 
 impl Log {
     /// Recovers the log in `dir` (see [`recovery::recover`]), calling `visit`
-    /// for every valid record in order, then starts the writer after the last
-    /// valid record. `next_tx_id` is the id the first new record will carry
-    /// when the log is empty.
+    /// for every valid record from `from_tx` on, in order, then starts the
+    /// writer after the last valid record.
+    ///
+    /// `from_tx` is the first transaction the caller does not have (1, or
+    /// one past a snapshot). New records never carry a smaller id: when the
+    /// log ends before `from_tx` (it lost a tail the snapshot has, or is
+    /// empty), the writer starts a new segment at `from_tx`.
     pub fn open(
         storage: Arc<dyn Storage>,
         dir: &Path,
         config: LogConfig,
-        next_tx_id: u64,
+        from_tx: u64,
         visit: &mut dyn FnMut(Record<'_>) -> Result<(), String>,
     ) -> Result<(Log, Recovered), LogError> {
         if config.segment_bytes_max < SEGMENT_BYTES_MIN {
@@ -213,18 +217,24 @@ impl Log {
                 config.segment_bytes_max
             )));
         }
-        let recovered = recovery::recover(&*storage, dir, config.recovery, visit)?;
+        let from_tx = from_tx.max(1);
+        let recovered = recovery::recover(&*storage, dir, config.recovery, from_tx, visit)?;
         if let Some(parent) = dir.parent() {
             storage.sync_dir(parent).map_err(io_at(parent))?;
         }
-        let next = recovered.last_tx_id.map_or(next_tx_id, |t| t + 1);
+        let end_next = match (&recovered.end, recovered.last_tx_id) {
+            (Some(end), Some(last)) => (last + 1).max(end.header.base_tx_id),
+            (Some(end), None) => end.header.base_tx_id,
+            (None, last) => last.map_or(from_tx, |t| t + 1),
+        };
+        let next = end_next.max(from_tx);
         let (file, header, len) = match &recovered.end {
-            Some(end) => (
+            Some(end) if end_next == next => (
                 storage.open_append(&end.path).map_err(io_at(&end.path))?,
                 end.header,
                 end.len,
             ),
-            None => {
+            _ => {
                 let (file, header) = create_segment(&*storage, dir, next)?;
                 (file, header, HEADER_LEN as u64)
             }

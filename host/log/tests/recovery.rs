@@ -601,3 +601,75 @@ fn direct_commits_and_their_failures() {
     );
     assert!(log.append(4, payload_for(4)).is_err());
 }
+
+fn open_from(
+    dir: &Path,
+    cfg: LogConfig,
+    from_tx: u64,
+) -> (Log, Vec<u64>, interstice_log::Recovered) {
+    let mut seen = Vec::new();
+    let (log, rec) = Log::open(Arc::new(RealFs), dir, cfg, from_tx, &mut |r| {
+        seen.push(r.tx_id);
+        Ok(())
+    })
+    .unwrap();
+    (log, seen, rec)
+}
+
+#[test]
+fn open_from_a_snapshot_point_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes_max: 4096,
+        ..LogConfig::default()
+    };
+    write(Arc::new(RealFs), dir.path(), cfg, 1..=1000);
+    let all = list_segments(&RealFs, dir.path()).unwrap();
+    // Opening from tx 600 reads only the segments from the one holding 600,
+    // and hands out 600.. only: damage in an older segment is not even seen.
+    let holding = all.iter().rposition(|(base, _)| *base <= 600).unwrap();
+    flip(&all[0].1, 100, 0x01);
+    let (log, seen, rec) = open_from(dir.path(), cfg, 600);
+    assert_eq!(seen, (600..=1000).collect::<Vec<_>>());
+    assert_eq!(rec.segments.len(), all.len() - holding);
+    assert_eq!(log.next_tx_id(), 1001);
+    drop(log);
+
+    // Retention: segments wholly before 600 go (to the archive when given);
+    // the one holding 600 and everything after stay.
+    let archive = dir.path().join("archive");
+    let moved =
+        interstice_log::remove_segments_before(&RealFs, dir.path(), 600, Some(&archive)).unwrap();
+    assert_eq!(moved.len(), holding);
+    assert_eq!(segments(dir.path()).len(), all.len() - holding);
+    assert_eq!(std::fs::read_dir(&archive).unwrap().count(), holding);
+    let (_, seen, _) = open_from(dir.path(), cfg, 600);
+    assert_eq!(seen.first(), Some(&600));
+    // Without an archive they are removed; the newest segment always stays.
+    let removed =
+        interstice_log::remove_segments_before(&RealFs, dir.path(), u64::MAX, None).unwrap();
+    assert_eq!(removed.len(), all.len() - holding - 1);
+    assert_eq!(segments(dir.path()).len(), 1);
+    let (log, seen, _) = open_from(dir.path(), cfg, 600);
+    assert!(seen.iter().all(|t| *t >= 600) && seen.last() == Some(&1000));
+    drop(log);
+
+    // A log that ends before `from_tx` (a snapshot holds more than the log
+    // kept) continues in a new segment at `from_tx`.
+    let (log, seen, _) = open_from(dir.path(), cfg, 1500);
+    assert!(seen.is_empty());
+    assert_eq!(log.next_tx_id(), 1500);
+    log.append(1500, payload_for(1500)).unwrap();
+    log.wait(1500).unwrap();
+    log.close().unwrap();
+    assert_eq!(
+        list_segments(&RealFs, dir.path())
+            .unwrap()
+            .last()
+            .unwrap()
+            .0,
+        1500
+    );
+    let (_, seen, _) = open_from(dir.path(), cfg, 1500);
+    assert_eq!(seen, vec![1500]);
+}
