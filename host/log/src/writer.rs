@@ -293,6 +293,13 @@ impl Log {
         self.shared.lock().next_append
     }
 
+    /// The newest transaction callers may be told is durable under the
+    /// sync policy: synced under `always`; written to the file (not yet
+    /// synced) under the weaker ones. Its record is in the file either way.
+    pub fn acknowledged_tx(&self) -> u64 {
+        self.shared.lock().acked
+    }
+
     /// Why the log refuses writes, if it does.
     pub fn poisoned(&self) -> Option<String> {
         self.shared.lock().poisoned.clone()

@@ -6,6 +6,7 @@
 //! ```text
 //! LOCK                 held by the one process that has the directory open
 //! log/                 the durable log (docs/log-format.md)
+//! snapshots/           images of every table at a transaction (docs/snapshot-format.md)
 //! modules/NAME.wasm    the code of each published module
 //! cache/               wasmtime's compiled code
 //! ```
@@ -22,12 +23,13 @@ use serde::Serialize;
 
 use crate::counters::CounterSnapshot;
 use crate::engine::{Host, RuntimeConfig};
-use crate::error::{CallError, LoadError};
+use crate::error::{CallError, LoadError, SnapshotError};
 use crate::fsutil;
 use crate::limits;
 use crate::lock::DirLock;
 use crate::module::{CallContext, Committed, Runner};
 use crate::replay::{Replayer, op_to_log};
+use crate::snapshots::{self, SnapshotConfig, SnapshotInfo};
 use crate::state::LogLine;
 use crate::tools::Throttled;
 
@@ -42,6 +44,7 @@ pub const LOG_DIR: &str = "log";
 /// it, its compiled code.
 struct ModuleEntry {
     def: Arc<ModuleDef>,
+    version: u32,
     tables: Tables,
     runner: Option<Runner>,
 }
@@ -83,6 +86,12 @@ pub struct ReplayStats {
     pub rows: u64,
     pub recovery_mode: String,
     pub sync_policy: String,
+    /// The snapshot opening started from, and the log was replayed after.
+    pub snapshot_tx_id: Option<u64>,
+    pub snapshot_rows: u64,
+    pub snapshot_ms: f64,
+    /// Snapshots that failed their checks and were passed over.
+    pub snapshots_rejected: Vec<String>,
     /// A torn tail that was cut off, or where point-in-time recovery stopped.
     pub cut: Option<String>,
     /// Damage skipped over (skip-corrupt).
@@ -201,7 +210,109 @@ pub struct Database {
     /// Calls waiting for the thread that holds `inner`.
     queue: Mutex<Vec<Arc<Queued>>>,
     replay: ReplayStats,
+    snapshots: Snapshotter,
     _lock: DirLock,
+}
+
+/// Takes snapshots on a thread of its own, when the commit path asks.
+struct Snapshotter {
+    config: SnapshotConfig,
+    storage: Arc<dyn interstice_log::Storage>,
+    /// Held while a snapshot is built: one at a time.
+    building: Arc<Mutex<()>>,
+    /// Transactions and log bytes since the last request.
+    since: Mutex<(u64, u64)>,
+    requests: Option<std::sync::mpsc::SyncSender<u64>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// What the last background snapshot did.
+    last: Arc<Mutex<Option<Result<SnapshotInfo, String>>>>,
+}
+
+impl Snapshotter {
+    fn start(
+        dir: &Path,
+        config: SnapshotConfig,
+        storage: Arc<dyn interstice_log::Storage>,
+    ) -> Result<Snapshotter, LoadError> {
+        let building = Arc::new(Mutex::new(()));
+        let last = Arc::new(Mutex::new(None));
+        let automatic = config.every_tx > 0 || config.every_log_bytes > 0;
+        let (requests, thread) = if automatic {
+            // One pending request is enough: a later one covers it.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<u64>(1);
+            let thread_dir = dir.to_path_buf();
+            let config = config.clone();
+            let storage = storage.clone();
+            let building = building.clone();
+            let last = last.clone();
+            let thread = std::thread::Builder::new()
+                .name("interstice-snapshot".into())
+                .spawn(move || {
+                    while let Ok(upto) = rx.recv() {
+                        let _one = building.lock().unwrap_or_else(|p| p.into_inner());
+                        let result = snapshots::build(&thread_dir, &*storage, upto, &config);
+                        let result = match result {
+                            Ok(Some(info)) => {
+                                tracing::info!(
+                                    "snapshot at tx {} written: {} rows, {} bytes",
+                                    info.tx_id,
+                                    info.rows,
+                                    info.bytes
+                                );
+                                Ok(info)
+                            }
+                            Ok(None) => continue,
+                            Err(e) => {
+                                tracing::warn!("snapshot at tx {upto} failed: {e}");
+                                Err(e.to_string())
+                            }
+                        };
+                        *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+                    }
+                })
+                .map_err(io_err(dir))?;
+            (Some(tx), Some(thread))
+        } else {
+            (None, None)
+        };
+        Ok(Snapshotter {
+            config,
+            storage,
+            building,
+            since: Mutex::new((0, 0)),
+            requests,
+            thread,
+            last,
+        })
+    }
+
+    /// Counts a committed transaction; once a trigger is reached, asks for a
+    /// snapshot at the log's newest acknowledged transaction.
+    fn committed(&self, payload_bytes: usize, log: &Log) {
+        let Some(requests) = &self.requests else {
+            return;
+        };
+        let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
+        since.0 += 1;
+        since.1 += payload_bytes as u64;
+        let due = (self.config.every_tx > 0 && since.0 >= self.config.every_tx)
+            || (self.config.every_log_bytes > 0 && since.1 >= self.config.every_log_bytes);
+        if due {
+            *since = (0, 0);
+            let acknowledged = log.acknowledged_tx();
+            // Full: a snapshot is pending already.
+            let _ = requests.try_send(acknowledged);
+        }
+    }
+}
+
+impl Drop for Snapshotter {
+    fn drop(&mut self) {
+        self.requests = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn check_module_name(name: &str) -> Result<(), LoadError> {
@@ -281,34 +392,56 @@ impl Database {
         }
         let storage = config.log_storage.clone();
         let log_config = config.log;
+        let snapshot_config = config.snapshots.clone();
         let host = Host::new(config)?;
+        for path in snapshots::remove_temporaries(&dir)? {
+            tracing::warn!(
+                "removed {}, left by an interrupted snapshot",
+                path.display()
+            );
+        }
 
         let started = Instant::now();
         let before = host.counters().snapshot();
-        let mut replayer = Replayer::default();
         let log_dir = dir.join(LOG_DIR);
         let total = if log_dir.is_dir() {
             interstice_log::log_bytes(&*storage, &log_dir)?
         } else {
             0
         };
-        let (log, recovered) = {
+        let mut snapshots_rejected = Vec::new();
+        let (log, recovered, replayer, snapshot_ms) = {
             let _phase = host.replay_guard().enter();
+            let base = snapshots::load_newest(&dir, u64::MAX, &mut snapshots_rejected)?;
+            let snapshot_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let mut replayer = match base {
+                Some((_, loaded)) => Replayer::from_snapshot(loaded),
+                None => Replayer::new(),
+            };
             let mut progress = Throttled::new(progress, total);
-            let opened = Log::open(storage, &log_dir, log_config, 1, &mut |rec| {
-                progress.at(rec.log_offset);
-                replayer.apply(rec)
-            })?;
+            let (log, recovered) = Log::open(
+                storage.clone(),
+                &log_dir,
+                log_config,
+                replayer.next_tx_id(),
+                &mut |rec| {
+                    progress.at(rec.log_offset);
+                    replayer.apply(rec)
+                },
+            )?;
             progress.done();
-            opened
+            (log, recovered, replayer, snapshot_ms)
         };
         let after = host.counters().snapshot();
+        let snapshot_tx_id = replayer.snapshot_tx_id;
+        let snapshot_rows = replayer.snapshot_rows;
         let modules: BTreeMap<String, ModuleEntry> = replayer
             .modules
             .into_iter()
             .map(|(name, m)| {
                 let entry = ModuleEntry {
                     def: m.def,
+                    version: m.version,
                     tables: m.tables,
                     runner: None,
                 };
@@ -330,6 +463,10 @@ impl Database {
                 .flat_map(|m| m.tables.tables().iter().map(|t| t.len() as u64))
                 .sum(),
             recovery_mode: log_config.recovery.to_string(),
+            snapshot_tx_id,
+            snapshot_rows,
+            snapshot_ms,
+            snapshots_rejected,
             sync_policy: log_config.sync.to_string(),
             cut: recovered.cut.as_ref().map(|d| d.to_string()),
             skipped: recovered.skipped.iter().map(|d| d.to_string()).collect(),
@@ -344,6 +481,7 @@ impl Database {
         };
         report_open(&dir, &replay, &modules);
         let next_tx_id = log.next_tx_id();
+        let snapshots = Snapshotter::start(&dir, snapshot_config, storage)?;
         Ok(Database {
             host,
             dir,
@@ -357,6 +495,7 @@ impl Database {
             }),
             queue: Mutex::new(Vec::new()),
             replay,
+            snapshots,
             _lock: lock,
         })
     }
@@ -397,6 +536,13 @@ impl Database {
         self.lock()
             .map(|inner| inner.modules.keys().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// A module's definition version: 1 at first publication, one more at
+    /// each schema change.
+    pub fn module_version(&self, name: &str) -> Option<u32> {
+        let inner = self.lock().ok()?;
+        inner.modules.get(name).map(|m| m.version)
     }
 
     /// The id the next committed transaction will get.
@@ -471,6 +617,7 @@ impl Database {
             name.to_string(),
             ModuleEntry {
                 def: def.clone(),
+                version: 1,
                 tables,
                 runner: Some(runner),
             },
@@ -618,6 +765,7 @@ impl Database {
             args,
         };
         let payload = encode_tx(&header, &committed.mutations);
+        self.snapshots.committed(payload.len(), &self.log);
         let direct = match may_write_directly {
             true => self.log.reserve_direct(ctx.tx_id),
             false => None,
@@ -768,6 +916,35 @@ impl Database {
             out.insert(name.clone(), serde_json::Value::Object(tables));
         }
         Ok(serde_json::Value::Object(out))
+    }
+
+    /// Takes a snapshot now, at the newest transaction (synced first), and
+    /// applies retention. Reducers keep running meanwhile: the snapshot is
+    /// built from the previous one and the log, not from the live tables.
+    /// `None` when a snapshot at that transaction exists already.
+    pub fn snapshot(&self) -> Result<Option<SnapshotInfo>, SnapshotError> {
+        self.log.sync().map_err(SnapshotError::Durability)?;
+        let upto = self.log.acknowledged_tx();
+        let _one = self
+            .snapshots
+            .building
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        snapshots::build(
+            &self.dir,
+            &*self.snapshots.storage,
+            upto,
+            &self.snapshots.config,
+        )
+    }
+
+    /// What the last automatic snapshot did, if one was taken since open.
+    pub fn last_automatic_snapshot(&self) -> Option<Result<SnapshotInfo, String>> {
+        self.snapshots
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Guest activity so far.

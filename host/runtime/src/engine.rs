@@ -11,6 +11,7 @@ use crate::bindings::Module;
 use crate::counters::{Counters, ReplayGuard};
 use crate::error::{LoadError, render};
 use crate::limits;
+use crate::snapshots::SnapshotConfig;
 use crate::state::InstanceState;
 
 /// Runtime settings.
@@ -27,6 +28,8 @@ pub struct RuntimeConfig {
     /// The file system the log lives on: the real one, or a fault-injecting
     /// one in tests.
     pub log_storage: Arc<dyn Storage>,
+    /// When snapshots are taken, how many are kept, where old segments go.
+    pub snapshots: SnapshotConfig,
 }
 
 impl Default for RuntimeConfig {
@@ -37,6 +40,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             log: LogConfig::default(),
             log_storage: Arc::new(RealFs),
+            snapshots: SnapshotConfig::default(),
         }
     }
 }
@@ -48,6 +52,7 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("memory_bytes_max", &self.memory_bytes_max)
             .field("cache_dir", &self.cache_dir)
             .field("log", &self.log)
+            .field("snapshots", &self.snapshots)
             .finish_non_exhaustive()
     }
 }

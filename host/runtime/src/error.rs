@@ -58,6 +58,8 @@ pub enum LoadError {
     Durability(#[source] AppendError),
     #[error("the database is unusable after an internal error in another thread")]
     Poisoned,
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 /// Why a reducer call did not commit. Nothing it wrote was kept.
@@ -107,4 +109,34 @@ pub(crate) fn render(e: &wasmtime::Error) -> String {
         out.push_str(&cause.to_string());
     }
     out
+}
+
+/// Why a snapshot could not be taken or read.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    #[error(transparent)]
+    File(#[from] interstice_store::snapshot::SnapshotError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The log after the base snapshot does not replay up to the target.
+    #[error("the log does not replay: {0}")]
+    Replay(String),
+    #[error("the log could not be synced first: {0}")]
+    Durability(#[source] AppendError),
+}
+
+impl SnapshotError {
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+        move |source| SnapshotError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }

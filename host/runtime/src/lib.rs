@@ -33,6 +33,7 @@ pub mod limits;
 mod lock;
 mod module;
 mod replay;
+pub mod snapshots;
 mod state;
 pub mod tools;
 
@@ -41,8 +42,9 @@ pub use database::{
     CACHE_DIR, CallOutcome, Database, LOG_DIR, MODULES_DIR, Published, QueryError, ReplayStats,
 };
 pub use engine::{Host, RuntimeConfig};
-pub use error::{CallError, LoadError};
+pub use error::{CallError, LoadError, SnapshotError};
 pub use interstice_log as log;
 pub use lock::LOCK_FILE;
 pub use module::{CallContext, Committed, REPLAY_REFUSAL, Runner, prepare_wasm};
+pub use snapshots::{SNAPSHOTS_DIR, SnapshotConfig, SnapshotInfo};
 pub use state::LogLine;

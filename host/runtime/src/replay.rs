@@ -10,19 +10,33 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use interstice_log::{Op, Record, RecordKind, TxRecord};
+use interstice_store::snapshot::Loaded;
 use interstice_store::{ModuleDef, MutationOp, Tables};
 
 /// One module as replay rebuilt it.
 pub(crate) struct ReplayedModule {
     pub def: Arc<ModuleDef>,
+    /// 1 at first publication, one more at each schema change.
+    pub version: u32,
     pub tables: Tables,
 }
 
-/// Applies log records, in order, to tables.
+/// Applies log records, in order, to tables: from nothing, or from a
+/// snapshot.
 #[derive(Default)]
 pub(crate) struct Replayer {
     pub modules: BTreeMap<String, ReplayedModule>,
     pub last_timestamp_micros: i64,
+    /// The last transaction applied (or the snapshot's).
+    pub last_tx_id: u64,
+    /// Whether the next record must follow `last_tx_id` directly: true until
+    /// the first record, so a log that does not reach back to the snapshot
+    /// (or, without one, to transaction 1) is refused instead of leaving a
+    /// silent hole.
+    pub check_start: bool,
+    /// The snapshot replay started from, and its rows.
+    pub snapshot_tx_id: Option<u64>,
+    pub snapshot_rows: u64,
     pub transactions: u64,
     pub publications: u64,
     pub mutations: u64,
@@ -45,10 +59,62 @@ pub(crate) fn op_to_log(op: MutationOp) -> Op {
 }
 
 impl Replayer {
+    /// A replayer for a whole log, from transaction 1.
+    pub fn new() -> Self {
+        Replayer {
+            check_start: true,
+            ..Replayer::default()
+        }
+    }
+
+    /// A replayer starting from a snapshot's state.
+    pub fn from_snapshot(loaded: Loaded) -> Self {
+        let modules = loaded
+            .modules
+            .into_iter()
+            .map(|m| {
+                let module = ReplayedModule {
+                    def: Arc::new(m.def),
+                    version: m.version,
+                    tables: m.tables,
+                };
+                (m.name, module)
+            })
+            .collect();
+        Replayer {
+            modules,
+            last_timestamp_micros: loaded.header.last_timestamp_micros,
+            last_tx_id: loaded.header.tx_id,
+            check_start: true,
+            snapshot_tx_id: Some(loaded.header.tx_id),
+            snapshot_rows: loaded.rows,
+            ..Replayer::default()
+        }
+    }
+
+    /// The first transaction this replayer needs from the log.
+    pub fn next_tx_id(&self) -> u64 {
+        self.last_tx_id + 1
+    }
+
     /// Applies one record: a publication creates the module's tables from
     /// the definition it carries; every mutation is validated against the
     /// schema in force and applied.
     pub fn apply(&mut self, record: Record<'_>) -> Result<(), String> {
+        if std::mem::take(&mut self.check_start) && record.tx_id != self.next_tx_id() {
+            return Err(match self.last_tx_id {
+                0 => format!(
+                    "the log starts at transaction {} and no valid snapshot holds the ones before it; restore a backup, or move the archived segments back into the log directory",
+                    record.tx_id
+                ),
+                t => format!(
+                    "the newest valid snapshot ends at transaction {t} but the log resumes at {}; transactions {}..{} are missing (restore a backup, or move the archived segments back)",
+                    record.tx_id,
+                    t + 1,
+                    record.tx_id - 1
+                ),
+            });
+        }
         let tx = TxRecord::decode(record.payload).map_err(|e| format!("bad payload: {e}"))?;
         if tx.header.timestamp_micros <= self.last_timestamp_micros {
             return Err(format!(
@@ -72,6 +138,7 @@ impl Replayer {
                 .map_err(|e| format!("mutation {i} ({} on table {}): {e}", m.op.name(), m.table))?;
         }
         self.last_timestamp_micros = tx.header.timestamp_micros;
+        self.last_tx_id = record.tx_id;
         self.transactions += 1;
         self.mutations += tx.mutations.len() as u64;
         Ok(())
@@ -95,6 +162,7 @@ impl Replayer {
             tx.header.module.to_string(),
             ReplayedModule {
                 def: Arc::new(def),
+                version: 1,
                 tables,
             },
         );

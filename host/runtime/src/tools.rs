@@ -64,6 +64,9 @@ pub struct VerifyReport {
     pub damage: Vec<String>,
     /// A record that passed its checksum but does not replay.
     pub replay_error: Option<String>,
+    /// The snapshot replay started from, when the log does not reach back
+    /// to transaction 1.
+    pub snapshot_tx_id: Option<u64>,
 }
 
 impl VerifyReport {
@@ -96,11 +99,12 @@ fn scan_dir(
 /// record into scratch tables (no guest), changing nothing on disk.
 pub fn verify(data_dir: &Path, progress: Progress<'_>) -> Result<VerifyReport, LogError> {
     let mut progress = Throttled::new(progress, total_log_bytes(data_dir)?);
-    let mut replayer = Replayer::default();
+    let (mut replayer, snapshot_tx_id) = verify_base(data_dir);
     let mut replay_error = None;
     let report = scan_dir(data_dir, &mut |rec| {
         progress.at(rec.log_offset);
         if replay_error.is_none()
+            && rec.tx_id >= replayer.next_tx_id()
             && let Err(e) = replayer.apply(rec)
         {
             replay_error = Some(format!(
@@ -120,7 +124,43 @@ pub fn verify(data_dir: &Path, progress: Progress<'_>) -> Result<VerifyReport, L
         last_tx_id: report.last_tx_id,
         damage: report.skipped.iter().map(|d| d.to_string()).collect(),
         replay_error,
+        snapshot_tx_id,
     })
+}
+
+/// Where `log verify` starts replaying: from nothing when the log reaches
+/// back to transaction 1, otherwise from the oldest snapshot that reads back
+/// whole (retention removed the log before the oldest kept snapshot).
+fn verify_base(data_dir: &Path) -> (Replayer, Option<u64>) {
+    let dir = data_dir.join(LOG_DIR);
+    let first_base = if dir.is_dir() {
+        interstice_log::list_segments(&RealFs, &dir)
+            .ok()
+            .and_then(|s| s.first().map(|(base, _)| *base))
+    } else {
+        None
+    };
+    if first_base.is_none_or(|b| b <= 1) {
+        return (Replayer::new(), None);
+    }
+    for (tx, path) in crate::snapshots::list(data_dir).unwrap_or_default() {
+        if let Ok(loaded) = interstice_store::snapshot::read(&path) {
+            return (Replayer::from_snapshot(loaded), Some(tx));
+        }
+    }
+    (Replayer::new(), None)
+}
+
+/// Module definitions in force before the log's first record, from the
+/// oldest snapshot whose definitions read (retention may have removed the
+/// publication records).
+fn definitions_before_log(data_dir: &Path) -> BTreeMap<String, ModuleDef> {
+    for (_, path) in crate::snapshots::list(data_dir).unwrap_or_default() {
+        if let Ok((_, modules)) = interstice_store::snapshot::read_definitions(&path) {
+            return modules.into_iter().map(|m| (m.name, m.def)).collect();
+        }
+    }
+    BTreeMap::new()
 }
 
 /// One segment in `log inspect`.
@@ -136,7 +176,9 @@ pub struct SegmentReport {
 /// A module in `log inspect`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModuleReport {
-    pub published_tx_id: u64,
+    /// None when the publication lies before the log's first record (in a
+    /// snapshot).
+    pub published_tx_id: Option<u64>,
     pub transactions: u64,
     /// Table name to the number of its mutations in the log.
     pub tables: BTreeMap<String, u64>,
@@ -162,8 +204,18 @@ pub fn inspect(data_dir: &Path, progress: Progress<'_>) -> Result<InspectReport,
     let mut progress = Throttled::new(progress, total_log_bytes(data_dir)?);
     let mut first_ts = None;
     let mut last_ts = None;
-    let mut defs: BTreeMap<String, ModuleDef> = BTreeMap::new();
-    let mut modules: BTreeMap<String, ModuleReport> = BTreeMap::new();
+    let mut defs = definitions_before_log(data_dir);
+    let mut modules: BTreeMap<String, ModuleReport> = defs
+        .iter()
+        .map(|(name, def)| {
+            let report = ModuleReport {
+                published_tx_id: None,
+                transactions: 0,
+                tables: def.tables.iter().map(|t| (t.name.clone(), 0)).collect(),
+            };
+            (name.clone(), report)
+        })
+        .collect();
     let report = scan_dir(data_dir, &mut |rec| {
         progress.at(rec.log_offset);
         let Ok(tx) = TxRecord::decode(rec.payload) else {
@@ -181,7 +233,7 @@ pub fn inspect(data_dir: &Path, progress: Progress<'_>) -> Result<InspectReport,
             modules.insert(
                 tx.header.module.to_string(),
                 ModuleReport {
-                    published_tx_id: rec.tx_id,
+                    published_tx_id: Some(rec.tx_id),
                     transactions: 0,
                     tables,
                 },
@@ -241,7 +293,7 @@ pub fn dump(
     filter: &DumpFilter,
     out: &mut dyn std::io::Write,
 ) -> Result<Recovered, LogError> {
-    let mut defs: BTreeMap<String, ModuleDef> = BTreeMap::new();
+    let mut defs = definitions_before_log(data_dir);
     scan_dir(data_dir, &mut |rec| {
         let tx = match TxRecord::decode(rec.payload) {
             Ok(tx) => tx,
@@ -334,9 +386,36 @@ pub enum TruncateTo {
 pub fn truncate(data_dir: &Path, to: TruncateTo) -> Result<Recovered, LoadError> {
     let _lock = DirLock::acquire(data_dir)?;
     let dir = data_dir.join(LOG_DIR);
-    let report = match to {
+    let mut report = match to {
         TruncateTo::After(tx) => truncate_after(&RealFs, &dir, tx)?,
         TruncateTo::LastValid => truncate_to_last_valid(&RealFs, &dir)?,
     };
+    // A snapshot past the cut holds what was cut: it goes aside too, or the
+    // next open would start from it.
+    let kept = report.last_tx_id.unwrap_or(0);
+    let snapshots = crate::snapshots::list(data_dir)?;
+    let beyond: Vec<_> = snapshots.iter().filter(|(tx, _)| *tx > kept).collect();
+    if !beyond.is_empty() {
+        let qdir = dir.join(interstice_log::QUARANTINE_DIR);
+        std::fs::create_dir_all(&qdir).map_err(|source| LoadError::Io {
+            path: qdir.clone(),
+            source,
+        })?;
+        for (_, path) in beyond {
+            let name = path.file_name().unwrap_or_default();
+            let to = qdir.join(name);
+            std::fs::rename(path, &to).map_err(|source| LoadError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            report.quarantined.push(to);
+        }
+        for d in [&qdir, &crate::snapshots::dir_of(data_dir)] {
+            interstice_store::atomic::sync_dir(d).map_err(|source| LoadError::Io {
+                path: d.to_path_buf(),
+                source,
+            })?;
+        }
+    }
     Ok(report)
 }

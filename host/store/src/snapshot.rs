@@ -259,13 +259,15 @@ fn put_bytes(w: &mut impl Write, b: &[u8]) -> io::Result<()> {
 }
 
 fn write_body(w: &mut impl Write, modules: &[ModuleImage<'_>]) -> io::Result<u64> {
-    let mut rows = 0u64;
     put_u32(w, modules.len() as u32)?;
     for m in modules {
         put_bytes(w, m.name.as_bytes())?;
         put_u32(w, m.version)?;
         let def = serde_json::to_vec(m.def).map_err(io::Error::other)?;
         put_bytes(w, &def)?;
+    }
+    let mut rows = 0u64;
+    for m in modules {
         let tables = m.tables.tables();
         put_u32(w, tables.len() as u32)?;
         for (id, t) in tables.iter().enumerate() {
@@ -399,10 +401,18 @@ fn get_bytes(r: &mut impl Read, max: u32, what: &str) -> Result<Vec<u8>, String>
     Ok(b)
 }
 
-fn read_body(r: &mut impl Read) -> Result<(Vec<LoadedModule>, u64), String> {
+/// A module's name, version and definition, as the start of a snapshot's
+/// body lists them.
+#[derive(Clone, Debug)]
+pub struct ModuleEntry {
+    pub name: String,
+    pub version: u32,
+    pub def: ModuleDef,
+}
+
+fn read_modules(r: &mut impl Read) -> Result<Vec<ModuleEntry>, String> {
     let count = get_u32(r)?;
-    let mut modules: Vec<LoadedModule> = Vec::new();
-    let mut rows = 0u64;
+    let mut modules: Vec<ModuleEntry> = Vec::new();
     for _ in 0..count {
         let name = String::from_utf8(get_bytes(r, NAME_BYTES_MAX, "module name")?)
             .map_err(|_| "module name is not UTF-8".to_string())?;
@@ -415,6 +425,34 @@ fn read_body(r: &mut impl Read) -> Result<(Vec<LoadedModule>, u64), String> {
             .map_err(|e| format!("definition of `{name}` does not parse: {e}"))?;
         def.validate()
             .map_err(|e| format!("definition of `{name}`: {e}"))?;
+        modules.push(ModuleEntry { name, version, def });
+    }
+    Ok(modules)
+}
+
+/// Reads the header and the module definitions only (the start of the
+/// body), without the rows and without checking the body's checksum.
+pub fn read_definitions(path: &Path) -> Result<(SnapshotHeader, Vec<ModuleEntry>), SnapshotError> {
+    let mut file = File::open(path).map_err(|source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let header = header_of(path, &mut file)?;
+    let corrupt = |reason: String| SnapshotError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let decoder = zstd::stream::read::Decoder::new(file.take(header.body_len))
+        .map_err(|e| corrupt(format!("body: {e}")))?;
+    let modules = read_modules(&mut BufReader::new(decoder)).map_err(corrupt)?;
+    Ok((header, modules))
+}
+
+fn read_body(r: &mut impl Read) -> Result<(Vec<LoadedModule>, u64), String> {
+    let entries = read_modules(r)?;
+    let mut modules = Vec::with_capacity(entries.len());
+    let mut rows = 0u64;
+    for ModuleEntry { name, version, def } in entries {
         let mut tables = Tables::new(&def);
         let table_count = get_u32(r)?;
         if table_count as usize != def.tables.len() {

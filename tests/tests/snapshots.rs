@@ -1,0 +1,241 @@
+//! Snapshots: opening from a snapshot plus the log after it equals replaying
+//! the whole log; a damaged snapshot is passed over; retention keeps disk
+//! use bounded; the replay guard covers loading a snapshot.
+
+use std::path::Path;
+
+use interstice_runtime::log::{LogConfig, SyncPolicy};
+use interstice_runtime::{
+    Database, LOG_DIR, MODULES_DIR, RuntimeConfig, SNAPSHOTS_DIR, SnapshotConfig,
+};
+use interstice_tests::{guest_bytes, guests, test_config};
+use serde_json::{Value, json};
+
+/// No automatic snapshots: the tests take them when they want them.
+fn manual() -> RuntimeConfig {
+    RuntimeConfig {
+        snapshots: SnapshotConfig {
+            every_tx: 0,
+            every_log_bytes: 0,
+            ..SnapshotConfig::default()
+        },
+        ..test_config()
+    }
+}
+
+fn open(dir: &Path, config: RuntimeConfig) -> Database {
+    Database::open(dir, config).unwrap_or_else(|e| panic!("open: {e}"))
+}
+
+/// Bank and chat, with some activity in each.
+fn activity(db: &Database, round: u64) {
+    for i in 0..20 {
+        let id = round * 100 + i;
+        db.call_json("bank", "open_account", &json!([id, 1_000]), "t")
+            .unwrap();
+        db.call_json("bank", "transfer", &json!([id, round * 100, 7]), "t")
+            .unwrap();
+    }
+    db.call_json("chat", "register", &json!([format!("u{round}"), null]), "t")
+        .unwrap();
+    for i in 0..5 {
+        db.call_json(
+            "chat",
+            "send",
+            &json!([format!("u{round}"), "general", format!("m{round}.{i}")]),
+            "t",
+        )
+        .unwrap();
+    }
+}
+
+fn published(config: RuntimeConfig) -> (tempfile::TempDir, Database) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), config);
+    db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
+    db.publish("chat", &guest_bytes(guests::CHAT)).unwrap();
+    (dir, db)
+}
+
+/// Table by table, so a difference names its table.
+fn assert_same_state(a: &Value, b: &Value, what: &str) {
+    let (a, b) = (a.as_object().unwrap(), b.as_object().unwrap());
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{what}: modules"
+    );
+    for (module, tables) in a {
+        for (table, content) in tables.as_object().unwrap() {
+            assert_eq!(
+                Some(content),
+                b[module].get(table),
+                "{what}: table {module}.{table}"
+            );
+        }
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else if entry.file_name() != "LOCK" {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn snapshot_plus_suffix_equals_full_replay() {
+    let (dir, db) = published(manual());
+    activity(&db, 1);
+    let info = db.snapshot().unwrap().expect("a new snapshot");
+    assert_eq!(info.tx_id, db.next_tx_id() - 1);
+    assert_eq!(info.modules, 2);
+    assert!(info.rows > 20, "{info:?}");
+    assert!(db.snapshot().unwrap().is_none(), "nothing new to snapshot");
+    activity(&db, 2);
+    let state = db.state_json().unwrap();
+    let next_tx = db.next_tx_id();
+    drop(db);
+
+    // Without the code: the snapshot is loaded and the log replayed with no
+    // guest at all.
+    std::fs::remove_dir_all(dir.path().join(MODULES_DIR)).unwrap();
+    let db = open(dir.path(), manual());
+    let stats = db.replay_stats().clone();
+    assert_eq!(stats.snapshot_tx_id, Some(info.tx_id));
+    assert_eq!(stats.snapshot_rows, info.rows);
+    assert_eq!(stats.transactions_replayed, next_tx - 1 - info.tx_id);
+    assert_eq!(
+        (
+            stats.guest_instantiations,
+            stats.guest_calls,
+            stats.fuel_consumed
+        ),
+        (0, 0, 0)
+    );
+    assert_same_state(&db.state_json().unwrap(), &state, "snapshot + suffix");
+    assert_eq!(db.next_tx_id(), next_tx);
+    assert_eq!(db.module_version("bank"), Some(1));
+    drop(db);
+
+    // The same directory without its snapshots replays the whole log.
+    let full = tempfile::tempdir().unwrap();
+    copy_tree(dir.path(), full.path());
+    std::fs::remove_dir_all(full.path().join(SNAPSHOTS_DIR)).unwrap();
+    let db = open(full.path(), manual());
+    assert_eq!(db.replay_stats().snapshot_tx_id, None);
+    assert_eq!(db.replay_stats().transactions_replayed, next_tx - 1);
+    assert_same_state(&db.state_json().unwrap(), &state, "full replay");
+}
+
+#[test]
+fn damaged_newest_snapshot_falls_back_to_the_older_one() {
+    let (dir, db) = published(manual());
+    activity(&db, 1);
+    let older = db.snapshot().unwrap().unwrap();
+    activity(&db, 2);
+    let newer = db.snapshot().unwrap().unwrap();
+    activity(&db, 3);
+    let state = db.state_json().unwrap();
+    drop(db);
+
+    let len = std::fs::metadata(&newer.path).unwrap().len();
+    let mut bytes = std::fs::read(&newer.path).unwrap();
+    bytes[len as usize / 2] ^= 0x04;
+    std::fs::write(&newer.path, bytes).unwrap();
+    let db = open(dir.path(), manual());
+    let stats = db.replay_stats();
+    assert_eq!(stats.snapshot_tx_id, Some(older.tx_id));
+    assert_eq!(stats.snapshots_rejected.len(), 1, "{stats:?}");
+    assert!(
+        stats.snapshots_rejected[0].contains(&newer.path.display().to_string()),
+        "{:?}",
+        stats.snapshots_rejected
+    );
+    assert_same_state(&db.state_json().unwrap(), &state, "older snapshot");
+    drop(db);
+
+    // Neither readable: the whole log is replayed.
+    std::fs::write(&older.path, b"not a snapshot").unwrap();
+    let db = open(dir.path(), manual());
+    assert_eq!(db.replay_stats().snapshot_tx_id, None);
+    assert_eq!(db.replay_stats().snapshots_rejected.len(), 2);
+    assert_same_state(&db.state_json().unwrap(), &state, "whole log");
+}
+
+/// A hundred thousand transactions through small segments and frequent
+/// snapshots: the data directory stops growing, and what is left opens to
+/// the same state.
+#[test]
+fn retention_keeps_disk_use_bounded() {
+    let config = RuntimeConfig {
+        log: LogConfig {
+            // Disk use, not durability, is under test here.
+            sync: SyncPolicy::Never,
+            segment_bytes_max: 64 << 10,
+            ..LogConfig::default()
+        },
+        snapshots: SnapshotConfig {
+            every_tx: 5_000,
+            every_log_bytes: 0,
+            keep: 3,
+            archive_dir: None,
+        },
+        ..test_config()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), config.clone());
+    db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
+    for id in 0..100 {
+        db.call_json("bank", "open_account", &json!([id, 1_000]), "t")
+            .unwrap();
+    }
+    let deposit = db.resolve_reducer("bank", "deposit").unwrap();
+    let mut sizes = Vec::new();
+    for i in 0..100_000u64 {
+        let args: Vec<u8> = [i % 100, 1 + i % 5]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        db.call_encoded("bank", deposit, &args, "t").unwrap();
+        if i % 10_000 == 9_999 {
+            sizes.push(disk_use(dir.path()));
+        }
+    }
+    let state = db.state_json().unwrap();
+    let last = db.last_automatic_snapshot().expect("snapshots were taken");
+    let last = last.unwrap_or_else(|e| panic!("automatic snapshot failed: {e}"));
+    drop(db);
+    eprintln!("disk use every 10,000 transactions: {sizes:?}");
+    // Growth stops: after the first 20,000 transactions, no measurement is
+    // above twice the one at 20,000 (100,000 transactions of log alone
+    // would be about five times it).
+    let bound = 2 * sizes[1];
+    assert!(sizes[2..].iter().all(|s| *s <= bound), "{sizes:?}");
+    let snapshots = std::fs::read_dir(dir.path().join(SNAPSHOTS_DIR))
+        .unwrap()
+        .count();
+    assert!(snapshots <= 3, "{snapshots} snapshots kept");
+    assert!(last.tx_id > 90_000, "{last:?}");
+
+    let db = open(dir.path(), config);
+    assert!(db.replay_stats().snapshot_tx_id.is_some());
+    assert_same_state(&db.state_json().unwrap(), &state, "after retention");
+}
+
+fn disk_use(dir: &Path) -> u64 {
+    [LOG_DIR, SNAPSHOTS_DIR]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(dir.join(d)).ok())
+        .flatten()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
