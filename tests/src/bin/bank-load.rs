@@ -3,7 +3,9 @@
 //! killed. Each transfer that committed durably is printed as one line,
 //! `ok <tx id> <from> <to> <amount>`, only after the call returned.
 //!
-//! `bank-load <data-dir> <accounts> <threads> <seed>`
+//! `bank-load <data-dir> <accounts> <threads> <seed>`; the environment
+//! variables `INTERSTICE_SNAPSHOT_EVERY_TX`, `INTERSTICE_SEGMENT_BYTES` and
+//! `INTERSTICE_ARCHIVE_DIR` set the snapshot and log configuration.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,7 +27,21 @@ fn main() -> ExitCode {
         eprintln!("accounts, threads and seed are numbers");
         return ExitCode::from(2);
     };
-    let db = match Database::open(&PathBuf::from(dir), interstice_tests::test_config()) {
+    let mut config = interstice_tests::test_config();
+    // Crash tests with snapshots: take them often, keep the log in small
+    // segments, and archive what retention removes so the test can still
+    // read every acknowledged transaction.
+    let env = |name: &str| std::env::var(name).ok();
+    if let Some(every) = env("INTERSTICE_SNAPSHOT_EVERY_TX").and_then(|v| v.parse().ok()) {
+        config.snapshots.every_tx = every;
+    }
+    if let Some(bytes) = env("INTERSTICE_SEGMENT_BYTES").and_then(|v| v.parse().ok()) {
+        config.log.segment_bytes_max = bytes;
+    }
+    if let Some(archive) = env("INTERSTICE_ARCHIVE_DIR") {
+        config.snapshots.archive_dir = Some(PathBuf::from(archive));
+    }
+    let db = match Database::open(&PathBuf::from(dir), config) {
         Ok(db) => db,
         Err(e) => {
             eprintln!("error: {e}");
