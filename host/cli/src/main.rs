@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use interstice_runtime::log::{LogConfig, RecoveryMode, SyncPolicy, limits::SEGMENT_BYTES_DEFAULT};
 use interstice_runtime::tools::{self, DumpFilter, TruncateTo};
-use interstice_runtime::{CallError, CallOutcome, Database, RuntimeConfig};
+use interstice_runtime::{
+    CallError, CallOutcome, Database, RuntimeConfig, SnapshotConfig, backup, snapshots,
+};
 
 /// Run WebAssembly reducer modules against durable state.
 #[derive(Parser)]
@@ -40,6 +42,19 @@ struct DataDir {
     /// Size at which the log starts a new segment, in bytes.
     #[arg(long, default_value_t = SEGMENT_BYTES_DEFAULT)]
     segment_size: u64,
+    /// Take a snapshot after this many transactions (0: not by count).
+    #[arg(long, default_value_t = SnapshotConfig::default().every_tx, env = "INTERSTICE_SNAPSHOT_EVERY_TX")]
+    snapshot_every_tx: u64,
+    /// Take a snapshot after this many bytes of log (0: not by size).
+    #[arg(long, default_value_t = SnapshotConfig::default().every_log_bytes, env = "INTERSTICE_SNAPSHOT_EVERY_BYTES")]
+    snapshot_every_bytes: u64,
+    /// Snapshots to keep; the log before the oldest kept one is removed.
+    #[arg(long, default_value_t = SnapshotConfig::default().keep, value_parser = parse_keep)]
+    snapshots_keep: usize,
+    /// Move log segments no kept snapshot needs here instead of deleting
+    /// them (same file system as the data directory).
+    #[arg(long, env = "INTERSTICE_ARCHIVE_DIR")]
+    archive_dir: Option<PathBuf>,
 }
 
 /// A data directory for the log tools, which do not open the database.
@@ -93,6 +108,27 @@ enum LogCommand {
         /// Keep everything before the first damaged record.
         #[arg(long)]
         to_last_valid: bool,
+        #[command(flatten)]
+        dir: LogDir,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Take a snapshot of every table now (the database must not be open
+    /// in another process), then apply retention.
+    Create {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// The snapshots in the data directory, with what their headers say.
+    List {
+        #[command(flatten)]
+        dir: LogDir,
+    },
+    /// Read every snapshot whole, checking checksums and rows. Exit 0 only
+    /// when all are intact.
+    Verify {
         #[command(flatten)]
         dir: LogDir,
     },
@@ -162,6 +198,24 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Create, list or verify snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+    /// Copy the data directory consistently into DEST (new or empty), while
+    /// the database may keep serving writes in another process.
+    Backup {
+        dest: PathBuf,
+        #[command(flatten)]
+        dir: LogDir,
+    },
+    /// Verify the backup in BACKUP_DIR and restore it into DATA_DIR (new or
+    /// empty); the result is opened to prove it replays.
+    Restore {
+        backup_dir: PathBuf,
+        data_dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -210,6 +264,12 @@ fn open(dir: &DataDir) -> Result<Database> {
             sync: dir.sync,
             segment_bytes_max: dir.segment_size,
             recovery: dir.recovery_mode,
+        },
+        snapshots: SnapshotConfig {
+            every_tx: dir.snapshot_every_tx,
+            every_log_bytes: dir.snapshot_every_bytes,
+            keep: dir.snapshots_keep,
+            archive_dir: dir.archive_dir.clone(),
         },
         ..RuntimeConfig::default()
     };
@@ -287,6 +347,62 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(db.replay_stats())?);
         }
         Command::Log { command } => log_command(command)?,
+        Command::Snapshot { command } => snapshot_command(command)?,
+        Command::Backup { dest, dir } => {
+            let manifest = backup::backup(&dir.data_dir, &dest)
+                .with_context(|| format!("backing up {}", dir.data_dir.display()))?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "backup": dest,
+                    "tx_id": manifest.tx_id,
+                    "snapshot_tx_id": manifest.snapshot_tx_id,
+                    "modules": manifest.modules,
+                    "rows": manifest.rows,
+                    "files": manifest.files.len(),
+                    "bytes": manifest.files.iter().map(|f| f.bytes).sum::<u64>(),
+                })
+            );
+        }
+        Command::Restore {
+            backup_dir,
+            data_dir,
+        } => {
+            let restored = backup::restore(&backup_dir, &data_dir, RuntimeConfig::default())
+                .with_context(|| format!("restoring {}", backup_dir.display()))?;
+            println!("{}", serde_json::to_string(&restored)?);
+        }
+    }
+    Ok(())
+}
+
+fn snapshot_command(command: SnapshotCommand) -> Result<()> {
+    match command {
+        SnapshotCommand::Create { dir } => {
+            let db = open(&dir)?;
+            match db.snapshot()? {
+                Some(info) => println!("{}", serde_json::to_string_pretty(&info)?),
+                None => println!(
+                    "{}",
+                    serde_json::json!({"tx_id": db.next_tx_id() - 1, "note": "a snapshot at this transaction exists already"})
+                ),
+            }
+        }
+        SnapshotCommand::List { dir } => {
+            let list = snapshots::describe_all(&dir.data_dir)?;
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        }
+        SnapshotCommand::Verify { dir } => {
+            let report = snapshots::verify_all(&dir.data_dir)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            let bad: Vec<_> = report.iter().filter_map(|s| s.error.as_ref()).collect();
+            for e in &bad {
+                eprintln!("damaged: {e}");
+            }
+            if !bad.is_empty() {
+                bail!("{} of {} snapshots are damaged", bad.len(), report.len());
+            }
+        }
     }
     Ok(())
 }
@@ -451,4 +567,12 @@ fn demo(dir: &DataDir) -> Result<()> {
     }
     println!("accounts after replay are identical ({} rows)", after.len());
     Ok(())
+}
+
+fn parse_keep(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("keep at least one snapshot".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }

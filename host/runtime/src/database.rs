@@ -1014,6 +1014,9 @@ fn report_open(dir: &Path, stats: &ReplayStats, modules: &BTreeMap<String, Modul
     for q in &stats.quarantined {
         tracing::warn!("moved aside: {q}");
     }
+    for r in &stats.snapshots_rejected {
+        tracing::warn!("snapshot passed over (an older one, or the log, is used): {r}");
+    }
     for name in modules.keys() {
         if !module_path(dir, name).is_file() {
             tracing::warn!(
