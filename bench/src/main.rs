@@ -73,16 +73,7 @@ fn native_insert() -> Result<Duration> {
         abi_version: ABI_VERSION,
         tables: vec![TableDef {
             name: "rows".into(),
-            columns: vec![
-                ColumnDef {
-                    name: "id".into(),
-                    ty: t,
-                },
-                ColumnDef {
-                    name: "value".into(),
-                    ty: t,
-                },
-            ],
+            columns: vec![ColumnDef::new("id", t), ColumnDef::new("value", t)],
             primary_key: 0,
             auto_inc: None,
             indexes: vec![],

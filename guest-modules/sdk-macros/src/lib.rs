@@ -59,6 +59,9 @@ fn take_attr(attrs: &mut Vec<Attribute>, name: &str) -> Option<Attribute> {
 struct ColumnInfo {
     ident: Ident,
     ty: Type,
+    /// `#[default(expr)]`: the value rows get when a later version adds
+    /// this column.
+    default: Option<syn::Expr>,
 }
 
 struct IndexInfo {
@@ -76,9 +79,16 @@ struct TableInfo {
     indexes: Vec<IndexInfo>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    Normal,
+    Init,
+    Migrate,
+}
+
 struct ReducerInfo {
     fn_ident: Ident,
-    init: bool,
+    kind: Lifecycle,
     params: Vec<(String, Type)>,
 }
 
@@ -181,9 +191,14 @@ fn parse_table(attr: &Attribute, s: &mut ItemStruct) -> Result<TableInfo> {
                 unique: false,
             });
         }
+        let default = match take_attr(&mut field.attrs, "default") {
+            Some(a) => Some(a.parse_args::<syn::Expr>()?),
+            None => None,
+        };
         columns.push(ColumnInfo {
             ident,
             ty: field.ty.clone(),
+            default,
         });
     }
     let Some(primary_key) = primary_key else {
@@ -206,14 +221,17 @@ fn parse_table(attr: &Attribute, s: &mut ItemStruct) -> Result<TableInfo> {
 }
 
 fn parse_reducer(attr: &Attribute, f: &ItemFn) -> Result<ReducerInfo> {
-    let mut init = false;
+    let mut kind = Lifecycle::Normal;
     if !matches!(attr.meta, syn::Meta::Path(_)) {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("init") {
-                init = true;
+                kind = Lifecycle::Init;
+                Ok(())
+            } else if meta.path.is_ident("migrate") {
+                kind = Lifecycle::Migrate;
                 Ok(())
             } else {
-                Err(meta.error("expected `init`"))
+                Err(meta.error("expected `init` or `migrate`"))
             }
         })?;
     }
@@ -250,7 +268,7 @@ fn parse_reducer(attr: &Attribute, f: &ItemFn) -> Result<ReducerInfo> {
     }
     Ok(ReducerInfo {
         fn_ident: f.sig.ident.clone(),
-        init,
+        kind,
         params,
     })
 }
@@ -283,7 +301,6 @@ fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
         let name = &t.name;
         let field_idents: Vec<_> = t.columns.iter().map(|c| &c.ident).collect();
         let field_types: Vec<_> = t.columns.iter().map(|c| &c.ty).collect();
-        let field_names: Vec<_> = t.columns.iter().map(|c| c.ident.to_string()).collect();
         let pk_ident = &t.columns[t.primary_key].ident;
         let pk_ty = &t.columns[t.primary_key].ty;
         let pk_pos = t.primary_key as u32;
@@ -296,6 +313,18 @@ fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
             None => quote!(::core::option::Option::None),
         };
         let ephemeral = t.ephemeral;
+        let column_defs = t.columns.iter().map(|c| {
+            let name = c.ident.to_string();
+            let ty = &c.ty;
+            match &c.default {
+                Some(expr) => quote! {
+                    #sdk::__private::column_def_with_default::<#ty>(#name, #expr)
+                },
+                None => quote! {
+                    #sdk::__private::column_def(#name, <#ty as #sdk::Column>::TYPE)
+                },
+            }
+        });
         let index_defs = t.indexes.iter().map(|i| {
             let col = i.column as u32;
             let name = t.columns[i.column].ident.to_string();
@@ -327,9 +356,7 @@ fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
         table_defs.push(quote! {
             #sdk::TableDef {
                 name: ::std::string::String::from(#name),
-                columns: ::std::vec![
-                    #( #sdk::__private::column_def(#field_names, <#field_types as #sdk::Column>::TYPE), )*
-                ],
+                columns: ::std::vec![ #( #column_defs, )* ],
                 primary_key: #pk_pos,
                 auto_inc: #auto_inc,
                 indexes: ::std::vec![ #( #index_defs, )* ],
@@ -384,10 +411,10 @@ fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
         let reducer_id = reducer_id as u32;
         let fn_ident = &r.fn_ident;
         let name = fn_ident.to_string();
-        let kind = if r.init {
-            quote!(#sdk::ReducerKind::Init)
-        } else {
-            quote!(#sdk::ReducerKind::Normal)
+        let kind = match r.kind {
+            Lifecycle::Init => quote!(#sdk::ReducerKind::Init),
+            Lifecycle::Migrate => quote!(#sdk::ReducerKind::Migrate),
+            Lifecycle::Normal => quote!(#sdk::ReducerKind::Normal),
         };
         let param_names: Vec<_> = r.params.iter().map(|(n, _)| n.clone()).collect();
         let param_types: Vec<_> = r.params.iter().map(|(_, t)| t.clone()).collect();

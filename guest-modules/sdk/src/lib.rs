@@ -583,6 +583,18 @@ pub mod __private {
         ColumnDef {
             name: name.to_string(),
             ty,
+            default: None,
+        }
+    }
+
+    /// A column declared with `#[default(value)]`.
+    pub fn column_def_with_default<T: Column>(name: &str, value: T) -> ColumnDef {
+        let mut bytes = Vec::new();
+        value.encode(&mut bytes);
+        ColumnDef {
+            name: name.to_string(),
+            ty: T::TYPE,
+            default: Some(bytes),
         }
     }
 

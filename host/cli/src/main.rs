@@ -11,7 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use interstice_runtime::log::{LogConfig, RecoveryMode, SyncPolicy, limits::SEGMENT_BYTES_DEFAULT};
 use interstice_runtime::tools::{self, DumpFilter, TruncateTo};
 use interstice_runtime::{
-    CallError, CallOutcome, Database, RuntimeConfig, SnapshotConfig, backup, snapshots,
+    CallError, CallOutcome, Database, PublishOptions, RuntimeConfig, SnapshotConfig, backup,
+    snapshots,
 };
 
 /// Run WebAssembly reducer modules against durable state.
@@ -151,6 +152,10 @@ enum Command {
         /// The module's name (default: the file name without extension).
         #[arg(long)]
         name: Option<String>,
+        /// For a new version whose changes are not additive: drop the
+        /// module's data and start it afresh (its init reducer runs).
+        #[arg(long)]
+        clear: bool,
         #[command(flatten)]
         dir: DataDir,
     },
@@ -289,7 +294,12 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("building {}", crate_dir.display()))?;
             println!("{}", path.display());
         }
-        Command::Publish { wasm, name, dir } => {
+        Command::Publish {
+            wasm,
+            name,
+            clear,
+            dir,
+        } => {
             let name = match name {
                 Some(n) => n,
                 None => wasm
@@ -302,18 +312,21 @@ fn run(cli: Cli) -> Result<()> {
                 std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
             let db = open(&dir)?;
             let published = db
-                .publish(&name, &bytes)
+                .publish_with(&name, &bytes, PublishOptions { clear })
                 .with_context(|| format!("publishing {}", wasm.display()))?;
-            let verb = if published.replaced {
-                "replaced"
-            } else {
-                "published"
+            let verb = match (published.replaced, published.version) {
+                (true, _) => "replaced the code of".to_string(),
+                (false, 1) => "published".to_string(),
+                (false, v) => format!("upgraded to version {v}"),
             };
             println!(
                 "{verb} module `{name}`: {} tables, {} reducers",
                 published.def.tables.len(),
                 published.def.reducers.len()
             );
+            for change in &published.changes {
+                println!("  - {change}");
+            }
         }
         Command::Call {
             module,

@@ -2,10 +2,11 @@
 //! `docs/log-format.md` is the specification.
 //!
 //! ```text
-//! kind        u8      1 = reducer call, 2 = module publication
+//! kind        u8      1 = reducer call, 2 = module publication,
+//!                     3 = new version of a published module
 //! timestamp   i64 LE  logical time of the transaction, µs since the Unix epoch
 //! module      str     module name
-//! definition  bytes   publication only: the module definition (UTF-8 JSON)
+//! definition  bytes   kinds 2 and 3 only: the module definition (UTF-8 JSON)
 //! reducer     str     reducer name (publication: the init reducer, or empty)
 //! caller      str     caller identity
 //! args        bytes   the arguments, one row in the canonical row encoding
@@ -26,6 +27,9 @@ pub const PAYLOAD_VERSION: u32 = 1;
 pub enum RecordKind {
     Call = 1,
     Publish = 2,
+    /// A new version of a module already published: the definition, its
+    /// version, and the migration or init reducer's mutations.
+    Upgrade = 3,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +111,7 @@ pub fn encode<'m>(
     out.push(header.kind as u8);
     out.extend_from_slice(&header.timestamp_micros.to_le_bytes());
     put_bytes(out, header.module.as_bytes());
-    if header.kind == RecordKind::Publish {
+    if header.kind != RecordKind::Call {
         put_bytes(out, header.definition.unwrap_or_default());
     }
     put_bytes(out, header.reducer.as_bytes());
@@ -169,13 +173,14 @@ impl<'a> TxRecord<'a> {
         let kind = match c.u8("kind")? {
             1 => RecordKind::Call,
             2 => RecordKind::Publish,
+            3 => RecordKind::Upgrade,
             k => return Err(PayloadError::UnknownKind(k)),
         };
         let timestamp_micros =
             i64::from_le_bytes(c.take(8, "timestamp")?.try_into().expect("8 bytes"));
         let module = c.str("module")?;
         let definition = match kind {
-            RecordKind::Publish => Some(c.bytes("definition")?),
+            RecordKind::Publish | RecordKind::Upgrade => Some(c.bytes("definition")?),
             RecordKind::Call => None,
         };
         let reducer = c.str("reducer")?;

@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use interstice_log::{Log, MutationRef, RecordKind, TxHeader, payload};
 use interstice_store::json::{args_from_json, row_to_json};
-use interstice_store::{ModuleDef, Mutation, ReducerKind, Tables};
+use interstice_store::{ModuleDef, Mutation, ReducerKind, Tables, migrate};
 use serde::Serialize;
 
 use crate::counters::CounterSnapshot;
@@ -63,12 +63,33 @@ pub struct CallOutcome {
 #[derive(Debug)]
 pub struct Published {
     pub def: Arc<ModuleDef>,
-    /// The init reducer's transaction, if the module has one and it ran.
+    /// The definition's version now in force.
+    pub version: u32,
+    /// What the init reducer (first publication, or `clear`) or the
+    /// migration reducer (a new version) did, if one ran.
     pub init: Option<CallOutcome>,
     /// Whether the module replaced code of the same definition.
     pub replaced: bool,
     /// The publication's transaction (none when only the code was replaced).
     pub tx_id: Option<u64>,
+    /// For a new version: what changed, one line each.
+    pub changes: Vec<String>,
+}
+
+/// How [`Database::publish_with`] treats a new version.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PublishOptions {
+    /// Drop the module's data: the new version starts from empty tables and
+    /// runs its init reducer, whatever changed.
+    pub clear: bool,
+}
+
+/// The definition document of an upgrade record (`docs/log-format.md`).
+#[derive(Serialize, serde::Deserialize)]
+pub(crate) struct UpgradeDocument {
+    pub version: u32,
+    pub clear: bool,
+    pub definition: ModuleDef,
 }
 
 /// What opening the database found and did, for `interstice replay`.
@@ -364,8 +385,14 @@ fn encode_tx(header: &TxHeader<'_>, mutations: &[Mutation]) -> Vec<u8> {
     out
 }
 
-fn module_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(MODULES_DIR).join(format!("{name}.wasm"))
+/// The code of version `version` of a module: `NAME.wasm` for the first,
+/// `NAME.vN.wasm` after.
+fn module_path(dir: &Path, name: &str, version: u32) -> PathBuf {
+    let file = match version {
+        0 | 1 => format!("{name}.wasm"),
+        n => format!("{name}.v{n}.wasm"),
+    };
+    dir.join(MODULES_DIR).join(file)
 }
 
 impl Database {
@@ -552,9 +579,27 @@ impl Database {
 
     /// Validates, stores and loads a module, then runs its init reducer if it
     /// is new, as one transaction whose log record carries the definition.
-    /// A module of the same name is replaced only when its definition is
-    /// unchanged (the code alone changes; nothing is logged).
+    /// Over a module of the same name: the code alone is replaced when the
+    /// definition is unchanged (nothing is logged); otherwise the new
+    /// version is migrated to as [`Database::publish_with`] says.
     pub fn publish(&self, name: &str, wasm: &[u8]) -> Result<Published, LoadError> {
+        self.publish_with(name, wasm, PublishOptions::default())
+    }
+
+    /// [`Database::publish`] with options. A new version of a published
+    /// module is accepted when its changes are additive (new tables, new
+    /// columns at the end with a default, new indexes, new reducers), when
+    /// it has a migration reducer, or with `clear`; anything else is
+    /// refused with the list of changes. Migration, the migration reducer
+    /// (or, with `clear`, the init reducer) and the switch to the new
+    /// version are one transaction: if any of it fails, the old version
+    /// keeps serving and no data changes.
+    pub fn publish_with(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        options: PublishOptions,
+    ) -> Result<Published, LoadError> {
         check_module_name(name)?;
         let mut runner = Runner::compile(&self.host, wasm)?;
         let def = Arc::new(runner.describe()?);
@@ -564,29 +609,77 @@ impl Database {
                 interstice_log::AppendError::Poisoned(p),
             ));
         }
-        let path = module_path(&self.dir, name);
-        if let Some(existing) = inner.modules.get_mut(name) {
-            if *existing.def != *def {
-                return Err(LoadError::SchemaChanged {
-                    module: name.to_string(),
-                });
-            }
+        let existing = inner.modules.get(name);
+        if let Some(existing) = existing
+            && *existing.def == *def
+            && !options.clear
+        {
+            let path = module_path(&self.dir, name, existing.version);
             fsutil::write_atomic(&path, wasm).map_err(io_err(&path))?;
-            existing.runner = Some(runner);
+            let version = existing.version;
+            if let Some(existing) = inner.modules.get_mut(name) {
+                existing.runner = Some(runner);
+            }
             return Ok(Published {
                 def,
+                version,
                 init: None,
                 replaced: true,
                 tx_id: None,
+                changes: Vec::new(),
             });
         }
-        let mut tables = Tables::new(&def);
+        // The new version's tables, and which reducer runs on them.
+        let (kind, version, mut tables, reducer, changes) = match existing {
+            None => (
+                RecordKind::Publish,
+                1,
+                Tables::new(&def),
+                def.init_reducer(),
+                Vec::new(),
+            ),
+            Some(old) => {
+                let plan = migrate::plan(&old.def, &def);
+                let mut changes = plan.additive.clone();
+                changes.extend(plan.breaking.iter().cloned());
+                if options.clear {
+                    changes.push(format!("all data of `{name}` cleared"));
+                    (
+                        RecordKind::Upgrade,
+                        old.version + 1,
+                        Tables::new(&def),
+                        def.init_reducer(),
+                        changes,
+                    )
+                } else if plan.is_additive() || def.migrate_reducer().is_some() {
+                    let tables = migrate::apply(&plan, &old.tables, &def).map_err(|e| {
+                        LoadError::MigrationRefused {
+                            module: name.to_string(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    (
+                        RecordKind::Upgrade,
+                        old.version + 1,
+                        tables,
+                        def.migrate_reducer(),
+                        changes,
+                    )
+                } else {
+                    return Err(LoadError::SchemaChanged {
+                        module: name.to_string(),
+                        changes: plan.breaking,
+                    });
+                }
+            }
+        };
         let ctx = inner.clock.next("publish");
-        let init = match def.init_reducer() {
+        let ran = match reducer {
             Some(id) => {
                 let committed = runner.call(&mut tables, &ctx, id, &[]).map_err(|source| {
                     LoadError::InitFailed {
                         module: name.to_string(),
+                        reducer: def.reducers[id as usize].name.clone(),
                         source,
                     }
                 })?;
@@ -595,20 +688,31 @@ impl Database {
             None => None,
         };
         // The code is on disk before the record that makes it part of the
-        // database, so a durable publication always has its code.
+        // database, so a durable publication always has its code. Each
+        // version has its own file: the old version's stays in force (and
+        // on disk) if this record never becomes durable.
+        let path = module_path(&self.dir, name, version);
         fsutil::write_atomic(&path, wasm).map_err(io_err(&path))?;
-        let definition = serde_json::to_vec(&*def).expect("a definition serializes");
+        let definition = match kind {
+            RecordKind::Upgrade => serde_json::to_vec(&UpgradeDocument {
+                version,
+                clear: options.clear,
+                definition: (*def).clone(),
+            }),
+            _ => serde_json::to_vec(&*def),
+        }
+        .expect("a definition serializes");
         let empty = Vec::new();
         let header = TxHeader {
-            kind: RecordKind::Publish,
+            kind,
             timestamp_micros: ctx.timestamp_micros,
             module: name,
             definition: Some(&definition),
-            reducer: init.as_ref().map_or("", |(n, _)| n.as_str()),
+            reducer: ran.as_ref().map_or("", |(n, _)| n.as_str()),
             caller: &ctx.caller,
             args: &[],
         };
-        let payload = encode_tx(&header, init.as_ref().map_or(&empty, |(_, c)| &c.mutations));
+        let payload = encode_tx(&header, ran.as_ref().map_or(&empty, |(_, c)| &c.mutations));
         self.log
             .append(ctx.tx_id, payload)
             .map_err(LoadError::Durability)?;
@@ -617,7 +721,7 @@ impl Database {
             name.to_string(),
             ModuleEntry {
                 def: def.clone(),
-                version: 1,
+                version,
                 tables,
                 runner: Some(runner),
             },
@@ -626,9 +730,11 @@ impl Database {
         self.log.wait(ctx.tx_id).map_err(LoadError::Durability)?;
         Ok(Published {
             def,
-            init: init.map(|(_, c)| outcome(&ctx, c)),
+            version,
+            init: ran.map(|(_, c)| outcome(&ctx, c)),
             replaced: false,
             tx_id: Some(ctx.tx_id),
+            changes,
         })
     }
 
@@ -749,9 +855,13 @@ impl Database {
         };
         let runner = match &mut entry.runner {
             Some(r) => r,
-            None => entry
-                .runner
-                .insert(load_runner(&self.host, &self.dir, module, &entry.def)?),
+            None => entry.runner.insert(load_runner(
+                &self.host,
+                &self.dir,
+                module,
+                entry.version,
+                &entry.def,
+            )?),
         };
         let ctx = inner.clock.next(caller);
         let committed = runner.call(&mut entry.tables, &ctx, reducer_id, args)?;
@@ -969,13 +1079,14 @@ fn load_runner(
     host: &Host,
     dir: &Path,
     module: &str,
+    version: u32,
     def: &ModuleDef,
 ) -> Result<Runner, CallError> {
     let not_loaded = |reason: String| CallError::NotLoaded {
         module: module.to_string(),
         reason,
     };
-    let path = module_path(dir, module);
+    let path = module_path(dir, module, version);
     let wasm = std::fs::read(&path).map_err(|e| {
         not_loaded(format!(
             "its code {} cannot be read ({e}); publish the module again",
@@ -1017,8 +1128,8 @@ fn report_open(dir: &Path, stats: &ReplayStats, modules: &BTreeMap<String, Modul
     for r in &stats.snapshots_rejected {
         tracing::warn!("snapshot passed over (an older one, or the log, is used): {r}");
     }
-    for name in modules.keys() {
-        if !module_path(dir, name).is_file() {
+    for (name, entry) in modules {
+        if !module_path(dir, name, entry.version).is_file() {
             tracing::warn!(
                 "module `{name}` has no code in {}; its tables are served but calls fail until it is published again",
                 dir.join(MODULES_DIR).display()

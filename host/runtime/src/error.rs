@@ -27,13 +27,24 @@ pub enum LoadError {
     Schema(#[from] SchemaError),
     #[error("invalid module name {0:?}: use ASCII letters, digits, `_` or `-`, at most 64 bytes")]
     InvalidName(String),
+    /// A new version changes the schema in ways that lose data or break
+    /// callers, and neither `clear` nor a migration reducer says so is fine.
     #[error(
-        "module `{module}` already exists with a different definition; schema changes are not supported yet"
+        "module `{module}` cannot be upgraded in place:\n{}\npublish with --clear to drop its data, or give the new version a #[reducer(migrate)]",
+        changes.iter().map(|c| format!("  - {c}")).collect::<Vec<_>>().join("\n")
     )]
-    SchemaChanged { module: String },
-    #[error("the init reducer of `{module}` failed: {source}")]
+    SchemaChanged {
+        module: String,
+        changes: Vec<String>,
+    },
+    /// The old version's rows do not fit the new definition.
+    #[error("the tables of `{module}` cannot be migrated: {reason}; the old version keeps serving")]
+    MigrationRefused { module: String, reason: String },
+    /// The init or migration reducer failed; nothing changed.
+    #[error("reducer `{reducer}` of `{module}` failed at publication: {source}; nothing changed")]
     InitFailed {
         module: String,
+        reducer: String,
         #[source]
         source: CallError,
     },

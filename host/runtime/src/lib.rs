@@ -40,7 +40,8 @@ pub mod tools;
 
 pub use counters::{CounterSnapshot, Counters, ReplayGuard, ReplayPhase};
 pub use database::{
-    CACHE_DIR, CallOutcome, Database, LOG_DIR, MODULES_DIR, Published, QueryError, ReplayStats,
+    CACHE_DIR, CallOutcome, Database, LOG_DIR, MODULES_DIR, PublishOptions, Published, QueryError,
+    ReplayStats,
 };
 pub use engine::{Host, RuntimeConfig};
 pub use error::{CallError, LoadError, SnapshotError};

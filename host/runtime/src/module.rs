@@ -242,6 +242,7 @@ fn convert_def(def: types::ModuleDef) -> ModuleDef {
                     .map(|c| ColumnDef {
                         name: c.name,
                         ty: convert_type(c.ty),
+                        default: c.default,
                     })
                     .collect(),
                 primary_key: t.primary_key,
@@ -274,6 +275,7 @@ fn convert_def(def: types::ModuleDef) -> ModuleDef {
                 kind: match r.kind {
                     types::ReducerKind::Normal => ReducerKind::Normal,
                     types::ReducerKind::Init => ReducerKind::Init,
+                    types::ReducerKind::Migrate => ReducerKind::Migrate,
                 },
             })
             .collect(),

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use interstice_log::{Op, Record, RecordKind, TxRecord};
 use interstice_store::snapshot::Loaded;
-use interstice_store::{ModuleDef, MutationOp, Tables};
+use interstice_store::{ModuleDef, MutationOp, Tables, migrate};
+
+use crate::database::UpgradeDocument;
 
 /// One module as replay rebuilt it.
 pub(crate) struct ReplayedModule {
@@ -122,8 +124,10 @@ impl Replayer {
                 tx.header.timestamp_micros, self.last_timestamp_micros
             ));
         }
-        if tx.header.kind == RecordKind::Publish {
-            self.publish(&tx)?;
+        match tx.header.kind {
+            RecordKind::Publish => self.publish(&tx)?,
+            RecordKind::Upgrade => self.upgrade(&tx)?,
+            RecordKind::Call => {}
         }
         let module = self.modules.get_mut(tx.header.module).ok_or_else(|| {
             format!(
@@ -145,15 +149,7 @@ impl Replayer {
     }
 
     fn publish(&mut self, tx: &TxRecord<'_>) -> Result<(), String> {
-        let json = tx.header.definition.unwrap_or_default();
-        let def: ModuleDef = serde_json::from_slice(json).map_err(|e| {
-            format!(
-                "module definition of `{}` does not parse: {e}",
-                tx.header.module
-            )
-        })?;
-        def.validate()
-            .map_err(|e| format!("module definition of `{}`: {e}", tx.header.module))?;
+        let (def, version, _) = definition_of(tx)?;
         if self.modules.contains_key(tx.header.module) {
             return Err(format!("module `{}` published twice", tx.header.module));
         }
@@ -162,11 +158,59 @@ impl Replayer {
             tx.header.module.to_string(),
             ReplayedModule {
                 def: Arc::new(def),
-                version: 1,
+                version,
                 tables,
             },
         );
         self.publications += 1;
         Ok(())
     }
+
+    /// A new version: the same migration the publication computed, from
+    /// the two definitions and the tables as they stand.
+    fn upgrade(&mut self, tx: &TxRecord<'_>) -> Result<(), String> {
+        let (def, version, clear) = definition_of(tx)?;
+        let name = tx.header.module;
+        let module = self
+            .modules
+            .get_mut(name)
+            .ok_or_else(|| format!("new version of module `{name}`, never published"))?;
+        if version != module.version + 1 {
+            return Err(format!(
+                "module `{name}` goes from version {} to {version}",
+                module.version
+            ));
+        }
+        let tables = if clear {
+            Tables::new(&def)
+        } else {
+            let plan = migrate::plan(&module.def, &def);
+            migrate::apply(&plan, &module.tables, &def)
+                .map_err(|e| format!("module `{name}` does not migrate: {e}"))?
+        };
+        *module = ReplayedModule {
+            def: Arc::new(def),
+            version,
+            tables,
+        };
+        self.publications += 1;
+        Ok(())
+    }
+}
+
+/// The definition a publication record carries, its version, and whether
+/// the module's data was cleared.
+pub(crate) fn definition_of(tx: &TxRecord<'_>) -> Result<(ModuleDef, u32, bool), String> {
+    let json = tx.header.definition.unwrap_or_default();
+    let name = tx.header.module;
+    let parsed = match tx.header.kind {
+        RecordKind::Upgrade => serde_json::from_slice::<UpgradeDocument>(json)
+            .map(|d| (d.definition, d.version, d.clear)),
+        _ => serde_json::from_slice::<ModuleDef>(json).map(|d| (d, 1, false)),
+    };
+    let (def, version, clear) =
+        parsed.map_err(|e| format!("module definition of `{name}` does not parse: {e}"))?;
+    def.validate()
+        .map_err(|e| format!("module definition of `{name}`: {e}"))?;
+    Ok((def, version, clear))
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::database::LOG_DIR;
 use crate::error::LoadError;
 use crate::lock::DirLock;
-use crate::replay::Replayer;
+use crate::replay::{Replayer, definition_of};
 
 /// Progress callback: (bytes of the log read, total bytes).
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
@@ -223,11 +223,8 @@ pub fn inspect(data_dir: &Path, progress: Progress<'_>) -> Result<InspectReport,
         };
         first_ts.get_or_insert(tx.header.timestamp_micros);
         last_ts = Some(tx.header.timestamp_micros);
-        if tx.header.kind == RecordKind::Publish
-            && let Some(def) = tx
-                .header
-                .definition
-                .and_then(|d| serde_json::from_slice::<ModuleDef>(d).ok())
+        if tx.header.kind != RecordKind::Call
+            && let Ok((def, _, _)) = definition_of(&tx)
         {
             let tables = def.tables.iter().map(|t| (t.name.clone(), 0)).collect();
             modules.insert(
@@ -302,11 +299,8 @@ pub fn dump(
                     .map_err(|e| e.to_string());
             }
         };
-        if tx.header.kind == RecordKind::Publish
-            && let Some(def) = tx
-                .header
-                .definition
-                .and_then(|d| serde_json::from_slice::<ModuleDef>(d).ok())
+        if tx.header.kind != RecordKind::Call
+            && let Ok((def, _, _)) = definition_of(&tx)
         {
             defs.insert(tx.header.module.to_string(), def);
         }
@@ -350,6 +344,16 @@ pub fn dump(
             }
             RecordKind::Publish => {
                 format!("publish {} (init {})", tx.header.module, tx.header.reducer)
+            }
+            RecordKind::Upgrade => {
+                let version = definition_of(&tx).map_or(0, |(_, v, _)| v);
+                match tx.header.reducer {
+                    "" => format!("upgrade {} to version {version}", tx.header.module),
+                    r => format!(
+                        "upgrade {} to version {version} (ran {r})",
+                        tx.header.module
+                    ),
+                }
             }
             RecordKind::Call => format!("call {}.{} {args}", tx.header.module, tx.header.reducer),
         };

@@ -18,8 +18,8 @@
 //!     tables: vec![TableDef {
 //!         name: "accounts".into(),
 //!         columns: vec![
-//!             ColumnDef { name: "id".into(), ty: u64_col },
-//!             ColumnDef { name: "balance".into(), ty: u64_col },
+//!             ColumnDef::new("id", u64_col),
+//!             ColumnDef::new("balance", u64_col),
 //!         ],
 //!         primary_key: 0,
 //!         auto_inc: None,
@@ -44,6 +44,7 @@ pub mod codec;
 mod error;
 pub mod json;
 pub mod limits;
+pub mod migrate;
 mod schema;
 pub mod snapshot;
 mod table;

@@ -77,6 +77,64 @@ impl fmt::Display for ColumnType {
 pub struct ColumnDef {
     pub name: String,
     pub ty: ColumnType,
+    /// The value existing rows get when a later version of the module adds
+    /// this column, in the row encoding of `ty` (`docs/row-encoding.md`).
+    /// Optional columns without one default to none.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_opt")]
+    pub default: Option<Vec<u8>>,
+}
+
+impl ColumnDef {
+    /// A column with no default.
+    pub fn new(name: impl Into<String>, ty: ColumnType) -> Self {
+        ColumnDef {
+            name: name.into(),
+            ty,
+            default: None,
+        }
+    }
+
+    /// The encoded value rows get when this column is added: the declared
+    /// default, or none for an optional column.
+    pub fn default_bytes(&self) -> Option<Vec<u8>> {
+        match (&self.default, self.ty.optional) {
+            (Some(bytes), _) => Some(bytes.clone()),
+            (None, true) => Some(vec![0]),
+            (None, false) => None,
+        }
+    }
+}
+
+/// Default values appear in definitions (and `interstice schema`) as hex.
+mod hex_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(bytes) => {
+                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                s.serialize_some(&hex)
+            }
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let Some(hex) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(serde::de::Error::custom(
+                "default is not an even run of hex digits",
+            ));
+        }
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +169,9 @@ impl TableDef {
 pub enum ReducerKind {
     Normal,
     Init,
+    /// Runs once, in the publication transaction of a new version of the
+    /// module, after its tables were migrated (`docs/migrations.md`).
+    Migrate,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,9 +216,17 @@ impl ModuleDef {
     }
 
     pub fn init_reducer(&self) -> Option<u32> {
+        self.reducer_of_kind(ReducerKind::Init)
+    }
+
+    pub fn migrate_reducer(&self) -> Option<u32> {
+        self.reducer_of_kind(ReducerKind::Migrate)
+    }
+
+    fn reducer_of_kind(&self, kind: ReducerKind) -> Option<u32> {
         self.reducers
             .iter()
-            .position(|r| r.kind == ReducerKind::Init)
+            .position(|r| r.kind == kind)
             .map(|i| i as u32)
     }
 
@@ -187,15 +256,16 @@ impl ModuleDef {
             validate_table(table)?;
         }
         check_unique_names("reducer", self.reducers.iter().map(|r| r.name.as_str()), "")?;
-        let inits = self
-            .reducers
-            .iter()
-            .filter(|r| r.kind == ReducerKind::Init)
-            .count();
-        if inits > 1 {
-            return Err(SchemaError::Invalid(format!(
-                "{inits} init reducers; a module has at most one"
-            )));
+        for (kind, what) in [
+            (ReducerKind::Init, "init"),
+            (ReducerKind::Migrate, "migrate"),
+        ] {
+            let count = self.reducers.iter().filter(|r| r.kind == kind).count();
+            if count > 1 {
+                return Err(SchemaError::Invalid(format!(
+                    "{count} {what} reducers; a module has at most one"
+                )));
+            }
         }
         for reducer in &self.reducers {
             check_name("reducer", &reducer.name)?;
@@ -210,9 +280,14 @@ impl ModuleDef {
                 reducer.params.iter().map(|p| p.name.as_str()),
                 &format!(" of reducer `{}`", reducer.name),
             )?;
-            if reducer.kind == ReducerKind::Init && !reducer.params.is_empty() {
+            if reducer.kind != ReducerKind::Normal && !reducer.params.is_empty() {
                 return Err(SchemaError::Invalid(format!(
-                    "init reducer `{}` takes parameters; it must take none",
+                    "{} reducer `{}` takes parameters; it must take none",
+                    if reducer.kind == ReducerKind::Init {
+                        "init"
+                    } else {
+                        "migrate"
+                    },
                     reducer.name
                 )));
             }
@@ -239,6 +314,14 @@ fn validate_table(table: &TableDef) -> Result<(), SchemaError> {
     check_unique_names("column", table.columns.iter().map(|c| c.name.as_str()), &at)?;
     for column in &table.columns {
         check_name("column", &column.name)?;
+        if let Some(default) = &column.default {
+            crate::codec::decode_key(default, column.ty).map_err(|e| {
+                SchemaError::Invalid(format!(
+                    "default of column `{}` in table `{}` is not a {} value: {e}",
+                    column.name, table.name, column.ty
+                ))
+            })?;
+        }
     }
     let column = |position: u32, role: &str| -> Result<&ColumnDef, SchemaError> {
         table.columns.get(position as usize).ok_or_else(|| {
@@ -332,10 +415,7 @@ mod tests {
     use super::*;
 
     fn col(name: &str, scalar: ScalarType) -> ColumnDef {
-        ColumnDef {
-            name: name.into(),
-            ty: ColumnType::required(scalar),
-        }
+        ColumnDef::new(name, ColumnType::required(scalar))
     }
 
     fn table() -> TableDef {
@@ -440,6 +520,41 @@ mod tests {
             name: "x".into(),
             ty: ColumnType::required(ScalarType::U32),
         });
-        assert!(err(m).contains("must take none"));
+        assert!(err(m.clone()).contains("must take none"));
+        m.reducers[0].params.clear();
+        m.reducers.push(ReducerDef {
+            name: "m1".into(),
+            params: vec![],
+            kind: ReducerKind::Migrate,
+        });
+        m.validate().unwrap();
+        let mut two = m.clone();
+        two.reducers.push(ReducerDef {
+            name: "m2".into(),
+            params: vec![],
+            kind: ReducerKind::Migrate,
+        });
+        assert!(err(two).contains("2 migrate reducers"));
+
+        let mut t = table();
+        t.columns[1].default = Some(vec![1, 0]);
+        assert!(
+            err(module(vec![t]))
+                .contains("default of column `name` in table `t` is not a string value")
+        );
+        let mut t = table();
+        t.columns[1].default = Some(vec![2, 0, 0, 0, b'h', b'i']);
+        module(vec![t.clone()]).validate().unwrap();
+        let json = serde_json::to_string(&t.columns[1]).unwrap();
+        assert!(json.contains(r#""default":"020000006869""#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<ColumnDef>(&json).unwrap(),
+            t.columns[1]
+        );
+        assert!(
+            !serde_json::to_string(&t.columns[0])
+                .unwrap()
+                .contains("default")
+        );
     }
 }

@@ -89,10 +89,7 @@ proptest! {
 }
 
 fn u64_col(name: &str) -> ColumnDef {
-    ColumnDef {
-        name: name.into(),
-        ty: ColumnType::required(ScalarType::U64),
-    }
+    ColumnDef::new(name, ColumnType::required(ScalarType::U64))
 }
 
 /// `t(id pk auto_inc, tag unique, group btree)`.

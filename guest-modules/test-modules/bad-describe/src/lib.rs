@@ -15,6 +15,7 @@ fn table(name: &str) -> TableDef {
                 scalar: ScalarType::U64,
                 optional: false,
             },
+            default: None,
         }],
         primary_key: 0,
         auto_inc: None,

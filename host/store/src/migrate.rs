@@ -1,0 +1,575 @@
+//! Schema evolution: what changes between two versions of a module's
+//! definition, and how the tables of the old version become the tables of
+//! the new one.
+//!
+//! Both halves are deterministic functions of the two definitions (and the
+//! old tables), so replay recomputes a migration from the log instead of
+//! logging every migrated row (`docs/migrations.md`).
+
+use crate::codec;
+use crate::error::DbError;
+use crate::schema::{ModuleDef, ReducerKind, TableDef};
+use crate::tables::Tables;
+use crate::value::Value;
+
+/// Where one column of a carried table gets its values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ColumnSource {
+    /// The old table's column at this position.
+    Old(usize),
+    /// This encoded value, for every row.
+    Default(Vec<u8>),
+}
+
+/// Where one table of the new definition gets its rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TableSource {
+    /// A table the old version did not have: it starts empty.
+    New,
+    /// The old table `from`'s rows, converted column by column.
+    Carry {
+        from: u32,
+        columns: Vec<ColumnSource>,
+    },
+    /// The old table `from` changed beyond what the host converts (a column
+    /// changed type, the primary key changed, a required column came
+    /// without a default, or the table is ephemeral): it starts empty.
+    Reset { from: u32 },
+}
+
+/// What publishing `new` over `old` changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Indexed by the new definition's table ids.
+    pub tables: Vec<TableSource>,
+    /// Changes that migrate automatically, one line each.
+    pub additive: Vec<String>,
+    /// Changes that lose data or break callers, one line each: publication
+    /// needs `--clear` or a migration reducer.
+    pub breaking: Vec<String>,
+}
+
+impl Plan {
+    /// Whether the new version may replace the old one without the
+    /// operator's or the module author's say-so.
+    pub fn is_additive(&self) -> bool {
+        self.breaking.is_empty()
+    }
+}
+
+/// Compares two validated definitions of one module.
+pub fn plan(old: &ModuleDef, new: &ModuleDef) -> Plan {
+    let mut additive = Vec::new();
+    let mut breaking = Vec::new();
+    let mut tables = Vec::with_capacity(new.tables.len());
+    for t in &new.tables {
+        match old.table_id(&t.name) {
+            None => {
+                additive.push(format!("table `{}` added", t.name));
+                tables.push(TableSource::New);
+            }
+            Some(from) => {
+                let source = plan_table(
+                    from,
+                    &old.tables[from as usize],
+                    t,
+                    &mut additive,
+                    &mut breaking,
+                );
+                tables.push(source);
+            }
+        }
+    }
+    for t in &old.tables {
+        if new.table_id(&t.name).is_none() {
+            breaking.push(format!("table `{}` removed, with all its rows", t.name));
+        }
+    }
+    // Init and migration reducers run only at publication: they are not
+    // part of what callers see.
+    let callable = |d: &ModuleDef| {
+        d.reducers
+            .iter()
+            .filter(|r| r.kind == ReducerKind::Normal)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let (old_r, new_r) = (callable(old), callable(new));
+    for r in &new_r {
+        match old_r.iter().find(|o| o.name == r.name) {
+            None => additive.push(format!("reducer `{}` added", r.name)),
+            Some(o) if o.params != r.params => breaking.push(format!(
+                "reducer `{}` changes its parameters from ({}) to ({})",
+                r.name,
+                params(&o.params),
+                params(&r.params)
+            )),
+            Some(_) => {}
+        }
+    }
+    for o in &old_r {
+        if !new_r.iter().any(|r| r.name == o.name) {
+            breaking.push(format!("reducer `{}` removed", o.name));
+        }
+    }
+    Plan {
+        tables,
+        additive,
+        breaking,
+    }
+}
+
+fn params(p: &[crate::schema::ParamDef]) -> String {
+    p.iter()
+        .map(|p| format!("{}: {}", p.name, p.ty))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn plan_table(
+    from: u32,
+    old: &TableDef,
+    new: &TableDef,
+    additive: &mut Vec<String>,
+    breaking: &mut Vec<String>,
+) -> TableSource {
+    let name = &new.name;
+    let mut reset = false;
+    if old.ephemeral != new.ephemeral {
+        breaking.push(format!(
+            "table `{name}` becomes {}",
+            if new.ephemeral { "ephemeral" } else { "logged" }
+        ));
+    }
+    let old_pk = &old.columns[old.primary_key as usize].name;
+    let new_pk = &new.columns[new.primary_key as usize].name;
+    if old_pk != new_pk {
+        breaking.push(format!(
+            "table `{name}`: primary key changes from `{old_pk}` to `{new_pk}`"
+        ));
+        reset = true;
+    }
+    let auto = |t: &TableDef| t.auto_inc.map(|c| t.columns[c as usize].name.clone());
+    if auto(old) != auto(new) {
+        breaking.push(format!("table `{name}`: auto-increment column changes"));
+    }
+    let mut columns = Vec::with_capacity(new.columns.len());
+    let mut appended = true;
+    for (i, c) in new.columns.iter().enumerate() {
+        match old.column_index(&c.name) {
+            Some(j) if old.columns[j].ty != c.ty => {
+                breaking.push(format!(
+                    "table `{name}`: column `{}` changes type from {} to {}",
+                    c.name, old.columns[j].ty, c.ty
+                ));
+                reset = true;
+            }
+            Some(j) => {
+                if i != j {
+                    breaking.push(format!(
+                        "table `{name}`: column `{}` moves from position {j} to {i}",
+                        c.name
+                    ));
+                }
+                columns.push(ColumnSource::Old(j));
+                continue;
+            }
+            None => {}
+        }
+        if old.column_index(&c.name).is_some() {
+            continue;
+        }
+        match c.default_bytes() {
+            Some(bytes) => {
+                let at_end = i >= old.columns.len();
+                if at_end && appended {
+                    additive.push(format!(
+                        "table `{name}`: column `{}` ({}) added",
+                        c.name, c.ty
+                    ));
+                } else {
+                    breaking.push(format!(
+                        "table `{name}`: column `{}` added before existing columns",
+                        c.name
+                    ));
+                }
+                columns.push(ColumnSource::Default(bytes));
+            }
+            None => {
+                appended = false;
+                breaking.push(format!(
+                    "table `{name}`: required column `{}` added without a default",
+                    c.name
+                ));
+                reset = true;
+            }
+        }
+    }
+    for c in &old.columns {
+        if new.column_index(&c.name).is_none() {
+            breaking.push(format!(
+                "table `{name}`: column `{}` removed, with its values",
+                c.name
+            ));
+        }
+    }
+    let index_key = |t: &TableDef, i: &crate::schema::IndexDef| {
+        (t.columns[i.column as usize].name.clone(), i.unique)
+    };
+    for i in &new.indexes {
+        match old.indexes.iter().find(|o| o.name == i.name) {
+            None => additive.push(format!(
+                "table `{name}`: {} index `{}` added",
+                if i.unique { "unique" } else { "btree" },
+                i.name
+            )),
+            Some(o) if index_key(old, o) != index_key(new, i) => breaking.push(format!(
+                "table `{name}`: index `{}` changes its column or uniqueness",
+                i.name
+            )),
+            Some(_) => {}
+        }
+    }
+    for o in &old.indexes {
+        if !new.indexes.iter().any(|i| i.name == o.name) {
+            breaking.push(format!("table `{name}`: index `{}` removed", o.name));
+        }
+    }
+    if reset || new.ephemeral {
+        TableSource::Reset { from }
+    } else {
+        TableSource::Carry { from, columns }
+    }
+}
+
+/// Builds the new version's tables from the old version's, as `plan` says.
+/// The old tables are not changed. Fails when a carried row breaks a
+/// constraint of the new definition (a new unique index over duplicate
+/// values).
+pub fn apply(plan: &Plan, old: &Tables, new: &ModuleDef) -> Result<Tables, DbError> {
+    let mut tables = Tables::new(new);
+    for (id, source) in plan.tables.iter().enumerate() {
+        let TableSource::Carry { from, columns } = source else {
+            continue;
+        };
+        let old_table = old.table(*from)?;
+        let old_types = old_table.def().column_types();
+        let new_def = &new.tables[id];
+        let new_types = new_def.column_types();
+        let invalid = |source| DbError::InvalidRow {
+            table: new_def.name.clone(),
+            source,
+        };
+        let defaults: Vec<Option<Value>> = columns
+            .iter()
+            .zip(&new_types)
+            .map(|(c, ty)| match c {
+                ColumnSource::Default(bytes) => codec::decode_key(bytes, *ty).map(Some),
+                ColumnSource::Old(_) => Ok(None),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(invalid)?;
+        let rows = old_table.iter().map(|row| {
+            let values = codec::decode_row(row, &old_types).map_err(invalid)?;
+            let converted: Vec<Value> = columns
+                .iter()
+                .zip(&defaults)
+                .map(|(c, d)| match c {
+                    ColumnSource::Old(j) => values[*j].clone(),
+                    ColumnSource::Default(_) => d.clone().unwrap_or(Value::Null),
+                })
+                .collect();
+            Ok(codec::encode_row(&converted, &new_types))
+        });
+        let same_counter = old_table
+            .def()
+            .auto_inc
+            .map(|c| &old_table.def().columns[c as usize].name)
+            == new_def.auto_inc.map(|c| &new_def.columns[c as usize].name);
+        let counter = if same_counter {
+            old_table.next_auto_inc()
+        } else {
+            1
+        };
+        tables.bulk_load(id as u32, rows, counter)?;
+    }
+    Ok(tables)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{
+        ABI_VERSION, ColumnDef, ColumnType, IndexDef, ParamDef, ReducerDef, ScalarType,
+    };
+    use crate::tables::TxLog;
+
+    fn u64c(name: &str) -> ColumnDef {
+        ColumnDef::new(name, ColumnType::required(ScalarType::U64))
+    }
+
+    fn base() -> ModuleDef {
+        ModuleDef {
+            abi_version: ABI_VERSION,
+            tables: vec![TableDef {
+                name: "t".into(),
+                columns: vec![u64c("id"), u64c("a"), u64c("b")],
+                primary_key: 0,
+                auto_inc: Some(0),
+                indexes: vec![IndexDef {
+                    name: "a".into(),
+                    column: 1,
+                    unique: false,
+                }],
+                ephemeral: false,
+            }],
+            reducers: vec![ReducerDef {
+                name: "r".into(),
+                params: vec![ParamDef {
+                    name: "x".into(),
+                    ty: ColumnType::required(ScalarType::U64),
+                }],
+                kind: ReducerKind::Normal,
+            }],
+        }
+    }
+
+    fn changed(f: impl FnOnce(&mut ModuleDef)) -> Plan {
+        let mut new = base();
+        f(&mut new);
+        new.validate().expect("the changed definition is valid");
+        plan(&base(), &new)
+    }
+
+    #[test]
+    fn allowed_changes_are_additive() {
+        let cases: Vec<(&str, Box<dyn FnOnce(&mut ModuleDef)>)> = vec![
+            (
+                "table `u` added",
+                Box::new(|d| {
+                    let mut t = d.tables[0].clone();
+                    t.name = "u".into();
+                    d.tables.insert(0, t);
+                }),
+            ),
+            (
+                "column `c` (u64) added",
+                Box::new(|d| {
+                    let mut c = u64c("c");
+                    c.default = Some(5u64.to_le_bytes().to_vec());
+                    d.tables[0].columns.push(c);
+                }),
+            ),
+            (
+                "column `o` (option<string>) added",
+                Box::new(|d| {
+                    d.tables[0].columns.push(ColumnDef::new(
+                        "o",
+                        ColumnType {
+                            scalar: ScalarType::String,
+                            optional: true,
+                        },
+                    ));
+                }),
+            ),
+            (
+                "btree index `b` added",
+                Box::new(|d| {
+                    d.tables[0].indexes.push(IndexDef {
+                        name: "b".into(),
+                        column: 2,
+                        unique: false,
+                    });
+                }),
+            ),
+            (
+                "reducer `s` added",
+                Box::new(|d| {
+                    let mut r = d.reducers[0].clone();
+                    r.name = "s".into();
+                    d.reducers.push(r);
+                }),
+            ),
+        ];
+        for (expected, change) in cases {
+            let p = changed(change);
+            assert!(p.is_additive(), "{expected}: {:?}", p.breaking);
+            assert!(
+                p.additive.iter().any(|l| l.contains(expected)),
+                "{expected}: {:?}",
+                p.additive
+            );
+        }
+    }
+
+    #[test]
+    fn refused_changes_are_named() {
+        let cases: Vec<(&str, Box<dyn FnOnce(&mut ModuleDef)>)> = vec![
+            (
+                "table `t` removed",
+                Box::new(|d| d.tables[0].name = "renamed".into()),
+            ),
+            (
+                "column `b` removed",
+                Box::new(|d| {
+                    d.tables[0].columns.pop();
+                }),
+            ),
+            (
+                "column `b` changes type from u64 to i64",
+                Box::new(|d| {
+                    d.tables[0].columns[2].ty = ColumnType::required(ScalarType::I64);
+                }),
+            ),
+            (
+                "column `b` moves from position 2 to 1",
+                Box::new(|d| {
+                    d.tables[0].columns.swap(1, 2);
+                    d.tables[0].indexes[0].column = 2;
+                }),
+            ),
+            (
+                "column `c` added before existing columns",
+                Box::new(|d| {
+                    let mut c = u64c("c");
+                    c.default = Some(vec![0; 8]);
+                    d.tables[0].columns.insert(1, c);
+                    d.tables[0].indexes[0].column = 2;
+                }),
+            ),
+            (
+                "required column `c` added without a default",
+                Box::new(|d| {
+                    d.tables[0].columns.push(u64c("c"));
+                }),
+            ),
+            (
+                "primary key changes from `id` to `b`",
+                Box::new(|d| {
+                    d.tables[0].primary_key = 2;
+                    d.tables[0].auto_inc = None;
+                }),
+            ),
+            (
+                "auto-increment column changes",
+                Box::new(|d| d.tables[0].auto_inc = None),
+            ),
+            (
+                "index `a` removed",
+                Box::new(|d| {
+                    d.tables[0].indexes.clear();
+                }),
+            ),
+            (
+                "index `a` changes its column or uniqueness",
+                Box::new(|d| {
+                    d.tables[0].indexes[0].unique = true;
+                }),
+            ),
+            (
+                "becomes ephemeral",
+                Box::new(|d| d.tables[0].ephemeral = true),
+            ),
+            (
+                "reducer `r` removed",
+                Box::new(|d| {
+                    d.reducers.clear();
+                }),
+            ),
+            (
+                "reducer `r` changes its parameters from (x: u64) to ()",
+                Box::new(|d| {
+                    d.reducers[0].params.clear();
+                }),
+            ),
+        ];
+        for (expected, change) in cases {
+            let p = changed(change);
+            assert!(
+                p.breaking.iter().any(|l| l.contains(expected)),
+                "{expected}: {:?}",
+                p.breaking
+            );
+        }
+    }
+
+    fn row(values: &[u64]) -> Vec<u8> {
+        let t = ColumnType::required(ScalarType::U64);
+        codec::encode_row(
+            &values.iter().map(|v| Value::U64(*v)).collect::<Vec<_>>(),
+            &vec![t; values.len()],
+        )
+    }
+
+    #[test]
+    fn apply_carries_rows_with_defaults_and_checks_new_constraints() {
+        let old = base();
+        let mut tables = Tables::new(&old);
+        let mut tx = TxLog::new();
+        for (id, a) in [(1, 10), (2, 10), (3, 30)] {
+            tables.insert(&mut tx, 0, &row(&[id, a, id * 100])).unwrap();
+        }
+        tables.commit(&mut tx);
+
+        let mut new = base();
+        let mut c = u64c("c");
+        c.default = Some(9u64.to_le_bytes().to_vec());
+        new.tables[0].columns.push(c);
+        new.tables.insert(
+            0,
+            TableDef {
+                name: "fresh".into(),
+                ..old.tables[0].clone()
+            },
+        );
+        let p = plan(&old, &new);
+        assert!(p.is_additive());
+        let migrated = apply(&p, &tables, &new).unwrap();
+        assert_eq!(migrated.table(0).unwrap().len(), 0);
+        let t = migrated.table(1).unwrap();
+        let rows: Vec<Vec<u8>> = t.iter().map(|r| r.to_vec()).collect();
+        assert_eq!(
+            rows,
+            vec![
+                row(&[1, 10, 100, 9]),
+                row(&[2, 10, 200, 9]),
+                row(&[3, 30, 300, 9])
+            ]
+        );
+        assert_eq!(t.next_auto_inc(), 4);
+        // The old tables are untouched.
+        assert_eq!(
+            tables.table(0).unwrap().iter().next().unwrap().to_vec(),
+            row(&[1, 10, 100])
+        );
+
+        // A unique index over values that repeat cannot be built.
+        let mut unique = base();
+        unique.tables[0].indexes[0].unique = true;
+        let err = apply(&plan(&old, &unique), &tables, &unique).err().unwrap();
+        assert!(err.to_string().contains("unique constraint `a`"), "{err}");
+
+        // A removed column is projected away.
+        let mut fewer = base();
+        fewer.tables[0].columns.pop();
+        let t = apply(&plan(&old, &fewer), &tables, &fewer).unwrap();
+        assert_eq!(
+            t.table(0).unwrap().iter().next().unwrap().to_vec(),
+            row(&[1, 10])
+        );
+
+        // A changed type resets the table.
+        let mut retyped = base();
+        retyped.tables[0].columns[2].ty = ColumnType::required(ScalarType::I64);
+        let p = plan(&old, &retyped);
+        assert_eq!(p.tables[0], TableSource::Reset { from: 0 });
+        assert_eq!(
+            apply(&p, &tables, &retyped)
+                .unwrap()
+                .table(0)
+                .unwrap()
+                .len(),
+            0
+        );
+    }
+}
