@@ -2,9 +2,10 @@
 //! figures it is compared with; compare ratios, not absolute times across
 //! machines or runs.
 //!
-//! `cargo run --release -p interstice-bench -- reducers | durable | replay | all`
+//! `cargo run --release -p interstice-bench -- reducers | durable | replay | snapshots [ROWS] | all`
 
 mod durable;
+mod snapshots;
 
 use std::time::{Duration, Instant};
 
@@ -242,8 +243,15 @@ fn main() -> Result<()> {
     if matches!(which.as_str(), "replay" | "all") {
         replay_figures()?;
     }
+    if matches!(which.as_str(), "snapshots" | "all") {
+        let rows = std::env::args()
+            .nth(2)
+            .filter(|_| which == "snapshots")
+            .map_or(Ok(10_000_000), |v| v.parse())?;
+        snapshots::figures(rows)?;
+    }
     match which.as_str() {
-        "durable" | "replay" => {}
+        "durable" | "replay" | "snapshots" => {}
         "write-log" => {
             let dir = std::env::args()
                 .nth(2)

@@ -279,7 +279,9 @@ pub fn apply(plan: &Plan, old: &Tables, new: &ModuleDef) -> Result<Tables, DbErr
                     ColumnSource::Default(_) => d.clone().unwrap_or(Value::Null),
                 })
                 .collect();
-            Ok(codec::encode_row(&converted, &new_types))
+            Ok(crate::table::RowBytes::from(codec::encode_row(
+                &converted, &new_types,
+            )))
         });
         let same_counter = old_table
             .def()

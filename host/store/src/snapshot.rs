@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::atomic;
 use crate::schema::ModuleDef;
+use crate::table::RowBytes;
 use crate::tables::Tables;
 
 /// First eight bytes of every snapshot file.
@@ -448,6 +449,18 @@ pub fn read_definitions(path: &Path) -> Result<(SnapshotHeader, Vec<ModuleEntry>
     Ok((header, modules))
 }
 
+fn get_row(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<(), String> {
+    let len = get_u32(r)?;
+    if len as usize > crate::limits::ROW_BYTES_MAX {
+        return Err(format!(
+            "row of {len} bytes exceeds {}",
+            crate::limits::ROW_BYTES_MAX
+        ));
+    }
+    buf.resize(len as usize, 0);
+    r.read_exact(buf).map_err(|e| format!("body: {e}"))
+}
+
 fn read_body(r: &mut impl Read) -> Result<(Vec<LoadedModule>, u64), String> {
     let entries = read_modules(r)?;
     let mut modules = Vec::with_capacity(entries.len());
@@ -475,12 +488,15 @@ fn read_body(r: &mut impl Read) -> Result<(Vec<LoadedModule>, u64), String> {
                 return Err(format!("ephemeral table `{name}.{table_name}` has rows"));
             }
             let mut failed: Option<String> = None;
+            // One buffer for every row: each row is then copied once, into
+            // the shared allocation the table keeps.
+            let mut buf = Vec::new();
             let source = (0..count).map_while(|_| {
                 if failed.is_some() {
                     return None;
                 }
-                match get_bytes(r, crate::limits::ROW_BYTES_MAX as u32, "row") {
-                    Ok(b) => Some(Ok(b)),
+                match get_row(r, &mut buf) {
+                    Ok(()) => Some(Ok(RowBytes::from(&buf[..]))),
                     Err(e) => {
                         failed = Some(e);
                         None

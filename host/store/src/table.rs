@@ -316,7 +316,7 @@ impl Table {
     /// On error the table is left empty.
     pub fn bulk_load(
         &mut self,
-        rows: impl IntoIterator<Item = Result<Vec<u8>, DbError>>,
+        rows: impl IntoIterator<Item = Result<RowBytes, DbError>>,
         next_auto_inc: u64,
     ) -> Result<(), DbError> {
         assert!(self.rows.is_empty(), "bulk_load needs an empty table");
@@ -329,7 +329,7 @@ impl Table {
 
     fn bulk_load_inner(
         &mut self,
-        rows: impl IntoIterator<Item = Result<Vec<u8>, DbError>>,
+        rows: impl IntoIterator<Item = Result<RowBytes, DbError>>,
         next_auto_inc: u64,
     ) -> Result<(), DbError> {
         self.next_auto_inc = next_auto_inc.max(1);
@@ -357,7 +357,7 @@ impl Table {
             for (i, slot) in self.index_slots.iter().enumerate() {
                 entries[i].push((values[*slot].value.clone(), pk.clone()));
             }
-            sorted.push((pk, RowBytes::from(row)));
+            sorted.push((pk, row));
         }
         for (i, mut list) in entries.into_iter().enumerate() {
             list.sort_unstable();

@@ -252,7 +252,7 @@ impl Tables {
     pub fn bulk_load(
         &mut self,
         table: u32,
-        rows: impl IntoIterator<Item = Result<Vec<u8>, DbError>>,
+        rows: impl IntoIterator<Item = Result<RowBytes, DbError>>,
         next_auto_inc: u64,
     ) -> Result<(), DbError> {
         self.table_mut(table)?.bulk_load(rows, next_auto_inc)
