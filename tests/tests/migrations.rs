@@ -217,3 +217,27 @@ fn migration_reducer_runs_once_and_its_failure_changes_nothing() {
     db.call_json("bank", "deposit", &json!([1, 1]), "t")
         .unwrap();
 }
+
+#[test]
+fn log_tools_follow_the_versions() {
+    use interstice_runtime::tools;
+    let (dir, db) = at_v2();
+    db.call_json("bank", "set_owner", &json!([1, "al"]), "t")
+        .unwrap();
+    drop(db);
+    let report = tools::verify(dir.path(), &mut |_, _| {}).unwrap();
+    assert!(report.intact(), "{report:?}");
+    let inspect = tools::inspect(dir.path(), &mut |_, _| {}).unwrap();
+    let bank = &inspect.modules["bank"];
+    assert_eq!(bank.version, 2);
+    assert_eq!(bank.transactions, 6);
+    assert_eq!(bank.tables["audit"], 1);
+    let mut out = Vec::new();
+    tools::dump(dir.path(), &tools::DumpFilter::default(), &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains(": upgrade bank to version 2\n"), "{text}");
+    assert!(
+        text.contains(r#"insert audit {"account":1,"id":1,"note":"owner set to al"}"#),
+        "{text}"
+    );
+}

@@ -368,3 +368,38 @@ fn snapshot_create_list_verify_then_backup_and_restore() {
         stderr(&out)
     );
 }
+
+#[test]
+fn publishing_a_new_version_lists_its_changes() {
+    let dir = bank_dir();
+    let out = interstice(dir.path(), &["publish", guests::BANK_V2, "--name", "bank"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("upgraded to version 2 module `bank`"),
+        "{text}"
+    );
+    assert!(text.contains("  - table `audit` added\n"), "{text}");
+
+    let out = interstice(
+        dir.path(),
+        &["publish", guests::BANK_V3_BAD, "--name", "bank"],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("cannot be upgraded in place"), "{err}");
+    assert!(err.contains("  - reducer `deposit` removed"), "{err}");
+
+    let out = interstice(
+        dir.path(),
+        &["publish", guests::BANK_V3_BAD, "--name", "bank", "--clear"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("all data of `bank` cleared"),
+        "{}",
+        stdout(&out)
+    );
+    let out = interstice(dir.path(), &["query", "bank", "accounts"]);
+    assert_eq!(stdout(&out), "");
+}

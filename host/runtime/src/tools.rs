@@ -154,10 +154,13 @@ fn verify_base(data_dir: &Path) -> (Replayer, Option<u64>) {
 /// Module definitions in force before the log's first record, from the
 /// oldest snapshot whose definitions read (retention may have removed the
 /// publication records).
-fn definitions_before_log(data_dir: &Path) -> BTreeMap<String, ModuleDef> {
+fn definitions_before_log(data_dir: &Path) -> BTreeMap<String, (ModuleDef, u32)> {
     for (_, path) in crate::snapshots::list(data_dir).unwrap_or_default() {
         if let Ok((_, modules)) = interstice_store::snapshot::read_definitions(&path) {
-            return modules.into_iter().map(|m| (m.name, m.def)).collect();
+            return modules
+                .into_iter()
+                .map(|m| (m.name, (m.def, m.version)))
+                .collect();
         }
     }
     BTreeMap::new()
@@ -176,9 +179,11 @@ pub struct SegmentReport {
 /// A module in `log inspect`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModuleReport {
-    /// None when the publication lies before the log's first record (in a
-    /// snapshot).
+    /// The latest publication of the module (first or new version); None
+    /// when it lies before the log's first record (in a snapshot).
     pub published_tx_id: Option<u64>,
+    /// The definition's version after the latest publication.
+    pub version: u32,
     pub transactions: u64,
     /// Table name to the number of its mutations in the log.
     pub tables: BTreeMap<String, u64>,
@@ -204,18 +209,21 @@ pub fn inspect(data_dir: &Path, progress: Progress<'_>) -> Result<InspectReport,
     let mut progress = Throttled::new(progress, total_log_bytes(data_dir)?);
     let mut first_ts = None;
     let mut last_ts = None;
-    let mut defs = definitions_before_log(data_dir);
-    let mut modules: BTreeMap<String, ModuleReport> = defs
+    let seeded = definitions_before_log(data_dir);
+    let mut modules: BTreeMap<String, ModuleReport> = seeded
         .iter()
-        .map(|(name, def)| {
+        .map(|(name, (def, version))| {
             let report = ModuleReport {
                 published_tx_id: None,
+                version: *version,
                 transactions: 0,
                 tables: def.tables.iter().map(|t| (t.name.clone(), 0)).collect(),
             };
             (name.clone(), report)
         })
         .collect();
+    let mut defs: BTreeMap<String, ModuleDef> =
+        seeded.into_iter().map(|(n, (d, _))| (n, d)).collect();
     let report = scan_dir(data_dir, &mut |rec| {
         progress.at(rec.log_offset);
         let Ok(tx) = TxRecord::decode(rec.payload) else {
@@ -224,17 +232,22 @@ pub fn inspect(data_dir: &Path, progress: Progress<'_>) -> Result<InspectReport,
         first_ts.get_or_insert(tx.header.timestamp_micros);
         last_ts = Some(tx.header.timestamp_micros);
         if tx.header.kind != RecordKind::Call
-            && let Ok((def, _, _)) = definition_of(&tx)
+            && let Ok((def, version, _)) = definition_of(&tx)
         {
-            let tables = def.tables.iter().map(|t| (t.name.clone(), 0)).collect();
-            modules.insert(
-                tx.header.module.to_string(),
-                ModuleReport {
-                    published_tx_id: Some(rec.tx_id),
+            // A new version keeps the counts so far; its new tables join.
+            let report = modules
+                .entry(tx.header.module.to_string())
+                .or_insert_with(|| ModuleReport {
+                    published_tx_id: None,
+                    version: 0,
                     transactions: 0,
-                    tables,
-                },
-            );
+                    tables: BTreeMap::new(),
+                });
+            report.published_tx_id = Some(rec.tx_id);
+            report.version = version;
+            for t in &def.tables {
+                report.tables.entry(t.name.clone()).or_insert(0);
+            }
             defs.insert(tx.header.module.to_string(), def);
         }
         if let (Some(m), Some(def)) = (
@@ -290,7 +303,10 @@ pub fn dump(
     filter: &DumpFilter,
     out: &mut dyn std::io::Write,
 ) -> Result<Recovered, LogError> {
-    let mut defs = definitions_before_log(data_dir);
+    let mut defs: BTreeMap<String, ModuleDef> = definitions_before_log(data_dir)
+        .into_iter()
+        .map(|(n, (d, _))| (n, d))
+        .collect();
     scan_dir(data_dir, &mut |rec| {
         let tx = match TxRecord::decode(rec.payload) {
             Ok(tx) => tx,
