@@ -290,7 +290,7 @@ fn backup_during_writes_restores_to_its_transaction() {
                     "t",
                 );
                 i += 1;
-                if i % 200 == 0 {
+                if i.is_multiple_of(200) {
                     // Snapshots and retention run during the backup too.
                     db.snapshot().unwrap();
                 }

@@ -306,6 +306,9 @@ mod tests {
     };
     use crate::tables::TxLog;
 
+    /// A change to the base definition, named by the line it should cause.
+    type Change = Box<dyn FnOnce(&mut ModuleDef)>;
+
     fn u64c(name: &str) -> ColumnDef {
         ColumnDef::new(name, ColumnType::required(ScalarType::U64))
     }
@@ -345,7 +348,7 @@ mod tests {
 
     #[test]
     fn allowed_changes_are_additive() {
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut ModuleDef)>)> = vec![
+        let cases: Vec<(&str, Change)> = vec![
             (
                 "table `u` added",
                 Box::new(|d| {
@@ -406,7 +409,7 @@ mod tests {
 
     #[test]
     fn refused_changes_are_named() {
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut ModuleDef)>)> = vec![
+        let cases: Vec<(&str, Change)> = vec![
             (
                 "table `t` removed",
                 Box::new(|d| d.tables[0].name = "renamed".into()),
