@@ -361,3 +361,46 @@ fn backup_during_writes_restores_to_its_transaction() {
         .to_string();
     assert!(err.contains("not a finished backup"), "{err}");
 }
+
+/// The size trigger: a snapshot follows every so many bytes of log, with
+/// the transaction-count trigger off.
+#[test]
+fn snapshots_follow_log_bytes_too() {
+    let config = RuntimeConfig {
+        snapshots: SnapshotConfig {
+            every_tx: 0,
+            every_log_bytes: 32 << 10,
+            keep: 2,
+            archive_dir: None,
+        },
+        log: LogConfig {
+            sync: SyncPolicy::Never,
+            ..LogConfig::default()
+        },
+        ..test_config()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), config.clone());
+    db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
+    db.call_json("bank", "open_account", &json!([1, 0]), "t")
+        .unwrap();
+    assert!(db.last_automatic_snapshot().is_none());
+    let before = db.log().stats().bytes;
+    let mut calls = 0u32;
+    // Each deposit record is about 90 bytes: well over 32 KiB after 1,000.
+    while db.last_automatic_snapshot().is_none() && calls < 5_000 {
+        db.call_json("bank", "deposit", &json!([1, 1]), "t")
+            .unwrap();
+        calls += 1;
+        if calls.is_multiple_of(500) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    let taken = db.last_automatic_snapshot().expect("a snapshot by size");
+    let taken = taken.unwrap();
+    assert!(db.log().stats().bytes - before >= 32 << 10);
+    assert!(taken.tx_id > 2, "{taken:?}");
+    drop(db);
+    let db = open(dir.path(), config);
+    assert!(db.replay_stats().snapshot_tx_id >= Some(taken.tx_id));
+}

@@ -290,18 +290,11 @@ fn write_body(w: &mut impl Write, modules: &[ModuleImage<'_>]) -> io::Result<u64
 
 /// Reads only the header, checking it.
 pub fn read_header(path: &Path) -> Result<SnapshotHeader, SnapshotError> {
-    let mut file = File::open(path).map_err(|source| SnapshotError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    header_of(path, &mut file)
+    open_checked(path).map(|(_, header)| header)
 }
 
 fn header_of(path: &Path, file: &mut File) -> Result<SnapshotHeader, SnapshotError> {
-    let corrupt = |reason: String| SnapshotError::Corrupt {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let corrupt = corrupt_at(path);
     let len = file
         .metadata()
         .map_err(|source| SnapshotError::Io {
@@ -312,7 +305,7 @@ fn header_of(path: &Path, file: &mut File) -> Result<SnapshotHeader, SnapshotErr
     let mut buf = [0u8; HEADER_LEN];
     file.read_exact(&mut buf)
         .map_err(|e| corrupt(format!("header unreadable: {e}")))?;
-    let header = SnapshotHeader::decode(&buf).map_err(corrupt)?;
+    let header = SnapshotHeader::decode(&buf).map_err(&corrupt)?;
     let expected = HEADER_LEN as u64 + header.body_len;
     if len != expected {
         return Err(corrupt(format!(
@@ -328,17 +321,27 @@ fn header_of(path: &Path, file: &mut File) -> Result<SnapshotHeader, SnapshotErr
     Ok(header)
 }
 
-/// Reads, checks and loads a whole snapshot into fresh tables.
-pub fn read(path: &Path) -> Result<Loaded, SnapshotError> {
+/// Opens a snapshot and checks its header, leaving the file at the body.
+fn open_checked(path: &Path) -> Result<(File, SnapshotHeader), SnapshotError> {
     let mut file = File::open(path).map_err(|source| SnapshotError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     let header = header_of(path, &mut file)?;
-    let corrupt = |reason: String| SnapshotError::Corrupt {
+    Ok((file, header))
+}
+
+fn corrupt_at(path: &Path) -> impl Fn(String) -> SnapshotError + '_ {
+    move |reason| SnapshotError::Corrupt {
         path: path.to_path_buf(),
         reason,
-    };
+    }
+}
+
+/// Reads, checks and loads a whole snapshot into fresh tables.
+pub fn read(path: &Path) -> Result<Loaded, SnapshotError> {
+    let (file, header) = open_checked(path)?;
+    let corrupt = corrupt_at(path);
     let compressed = Tally::new(BufReader::with_capacity(
         1 << 20,
         file.take(header.body_len),
@@ -361,7 +364,7 @@ pub fn read(path: &Path) -> Result<Loaded, SnapshotError> {
             header.body_crc
         )));
     }
-    let (modules, rows) = decoded.map_err(corrupt)?;
+    let (modules, rows) = decoded.map_err(&corrupt)?;
     match trailing {
         Ok(0) => {}
         Ok(n) => return Err(corrupt(format!("{n} bytes after the last module"))),
@@ -434,18 +437,11 @@ fn read_modules(r: &mut impl Read) -> Result<Vec<ModuleEntry>, String> {
 /// Reads the header and the module definitions only (the start of the
 /// body), without the rows and without checking the body's checksum.
 pub fn read_definitions(path: &Path) -> Result<(SnapshotHeader, Vec<ModuleEntry>), SnapshotError> {
-    let mut file = File::open(path).map_err(|source| SnapshotError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let header = header_of(path, &mut file)?;
-    let corrupt = |reason: String| SnapshotError::Corrupt {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let (file, header) = open_checked(path)?;
+    let corrupt = corrupt_at(path);
     let decoder = zstd::stream::read::Decoder::new(file.take(header.body_len))
         .map_err(|e| corrupt(format!("body: {e}")))?;
-    let modules = read_modules(&mut BufReader::new(decoder)).map_err(corrupt)?;
+    let modules = read_modules(&mut BufReader::new(decoder)).map_err(&corrupt)?;
     Ok((header, modules))
 }
 
