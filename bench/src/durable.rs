@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use interstice_runtime::log::{LogConfig, RealFs, SyncPolicy, scan};
-use interstice_runtime::{Database, LOG_DIR, RuntimeConfig};
+use interstice_runtime::{Database, LOG_DIR, RuntimeConfig, SnapshotConfig};
 use interstice_tests::{guest_bytes, guests, test_config};
 
 use crate::u64_args;
@@ -15,11 +15,18 @@ use crate::u64_args;
 /// Accounts of the bank every durable figure runs on.
 pub const ACCOUNTS: u64 = 100_000;
 
+/// No automatic snapshots: replay figures must replay the whole log, and
+/// durable figures must not share the cores with a snapshot build.
 pub fn config(sync: SyncPolicy) -> RuntimeConfig {
     RuntimeConfig {
         log: LogConfig {
             sync,
             ..LogConfig::default()
+        },
+        snapshots: SnapshotConfig {
+            every_tx: 0,
+            every_log_bytes: 0,
+            ..SnapshotConfig::default()
         },
         ..test_config()
     }

@@ -2,9 +2,10 @@
 //! figures it is compared with; compare ratios, not absolute times across
 //! machines or runs.
 //!
-//! `cargo run --release -p interstice-bench -- reducers | durable | replay | snapshots [ROWS] | all`
+//! `cargo run --release -p interstice-bench -- peers | reducers | durable | replay | snapshots [ROWS] | all`
 
 mod durable;
+mod peers;
 mod snapshots;
 
 use std::time::{Duration, Instant};
@@ -235,8 +236,152 @@ fn replay_figures() -> Result<()> {
     Ok(())
 }
 
+fn peers_figures() -> Result<()> {
+    use peers::{JsonLinesSide, Side, SqliteSide, Workload};
+    use std::sync::atomic::AtomicU64;
+    let mut runs = Vec::new();
+    let ratio = |interstice: f64, this: f64| {
+        if this > 0.0 {
+            format!("{:.2}×", interstice / this)
+        } else {
+            "–".into()
+        }
+    };
+
+    println!("## Against peers: in memory, 1 caller\n");
+    println!(
+        "Interstice with sync policy `never` (its log is still written, to the page cache); SQLite `:memory:`; the JSON-lines log without fsync.\n"
+    );
+    println!("| workload | side | tx/s | p50 | p99 | refused | Interstice ÷ this |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    let memory_sides: Vec<Box<dyn Side>> = vec![
+        Box::new(peers::InterstiSide::new(SyncPolicy::Never, "Interstice")?),
+        Box::new(SqliteSide::memory()?),
+        Box::new(JsonLinesSide::new(false, "JSON lines, no fsync")?),
+    ];
+    for workload in [
+        Workload::TransferUniform,
+        Workload::TransferZipf,
+        Workload::Insert,
+        Workload::Read,
+    ] {
+        let mut base = 0.0;
+        for (i, side) in memory_sides.iter().enumerate() {
+            let next_id = AtomicU64::new(10_000_000);
+            let r = peers::measure(&**side, workload, 1, Duration::from_secs(2), &next_id)?;
+            if i == 0 {
+                base = r.per_second;
+            }
+            println!(
+                "| {} | {} | {:.0} | {:.1} µs | {:.1} µs | {} | {} |",
+                r.workload,
+                r.side,
+                r.per_second,
+                r.p50_us,
+                r.p99_us,
+                r.refused,
+                ratio(base, r.per_second)
+            );
+            runs.push(r);
+        }
+    }
+    drop(memory_sides);
+
+    println!("\n## Against peers: durable transfers (uniform)\n");
+    let raw_before = durable::raw_fdatasync(1500)?;
+    let durable_sides: Vec<Box<dyn Side>> = vec![
+        Box::new(peers::InterstiSide::new(
+            SyncPolicy::Always,
+            "Interstice, sync always",
+        )?),
+        Box::new(SqliteSide::wal("FULL", "SQLite WAL, synchronous=FULL")?),
+        Box::new(SqliteSide::wal(
+            "NORMAL",
+            "SQLite WAL, synchronous=NORMAL (not durable on power loss)",
+        )?),
+        Box::new(JsonLinesSide::new(true, "JSON lines, fsync per write")?),
+    ];
+    println!("| callers | side | tx/s | p50 | p99 | Interstice ÷ this |");
+    println!("| ---: | --- | ---: | ---: | ---: | ---: |");
+    for callers in [1, 8, 64] {
+        let mut base = 0.0;
+        for (i, side) in durable_sides.iter().enumerate() {
+            let next_id = AtomicU64::new(10_000_000);
+            let r = peers::measure(
+                &**side,
+                Workload::TransferUniform,
+                callers,
+                Duration::from_secs(3),
+                &next_id,
+            )?;
+            if i == 0 {
+                base = r.per_second;
+            }
+            println!(
+                "| {callers} | {} | {:.0} | {:.0} µs | {:.0} µs | {} |",
+                r.side,
+                r.per_second,
+                r.p50_us,
+                r.p99_us,
+                ratio(base, r.per_second)
+            );
+            runs.push(r);
+        }
+    }
+    drop(durable_sides);
+    let raw_after = durable::raw_fdatasync(1500)?;
+    let raw_rate = 2.0 / (raw_before + raw_after).as_secs_f64();
+    println!(
+        "\nPhysical limit of one durable caller: raw fdatasync after a 128-byte append, {raw_rate:.0}/s (mean of before and after the table).\n"
+    );
+
+    println!("## Against peers: time to open after 1,000,000 committed transactions\n");
+    println!("| side | open | Interstice ÷ this |");
+    println!("| --- | ---: | ---: |");
+    let opens = peers::open_times(1_000_000)?;
+    let base = opens[0].1.as_secs_f64();
+    for (side, t) in &opens {
+        println!(
+            "| {side} | {:.3} ms | {} |",
+            t.as_secs_f64() * 1e3,
+            ratio(base, t.as_secs_f64())
+        );
+    }
+
+    println!("\n## Against peers: resident memory per row (1,000,000 accounts)\n");
+    println!("| side | bytes per row | Interstice ÷ this |");
+    println!("| --- | ---: | ---: |");
+    let memory = peers::memory_per_row(1_000_000)?;
+    let base = memory[0].1;
+    for (side, bytes) in &memory {
+        println!("| {side} | {bytes:.0} | {} |", ratio(base, *bytes));
+    }
+    println!();
+
+    let out =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data/peers.json");
+    std::fs::create_dir_all(out.parent().context("a parent")?)?;
+    let json = serde_json::json!({
+        "runs": runs,
+        "raw_fdatasync_per_second": raw_rate,
+        "open_ms": opens.iter().map(|(s, t)| serde_json::json!({"side": s, "ms": t.as_secs_f64() * 1e3})).collect::<Vec<_>>(),
+        "bytes_per_row": memory.iter().map(|(s, b)| serde_json::json!({"side": s, "bytes": b})).collect::<Vec<_>>(),
+    });
+    std::fs::write(&out, serde_json::to_vec_pretty(&json)?)?;
+    println!("JSON: {}\n", out.display());
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let which = std::env::args().nth(1).unwrap_or_else(|| "reducers".into());
+    if which == "mem" {
+        let side = std::env::args().nth(2).context("mem SIDE ROWS")?;
+        let rows = std::env::args().nth(3).context("mem SIDE ROWS")?.parse()?;
+        return peers::memory_child(&side, rows);
+    }
+    if matches!(which.as_str(), "peers" | "all") {
+        peers_figures()?;
+    }
     if matches!(which.as_str(), "durable" | "all") {
         durable_figures()?;
     }
@@ -251,7 +396,7 @@ fn main() -> Result<()> {
         snapshots::figures(rows)?;
     }
     match which.as_str() {
-        "durable" | "replay" | "snapshots" => {}
+        "durable" | "replay" | "snapshots" | "peers" => {}
         "write-log" => {
             let dir = std::env::args()
                 .nth(2)

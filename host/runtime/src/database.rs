@@ -983,6 +983,51 @@ impl Database {
         module: &str,
         table: &str,
     ) -> Result<Vec<serde_json::Value>, QueryError> {
+        self.with_table(module, table, |t| {
+            t.iter()
+                .map(|row| {
+                    row_to_json(row, t.def()).map_err(|e| QueryError::Corrupt(e.to_string()))
+                })
+                .collect()
+        })
+    }
+
+    /// The row of `table` whose primary key is `key` (JSON of the key
+    /// column's type), as a JSON object.
+    pub fn get_json(
+        &self,
+        module: &str,
+        table: &str,
+        key: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, QueryError> {
+        self.with_table(module, table, |t| {
+            let pk_type = t.def().columns[t.def().primary_key as usize].ty;
+            let pk = interstice_store::json::value_from_json(key, pk_type)
+                .map_err(QueryError::BadKey)?;
+            t.get(&pk)
+                .map(|row| {
+                    row_to_json(row, t.def()).map_err(|e| QueryError::Corrupt(e.to_string()))
+                })
+                .transpose()
+        })
+    }
+
+    /// The row of `table` whose primary key is `key`, in the row encoding.
+    pub fn get_row(
+        &self,
+        module: &str,
+        table: &str,
+        key: &interstice_store::Value,
+    ) -> Result<Option<interstice_store::RowBytes>, QueryError> {
+        self.with_table(module, table, |t| Ok(t.get(key).cloned()))
+    }
+
+    fn with_table<T>(
+        &self,
+        module: &str,
+        table: &str,
+        f: impl FnOnce(&interstice_store::Table) -> Result<T, QueryError>,
+    ) -> Result<T, QueryError> {
         let inner = self.lock().map_err(|()| QueryError::Poisoned)?;
         let entry = inner
             .modules
@@ -999,9 +1044,7 @@ impl Database {
             .tables
             .table(table_id)
             .map_err(|e| QueryError::Corrupt(e.to_string()))?;
-        t.iter()
-            .map(|row| row_to_json(row, t.def()).map_err(|e| QueryError::Corrupt(e.to_string())))
-            .collect()
+        f(t)
     }
 
     /// Every module's every table: rows as JSON in primary-key order, and
@@ -1148,6 +1191,8 @@ pub enum QueryError {
     UnknownTable { module: String, table: String },
     #[error("stored row does not decode: {0}")]
     Corrupt(String),
+    #[error("bad key: {0}")]
+    BadKey(String),
     #[error("the database is unusable after an internal error in another thread")]
     Poisoned,
 }
