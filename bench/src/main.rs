@@ -236,8 +236,10 @@ fn replay_figures() -> Result<()> {
     Ok(())
 }
 
-fn peers_figures() -> Result<()> {
+/// `section`: `memory`, `durable`, `open` or `rows` for one part, or all.
+fn peers_figures(section: Option<&str>) -> Result<()> {
     use peers::{JsonLinesSide, Side, SqliteSide, Workload};
+    let want = |s: &str| section.is_none_or(|x| x == s);
     use std::sync::atomic::AtomicU64;
     let mut runs = Vec::new();
     let ratio = |interstice: f64, this: f64| {
@@ -248,115 +250,132 @@ fn peers_figures() -> Result<()> {
         }
     };
 
-    println!("## Against peers: in memory, 1 caller\n");
-    println!(
-        "Interstice with sync policy `never` (its log is still written, to the page cache); SQLite `:memory:`; the JSON-lines log without fsync.\n"
-    );
-    println!("| workload | side | tx/s | p50 | p99 | refused | Interstice ÷ this |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
-    let memory_sides: Vec<Box<dyn Side>> = vec![
-        Box::new(peers::InterstiSide::new(SyncPolicy::Never, "Interstice")?),
-        Box::new(SqliteSide::memory()?),
-        Box::new(JsonLinesSide::new(false, "JSON lines, no fsync")?),
-    ];
-    for workload in [
-        Workload::TransferUniform,
-        Workload::TransferZipf,
-        Workload::Insert,
-        Workload::Read,
-    ] {
-        let mut base = 0.0;
-        for (i, side) in memory_sides.iter().enumerate() {
-            let next_id = AtomicU64::new(10_000_000);
-            let r = peers::measure(&**side, workload, 1, Duration::from_secs(2), &next_id)?;
-            if i == 0 {
-                base = r.per_second;
-            }
-            println!(
-                "| {} | {} | {:.0} | {:.1} µs | {:.1} µs | {} | {} |",
-                r.workload,
-                r.side,
-                r.per_second,
-                r.p50_us,
-                r.p99_us,
-                r.refused,
-                ratio(base, r.per_second)
-            );
-            runs.push(r);
-        }
-    }
-    drop(memory_sides);
-
-    println!("\n## Against peers: durable transfers (uniform)\n");
-    let raw_before = durable::raw_fdatasync(1500)?;
-    let durable_sides: Vec<Box<dyn Side>> = vec![
-        Box::new(peers::InterstiSide::new(
-            SyncPolicy::Always,
-            "Interstice, sync always",
-        )?),
-        Box::new(SqliteSide::wal("FULL", "SQLite WAL, synchronous=FULL")?),
-        Box::new(SqliteSide::wal(
-            "NORMAL",
-            "SQLite WAL, synchronous=NORMAL (not durable on power loss)",
-        )?),
-        Box::new(JsonLinesSide::new(true, "JSON lines, fsync per write")?),
-    ];
-    println!("| callers | side | tx/s | p50 | p99 | Interstice ÷ this |");
-    println!("| ---: | --- | ---: | ---: | ---: | ---: |");
-    for callers in [1, 8, 64] {
-        let mut base = 0.0;
-        for (i, side) in durable_sides.iter().enumerate() {
-            let next_id = AtomicU64::new(10_000_000);
-            let r = peers::measure(
-                &**side,
-                Workload::TransferUniform,
-                callers,
-                Duration::from_secs(3),
-                &next_id,
-            )?;
-            if i == 0 {
-                base = r.per_second;
-            }
-            println!(
-                "| {callers} | {} | {:.0} | {:.0} µs | {:.0} µs | {} |",
-                r.side,
-                r.per_second,
-                r.p50_us,
-                r.p99_us,
-                ratio(base, r.per_second)
-            );
-            runs.push(r);
-        }
-    }
-    drop(durable_sides);
-    let raw_after = durable::raw_fdatasync(1500)?;
-    let raw_rate = 2.0 / (raw_before + raw_after).as_secs_f64();
-    println!(
-        "\nPhysical limit of one durable caller: raw fdatasync after a 128-byte append, {raw_rate:.0}/s (mean of before and after the table).\n"
-    );
-
-    println!("## Against peers: time to open after 1,000,000 committed transactions\n");
-    println!("| side | open | Interstice ÷ this |");
-    println!("| --- | ---: | ---: |");
-    let opens = peers::open_times(1_000_000)?;
-    let base = opens[0].1.as_secs_f64();
-    for (side, t) in &opens {
+    let mut raw_rate = 0.0;
+    let mut opens = Vec::new();
+    let mut memory = Vec::new();
+    if want("memory") {
+        println!("## Against peers: in memory, 1 caller\n");
         println!(
-            "| {side} | {:.3} ms | {} |",
-            t.as_secs_f64() * 1e3,
-            ratio(base, t.as_secs_f64())
+            "Interstice with sync policy `never` (its log is still written, to the page cache); SQLite `:memory:`; the JSON-lines log without fsync.\n"
+        );
+        println!("| workload | side | tx/s | p50 | p99 | refused | Interstice ÷ this |");
+        println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+        let memory_sides: Vec<Box<dyn Side>> = vec![
+            Box::new(peers::InterstiSide::new(SyncPolicy::Never, "Interstice")?),
+            Box::new(SqliteSide::memory()?),
+            Box::new(JsonLinesSide::new(false, "JSON lines, no fsync")?),
+        ];
+        for workload in [
+            Workload::TransferUniform,
+            Workload::TransferZipf,
+            Workload::Insert,
+            Workload::Read,
+        ] {
+            let mut base = 0.0;
+            for (i, side) in memory_sides.iter().enumerate() {
+                // For profiling one side: INTERSTICE_BENCH_ONLY=<side name prefix>.
+                if let Ok(only) = std::env::var("INTERSTICE_BENCH_ONLY")
+                    && !side.name().starts_with(&only)
+                {
+                    continue;
+                }
+                let next_id = AtomicU64::new(10_000_000);
+                let r = peers::measure(&**side, workload, 1, Duration::from_secs(2), &next_id)?;
+                if i == 0 {
+                    base = r.per_second;
+                }
+                println!(
+                    "| {} | {} | {:.0} | {:.1} µs | {:.1} µs | {} | {} |",
+                    r.workload,
+                    r.side,
+                    r.per_second,
+                    r.p50_us,
+                    r.p99_us,
+                    r.refused,
+                    ratio(base, r.per_second)
+                );
+                runs.push(r);
+            }
+        }
+        drop(memory_sides);
+    }
+
+    if want("durable") {
+        println!("\n## Against peers: durable transfers (uniform)\n");
+        let raw_before = durable::raw_fdatasync(1500)?;
+        let durable_sides: Vec<Box<dyn Side>> = vec![
+            Box::new(peers::InterstiSide::new(
+                SyncPolicy::Always,
+                "Interstice, sync always",
+            )?),
+            Box::new(SqliteSide::wal("FULL", "SQLite WAL, synchronous=FULL")?),
+            Box::new(SqliteSide::wal(
+                "NORMAL",
+                "SQLite WAL, synchronous=NORMAL (not durable on power loss)",
+            )?),
+            Box::new(JsonLinesSide::new(true, "JSON lines, fsync per write")?),
+        ];
+        println!("| callers | side | tx/s | p50 | p99 | Interstice ÷ this |");
+        println!("| ---: | --- | ---: | ---: | ---: | ---: |");
+        for callers in [1, 8, 64] {
+            let mut base = 0.0;
+            for (i, side) in durable_sides.iter().enumerate() {
+                let next_id = AtomicU64::new(10_000_000);
+                let r = peers::measure(
+                    &**side,
+                    Workload::TransferUniform,
+                    callers,
+                    Duration::from_secs(3),
+                    &next_id,
+                )?;
+                if i == 0 {
+                    base = r.per_second;
+                }
+                println!(
+                    "| {callers} | {} | {:.0} | {:.0} µs | {:.0} µs | {} |",
+                    r.side,
+                    r.per_second,
+                    r.p50_us,
+                    r.p99_us,
+                    ratio(base, r.per_second)
+                );
+                runs.push(r);
+            }
+        }
+        drop(durable_sides);
+        let raw_after = durable::raw_fdatasync(1500)?;
+        raw_rate = 2.0 / (raw_before + raw_after).as_secs_f64();
+        println!(
+            "\nPhysical limit of one durable caller: raw fdatasync after a 128-byte append, {raw_rate:.0}/s (mean of before and after the table).\n"
         );
     }
 
-    println!("\n## Against peers: resident memory per row (1,000,000 accounts)\n");
-    println!("| side | bytes per row | Interstice ÷ this |");
-    println!("| --- | ---: | ---: |");
-    let memory = peers::memory_per_row(1_000_000)?;
-    let base = memory[0].1;
-    for (side, bytes) in &memory {
-        println!("| {side} | {bytes:.0} | {} |", ratio(base, *bytes));
+    if want("open") {
+        println!("## Against peers: time to open after 1,000,000 committed transactions\n");
+        println!("| side | open | Interstice ÷ this |");
+        println!("| --- | ---: | ---: |");
+        opens = peers::open_times(1_000_000)?;
+        let base = opens[0].1.as_secs_f64();
+        for (side, t) in &opens {
+            println!(
+                "| {side} | {:.3} ms | {} |",
+                t.as_secs_f64() * 1e3,
+                ratio(base, t.as_secs_f64())
+            );
+        }
     }
-    println!();
+
+    if want("rows") {
+        println!("\n## Against peers: resident memory per row (1,000,000 accounts)\n");
+        println!("| side | bytes per row | Interstice ÷ this |");
+        println!("| --- | ---: | ---: |");
+        memory = peers::memory_per_row(1_000_000)?;
+        let base = memory[0].1;
+        for (side, bytes) in &memory {
+            println!("| {side} | {bytes:.0} | {} |", ratio(base, *bytes));
+        }
+        println!();
+    }
 
     let out =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data/peers.json");
@@ -380,7 +399,8 @@ fn main() -> Result<()> {
         return peers::memory_child(&side, rows);
     }
     if matches!(which.as_str(), "peers" | "all") {
-        peers_figures()?;
+        let section = std::env::args().nth(2).filter(|_| which == "peers");
+        peers_figures(section.as_deref())?;
     }
     if matches!(which.as_str(), "durable" | "all") {
         durable_figures()?;
