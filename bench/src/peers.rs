@@ -127,14 +127,14 @@ pub struct SqliteSide {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn create_accounts(conn: &Connection) -> Result<()> {
+fn create_accounts(conn: &Connection, rows: u64) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);",
     )?;
     let tx = conn.unchecked_transaction()?;
     {
         let mut insert = tx.prepare("INSERT INTO accounts (id, balance) VALUES (?1, ?2)")?;
-        for id in 0..ACCOUNTS {
+        for id in 0..rows {
             insert.execute(params![id as i64, START_BALANCE as i64])?;
         }
     }
@@ -145,7 +145,7 @@ fn create_accounts(conn: &Connection) -> Result<()> {
 impl SqliteSide {
     pub fn memory() -> Result<Self> {
         let conn = Connection::open_in_memory()?;
-        create_accounts(&conn)?;
+        create_accounts(&conn, ACCOUNTS)?;
         Ok(SqliteSide {
             label: "SQLite, in memory",
             path: None,
@@ -161,7 +161,7 @@ impl SqliteSide {
         let dir = bench_dir()?;
         let path = dir.path().join("bank.sqlite");
         let conn = open_wal(&path, "OFF")?;
-        create_accounts(&conn)?;
+        create_accounts(&conn, ACCOUNTS)?;
         drop(conn);
         Ok(SqliteSide {
             label,
@@ -520,6 +520,19 @@ pub fn measure(
 
 // ---------------------------------------------------------------- open time
 
+/// `n` transfers of 1 between uniformly chosen accounts (setup).
+fn random_transfers(worker: &mut dyn Worker, n: u64) -> Result<()> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    for _ in 0..n {
+        worker.transfer(
+            rng.random_range(0..ACCOUNTS),
+            rng.random_range(0..ACCOUNTS),
+            1,
+        )?;
+    }
+    Ok(())
+}
+
 /// Time to open after `transactions` committed transactions (100,000
 /// account openings, then transfers), for each side that has an open.
 pub fn open_times(transactions: u64) -> Result<Vec<(String, Duration)>> {
@@ -541,16 +554,8 @@ pub fn open_times(transactions: u64) -> Result<Vec<(String, Duration)>> {
     let path = dir.path().join("bank.sqlite");
     {
         let conn = open_wal(&path, "OFF")?;
-        create_accounts(&conn)?;
-        let mut w = SqliteWorker(Conn::Own(conn));
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        for _ in ACCOUNTS..transactions {
-            w.transfer(
-                rng.random_range(0..ACCOUNTS),
-                rng.random_range(0..ACCOUNTS),
-                1,
-            )?;
-        }
+        create_accounts(&conn, ACCOUNTS)?;
+        random_transfers(&mut SqliteWorker(Conn::Own(conn)), transactions - ACCOUNTS)?;
     }
     let start = Instant::now();
     let mut w = SqliteWorker(Conn::Own(open_wal(&path, "FULL")?));
@@ -562,15 +567,7 @@ pub fn open_times(transactions: u64) -> Result<Vec<(String, Duration)>> {
 
     let side = JsonLinesSide::new(false, "setup")?;
     {
-        let mut w = side.worker()?;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        for _ in ACCOUNTS..transactions {
-            w.transfer(
-                rng.random_range(0..ACCOUNTS),
-                rng.random_range(0..ACCOUNTS),
-                1,
-            )?;
-        }
+        random_transfers(&mut *side.worker()?, transactions - ACCOUNTS)?;
     }
     let start = Instant::now();
     let (map, _) = JsonLinesSide::open(&side.path)?;
@@ -608,18 +605,7 @@ pub fn memory_child(side: &str, rows: u64) -> Result<()> {
         }
         "sqlite" => {
             let conn = Connection::open_in_memory()?;
-            conn.execute_batch(
-                "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);",
-            )?;
-            let tx = conn.unchecked_transaction()?;
-            {
-                let mut insert =
-                    tx.prepare("INSERT INTO accounts (id, balance) VALUES (?1, ?2)")?;
-                for id in 0..rows {
-                    insert.execute(params![id as i64, START_BALANCE as i64])?;
-                }
-            }
-            tx.commit()?;
+            create_accounts(&conn, rows)?;
             Box::new(conn)
         }
         "jsonl" => {

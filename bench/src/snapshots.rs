@@ -7,28 +7,12 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use interstice_runtime::log::{LogConfig, SyncPolicy};
-use interstice_runtime::{Database, RuntimeConfig, SNAPSHOTS_DIR, SnapshotConfig};
-use interstice_tests::{guest_bytes, guests, test_config};
+use interstice_runtime::log::SyncPolicy;
+use interstice_runtime::{Database, SNAPSHOTS_DIR};
+use interstice_tests::{guest_bytes, guests};
 
-use crate::durable::bench_dir;
+use crate::durable::{bench_dir, config};
 use crate::u64_args;
-
-/// No automatic snapshots: the figures take them when they are measured.
-fn config(sync: SyncPolicy) -> RuntimeConfig {
-    RuntimeConfig {
-        log: LogConfig {
-            sync,
-            ..LogConfig::default()
-        },
-        snapshots: SnapshotConfig {
-            every_tx: 0,
-            every_log_bytes: 0,
-            ..SnapshotConfig::default()
-        },
-        ..test_config()
-    }
-}
 
 fn open(dir: &std::path::Path) -> Result<(Database, Duration)> {
     let started = Instant::now();
