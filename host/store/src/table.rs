@@ -16,6 +16,9 @@ use crate::error::{DbError, DecodeError};
 use crate::schema::{ColumnType, ScalarType, TableDef};
 use crate::value::Value;
 
+/// Most rows [`Table::bulk_load`] reserves room for up front.
+const BULK_RESERVE_ROWS_MAX: usize = 1 << 22;
+
 /// A stored row in the canonical encoding.
 pub type RowBytes = Arc<[u8]>;
 
@@ -333,7 +336,11 @@ impl Table {
         next_auto_inc: u64,
     ) -> Result<(), DbError> {
         self.next_auto_inc = next_auto_inc.max(1);
-        let mut sorted: Vec<(Value, RowBytes)> = Vec::new();
+        let rows = rows.into_iter();
+        // Reserve for the announced rows (bounded: the count may come from a
+        // damaged file), so a large table is not copied at every doubling.
+        let announced = rows.size_hint().1.unwrap_or(0).min(BULK_RESERVE_ROWS_MAX);
+        let mut sorted: Vec<(Value, RowBytes)> = Vec::with_capacity(announced);
         let mut entries: Vec<Vec<(Value, Value)>> = vec![Vec::new(); self.indexes.len()];
         let mut values = Vec::with_capacity(1 + self.index_slots.len());
         for row in rows {
