@@ -261,7 +261,7 @@ fn peers_figures(section: Option<&str>) -> Result<()> {
         println!("| workload | side | tx/s | p50 | p99 | refused | Interstice ÷ this |");
         println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
         let memory_sides: Vec<Box<dyn Side>> = vec![
-            Box::new(peers::InterstiSide::new(SyncPolicy::Never, "Interstice")?),
+            Box::new(peers::IntersticeSide::new(SyncPolicy::Never, "Interstice")?),
             Box::new(SqliteSide::memory()?),
             Box::new(JsonLinesSide::new(false, "JSON lines, no fsync")?),
         ];
@@ -304,7 +304,7 @@ fn peers_figures(section: Option<&str>) -> Result<()> {
         println!("\n## Against peers: durable transfers (uniform)\n");
         let raw_before = durable::raw_fdatasync(1500)?;
         let durable_sides: Vec<Box<dyn Side>> = vec![
-            Box::new(peers::InterstiSide::new(
+            Box::new(peers::IntersticeSide::new(
                 SyncPolicy::Always,
                 "Interstice, sync always",
             )?),

@@ -49,7 +49,7 @@ pub trait Side: Sync {
 
 // ---------------------------------------------------------------- Interstice
 
-pub struct InterstiSide {
+pub struct IntersticeSide {
     db: Database,
     transfer: u32,
     open: u32,
@@ -57,11 +57,11 @@ pub struct InterstiSide {
     _dir: tempfile::TempDir,
 }
 
-impl InterstiSide {
+impl IntersticeSide {
     pub fn new(sync: SyncPolicy, label: &'static str) -> Result<Self> {
         let dir = durable::seeded_bank()?;
         let db = Database::open(dir.path(), durable::config(sync))?;
-        Ok(InterstiSide {
+        Ok(IntersticeSide {
             transfer: db.resolve_reducer("bank", "transfer")?,
             open: db.resolve_reducer("bank", "open_account")?,
             db,
@@ -71,9 +71,9 @@ impl InterstiSide {
     }
 }
 
-struct InterstiWorker<'a>(&'a InterstiSide);
+struct IntersticeWorker<'a>(&'a IntersticeSide);
 
-impl Worker for InterstiWorker<'_> {
+impl Worker for IntersticeWorker<'_> {
     fn transfer(&mut self, from: u64, to: u64, amount: u64) -> Result<bool> {
         let s = self.0;
         match s
@@ -105,13 +105,13 @@ fn balance_of(row: &[u8]) -> u64 {
     u64::from_le_bytes(b)
 }
 
-impl Side for InterstiSide {
+impl Side for IntersticeSide {
     fn name(&self) -> String {
         self.label.to_string()
     }
 
     fn worker(&self) -> Result<Box<dyn Worker + '_>> {
-        Ok(Box::new(InterstiWorker(self)))
+        Ok(Box::new(IntersticeWorker(self)))
     }
 }
 

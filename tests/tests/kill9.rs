@@ -31,7 +31,8 @@ struct Scenario {
     /// Otherwise, the child is killed this many milliseconds after it is
     /// ready: at least the first, less than the second.
     kill_after_ms: (u64, u64),
-    /// Where retention moves old segments (read with the log).
+    /// Where retention moves old segments (read with the log); passed to
+    /// the child as `INTERSTICE_ARCHIVE_DIR`.
     archive: Option<std::path::PathBuf>,
 }
 
@@ -42,6 +43,12 @@ fn spawn(dir: &Path, scenario: &Scenario, seed: u64) -> Child {
         .arg(THREADS)
         .arg(seed.to_string())
         .envs(scenario.env.iter().map(|(k, v)| (k, v)))
+        .envs(
+            scenario
+                .archive
+                .iter()
+                .map(|a| ("INTERSTICE_ARCHIVE_DIR", a)),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -127,7 +134,6 @@ fn kill_nine_while_snapshots_are_taken() {
         env: vec![
             ("INTERSTICE_SNAPSHOT_EVERY_TX", "300".into()),
             ("INTERSTICE_SEGMENT_BYTES", (64 << 10).to_string()),
-            ("INTERSTICE_ARCHIVE_DIR", archive.display().to_string()),
         ],
         kill_during_snapshot_writes: true,
         kill_after_ms: (50, 600),

@@ -60,8 +60,9 @@ mod writer;
 pub use error::{AppendError, Damage, DamageKind, LogError};
 pub use payload::{MutationRef, Op, PayloadError, RecordKind, TxHeader, TxRecord};
 pub use recovery::{
-    QUARANTINE_DIR, Record, Recovered, RecoveryMode, SegmentInfo, list_segments, log_bytes,
-    recover, remove_segments_before, scan, scan_range, truncate_after, truncate_to_last_valid,
+    QUARANTINE_DIR, Record, Recovered, RecoveryMode, SegmentInfo, first_needed, list_segments,
+    log_bytes, recover, remove_segments_before, scan, scan_range, truncate_after,
+    truncate_to_last_valid,
 };
 pub use storage::{LogFile, RealFs, Storage};
 pub use writer::{Direct, Log, LogConfig, LogStats, SyncPolicy};

@@ -134,11 +134,24 @@ pub fn list_segments(storage: &dyn Storage, dir: &Path) -> Result<Vec<(u64, Path
     Ok(out)
 }
 
-/// Total bytes of all segments (for progress bars).
-pub fn log_bytes(storage: &dyn Storage, dir: &Path) -> Result<u64, LogError> {
+/// Index of the first of `segments` (in tx order, as [`list_segments`]
+/// gives them) that can hold `from_tx` or a later transaction: every one
+/// before it is followed by a segment starting at or before `from_tx`, so
+/// it holds only earlier transactions. The newest segment is never skipped.
+pub fn first_needed(segments: &[(u64, PathBuf)], from_tx: u64) -> usize {
+    segments
+        .windows(2)
+        .take_while(|w| w[1].0 <= from_tx)
+        .count()
+}
+
+/// Total bytes of the segments from the one holding `from_tx` on (for
+/// progress bars).
+pub fn log_bytes(storage: &dyn Storage, dir: &Path, from_tx: u64) -> Result<u64, LogError> {
+    let segments = list_segments(storage, dir)?;
     let mut total = 0;
-    for (_, path) in list_segments(storage, dir)? {
-        total += storage.len(&path).map_err(io_at(&path))?;
+    for (_, path) in &segments[first_needed(&segments, from_tx)..] {
+        total += storage.len(path).map_err(io_at(path))?;
     }
     Ok(total)
 }
@@ -250,10 +263,7 @@ pub(crate) fn walk(
     visit: &mut dyn FnMut(Record<'_>) -> Result<(), String>,
 ) -> Result<Recovered, LogError> {
     let all = list_segments(storage, dir)?;
-    // Segments whose successor starts at or before `range.from` hold only
-    // earlier transactions.
-    let first = all.windows(2).take_while(|w| w[1].0 <= range.from).count();
-    let segments = &all[first..];
+    let segments = &all[first_needed(&all, range.from)..];
     let mut out = Recovered::default();
     let mut expected: Option<u64> = None;
     let mut log_offset = 0u64;
@@ -564,10 +574,9 @@ pub fn remove_segments_before(
     archive: Option<&Path>,
 ) -> Result<Vec<PathBuf>, LogError> {
     let segments = list_segments(storage, dir)?;
-    let doomed: Vec<&PathBuf> = segments
-        .windows(2)
-        .take_while(|w| w[1].0 <= keep_from)
-        .map(|w| &w[0].1)
+    let doomed: Vec<&PathBuf> = segments[..first_needed(&segments, keep_from)]
+        .iter()
+        .map(|(_, path)| path)
         .collect();
     if doomed.is_empty() {
         return Ok(Vec::new());

@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use interstice_log::{RealFs, list_segments, scan_range, truncate_to_last_valid};
+use interstice_log::{RealFs, first_needed, list_segments, scan_range, truncate_to_last_valid};
 use interstice_store::atomic;
 use interstice_store::snapshot;
 use serde::{Deserialize, Serialize};
@@ -189,9 +189,8 @@ fn copy_once(data_dir: &Path, dest: &Path) -> Result<Option<Manifest>, BackupErr
     } else {
         Vec::new()
     };
-    let first = segments.windows(2).take_while(|w| w[1].0 <= from).count();
     let mut open = Vec::new();
-    for (_, path) in &segments[first..] {
+    for (_, path) in &segments[first_needed(&segments, from)..] {
         match File::open(path) {
             Ok(f) => open.push((path.clone(), f)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

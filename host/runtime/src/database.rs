@@ -24,7 +24,6 @@ use serde::Serialize;
 use crate::counters::CounterSnapshot;
 use crate::engine::{Host, RuntimeConfig};
 use crate::error::{CallError, LoadError, SnapshotError};
-use crate::fsutil;
 use crate::limits;
 use crate::lock::DirLock;
 use crate::module::{CallContext, Committed, Runner};
@@ -32,6 +31,7 @@ use crate::replay::{Replayer, op_to_log};
 use crate::snapshots::{self, SnapshotConfig, SnapshotInfo};
 use crate::state::LogLine;
 use crate::tools::Throttled;
+use interstice_store::atomic;
 
 /// Directory (under the data directory) holding published modules.
 pub const MODULES_DIR: &str = "modules";
@@ -431,11 +431,6 @@ impl Database {
         let started = Instant::now();
         let before = host.counters().snapshot();
         let log_dir = dir.join(LOG_DIR);
-        let total = if log_dir.is_dir() {
-            interstice_log::log_bytes(&*storage, &log_dir)?
-        } else {
-            0
-        };
         let mut snapshots_rejected = Vec::new();
         let (log, recovered, replayer, snapshot_ms) = {
             let _phase = host.replay_guard().enter();
@@ -444,6 +439,13 @@ impl Database {
             let mut replayer = match base {
                 Some((_, loaded)) => Replayer::from_snapshot(loaded),
                 None => Replayer::new(),
+            };
+            // Progress counts only the log replay reads: from the segment
+            // holding the snapshot's next transaction on.
+            let total = if log_dir.is_dir() {
+                interstice_log::log_bytes(&*storage, &log_dir, replayer.next_tx_id())?
+            } else {
+                0
             };
             let mut progress = Throttled::new(progress, total);
             let (log, recovered) = Log::open(
@@ -615,7 +617,7 @@ impl Database {
             && !options.clear
         {
             let path = module_path(&self.dir, name, existing.version);
-            fsutil::write_atomic(&path, wasm).map_err(io_err(&path))?;
+            atomic::write_atomic(&path, wasm).map_err(io_err(&path))?;
             let version = existing.version;
             if let Some(existing) = inner.modules.get_mut(name) {
                 existing.runner = Some(runner);
@@ -692,7 +694,7 @@ impl Database {
         // version has its own file: the old version's stays in force (and
         // on disk) if this record never becomes durable.
         let path = module_path(&self.dir, name, version);
-        fsutil::write_atomic(&path, wasm).map_err(io_err(&path))?;
+        atomic::write_atomic(&path, wasm).map_err(io_err(&path))?;
         let definition = match kind {
             RecordKind::Upgrade => serde_json::to_vec(&UpgradeDocument {
                 version,

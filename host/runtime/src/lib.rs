@@ -29,7 +29,6 @@ mod counters;
 mod database;
 mod engine;
 mod error;
-pub mod fsutil;
 pub mod limits;
 mod lock;
 mod module;

@@ -81,7 +81,7 @@ pub fn total_log_bytes(data_dir: &Path) -> Result<u64, LogError> {
     if !dir.is_dir() {
         return Ok(0);
     }
-    log_bytes(&RealFs, &dir)
+    log_bytes(&RealFs, &dir, 1)
 }
 
 fn scan_dir(
