@@ -1,9 +1,11 @@
 //! The `interstice` binary: argument parsing and wiring only.
 
+mod client;
+
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-use std::io::IsTerminal;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -11,9 +13,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use interstice_runtime::log::{LogConfig, RecoveryMode, SyncPolicy, limits::SEGMENT_BYTES_DEFAULT};
 use interstice_runtime::tools::{self, DumpFilter, TruncateTo};
 use interstice_runtime::{
-    CallError, CallOutcome, Database, PublishOptions, RuntimeConfig, SnapshotConfig, backup,
-    snapshots,
+    CallError, CallOutcome, Database, PublishOptions, RowQuery, RuntimeConfig, SnapshotConfig,
+    backup, snapshots,
 };
+use interstice_server::{ServerConfig, auth};
 
 /// Run WebAssembly reducer modules against durable state.
 #[derive(Parser)]
@@ -56,6 +59,27 @@ struct DataDir {
     /// them (same file system as the data directory).
     #[arg(long, env = "INTERSTICE_ARCHIVE_DIR")]
     archive_dir: Option<PathBuf>,
+}
+
+/// A running server to talk to instead of opening the data directory.
+#[derive(clap::Args, Clone)]
+struct Remote {
+    /// Talk to `interstice serve` at this URL (e.g. http://127.0.0.1:3000)
+    /// instead of opening the data directory.
+    #[arg(long, env = "INTERSTICE_SERVER")]
+    server: Option<String>,
+    /// File holding the server's admin token, for publishing (or set
+    /// INTERSTICE_ADMIN_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl Remote {
+    fn client(&self) -> Option<client::Client> {
+        self.server
+            .as_deref()
+            .map(|s| client::Client::new(s, self.token_file.clone()))
+    }
 }
 
 /// A data directory for the log tools, which do not open the database.
@@ -157,6 +181,8 @@ enum Command {
         #[arg(long)]
         clear: bool,
         #[command(flatten)]
+        remote: Remote,
+        #[command(flatten)]
         dir: DataDir,
     },
     /// Call a reducer. Exit 0 when it committed.
@@ -171,14 +197,64 @@ enum Command {
         #[arg(long, default_value = "cli")]
         caller: String,
         #[command(flatten)]
+        remote: Remote,
+        #[command(flatten)]
         dir: DataDir,
     },
     /// Print a table's rows as JSON lines.
     Query {
         module: String,
         table: String,
+        /// Only rows whose primary key or indexed column holds a value:
+        /// COLUMN=VALUE.
+        #[arg(long = "where", value_name = "COLUMN=VALUE")]
+        filter: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
         #[command(flatten)]
         dir: DataDir,
+    },
+    /// Serve the data directory's modules over HTTP and WebSocket
+    /// (docs/http-api.md) until SIGINT or SIGTERM.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:3000, or the config
+        /// file's `listen`).
+        #[arg(long, env = "INTERSTICE_LISTEN")]
+        listen: Option<String>,
+        /// Server settings (docs/http-api.md lists the keys).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Build and publish the bundled `bank` example first, unless a
+        /// module of that name exists.
+        #[arg(long)]
+        with_example: bool,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Follow a table on a server: its rows, then every committed change,
+    /// as JSON lines.
+    Subscribe {
+        module: String,
+        table: String,
+        /// Only rows whose primary key or indexed column holds a value:
+        /// COLUMN=VALUE.
+        #[arg(long = "where", value_name = "COLUMN=VALUE")]
+        filter: Option<String>,
+        /// Stop after this many messages.
+        #[arg(long)]
+        max_messages: Option<u64>,
+        /// The server's URL.
+        #[arg(long, env = "INTERSTICE_SERVER")]
+        server: String,
+    },
+    /// Follow a module's log lines on a server (admin token required).
+    Logs {
+        module: String,
+        /// Stop after this many lines.
+        #[arg(long)]
+        max_messages: Option<u64>,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Print a module's schema as JSON.
     Schema {
@@ -298,6 +374,7 @@ fn run(cli: Cli) -> Result<()> {
             wasm,
             name,
             clear,
+            remote,
             dir,
         } => {
             let name = match name {
@@ -308,6 +385,9 @@ fn run(cli: Cli) -> Result<()> {
                     .map(|s| s.trim_end_matches(".component").to_string())
                     .context("cannot derive a module name from the file name; pass --name")?,
             };
+            if let Some(client) = remote.client() {
+                return client.publish(&name, &wasm, clear);
+            }
             let bytes =
                 std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
             let db = open(&dir)?;
@@ -333,19 +413,72 @@ fn run(cli: Cli) -> Result<()> {
             reducer,
             args,
             caller,
+            remote,
             dir,
         } => {
+            if let Some(client) = remote.client() {
+                return client.call(&module, &reducer, &args, &caller);
+            }
             let args: serde_json::Value =
                 serde_json::from_str(&args).context("arguments are not valid JSON")?;
             let db = open(&dir)?;
             let outcome = db.call_json(&module, &reducer, &args, &caller);
             report_call(&module, &reducer, outcome)?;
         }
-        Command::Query { module, table, dir } => {
-            let db = open(&dir)?;
-            for row in db.rows_json(&module, &table)? {
-                println!("{row}");
+        Command::Query {
+            module,
+            table,
+            filter,
+            remote,
+            dir,
+        } => {
+            if let Some(client) = remote.client() {
+                return client.query(&module, &table, filter.as_deref());
             }
+            let filter = match filter.as_deref().map(|f| f.split_once('=')) {
+                None => None,
+                Some(Some((c, v))) => Some((c.to_string(), v.to_string())),
+                Some(None) => bail!("--where takes COLUMN=VALUE"),
+            };
+            let db = open(&dir)?;
+            let query = RowQuery {
+                filter,
+                after: None,
+                limit: usize::MAX,
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            for row in db.query(&module, &table, &query)?.rows {
+                writeln!(out, "{row}")?;
+            }
+        }
+        Command::Serve {
+            listen,
+            config,
+            with_example,
+            dir,
+        } => serve(&dir, listen, config.as_deref(), with_example)?,
+        Command::Subscribe {
+            module,
+            table,
+            filter,
+            max_messages,
+            server,
+        } => client::Client::new(&server, None).subscribe(
+            &module,
+            &table,
+            filter.as_deref(),
+            max_messages,
+        )?,
+        Command::Logs {
+            module,
+            max_messages,
+            remote,
+        } => {
+            let client = remote
+                .client()
+                .context("`logs` needs --server URL (or INTERSTICE_SERVER)")?;
+            client.logs(&module, max_messages)?;
         }
         Command::Schema { module, dir } => {
             let db = open(&dir)?;
@@ -496,6 +629,76 @@ fn report_call(module: &str, reducer: &str, outcome: Result<CallOutcome, CallErr
         }
         Err(e) => bail!("{module}.{reducer}: {e}"),
     }
+}
+
+/// `interstice serve`: opens the database, serves it until a signal, then
+/// finishes requests in flight, syncs the log and releases the directory.
+fn serve(
+    dir: &DataDir,
+    listen: Option<String>,
+    config: Option<&Path>,
+    with_example: bool,
+) -> Result<()> {
+    let mut server_config = match config {
+        Some(path) => ServerConfig::from_file(path)?,
+        None => ServerConfig::default(),
+    };
+    if let Some(listen) = listen {
+        server_config.listen = listen;
+    }
+    let db = Arc::new(open(dir)?);
+    if with_example && db.module_def("bank").is_none() {
+        let crate_dir = bundled_bank();
+        eprintln!("building {} ...", crate_dir.display());
+        let component = interstice_guest_build::build_component(&crate_dir, None)
+            .context("building the bundled bank module")?;
+        let wasm = std::fs::read(&component)?;
+        db.publish("bank", &wasm)
+            .context("publishing the bundled bank module")?;
+        eprintln!("published the example module `bank`");
+    }
+    let (token, source) =
+        auth::admin_token(db.dir(), std::env::var(auth::TOKEN_ENV).ok())
+            .context("setting up the admin token")?;
+    match source {
+        auth::TokenSource::Environment => {
+            eprintln!("admin token: from {}", auth::TOKEN_ENV)
+        }
+        auth::TokenSource::File(p) => eprintln!("admin token: in {}", p.display()),
+        auth::TokenSource::Generated(p) => {
+            eprintln!("admin token: generated into {} (mode 0600)", p.display())
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let served = runtime.block_on(async {
+        let listener = interstice_server::bind(&server_config.listen).await?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        println!("listening on http://{addr}");
+        std::io::stdout().flush()?;
+        interstice_server::serve(
+            db.clone(),
+            token,
+            server_config,
+            listener,
+            interstice_server::signal(),
+        )
+        .await?;
+        anyhow::Ok(())
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(30));
+    served?;
+    match Arc::try_unwrap(db) {
+        Ok(db) => {
+            db.log().sync().context("syncing the log at shutdown")?;
+            drop(db);
+            eprintln!("stopped: every transaction is durable, the data directory is released");
+        }
+        Err(_) => bail!("requests were still running at shutdown; the log was not closed cleanly"),
+    }
+    Ok(())
 }
 
 /// The bundled example crate, found relative to this source tree.

@@ -65,4 +65,4 @@ pub use recovery::{
     truncate_to_last_valid,
 };
 pub use storage::{LogFile, RealFs, Storage};
-pub use writer::{Direct, Log, LogConfig, LogStats, SyncPolicy};
+pub use writer::{Direct, Log, LogConfig, LogStats, SYNC_BUCKETS_MICROS, SyncPolicy};

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! kind        u8      1 = reducer call, 2 = module publication,
-//!                     3 = new version of a published module
+//!                     3 = new version of a published module,
+//!                     4 = module deleted
 //! timestamp   i64 LE  logical time of the transaction, µs since the Unix epoch
 //! module      str     module name
 //! definition  bytes   kinds 2 and 3 only: the module definition (UTF-8 JSON)
@@ -30,6 +31,9 @@ pub enum RecordKind {
     /// A new version of a module already published: the definition, its
     /// version, and the migration or init reducer's mutations.
     Upgrade = 3,
+    /// The module and all its data were deleted. No definition, reducer,
+    /// arguments or mutations.
+    Drop = 4,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +178,7 @@ impl<'a> TxRecord<'a> {
             1 => RecordKind::Call,
             2 => RecordKind::Publish,
             3 => RecordKind::Upgrade,
+            4 => RecordKind::Drop,
             k => return Err(PayloadError::UnknownKind(k)),
         };
         let timestamp_micros =
@@ -181,7 +186,7 @@ impl<'a> TxRecord<'a> {
         let module = c.str("module")?;
         let definition = match kind {
             RecordKind::Publish | RecordKind::Upgrade => Some(c.bytes("definition")?),
-            RecordKind::Call => None,
+            RecordKind::Call | RecordKind::Drop => None,
         };
         let reducer = c.str("reducer")?;
         let caller = c.str("caller")?;

@@ -111,6 +111,28 @@ pub struct LogStats {
     pub rotations: u64,
     /// Total time spent in fdatasync, in microseconds.
     pub sync_micros: u64,
+    /// fdatasync calls by duration: `sync_buckets[i]` counts those that
+    /// took at most [`SYNC_BUCKETS_MICROS`]`[i]` µs (and more than the
+    /// bound before); the last slot counts the longer ones.
+    pub sync_buckets: [u64; SYNC_BUCKETS_MICROS.len() + 1],
+}
+
+/// Upper bounds, in microseconds, of the fdatasync latency buckets in
+/// [`LogStats::sync_buckets`].
+pub const SYNC_BUCKETS_MICROS: [u64; 12] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
+];
+
+impl LogStats {
+    fn record_sync(&mut self, micros: u64) {
+        self.syncs += 1;
+        self.sync_micros += micros;
+        let slot = SYNC_BUCKETS_MICROS
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(SYNC_BUCKETS_MICROS.len());
+        self.sync_buckets[slot] += 1;
+    }
 }
 
 struct State {
@@ -682,8 +704,7 @@ impl Writer {
             Ok(()) => {
                 let mut st = self.shared.lock();
                 st.synced = self.written;
-                st.stats.syncs += 1;
-                st.stats.sync_micros += micros;
+                st.stats.record_sync(micros);
             }
             Err(e) => self.poison(format!("fdatasync failed: {e}")),
         }

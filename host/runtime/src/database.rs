@@ -12,18 +12,20 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use interstice_log::{Log, MutationRef, RecordKind, TxHeader, payload};
 use interstice_store::json::{args_from_json, row_to_json};
-use interstice_store::{ModuleDef, Mutation, ReducerKind, Tables, migrate};
+use interstice_store::{IndexId, ModuleDef, Mutation, ReducerKind, ScanPosition, Tables, migrate};
 use serde::Serialize;
 
 use crate::counters::CounterSnapshot;
 use crate::engine::{Host, RuntimeConfig};
 use crate::error::{CallError, LoadError, SnapshotError};
+use crate::feed::{CommittedTx, Feed, Listener, LogSink, TxEvent};
 use crate::limits;
 use crate::lock::DirLock;
 use crate::module::{CallContext, Committed, Runner};
@@ -232,6 +234,7 @@ pub struct Database {
     queue: Mutex<Vec<Arc<Queued>>>,
     replay: ReplayStats,
     snapshots: Snapshotter,
+    feed: Feed,
     _lock: DirLock,
 }
 
@@ -525,6 +528,7 @@ impl Database {
             queue: Mutex::new(Vec::new()),
             replay,
             snapshots,
+            feed: Feed::new(next_tx_id - 1),
             _lock: lock,
         })
     }
@@ -719,6 +723,21 @@ impl Database {
             .append(ctx.tx_id, payload)
             .map_err(LoadError::Durability)?;
         inner.clock.committed(&ctx);
+        if self.feed.active() {
+            self.feed.committed(CommittedTx {
+                tx_id: ctx.tx_id,
+                timestamp_micros: ctx.timestamp_micros,
+                module: name.to_string(),
+                event: TxEvent::Publish {
+                    version,
+                    clear: options.clear,
+                },
+                def: Some(def.clone()),
+                mutations: ran
+                    .as_ref()
+                    .map_or_else(Vec::new, |(_, c)| c.mutations.clone()),
+            });
+        }
         inner.modules.insert(
             name.to_string(),
             ModuleEntry {
@@ -730,6 +749,7 @@ impl Database {
         );
         drop(inner);
         self.log.wait(ctx.tx_id).map_err(LoadError::Durability)?;
+        self.feed.release(ctx.tx_id);
         Ok(Published {
             def,
             version,
@@ -822,6 +842,7 @@ impl Database {
             None => self.log.wait(executed.ctx.tx_id),
         };
         durable.map_err(CallError::Durability)?;
+        self.feed.release(executed.ctx.tx_id);
         Ok(outcome(&executed.ctx, executed.committed))
     }
 
@@ -866,7 +887,17 @@ impl Database {
             )?),
         };
         let ctx = inner.clock.next(caller);
-        let committed = runner.call(&mut entry.tables, &ctx, reducer_id, args)?;
+        let committed = match runner.call(&mut entry.tables, &ctx, reducer_id, args) {
+            Ok(committed) => committed,
+            Err(e) => {
+                let lines = runner.take_failed_log();
+                self.feed
+                    .log_lines(module, reducer, ctx.tx_id, false, &lines);
+                return Err(e);
+            }
+        };
+        self.feed
+            .log_lines(module, reducer, ctx.tx_id, true, &committed.log);
         let header = TxHeader {
             kind: RecordKind::Call,
             timestamp_micros: ctx.timestamp_micros,
@@ -892,6 +923,19 @@ impl Database {
             }
         };
         inner.clock.committed(&ctx);
+        if self.feed.active() {
+            self.feed.committed(CommittedTx {
+                tx_id: ctx.tx_id,
+                timestamp_micros: ctx.timestamp_micros,
+                module: module.to_string(),
+                event: TxEvent::Call {
+                    reducer: reducer.to_string(),
+                    caller: caller.to_string(),
+                },
+                def: Some(entry.def.clone()),
+                mutations: committed.mutations.clone(),
+            });
+        }
         Ok(Executed {
             ctx,
             committed,
@@ -923,7 +967,10 @@ impl Database {
                 match result.take() {
                     Some(Err(e)) => return Err(e),
                     Some(Ok((ctx, committed))) => match self.log.status(ctx.tx_id) {
-                        Some(Ok(())) => return Ok(outcome(&ctx, committed)),
+                        Some(Ok(())) => {
+                            self.feed.release(ctx.tx_id);
+                            return Ok(outcome(&ctx, committed));
+                        }
                         Some(Err(e)) => return Err(CallError::Durability(e)),
                         None => *result = Some(Ok((ctx, committed))),
                     },
@@ -979,6 +1026,152 @@ impl Database {
         }
     }
 
+    /// Deletes a module and all its data, as one logged transaction; its
+    /// code files are removed once the deletion is durable. Returns the
+    /// transaction's id.
+    pub fn drop_module(&self, name: &str) -> Result<u64, LoadError> {
+        let mut inner = self.lock().map_err(|()| LoadError::Poisoned)?;
+        if let Some(p) = self.log.poisoned() {
+            return Err(LoadError::Durability(
+                interstice_log::AppendError::Poisoned(p),
+            ));
+        }
+        let Some(entry) = inner.modules.get(name) else {
+            return Err(LoadError::UnknownModule(name.to_string()));
+        };
+        let last_version = entry.version;
+        let ctx = inner.clock.next("admin");
+        let header = TxHeader {
+            kind: RecordKind::Drop,
+            timestamp_micros: ctx.timestamp_micros,
+            module: name,
+            definition: None,
+            reducer: "",
+            caller: &ctx.caller,
+            args: &[],
+        };
+        let payload = encode_tx(&header, &[]);
+        self.log
+            .append(ctx.tx_id, payload)
+            .map_err(LoadError::Durability)?;
+        inner.clock.committed(&ctx);
+        inner.modules.remove(name);
+        if self.feed.active() {
+            self.feed.committed(CommittedTx {
+                tx_id: ctx.tx_id,
+                timestamp_micros: ctx.timestamp_micros,
+                module: name.to_string(),
+                event: TxEvent::Drop,
+                def: None,
+                mutations: Vec::new(),
+            });
+        }
+        drop(inner);
+        self.log.wait(ctx.tx_id).map_err(LoadError::Durability)?;
+        self.feed.release(ctx.tx_id);
+        // The code is no longer part of the database. A file left behind by
+        // a crash here is harmless: publishing the name again replaces it.
+        for version in 1..=last_version {
+            let path = module_path(&self.dir, name, version);
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!("could not remove {}: {e}", path.display());
+            }
+        }
+        Ok(ctx.tx_id)
+    }
+
+    /// Hands every committed transaction, once durable, to `listener`, in
+    /// commit order, from the next commit on. The listener runs on the
+    /// committing thread and must not block.
+    pub fn listen(&self, listener: Listener) {
+        // Registered with the database held: no transaction is half-way
+        // between executing and joining the feed.
+        let _held = self.inner.lock();
+        self.feed.listen(listener);
+    }
+
+    /// Hands every log line a guest writes to `sink`, as the call ends
+    /// (committed or not). The sink runs on the calling thread and must not
+    /// block.
+    pub fn add_log_sink(&self, sink: LogSink) {
+        self.feed.add_log_sink(sink);
+    }
+
+    /// Every transaction up to this one has been handed to the listeners.
+    pub fn released_tx(&self) -> u64 {
+        self.feed.released()
+    }
+
+    /// Rows of a table as JSON objects: all of them in primary-key order, or
+    /// those whose indexed column holds a value, in pages.
+    pub fn query(&self, module: &str, table: &str, query: &RowQuery) -> Result<Page, QueryError> {
+        let inner = self.lock().map_err(|()| QueryError::Poisoned)?;
+        let (entry, t) = table_of(&inner, module, table)?;
+        let limit = query.limit.max(1);
+        let mut out = Vec::new();
+        let (index, lower, upper) = match &query.filter {
+            None => (IndexId::PrimaryKey, Bound::Unbounded, Bound::Unbounded),
+            Some((column, raw)) => {
+                let (index, ty) = index_on(t.def(), column)?;
+                let value = value_from_query(raw, ty)
+                    .map_err(|reason| QueryError::BadValue {
+                        column: column.clone(),
+                        reason,
+                    })?;
+                (index, Bound::Included(value.clone()), Bound::Included(value))
+            }
+        };
+        let after = match &query.after {
+            None => None,
+            Some(raw) => {
+                let pk_col = &t.def().columns[t.def().primary_key as usize];
+                let pk = value_from_query(raw, pk_col.ty).map_err(|reason| {
+                    QueryError::BadValue {
+                        column: pk_col.name.clone(),
+                        reason,
+                    }
+                })?;
+                let key = match &lower {
+                    Bound::Included(v) => v.clone(),
+                    _ => pk.clone(),
+                };
+                Some(ScanPosition { key, pk })
+            }
+        };
+        // One more than asked tells whether another page follows.
+        t.scan(
+            index,
+            &lower,
+            &upper,
+            after.as_ref(),
+            limit.saturating_add(1),
+            &mut out,
+        )
+            .map_err(|e| QueryError::Corrupt(e.to_string()))?;
+        let more = out.len() > limit;
+        out.truncate(limit);
+        let next_after = match more {
+            true => out
+                .last()
+                .map(|(pos, _)| interstice_store::json::value_to_json(&pos.pk)),
+            false => None,
+        };
+        let rows = out
+            .iter()
+            .map(|(_, row)| {
+                row_to_json(row, t.def()).map_err(|e| QueryError::Corrupt(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            rows,
+            next_after,
+            tx_id: inner.clock.next_tx_id - 1,
+            def: entry.def.clone(),
+        })
+    }
+
     /// A table's rows as JSON objects, in primary-key order.
     pub fn rows_json(
         &self,
@@ -1031,21 +1224,7 @@ impl Database {
         f: impl FnOnce(&interstice_store::Table) -> Result<T, QueryError>,
     ) -> Result<T, QueryError> {
         let inner = self.lock().map_err(|()| QueryError::Poisoned)?;
-        let entry = inner
-            .modules
-            .get(module)
-            .ok_or_else(|| QueryError::UnknownModule(module.to_string()))?;
-        let table_id = entry
-            .def
-            .table_id(table)
-            .ok_or_else(|| QueryError::UnknownTable {
-                module: module.to_string(),
-                table: table.to_string(),
-            })?;
-        let t = entry
-            .tables
-            .table(table_id)
-            .map_err(|e| QueryError::Corrupt(e.to_string()))?;
+        let (_, t) = table_of(&inner, module, table)?;
         f(t)
     }
 
@@ -1183,6 +1362,95 @@ fn report_open(dir: &Path, stats: &ReplayStats, modules: &BTreeMap<String, Modul
     }
 }
 
+/// Which rows [`Database::query`] returns.
+#[derive(Clone, Debug, Default)]
+pub struct RowQuery {
+    /// Only rows whose column (the primary key or an indexed column) holds
+    /// this value, given as JSON of the column's type (or, for a string
+    /// column, the string itself).
+    pub filter: Option<(String, String)>,
+    /// Only rows after the one with this primary key (as `filter`'s value).
+    pub after: Option<String>,
+    /// At most this many rows.
+    pub limit: usize,
+}
+
+/// One page of [`Database::query`].
+#[derive(Debug)]
+pub struct Page {
+    pub rows: Vec<serde_json::Value>,
+    /// The primary key to pass as `after` for the next page, when more rows
+    /// may follow.
+    pub next_after: Option<serde_json::Value>,
+    /// The last transaction whose changes the rows include.
+    pub tx_id: u64,
+    /// The module's definition the rows were read under.
+    pub def: Arc<ModuleDef>,
+}
+
+fn table_of<'a>(
+    inner: &'a Inner,
+    module: &str,
+    table: &str,
+) -> Result<(&'a ModuleEntry, &'a interstice_store::Table), QueryError> {
+    let entry = inner
+        .modules
+        .get(module)
+        .ok_or_else(|| QueryError::UnknownModule(module.to_string()))?;
+    let table_id = entry
+        .def
+        .table_id(table)
+        .ok_or_else(|| QueryError::UnknownTable {
+            module: module.to_string(),
+            table: table.to_string(),
+        })?;
+    let t = entry
+        .tables
+        .table(table_id)
+        .map_err(|e| QueryError::Corrupt(e.to_string()))?;
+    Ok((entry, t))
+}
+
+/// The index over `column` (the primary key's, or a secondary one), and the
+/// column's type.
+pub fn index_on(
+    table: &interstice_store::TableDef,
+    column: &str,
+) -> Result<(IndexId, interstice_store::ColumnType), QueryError> {
+    let not_indexed = || QueryError::NotIndexed {
+        table: table.name.clone(),
+        column: column.to_string(),
+    };
+    let col = table.column_index(column).ok_or_else(not_indexed)?;
+    let ty = table.columns[col].ty;
+    if col == table.primary_key as usize {
+        return Ok((IndexId::PrimaryKey, ty));
+    }
+    let i = table
+        .indexes
+        .iter()
+        .position(|ix| ix.column as usize == col)
+        .ok_or_else(not_indexed)?;
+    Ok((IndexId::Secondary(i), ty))
+}
+
+/// A column value from a query string: JSON of the column's type, or, for
+/// a string column, the text itself when it is not a JSON string.
+pub fn value_from_query(
+    raw: &str,
+    ty: interstice_store::ColumnType,
+) -> Result<interstice_store::Value, String> {
+    use interstice_store::ScalarType;
+    let json = match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(v @ serde_json::Value::String(_)) => v,
+        Ok(v) if ty.scalar != ScalarType::String => v,
+        _ if ty.scalar == ScalarType::String => serde_json::Value::String(raw.to_string()),
+        Ok(v) => v,
+        Err(e) => return Err(format!("`{raw}` is not JSON: {e}")),
+    };
+    interstice_store::json::value_from_json(&json, ty)
+}
+
 /// Why a read failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -1195,6 +1463,10 @@ pub enum QueryError {
     Corrupt(String),
     #[error("bad key: {0}")]
     BadKey(String),
+    #[error("table `{table}` has no index on a column named `{column}`")]
+    NotIndexed { table: String, column: String },
+    #[error("bad value for column `{column}`: {reason}")]
+    BadValue { column: String, reason: String },
     #[error("the database is unusable after an internal error in another thread")]
     Poisoned,
 }

@@ -9,6 +9,8 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum LoadError {
+    #[error("no module named `{0}`")]
+    UnknownModule(String),
     #[error("not a WebAssembly file (it does not start with the `\\0asm` magic)")]
     NotWasm,
     #[error("module file of {len} bytes exceeds the limit of {max} bytes")]

@@ -29,6 +29,7 @@ mod counters;
 mod database;
 mod engine;
 mod error;
+pub mod feed;
 pub mod limits;
 mod lock;
 mod module;
@@ -39,8 +40,8 @@ pub mod tools;
 
 pub use counters::{CounterSnapshot, Counters, ReplayGuard, ReplayPhase};
 pub use database::{
-    CACHE_DIR, CallOutcome, Database, LOG_DIR, MODULES_DIR, PublishOptions, Published, QueryError,
-    ReplayStats,
+    CACHE_DIR, CallOutcome, Database, LOG_DIR, MODULES_DIR, Page, PublishOptions, Published,
+    QueryError, ReplayStats, RowQuery, index_on, value_from_query,
 };
 pub use engine::{Host, RuntimeConfig};
 pub use error::{CallError, LoadError, SnapshotError};

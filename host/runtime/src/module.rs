@@ -35,6 +35,8 @@ pub struct Runner {
     memory_bytes_max: usize,
     counters: Arc<Counters>,
     guard: Arc<ReplayGuard>,
+    /// The log lines of the last call that did not commit.
+    failed_log: Vec<LogLine>,
 }
 
 /// What the replay guard answers to an attempt to run a guest.
@@ -91,6 +93,7 @@ impl Runner {
             memory_bytes_max: host.config.memory_bytes_max,
             counters: host.counters.clone(),
             guard: host.guard.clone(),
+            failed_log: Vec::new(),
         })
     }
 
@@ -131,6 +134,11 @@ impl Runner {
         let def = convert_def(def);
         def.validate()?;
         Ok(def)
+    }
+
+    /// The log lines the last call that did not commit wrote.
+    pub fn take_failed_log(&mut self) -> Vec<LogLine> {
+        std::mem::take(&mut self.failed_log)
     }
 
     /// Runs one reducer as one transaction on `tables`: committed and its
@@ -177,13 +185,16 @@ impl Runner {
             }),
             Ok(Err(message)) => {
                 tables.rollback(tx);
+                self.failed_log = log;
                 Err(CallError::Reducer(message))
             }
             Err(trap) => {
                 tables.rollback(tx);
                 // The instance may be in any state: never run it again.
                 self.live = None;
-                Err(classify_trap(&trap, memory_limit_hit, &log, fuel))
+                let error = classify_trap(&trap, memory_limit_hit, &log, fuel);
+                self.failed_log = log;
+                Err(error)
             }
         }
     }

@@ -127,6 +127,7 @@ impl Replayer {
         match tx.header.kind {
             RecordKind::Publish => self.publish(&tx)?,
             RecordKind::Upgrade => self.upgrade(&tx)?,
+            RecordKind::Drop => return self.drop_module(record.tx_id, &tx),
             RecordKind::Call => {}
         }
         let module = self.modules.get_mut(tx.header.module).ok_or_else(|| {
@@ -162,6 +163,22 @@ impl Replayer {
                 tables,
             },
         );
+        self.publications += 1;
+        Ok(())
+    }
+
+    /// A deleted module: its tables go with it.
+    fn drop_module(&mut self, tx_id: u64, tx: &TxRecord<'_>) -> Result<(), String> {
+        let name = tx.header.module;
+        if self.modules.remove(name).is_none() {
+            return Err(format!("module `{name}` deleted, but it does not exist"));
+        }
+        if !tx.mutations.is_empty() {
+            return Err(format!("deletion of module `{name}` carries mutations"));
+        }
+        self.last_timestamp_micros = tx.header.timestamp_micros;
+        self.last_tx_id = tx_id;
+        self.transactions += 1;
         self.publications += 1;
         Ok(())
     }

@@ -31,6 +31,19 @@ pub struct LogLine {
     pub message: String,
 }
 
+impl LogLine {
+    /// The level's name: `error`, `warn`, `info`, `debug` or `trace`.
+    pub fn level_name(&self) -> &'static str {
+        match self.level {
+            types::LogLevel::Error => "error",
+            types::LogLevel::Warn => "warn",
+            types::LogLevel::Info => "info",
+            types::LogLevel::Debug => "debug",
+            types::LogLevel::Trace => "trace",
+        }
+    }
+}
+
 pub struct InstanceState {
     pub(crate) tables: Tables,
     pub(crate) tx: TxLog,

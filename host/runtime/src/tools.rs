@@ -371,6 +371,7 @@ pub fn dump(
                     ),
                 }
             }
+            RecordKind::Drop => format!("delete module {}", tx.header.module),
             RecordKind::Call => format!("call {}.{} {args}", tx.header.module, tx.header.reducer),
         };
         let write = |out: &mut dyn std::io::Write| -> std::io::Result<()> {

@@ -1,0 +1,184 @@
+//! The admin token: what publishing, deleting and reading module logs
+//! require, as `Authorization: Bearer <token>`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use axum::http::{HeaderMap, StatusCode, header};
+
+use crate::error::ApiError;
+
+/// The file, in the data directory, holding the generated admin token.
+pub const TOKEN_FILE: &str = "admin-token";
+
+/// Environment variable that sets the admin token (nothing is written then).
+pub const TOKEN_ENV: &str = "INTERSTICE_ADMIN_TOKEN";
+
+/// Why the admin token could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} holds no token")]
+    Empty { path: PathBuf },
+    #[error("no randomness for a token: {0}")]
+    Random(String),
+}
+
+/// Where the token came from, for the start-up message (never the token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    Environment,
+    File(PathBuf),
+    Generated(PathBuf),
+}
+
+/// The admin token: `INTERSTICE_ADMIN_TOKEN` when set (and not empty),
+/// else `DATA_DIR/admin-token`, generated (32 random bytes, hex) and
+/// written with mode 0600 on first start.
+pub fn admin_token(
+    data_dir: &Path,
+    from_env: Option<String>,
+) -> Result<(String, TokenSource), TokenError> {
+    if let Some(token) = from_env.map(|t| t.trim().to_string())
+        && !token.is_empty()
+    {
+        return Ok((token, TokenSource::Environment));
+    }
+    let path = data_dir.join(TOKEN_FILE);
+    let io = |source| TokenError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let token = text.trim().to_string();
+            if token.is_empty() {
+                return Err(TokenError::Empty { path });
+            }
+            restrict(&path).map_err(io)?;
+            Ok((token, TokenSource::File(path)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            interstice_store::atomic::write_atomic_with(&path, |file| {
+                set_owner_only(file)?;
+                writeln!(file, "{token}")
+            })
+            .map_err(io)?;
+            Ok((token, TokenSource::Generated(path)))
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+#[cfg(unix)]
+fn set_owner_only(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn set_owner_only(_file: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Narrows an existing token file that others could read back to 0600.
+#[cfg(unix)]
+fn restrict(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "{} was readable by others (mode {:o}); set to 0600",
+            path.display(),
+            mode & 0o777
+        );
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Checks a request's bearer token: 401 when there is none, 403 when it is
+/// wrong.
+pub fn check(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this route needs the admin token: Authorization: Bearer <token>",
+        ));
+    };
+    let given = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the admin token is wrong",
+        )),
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_once_with_mode_0600_then_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (token, source) = admin_token(dir.path(), None).unwrap();
+        assert_eq!(token.len(), 64);
+        assert!(matches!(source, TokenSource::Generated(_)));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(TOKEN_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (again, source) = admin_token(dir.path(), None).unwrap();
+        assert_eq!(again, token);
+        assert!(matches!(source, TokenSource::File(_)));
+        // The environment wins, and nothing is written for it.
+        let (env, source) = admin_token(dir.path(), Some("s3cret".into())).unwrap();
+        assert_eq!((env.as_str(), source), ("s3cret", TokenSource::Environment));
+    }
+
+    #[test]
+    fn missing_token_is_401_and_wrong_token_403() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(check(&headers, "t").unwrap_err().status, 401);
+        headers.insert(header::AUTHORIZATION, "Bearer nope".parse().unwrap());
+        assert_eq!(check(&headers, "t").unwrap_err().status, 403);
+        headers.insert(header::AUTHORIZATION, "Basic t".parse().unwrap());
+        assert_eq!(check(&headers, "t").unwrap_err().status, 403);
+        headers.insert(header::AUTHORIZATION, "Bearer t".parse().unwrap());
+        assert!(check(&headers, "t").is_ok());
+    }
+}

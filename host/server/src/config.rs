@@ -1,0 +1,113 @@
+//! The server's settings: defaults, then `interstice.toml` (if given), then
+//! command-line flags.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Default address: loopback only.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:3000";
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest request body, in bytes, except module uploads.
+    pub body_limit_bytes: usize,
+    /// Largest module upload (`PUT /v1/modules/{module}`), in bytes.
+    pub module_limit_bytes: usize,
+    /// Committed transactions a subscriber may fall behind before it is
+    /// disconnected.
+    pub subscription_buffer: usize,
+    /// Seconds a subscriber may take to accept one message before it is
+    /// disconnected.
+    pub send_timeout_secs: u64,
+    /// Rows in a page of `GET .../tables/{table}` when `limit` is not given,
+    /// and the most `limit` may ask for.
+    pub page_default: usize,
+    pub page_max: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: LISTEN_DEFAULT.to_string(),
+            body_limit_bytes: 1 << 20,
+            module_limit_bytes: interstice_runtime::limits::MODULE_BYTES_MAX,
+            subscription_buffer: 4096,
+            send_timeout_secs: 10,
+            page_default: 1000,
+            page_max: 10_000,
+        }
+    }
+}
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{path}: {what} must be at least 1")]
+    Zero { path: String, what: &'static str },
+}
+
+impl ServerConfig {
+    /// Reads a TOML file of these settings; missing keys keep their
+    /// defaults, unknown keys are refused.
+    pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let config: ServerConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: shown.clone(),
+            source,
+        })?;
+        for (what, value) in [
+            ("subscription_buffer", config.subscription_buffer),
+            ("page_default", config.page_default),
+            ("page_max", config.page_max),
+            ("body_limit_bytes", config.body_limit_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero { path: shown, what });
+            }
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_refuses_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("interstice.toml");
+        std::fs::write(&path, "listen = \"0.0.0.0:8080\"\nsubscription_buffer = 16\n").unwrap();
+        let config = ServerConfig::from_file(&path).unwrap();
+        assert_eq!(config.listen, "0.0.0.0:8080");
+        assert_eq!(config.subscription_buffer, 16);
+        assert_eq!(config.page_max, ServerConfig::default().page_max);
+
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let e = ServerConfig::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("unknown field `lisen`"), "{e}");
+        std::fs::write(&path, "page_max = 0\n").unwrap();
+        let e = ServerConfig::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("page_max must be at least 1"), "{e}");
+    }
+}

@@ -1,0 +1,150 @@
+//! Errors as the HTTP API answers them: a status and a JSON body
+//! `{"error": {"code", "message", "field"?, "changes"?}}` (docs/http-api.md).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use interstice_runtime::{CallError, LoadError, QueryError};
+use interstice_store::json::JsonError;
+
+/// An answer other than success.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// A stable, machine-readable name of the failure.
+    pub code: &'static str,
+    pub message: String,
+    /// The argument or query parameter at fault, when there is one.
+    pub field: Option<String>,
+    /// For a refused upgrade: what changed.
+    pub changes: Vec<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            changes: Vec::new(),
+        }
+    }
+
+    pub fn bad_request(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            field: Some(field.into()),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = serde_json::json!({
+            "code": self.code,
+            "message": self.message,
+        });
+        if let Some(field) = self.field {
+            error["field"] = field.into();
+        }
+        if !self.changes.is_empty() {
+            error["changes"] = self.changes.into();
+        }
+        (self.status, Json(serde_json::json!({ "error": error }))).into_response()
+    }
+}
+
+fn unavailable(message: String) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        let message = e.to_string();
+        match e {
+            CallError::UnknownModule(_) | CallError::UnknownReducer { .. } => {
+                ApiError::not_found(message)
+            }
+            CallError::InitNotCallable(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_callable", message)
+            }
+            CallError::BadArguments(json) => {
+                let field = match &json {
+                    JsonError::Field { field, .. }
+                    | JsonError::UnknownField(field)
+                    | JsonError::MissingField(field) => field.clone(),
+                    _ => "arguments".to_string(),
+                };
+                ApiError::bad_request(field, message)
+            }
+            CallError::ArgumentsTooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+            }
+            CallError::Reducer(_)
+            | CallError::OutOfFuel { .. }
+            | CallError::MemoryLimit(_)
+            | CallError::Trap(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reducer_failed", message)
+            }
+            CallError::Durability(_) | CallError::Poisoned => unavailable(message),
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        let message = e.to_string();
+        match e {
+            QueryError::UnknownModule(_) | QueryError::UnknownTable { .. } => {
+                ApiError::not_found(message)
+            }
+            QueryError::NotIndexed { column, .. } | QueryError::BadValue { column, .. } => {
+                ApiError::bad_request(column, message)
+            }
+            QueryError::BadKey(_) => ApiError::bad_request("key", message),
+            QueryError::Poisoned => unavailable(message),
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+        }
+    }
+}
+
+impl From<LoadError> for ApiError {
+    fn from(e: LoadError) -> Self {
+        let message = e.to_string();
+        match e {
+            LoadError::UnknownModule(_) => ApiError::not_found(message),
+            LoadError::NotWasm
+            | LoadError::NotOurs(_)
+            | LoadError::Compile(_)
+            | LoadError::Instantiate(_)
+            | LoadError::Describe(_)
+            | LoadError::Schema(_)
+            | LoadError::InModule { .. } => ApiError {
+                field: Some("body".into()),
+                ..ApiError::new(StatusCode::BAD_REQUEST, "bad_module", message)
+            },
+            LoadError::InvalidName(_) => ApiError::bad_request("module", message),
+            LoadError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+            }
+            LoadError::SchemaChanged { changes, .. } => ApiError {
+                changes,
+                ..ApiError::new(StatusCode::CONFLICT, "schema_changed", message)
+            },
+            LoadError::MigrationRefused { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "migration_refused", message)
+            }
+            LoadError::InitFailed { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reducer_failed", message)
+            }
+            LoadError::Durability(_) | LoadError::Poisoned => unavailable(message),
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! `interstice serve`: the HTTP and WebSocket API over one open database
+//! (docs/http-api.md, docs/openapi.json).
+//!
+//! Reducer calls, publications and reads run on tokio's blocking pool: the
+//! database is synchronous and a call returns only once its transaction is
+//! durable. Subscribers get committed transactions from the database's
+//! change feed through one bounded broadcast channel; whoever falls behind
+//! it is disconnected, so memory never grows with a slow client.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+mod routes;
+mod subscribe;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use interstice_runtime::Database;
+use interstice_runtime::feed::{CommittedTx, ModuleLogLine};
+use tokio::sync::{broadcast, watch};
+
+pub use config::ServerConfig;
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub db: Arc<Database>,
+    pub token: String,
+    pub config: ServerConfig,
+    pub metrics: metrics::Metrics,
+    /// Every committed, durable transaction, in commit order.
+    pub changes: broadcast::Sender<Arc<CommittedTx>>,
+    /// Every guest log line.
+    pub logs: broadcast::Sender<Arc<ModuleLogLine>>,
+    /// Turns true when the server stops: subscriptions close.
+    pub stopping: watch::Receiver<bool>,
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Binds the listening socket.
+pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, ServerError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Serves `db` on `listener` until `shutdown` completes; then stops taking
+/// connections, closes every subscription, and returns once every request
+/// in flight has been answered. The caller closes the database afterwards
+/// (which syncs the log and releases the directory's lock).
+pub async fn serve(
+    db: Arc<Database>,
+    token: String,
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (changes, _) = broadcast::channel(config.subscription_buffer.max(1));
+    let (logs, _) = broadcast::channel(config.subscription_buffer.max(1));
+    let (stop, stopping) = watch::channel(false);
+    let state = Arc::new(AppState {
+        db: db.clone(),
+        token,
+        metrics: metrics::Metrics::new(db.clone()),
+        config,
+        changes: changes.clone(),
+        logs: logs.clone(),
+        stopping,
+    });
+    {
+        let committed = state.metrics.transactions_committed.clone();
+        db.listen(Box::new(move |tx| {
+            committed.inc();
+            // No receiver: nobody subscribes right now.
+            let _ = changes.send(tx.clone());
+        }));
+        db.add_log_sink(Box::new(move |line| {
+            let _ = logs.send(Arc::new(line.clone()));
+        }));
+    }
+    let app = routes::router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            let _ = stop.send(true);
+        })
+        .await
+        .map_err(ServerError::Serve)
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot wait for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot wait for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

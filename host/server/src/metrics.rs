@@ -1,0 +1,200 @@
+//! `/metrics`: Prometheus (OpenMetrics text) figures of the server and of
+//! the database under it.
+
+use std::sync::Arc;
+
+use interstice_runtime::Database;
+use interstice_runtime::log::SYNC_BUCKETS_MICROS;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+/// What the server itself counts; the rest is read off the database at
+/// each scrape.
+pub struct Metrics {
+    registry: Registry,
+    /// Reducer calls that committed (durable) and that did not.
+    pub calls_committed: Counter,
+    pub calls_failed: Counter,
+    /// Seconds from a call's arrival to its durable answer.
+    pub commit_latency: Histogram,
+    /// Transactions handed to subscribers (every committed one).
+    pub transactions_committed: Counter,
+    /// Subscribers disconnected for falling behind.
+    pub subscribers_dropped: Counter,
+}
+
+impl Metrics {
+    pub fn new(db: Arc<Database>) -> Metrics {
+        let mut registry = Registry::with_prefix("interstice");
+        let calls_committed = Counter::default();
+        let calls_failed = Counter::default();
+        let transactions_committed = Counter::default();
+        let subscribers_dropped = Counter::default();
+        // 50 µs to ~3.3 s.
+        let commit_latency = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(50e-6, 2.0, 17),
+        );
+        registry.register(
+            "transactions_committed",
+            "Transactions committed and durable (reducer calls, publications, deletions)",
+            transactions_committed.clone(),
+        );
+        registry.register(
+            "calls_committed",
+            "Reducer calls over HTTP that committed and were durable when answered",
+            calls_committed.clone(),
+        );
+        registry.register(
+            "calls_failed",
+            "Reducer calls over HTTP that did not commit",
+            calls_failed.clone(),
+        );
+        registry.register(
+            "commit_latency_seconds",
+            "Time from a reducer call's arrival to its durable answer",
+            commit_latency.clone(),
+        );
+        registry.register(
+            "subscribers_dropped",
+            "WebSocket subscribers disconnected for falling behind",
+            subscribers_dropped.clone(),
+        );
+        registry.register_collector(Box::new(DatabaseCollector { db }));
+        Metrics {
+            registry,
+            calls_committed,
+            calls_failed,
+            commit_latency,
+            transactions_committed,
+            subscribers_dropped,
+        }
+    }
+
+    /// The text a scrape gets.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Figures read off the database at each scrape.
+struct DatabaseCollector {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for DatabaseCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseCollector")
+    }
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// Bytes of the regular files directly under `dir` (0 if it is missing).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+impl Collector for DatabaseCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let log = self.db.log().stats();
+        let guests = self.db.counters();
+        let replay = self.db.replay_stats();
+        let e = &mut encoder;
+        counter(e, "log_records", "Records appended to the log since start", log.records)?;
+        counter(e, "log_syncs", "fdatasync calls on the log since start", log.syncs)?;
+        gauge(
+            e,
+            "transactions_per_fsync",
+            "Records made durable per fdatasync since start (group commit)",
+            match log.syncs {
+                0 => 0.0,
+                n => log.records as f64 / n as f64,
+            },
+        )?;
+        let buckets: Vec<(f64, u64)> = SYNC_BUCKETS_MICROS
+            .iter()
+            .map(|&us| us as f64 / 1e6)
+            .chain(std::iter::once(f64::MAX))
+            .zip(log.sync_buckets.iter().copied())
+            .collect();
+        let mut histogram = e.encode_descriptor(
+            "fsync_latency_seconds",
+            "Duration of each fdatasync of the log",
+            None,
+            MetricType::Histogram,
+        )?;
+        histogram.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            log.sync_micros as f64 / 1e6,
+            log.syncs,
+            &buckets,
+            None,
+        )?;
+        let dir = self.db.dir();
+        gauge(
+            e,
+            "log_bytes",
+            "Bytes of log segments on disk",
+            dir_bytes(&dir.join(interstice_runtime::LOG_DIR)) as f64,
+        )?;
+        gauge(
+            e,
+            "snapshot_bytes",
+            "Bytes of snapshots on disk",
+            dir_bytes(&dir.join(interstice_runtime::SNAPSHOTS_DIR)) as f64,
+        )?;
+        gauge(
+            e,
+            "replay_duration_seconds",
+            "Time the last start took to load the snapshot and replay the log",
+            replay.duration_ms / 1000.0,
+        )?;
+        counter(
+            e,
+            "guest_instantiations",
+            "Guest instances created",
+            guests.guest_instantiations,
+        )?;
+        counter(e, "guest_calls", "Calls into guests", guests.guest_calls)?;
+        counter(e, "fuel_consumed", "Fuel guests consumed", guests.fuel_consumed)?;
+        gauge(
+            e,
+            "last_tx_id",
+            "The newest transaction handed to subscribers",
+            self.db.released_tx() as f64,
+        )?;
+        Ok(())
+    }
+}

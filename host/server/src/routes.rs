@@ -1,0 +1,339 @@
+//! The HTTP routes (docs/http-api.md).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use interstice_runtime::{PublishOptions, RowQuery};
+
+use crate::AppState;
+use crate::auth;
+use crate::error::ApiError;
+
+/// Header naming the caller identity a reducer is given (default `http`).
+pub const CALLER_HEADER: &str = "x-interstice-caller";
+/// Response header: the primary key to pass as `after` for the next page.
+pub const NEXT_AFTER_HEADER: &str = "x-interstice-next-after";
+/// Response header: the last transaction a read includes.
+pub const TX_ID_HEADER: &str = "x-interstice-tx-id";
+
+type Shared = State<Arc<AppState>>;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.config.body_limit_bytes;
+    let module_limit = state.config.module_limit_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/modules", get(list_modules))
+        .route(
+            "/v1/modules/{module}",
+            put(publish)
+                .delete(delete_module)
+                .layer(DefaultBodyLimit::max(module_limit)),
+        )
+        .route("/v1/modules/{module}/schema", get(schema))
+        .route(
+            "/v1/modules/{module}/reducers/{reducer}",
+            post(call).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .route("/v1/modules/{module}/tables/{table}", get(read_table))
+        .route(
+            "/v1/modules/{module}/tables/{table}/subscribe",
+            get(crate::subscribe::subscribe),
+        )
+        .route("/v1/modules/{module}/logs", get(crate::subscribe::logs))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see docs/http-api.md")
+}
+
+/// Runs blocking database work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the request's work failed: {e}"),
+        )
+    })?
+}
+
+fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        let status = e.status();
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            _ => "bad_request",
+        };
+        ApiError {
+            field: Some("body".into()),
+            ..ApiError::new(status, code, e.body_text())
+        }
+    })
+}
+
+fn query_params(
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    params
+        .map(|Query(p)| p)
+        .map_err(|e| ApiError::bad_request("query", e.body_text()))
+}
+
+async fn healthz(State(state): Shared) -> Response {
+    match state.db.log().poisoned() {
+        None => "ok\n".into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the log refuses writes: {reason}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
+    let text = state.metrics.render().map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("metrics: {e}"),
+        )
+    })?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn list_modules(State(state): Shared) -> Response {
+    let db = &state.db;
+    let modules: Vec<serde_json::Value> = db
+        .module_names()
+        .into_iter()
+        .filter_map(|name| {
+            let def = db.module_def(&name)?;
+            Some(serde_json::json!({
+                "name": name,
+                "version": db.module_version(&name),
+                "tables": def.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+                "reducers": def.reducers.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            }))
+        })
+        .collect();
+    axum::Json(modules).into_response()
+}
+
+async fn schema(State(state): Shared, Path(module): Path<String>) -> Result<Response, ApiError> {
+    let def = state
+        .db
+        .module_def(&module)
+        .ok_or_else(|| ApiError::not_found(format!("no module named `{module}`")))?;
+    let mut doc = serde_json::to_value(&*def).map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    })?;
+    doc["name"] = module.as_str().into();
+    doc["version"] = state.db.module_version(&module).into();
+    Ok(axum::Json(doc).into_response())
+}
+
+async fn publish(
+    State(state): Shared,
+    Path(module): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    wasm: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    auth::check(&headers, &state.token)?;
+    let mut clear = false;
+    for (key, value) in query_params(params)? {
+        match (key.as_str(), value.as_str()) {
+            ("clear", "true" | "1" | "") => clear = true,
+            ("clear", "false" | "0") => clear = false,
+            ("clear", _) => return Err(ApiError::bad_request("clear", "expected true or false")),
+            (other, _) => {
+                return Err(ApiError::bad_request(
+                    other,
+                    format!("unknown query parameter `{other}`"),
+                ));
+            }
+        }
+    }
+    let wasm = body(wasm)?;
+    let db = state.db.clone();
+    let name = module.clone();
+    let published = blocking(move || {
+        db.publish_with(&name, &wasm, PublishOptions { clear })
+            .map_err(ApiError::from)
+    })
+    .await?;
+    let status = match published.version {
+        1 if !published.replaced => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    tracing::info!(
+        "module `{module}` published: version {}, tx {:?}",
+        published.version,
+        published.tx_id
+    );
+    let answer = serde_json::json!({
+        "module": module,
+        "version": published.version,
+        "tx_id": published.tx_id,
+        "replaced": published.replaced,
+        "changes": published.changes,
+        "tables": published.def.tables.len(),
+        "reducers": published.def.reducers.len(),
+    });
+    Ok((status, axum::Json(answer)).into_response())
+}
+
+async fn delete_module(
+    State(state): Shared,
+    Path(module): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::check(&headers, &state.token)?;
+    let db = state.db.clone();
+    let name = module.clone();
+    let tx_id = blocking(move || db.drop_module(&name).map_err(ApiError::from)).await?;
+    tracing::info!("module `{module}` deleted in tx {tx_id}");
+    Ok(axum::Json(serde_json::json!({ "module": module, "tx_id": tx_id })).into_response())
+}
+
+async fn call(
+    State(state): Shared,
+    Path((module, reducer)): Path<(String, String)>,
+    headers: HeaderMap,
+    args: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let args = body(args)?;
+    let args: serde_json::Value = if args.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Value::Array(Vec::new())
+    } else {
+        serde_json::from_slice(&args).map_err(|e| {
+            ApiError::bad_request("body", format!("arguments are not valid JSON: {e}"))
+        })?
+    };
+    let caller = match headers.get(CALLER_HEADER) {
+        None => "http".to_string(),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .filter(|c| !c.is_empty() && c.len() <= 256)
+            .ok_or_else(|| {
+                ApiError::bad_request(CALLER_HEADER, "must be 1 to 256 bytes of visible ASCII")
+            })?
+            .to_string(),
+    };
+    let db = state.db.clone();
+    let result = blocking(move || {
+        db.call_json(&module, &reducer, &args, &caller)
+            .map_err(ApiError::from)
+    })
+    .await;
+    match result {
+        Ok(outcome) => {
+            state.metrics.calls_committed.inc();
+            state
+                .metrics
+                .commit_latency
+                .observe(started.elapsed().as_secs_f64());
+            Ok(axum::Json(serde_json::json!({
+                "tx_id": outcome.tx_id,
+                "timestamp": outcome.timestamp_micros,
+            }))
+            .into_response())
+        }
+        Err(e) => {
+            state.metrics.calls_failed.inc();
+            Err(e)
+        }
+    }
+}
+
+async fn read_table(
+    State(state): Shared,
+    Path((module, table)): Path<(String, String)>,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let config = &state.config;
+    let mut query = RowQuery {
+        limit: config.page_default,
+        ..RowQuery::default()
+    };
+    for (key, value) in query_params(params)? {
+        match key.as_str() {
+            "limit" => {
+                query.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=config.page_max).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "limit",
+                            format!("expected a number from 1 to {}", config.page_max),
+                        )
+                    })?;
+            }
+            "after" => query.after = Some(value),
+            _ if query.filter.is_some() => {
+                return Err(ApiError::bad_request(
+                    key,
+                    "filter on one column at a time",
+                ));
+            }
+            _ => query.filter = Some((key, value)),
+        }
+    }
+    let db = state.db.clone();
+    let page = blocking(move || db.query(&module, &table, &query).map_err(ApiError::from)).await?;
+    let mut response = axum::Json(page.rows).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&page.tx_id.to_string()) {
+        headers.insert(TX_ID_HEADER, v);
+    }
+    if let Some(next) = page.next_after {
+        let text = ascii_json(&next);
+        let value = HeaderValue::from_str(&text).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?;
+        headers.insert(NEXT_AFTER_HEADER, value);
+    }
+    Ok(response)
+}
+
+/// JSON text with every character outside printable ASCII escaped, so that
+/// it fits in a header.
+fn ascii_json(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    for c in value.to_string().chars() {
+        if (' '..='~').contains(&c) {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+

@@ -1,0 +1,386 @@
+//! WebSocket subscriptions to a table, and the module log stream.
+//!
+//! A subscription reads the table's rows (as of transaction T) after it has
+//! joined the change feed, waits until T is durable, sends the rows, then
+//! every later transaction's changes to the table in commit order. Nothing
+//! is sent before it is durable, nothing is missed and nothing is sent
+//! twice: the rows include exactly the transactions up to T, and the feed
+//! hands out every transaction in order.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use interstice_runtime::feed::{CommittedTx, TxEvent};
+use interstice_runtime::{Page, RowQuery, index_on, value_from_query};
+use interstice_store::json::{row_to_json, value_to_json};
+use interstice_store::{MutationOp, TableDef};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::AppState;
+use crate::auth;
+use crate::error::ApiError;
+
+/// Close code for a subscriber that fell behind (RFC 6455: "try again
+/// later").
+const CLOSE_SLOW: u16 = 1013;
+
+/// What a subscription follows.
+struct Subscription {
+    module: String,
+    table: String,
+    version: Option<u32>,
+    /// The filter column and its value, as JSON of the column's type.
+    filter: Option<(String, serde_json::Value)>,
+    /// Primary keys (as JSON text) of the rows the subscriber holds, for a
+    /// filtered subscription: an update that moves a row out of the filter
+    /// becomes a delete.
+    holds: HashSet<String>,
+    pk_column: String,
+}
+
+pub(crate) async fn subscribe(
+    State(state): State<Arc<AppState>>,
+    Path((module, table)): Path<(String, String)>,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let params = params
+        .map(|Query(p)| p)
+        .map_err(|e| ApiError::bad_request("query", e.body_text()))?;
+    if params.len() > 1 {
+        return Err(ApiError::bad_request(
+            params[1].0.clone(),
+            "filter on one column at a time",
+        ));
+    }
+    let def = state
+        .db
+        .module_def(&module)
+        .ok_or_else(|| ApiError::not_found(format!("no module named `{module}`")))?;
+    let table_def = def
+        .tables
+        .iter()
+        .find(|t| t.name == table)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("module `{module}` has no table named `{table}`"))
+        })?
+        .clone();
+    let filter = match params.into_iter().next() {
+        None => None,
+        Some((column, raw)) => {
+            let (_, ty) = index_on(&table_def, &column).map_err(ApiError::from)?;
+            let value = value_from_query(&raw, ty)
+                .map_err(|reason| ApiError::bad_request(column.clone(), reason))?;
+            Some((column, raw, value_to_json(&value)))
+        }
+    };
+    // Join the feed first: every transaction after the rows' will arrive.
+    let rx = state.changes.subscribe();
+    let query = RowQuery {
+        filter: filter.as_ref().map(|(c, raw, _)| (c.clone(), raw.clone())),
+        after: None,
+        limit: usize::MAX,
+    };
+    let db = state.db.clone();
+    let (m, t) = (module.clone(), table.clone());
+    let page = tokio::task::spawn_blocking(move || db.query(&m, &t, &query))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                e.to_string(),
+            )
+        })??;
+    let pk_column = table_def.columns[table_def.primary_key as usize]
+        .name
+        .clone();
+    let holds = match &filter {
+        Some(_) => page
+            .rows
+            .iter()
+            .map(|r| r[pk_column.as_str()].to_string())
+            .collect(),
+        None => HashSet::new(),
+    };
+    let sub = Subscription {
+        version: state.db.module_version(&module),
+        module,
+        table,
+        filter: filter.map(|(c, _, v)| (c, v)),
+        holds,
+        pk_column,
+    };
+    Ok(ws.on_upgrade(move |socket| async move {
+        let mut socket = socket;
+        let reason = run(&state, &mut socket, rx, page, sub).await;
+        if let Some((code, reason)) = reason {
+            if code == CLOSE_SLOW {
+                state.metrics.subscribers_dropped.inc();
+            }
+            let note = serde_json::json!({"type": "closed", "reason": reason});
+            let _ = send(&state, &mut socket, note).await;
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from(reason),
+                })))
+                .await;
+        }
+    }))
+}
+
+/// Sends one JSON message, within the send timeout.
+async fn send(
+    state: &AppState,
+    socket: &mut WebSocket,
+    message: serde_json::Value,
+) -> Result<(), Option<(u16, String)>> {
+    let timeout = Duration::from_secs(state.config.send_timeout_secs.max(1));
+    let text = Message::Text(Utf8Bytes::from(message.to_string()));
+    match tokio::time::timeout(timeout, socket.send(text)).await {
+        Ok(Ok(())) => Ok(()),
+        // The client went away.
+        Ok(Err(_)) => Err(None),
+        Err(_) => Err(Some((
+            CLOSE_SLOW,
+            format!(
+                "slow consumer: a message was not accepted within {} s",
+                timeout.as_secs()
+            ),
+        ))),
+    }
+}
+
+/// Runs a subscription until it ends; the close code and reason, if the
+/// server ends it.
+async fn run(
+    state: &AppState,
+    socket: &mut WebSocket,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<CommittedTx>>,
+    page: Page,
+    mut sub: Subscription,
+) -> Option<(u16, String)> {
+    let mut stopping = state.stopping.clone();
+    let upto = page.tx_id;
+    let mut early = Vec::new();
+    // Wait until the rows' transaction is durable.
+    while state.db.released_tx() < upto {
+        tokio::select! {
+            got = rx.recv() => match got {
+                Ok(tx) if tx.tx_id <= upto => {}
+                Ok(tx) => early.push(tx),
+                Err(RecvError::Lagged(n)) => return Some(lagged(state, n)),
+                Err(RecvError::Closed) => return Some(going_away()),
+            },
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if let Some(reason) = state.db.log().poisoned() {
+                    return Some((close_code::ERROR, format!("the log refuses writes: {reason}")));
+                }
+            }
+            _ = stopping.changed() => return Some(going_away()),
+        }
+    }
+    let rows = serde_json::json!({"type": "rows", "tx_id": upto, "rows": page.rows});
+    if let Err(reason) = send(state, socket, rows).await {
+        return reason;
+    }
+    let Some(table_def) = page
+        .def
+        .tables
+        .iter()
+        .position(|t| t.name == sub.table)
+        .map(|i| (i as u32, page.def.tables[i].clone()))
+    else {
+        return Some((close_code::ERROR, "the table is gone".into()));
+    };
+    for tx in early {
+        if let Err(reason) = forward(state, socket, &mut sub, &table_def, &tx).await {
+            return reason;
+        }
+    }
+    loop {
+        tokio::select! {
+            got = rx.recv() => {
+                let tx = match got {
+                    Ok(tx) => tx,
+                    Err(RecvError::Lagged(n)) => return Some(lagged(state, n)),
+                    Err(RecvError::Closed) => return Some(going_away()),
+                };
+                if tx.tx_id <= upto {
+                    continue;
+                }
+                if let Err(reason) = forward(state, socket, &mut sub, &table_def, &tx).await {
+                    return reason;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                // The client closed, or the connection dropped.
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+                Some(Ok(_)) => {}
+            },
+            _ = stopping.changed() => return Some(going_away()),
+        }
+    }
+}
+
+fn lagged(state: &AppState, missed: u64) -> (u16, String) {
+    (
+        CLOSE_SLOW,
+        format!(
+            "slow consumer: fell more than {} transactions behind ({missed} missed); subscribe again",
+            state.config.subscription_buffer
+        ),
+    )
+}
+
+fn going_away() -> (u16, String) {
+    (close_code::AWAY, "the server is shutting down".into())
+}
+
+/// Sends one transaction's changes to the subscribed table, if it has any.
+async fn forward(
+    state: &AppState,
+    socket: &mut WebSocket,
+    sub: &mut Subscription,
+    (table_id, table_def): &(u32, TableDef),
+    tx: &CommittedTx,
+) -> Result<(), Option<(u16, String)>> {
+    if tx.module != sub.module {
+        return Ok(());
+    }
+    let reducer = match &tx.event {
+        TxEvent::Call { reducer, .. } => reducer.clone(),
+        TxEvent::Drop => {
+            return Err(Some((
+                close_code::NORMAL,
+                format!("module `{}` was deleted", sub.module),
+            )));
+        }
+        TxEvent::Publish { version, .. } => {
+            if Some(*version) != sub.version {
+                return Err(Some((
+                    close_code::RESTART,
+                    format!(
+                        "module `{}` is now version {version}; subscribe again",
+                        sub.module
+                    ),
+                )));
+            }
+            String::new()
+        }
+    };
+    let mut changes = Vec::new();
+    for m in tx.mutations.iter().filter(|m| m.table == *table_id) {
+        let row = match row_to_json(&m.row, table_def) {
+            Ok(row) => row,
+            Err(e) => {
+                return Err(Some((
+                    close_code::ERROR,
+                    format!("a committed row does not decode: {e}"),
+                )));
+            }
+        };
+        let op = match &sub.filter {
+            None => Some(m.op),
+            Some((column, value)) => {
+                let pk = row[sub.pk_column.as_str()].to_string();
+                let matches = row[column.as_str()] == *value;
+                let held = sub.holds.contains(&pk);
+                match (m.op, matches, held) {
+                    (MutationOp::Delete, _, true) => {
+                        sub.holds.remove(&pk);
+                        Some(MutationOp::Delete)
+                    }
+                    (MutationOp::Delete, _, false) => None,
+                    (_, true, true) => Some(MutationOp::Update),
+                    (_, true, false) => {
+                        sub.holds.insert(pk);
+                        Some(MutationOp::Insert)
+                    }
+                    (_, false, true) => {
+                        sub.holds.remove(&pk);
+                        Some(MutationOp::Delete)
+                    }
+                    (_, false, false) => None,
+                }
+            }
+        };
+        if let Some(op) = op {
+            let op = match op {
+                MutationOp::Insert => "insert",
+                MutationOp::Update => "update",
+                MutationOp::Delete => "delete",
+            };
+            changes.push(serde_json::json!({"op": op, "row": row}));
+        }
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let message = serde_json::json!({
+        "type": "tx",
+        "tx_id": tx.tx_id,
+        "timestamp": tx.timestamp_micros,
+        "reducer": reducer,
+        "changes": changes,
+    });
+    send(state, socket, message).await
+}
+
+/// `GET /v1/modules/{module}/logs`: the module's log lines, as guests write
+/// them, over a WebSocket (admin token required).
+pub(crate) async fn logs(
+    State(state): State<Arc<AppState>>,
+    Path(module): Path<String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    auth::check(&headers, &state.token)?;
+    if state.db.module_def(&module).is_none() {
+        return Err(ApiError::not_found(format!("no module named `{module}`")));
+    }
+    let mut rx = state.logs.subscribe();
+    Ok(ws.on_upgrade(move |mut socket| async move {
+        let mut stopping = state.stopping.clone();
+        loop {
+            let message = tokio::select! {
+                got = rx.recv() => match got {
+                    Ok(line) if line.module != module => continue,
+                    Ok(line) => serde_json::json!({
+                        "type": "log",
+                        "module": line.module,
+                        "reducer": line.reducer,
+                        "tx_id": line.tx_id,
+                        "committed": line.committed,
+                        "level": line.line.level_name(),
+                        "message": line.line.message,
+                    }),
+                    Err(RecvError::Lagged(n)) => serde_json::json!({"type": "lagged", "missed": n}),
+                    Err(RecvError::Closed) => break,
+                },
+                incoming = socket.recv() => match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => continue,
+                },
+                _ = stopping.changed() => break,
+            };
+            if send(&state, &mut socket, message).await.is_err() {
+                return;
+            }
+        }
+        let (code, reason) = going_away();
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from(reason),
+            })))
+            .await;
+    }))
+}
