@@ -115,7 +115,7 @@ pub fn encode<'m>(
     out.push(header.kind as u8);
     out.extend_from_slice(&header.timestamp_micros.to_le_bytes());
     put_bytes(out, header.module.as_bytes());
-    if header.kind != RecordKind::Call {
+    if matches!(header.kind, RecordKind::Publish | RecordKind::Upgrade) {
         put_bytes(out, header.definition.unwrap_or_default());
     }
     put_bytes(out, header.reducer.as_bytes());
@@ -271,6 +271,33 @@ mod tests {
     }
 
     #[test]
+    fn golden_bytes_of_a_deletion() {
+        let header = TxHeader {
+            kind: RecordKind::Drop,
+            timestamp_micros: 5,
+            module: "m",
+            definition: None,
+            reducer: "",
+            caller: "c",
+            args: &[],
+        };
+        let mut out = Vec::new();
+        encode(&header, std::iter::empty(), &mut out);
+        #[rustfmt::skip]
+        let expected: Vec<u8> = vec![
+            4,                         // kind: module deleted
+            5, 0, 0, 0, 0, 0, 0, 0,    // timestamp
+            1, 0, 0, 0, b'm',          // module (no definition)
+            0, 0, 0, 0,                // reducer: empty
+            1, 0, 0, 0, b'c',          // caller
+            0, 0, 0, 0,                // args: empty
+            0, 0, 0, 0,                // no mutations
+        ];
+        assert_eq!(out, expected);
+        assert_eq!(TxRecord::decode(&out).unwrap().header, header);
+    }
+
+    #[test]
     fn every_cut_is_refused() {
         let mut out = Vec::new();
         sample(&mut out);
@@ -284,19 +311,20 @@ mod tests {
     proptest! {
         #[test]
         fn round_trip(
-            publish in any::<bool>(),
+            kind in 0usize..4,
             ts in any::<i64>(),
             module in "[a-z]{0,8}",
             def in proptest::collection::vec(any::<u8>(), 0..20),
             args in proptest::collection::vec(any::<u8>(), 0..20),
             muts in proptest::collection::vec((1u8..=3, any::<u32>(), proptest::collection::vec(any::<u8>(), 0..16)), 0..8),
         ) {
-            let kind = if publish { RecordKind::Publish } else { RecordKind::Call };
+            let kind = [RecordKind::Call, RecordKind::Publish, RecordKind::Upgrade, RecordKind::Drop][kind];
+            let has_definition = matches!(kind, RecordKind::Publish | RecordKind::Upgrade);
             let header = TxHeader {
                 kind,
                 timestamp_micros: ts,
                 module: &module,
-                definition: publish.then_some(&def[..]),
+                definition: has_definition.then_some(&def[..]),
                 reducer: "red",
                 caller: "who",
                 args: &args,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use interstice_runtime::Database;
 use interstice_runtime::feed::{CommittedTx, ModuleLogLine};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 pub use config::ServerConfig;
 
@@ -35,6 +35,9 @@ pub(crate) struct AppState {
     pub logs: broadcast::Sender<Arc<ModuleLogLine>>,
     /// Turns true when the server stops: subscriptions close.
     pub stopping: watch::Receiver<bool>,
+    /// Held by every WebSocket session; the server waits, at shutdown,
+    /// until every clone is gone (each session has said goodbye).
+    pub sessions: mpsc::Sender<()>,
 }
 
 /// Why the server stopped with an error.
@@ -74,6 +77,7 @@ pub async fn serve(
     let (changes, _) = broadcast::channel(config.subscription_buffer.max(1));
     let (logs, _) = broadcast::channel(config.subscription_buffer.max(1));
     let (stop, stopping) = watch::channel(false);
+    let (sessions, mut sessions_done) = mpsc::channel::<()>(1);
     let state = Arc::new(AppState {
         db: db.clone(),
         token,
@@ -82,6 +86,7 @@ pub async fn serve(
         changes: changes.clone(),
         logs: logs.clone(),
         stopping,
+        sessions,
     });
     {
         let committed = state.metrics.transactions_committed.clone();
@@ -95,15 +100,22 @@ pub async fn serve(
         }));
     }
     let app = routes::router(state);
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing requests in flight");
             let _ = stop.send(true);
         })
         .await
-        .map_err(ServerError::Serve)
+        .map_err(ServerError::Serve);
+    // Upgraded connections outlive the HTTP server: wait (a little) for
+    // each WebSocket session to send its closing message.
+    let _ = tokio::time::timeout(SESSION_GOODBYE, sessions_done.recv()).await;
+    served
 }
+
+/// How long shutdown waits for WebSocket sessions to close.
+const SESSION_GOODBYE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Completes on SIGINT or SIGTERM.
 pub async fn signal() {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -48,7 +49,7 @@ pub(crate) async fn subscribe(
     State(state): State<Arc<AppState>>,
     Path((module, table)): Path<(String, String)>,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let params = params
         .map(|Query(p)| p)
@@ -80,6 +81,7 @@ pub(crate) async fn subscribe(
             Some((column, raw, value_to_json(&value)))
         }
     };
+    let ws = ws.map_err(not_websocket)?;
     // Join the feed first: every transaction after the rows' will arrive.
     let rx = state.changes.subscribe();
     let query = RowQuery {
@@ -117,7 +119,9 @@ pub(crate) async fn subscribe(
         holds,
         pk_column,
     };
+    let session = state.sessions.clone();
     Ok(ws.on_upgrade(move |socket| async move {
+        let _session = session;
         let mut socket = socket;
         let reason = run(&state, &mut socket, rx, page, sub).await;
         if let Some((code, reason)) = reason {
@@ -134,6 +138,14 @@ pub(crate) async fn subscribe(
                 .await;
         }
     }))
+}
+
+fn not_websocket(e: WebSocketUpgradeRejection) -> ApiError {
+    ApiError::new(
+        e.status(),
+        "not_websocket",
+        format!("this route is a WebSocket: {}", e.body_text()),
+    )
 }
 
 /// Sends one JSON message, within the send timeout.
@@ -340,14 +352,17 @@ pub(crate) async fn logs(
     State(state): State<Arc<AppState>>,
     Path(module): Path<String>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     auth::check(&headers, &state.token)?;
     if state.db.module_def(&module).is_none() {
         return Err(ApiError::not_found(format!("no module named `{module}`")));
     }
+    let ws = ws.map_err(not_websocket)?;
     let mut rx = state.logs.subscribe();
+    let session = state.sessions.clone();
     Ok(ws.on_upgrade(move |mut socket| async move {
+        let _session = session;
         let mut stopping = state.stopping.clone();
         loop {
             let message = tokio::select! {

@@ -1,0 +1,873 @@
+//! `interstice serve` end to end: a real server process on loopback, a real
+//! HTTP client and a real WebSocket client.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use interstice_tests::guests;
+use serde_json::{Value, json};
+use tungstenite::stream::MaybeTlsStream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_interstice");
+
+/// A server process serving a data directory.
+struct Server {
+    child: Option<Child>,
+    url: String,
+    dir: PathBuf,
+    token: String,
+    stderr: PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Path, extra: &[&str]) -> Server {
+        let stderr = dir.with_extension(format!("stderr-{}", std::process::id()));
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .env_remove("INTERSTICE_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start interstice serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "server did not start: {line:?}\n{}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                )
+            })
+            .to_string();
+        let token = std::fs::read_to_string(dir.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Server {
+            child: Some(child),
+            url,
+            dir: dir.to_path_buf(),
+            token,
+            stderr,
+        }
+    }
+
+    /// SIGTERM, then wait for the process to finish.
+    fn stop(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (
+            status,
+            std::fs::read_to_string(&self.stderr).unwrap_or_default(),
+        )
+    }
+
+    fn ws(&self, path: &str) -> Ws {
+        let url = format!("{}{path}", self.url.replacen("http://", "ws://", 1));
+        let (mut socket, _) = tungstenite::connect(url.as_str()).expect("websocket connects");
+        if let MaybeTlsStream::Plain(s) = socket.get_mut() {
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        }
+        socket
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(&self.stderr);
+    }
+}
+
+type Ws = tungstenite::WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+/// An answer: status, body as JSON (or as a string if it is not JSON), and
+/// the headers that matter.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: Value,
+    next_after: Option<String>,
+    tx_id: Option<u64>,
+}
+
+fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+    let mut response = response.expect("request reaches the server");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let next_after = header("x-interstice-next-after");
+    let tx_id = header("x-interstice-tx-id").and_then(|v| v.parse().ok());
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer {
+        status,
+        body,
+        next_after,
+        tx_id,
+    }
+}
+
+fn get(a: &ureq::Agent, url: &str) -> Answer {
+    answer(a.get(url).call())
+}
+
+fn post(a: &ureq::Agent, url: &str, body: &str) -> Answer {
+    answer(a.post(url).send(body.as_bytes()))
+}
+
+fn put_module(a: &ureq::Agent, url: &str, token: Option<&str>, wasm: &[u8]) -> Answer {
+    let mut request = a.put(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    answer(request.send(wasm))
+}
+
+/// Reads the next JSON text message.
+fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("a message from the server") {
+            tungstenite::Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            tungstenite::Message::Close(frame) => panic!("closed: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Applies a subscription's messages to a map of rows keyed by `id`.
+fn apply(rows: &mut BTreeMap<u64, Value>, message: &Value) {
+    for change in message["changes"].as_array().unwrap() {
+        let row = &change["row"];
+        let id = row["id"].as_u64().unwrap();
+        match change["op"].as_str().unwrap() {
+            "insert" => assert!(rows.insert(id, row.clone()).is_none(), "insert of a held row"),
+            "update" => assert!(rows.insert(id, row.clone()).is_some(), "update of an unknown row"),
+            "delete" => assert!(rows.remove(&id).is_some(), "delete of an unknown row"),
+            op => panic!("unknown op {op}"),
+        }
+    }
+}
+
+fn keyed(rows: &Value) -> BTreeMap<u64, Value> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_u64().unwrap(), r.clone()))
+        .collect()
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("INTERSTICE_ADMIN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn publish_call_read_subscribe_then_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start(&dir, &[]);
+    let a = agent();
+    let base = server.url.clone();
+
+    // The token file: generated, owner-only, never in the server's output.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("admin-token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Publish through the CLI client with the token file.
+    let token_file = dir.join("admin-token");
+    let out = cli(&[
+        "publish",
+        guests::CHAT,
+        "--name",
+        "chat",
+        "--server",
+        &base,
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let modules = get(&a, &format!("{base}/v1/modules"));
+    assert_eq!(modules.status, 200);
+    assert_eq!(modules.body[0]["name"], "chat");
+    let schema = get(&a, &format!("{base}/v1/modules/chat/schema"));
+    assert_eq!(schema.status, 200);
+    assert_eq!(schema.body["tables"][1]["name"], "messages");
+    assert_eq!(schema.body["reducers"][1]["name"], "register");
+    assert_eq!(
+        schema.body["reducers"][1]["params"][0]["ty"]["scalar"],
+        "string"
+    );
+
+    // Subscribers: every message, and the `general` channel only.
+    let mut all = server.ws("/v1/modules/chat/tables/messages/subscribe");
+    let mut general = server.ws("/v1/modules/chat/tables/messages/subscribe?channel=general");
+    let first_all = next_json(&mut all);
+    let first_general = next_json(&mut general);
+    assert_eq!(first_all["type"], "rows");
+    // The init reducer's welcome message, in `general`.
+    assert_eq!(first_all["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(first_general["rows"], first_all["rows"]);
+
+    let call = |reducer: &str, args: Value| {
+        post(
+            &a,
+            &format!("{base}/v1/modules/chat/reducers/{reducer}"),
+            &args.to_string(),
+        )
+    };
+    // (reducer, tx id, whether it changes messages in `general`)
+    let mut committed = Vec::new();
+    for (reducer, args, general) in [
+        ("register", json!(["alice", null]), false),
+        ("register", json!({"name": "bob", "bio": "hi"}), false),
+        ("send", json!(["alice", "general", "hello"]), true),
+        ("send", json!(["bob", "random", "elsewhere"]), false),
+        ("send", json!(["nobody", "general", "refused"]), false),
+        ("send", json!(["bob", "general", "hi alice"]), true),
+        ("clear_channel", json!(["general"]), true),
+        ("send", json!(["alice", "general", "again"]), true),
+    ] {
+        let answer = call(reducer, args);
+        if answer.status == 200 {
+            let tx = answer.body["tx_id"].as_u64().unwrap();
+            assert!(answer.body["timestamp"].as_i64().unwrap() > 0);
+            committed.push((reducer, tx, general));
+        } else {
+            assert_eq!(answer.status, 422, "{answer:?}");
+            assert!(
+                answer.body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no user named \"nobody\""),
+                "{answer:?}"
+            );
+        }
+    }
+    // Through the CLI client as well.
+    let out = cli(&[
+        "call",
+        "chat",
+        "send",
+        r#"["bob", "random", "from the cli"]"#,
+        "--server",
+        &base,
+    ]);
+    assert!(out.status.success());
+    let cli_tx: Value = serde_json::from_slice(&out.stdout).unwrap();
+    committed.push(("send", cli_tx["tx_id"].as_u64().unwrap(), false));
+
+    // The unfiltered subscriber sees exactly the committed transactions
+    // that touched `messages`, in commit order, and they rebuild the table.
+    let touching: Vec<u64> = committed
+        .iter()
+        .filter(|(r, _, _)| *r != "register")
+        .map(|(_, tx, _)| *tx)
+        .collect();
+    let mut rows = keyed(&first_all["rows"]);
+    let mut seen = Vec::new();
+    while seen.len() < touching.len() {
+        let m = next_json(&mut all);
+        assert_eq!(m["type"], "tx", "{m}");
+        seen.push(m["tx_id"].as_u64().unwrap());
+        apply(&mut rows, &m);
+    }
+    assert_eq!(seen, touching);
+    let table = get(&a, &format!("{base}/v1/modules/chat/tables/messages"));
+    assert_eq!(table.status, 200);
+    assert_eq!(rows, keyed(&table.body));
+
+    // The filtered one sees only `general`, and ends with the same rows as
+    // an indexed read.
+    let in_general: Vec<u64> = committed
+        .iter()
+        .filter(|(_, _, general)| *general)
+        .map(|(_, tx, _)| *tx)
+        .collect();
+    let mut rows = keyed(&first_general["rows"]);
+    let mut general_seen = Vec::new();
+    while general_seen.len() < in_general.len() {
+        let m = next_json(&mut general);
+        general_seen.push(m["tx_id"].as_u64().unwrap());
+        for change in m["changes"].as_array().unwrap() {
+            assert_eq!(change["row"]["channel"], "general", "{m}");
+        }
+        apply(&mut rows, &m);
+    }
+    assert_eq!(general_seen, in_general);
+    let indexed = get(
+        &a,
+        &format!("{base}/v1/modules/chat/tables/messages?channel=general"),
+    );
+    assert_eq!(rows, keyed(&indexed.body));
+    assert_eq!(rows.len(), 1);
+
+    // Pages: one row at a time, following the cursor, give the whole table.
+    let mut paged = Vec::new();
+    let mut url = format!("{base}/v1/modules/chat/tables/messages?limit=1");
+    loop {
+        let page = get(&a, &url);
+        assert_eq!(page.status, 200);
+        assert!(page.body.as_array().unwrap().len() <= 1);
+        paged.extend(page.body.as_array().unwrap().iter().cloned());
+        match page.next_after {
+            Some(after) => {
+                url = format!("{base}/v1/modules/chat/tables/messages?limit=1&after={after}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(Value::Array(paged), table.body);
+    // Lookups by primary key and by a unique column.
+    let alice = get(&a, &format!("{base}/v1/modules/chat/tables/users?name=alice"));
+    assert_eq!(alice.body.as_array().unwrap().len(), 1);
+    let id = alice.body[0]["id"].as_u64().unwrap();
+    let by_id = get(&a, &format!("{base}/v1/modules/chat/tables/users?id={id}"));
+    assert_eq!(by_id.body, alice.body);
+    // The CLI client pages too.
+    let out = cli(&["query", "chat", "messages", "--server", &base]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        table.body.as_array().unwrap().len()
+    );
+
+    // A graceful stop: subscribers are told, the process exits 0, the log
+    // is synced and the directory released.
+    let before_tx = table.tx_id.unwrap();
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+    assert!(
+        !stderr.contains(&std::fs::read_to_string(&token_file).unwrap().trim().to_string()),
+        "the token must never be logged"
+    );
+    let closing = next_json(&mut all);
+    assert_eq!(closing["type"], "closed");
+    assert!(
+        closing["reason"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down")
+    );
+
+    // Restart: the same data, from the log.
+    let server = Server::start(&dir, &[]);
+    let base = server.url.clone();
+    let again = get(&a, &format!("{base}/v1/modules/chat/tables/messages"));
+    assert_eq!(again.body, table.body);
+    assert_eq!(again.tx_id, Some(before_tx));
+    let users = get(&a, &format!("{base}/v1/modules/chat/tables/users"));
+    assert_eq!(users.body.as_array().unwrap().len(), 3);
+
+    // Deletion needs the token, is logged, and survives a restart.
+    let url = format!("{base}/v1/modules/chat");
+    assert_eq!(answer(a.delete(&url).call()).status, 401);
+    let deleted = answer(
+        a.delete(&url)
+            .header("Authorization", &format!("Bearer {}", server.token))
+            .call(),
+    );
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    assert_eq!(
+        get(&a, &format!("{base}/v1/modules/chat/tables/messages")).status,
+        404
+    );
+    let dir = server.dir.clone();
+    let (status, _) = server.stop();
+    assert!(status.success());
+    assert!(!dir.join("modules/chat.wasm").exists());
+    let server = Server::start(&dir, &[]);
+    let modules = get(&a, &format!("{}/v1/modules", server.url));
+    assert_eq!(modules.body, json!([]));
+}
+
+#[test]
+fn bad_input_gets_its_status_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let config = tmp.path().join("interstice.toml");
+    std::fs::write(&config, "body_limit_bytes = 4096\n").unwrap();
+    let server = Server::start(&dir, &["--config", config.to_str().unwrap()]);
+    let a = agent();
+    let base = server.url.clone();
+    let token = server.token.clone();
+    let bank = std::fs::read(guests::BANK).unwrap();
+    let published = put_module(&a, &format!("{base}/v1/modules/bank"), Some(&token), &bank);
+    assert_eq!(published.status, 201, "{published:?}");
+    for args in ["[1, 100]", "[2, 50]"] {
+        let r = post(&a, &format!("{base}/v1/modules/bank/reducers/open_account"), args);
+        assert_eq!(r.status, 200);
+    }
+    let state = |a: &ureq::Agent| {
+        let r = get(a, &format!("{base}/v1/modules/bank/tables/accounts"));
+        (r.body, r.tx_id)
+    };
+    let before = state(&a);
+
+    let reducer = |name: &str| format!("{base}/v1/modules/bank/reducers/{name}");
+    let big = format!("[{}]", "1,".repeat(4000) + "1");
+    // (what, answer, status, field)
+    let cases: Vec<(&str, Answer, u16, Option<&str>)> = vec![
+        (
+            "malformed JSON",
+            post(&a, &reducer("transfer"), "[1, 2,"),
+            400,
+            Some("body"),
+        ),
+        (
+            "wrong type",
+            post(&a, &reducer("transfer"), r#"[1, "two", 3]"#),
+            400,
+            Some("to"),
+        ),
+        (
+            "negative into u64",
+            post(&a, &reducer("transfer"), r#"{"from": 1, "to": 2, "amount": -5}"#),
+            400,
+            Some("amount"),
+        ),
+        (
+            "missing field",
+            post(&a, &reducer("transfer"), r#"{"from": 1, "to": 2}"#),
+            400,
+            Some("amount"),
+        ),
+        (
+            "unknown field",
+            post(&a, &reducer("deposit"), r#"{"id": 1, "amount": 2, "x": 3}"#),
+            400,
+            Some("x"),
+        ),
+        (
+            "wrong arity",
+            post(&a, &reducer("transfer"), "[1, 2]"),
+            400,
+            Some("arguments"),
+        ),
+        (
+            "not an array or object",
+            post(&a, &reducer("transfer"), "7"),
+            400,
+            Some("arguments"),
+        ),
+        ("body too large", post(&a, &reducer("transfer"), &big), 413, Some("body")),
+        (
+            "unknown module",
+            post(&a, &format!("{base}/v1/modules/nope/reducers/x"), "[]"),
+            404,
+            None,
+        ),
+        ("unknown reducer", post(&a, &reducer("steal"), "[]"), 404, None),
+        (
+            "reducer error",
+            post(&a, &reducer("transfer"), "[1, 2, 1000]"),
+            422,
+            None,
+        ),
+        (
+            "unknown table",
+            get(&a, &format!("{base}/v1/modules/bank/tables/nope")),
+            404,
+            None,
+        ),
+        (
+            "unknown module's table",
+            get(&a, &format!("{base}/v1/modules/nope/tables/accounts")),
+            404,
+            None,
+        ),
+        (
+            "filter on a column without an index",
+            get(&a, &format!("{base}/v1/modules/bank/tables/accounts?balance=100")),
+            400,
+            Some("balance"),
+        ),
+        (
+            "filter value of the wrong type",
+            get(&a, &format!("{base}/v1/modules/bank/tables/accounts?id=abc")),
+            400,
+            Some("id"),
+        ),
+        (
+            "bad limit",
+            get(&a, &format!("{base}/v1/modules/bank/tables/accounts?limit=0")),
+            400,
+            Some("limit"),
+        ),
+        (
+            "limit past the maximum",
+            get(&a, &format!("{base}/v1/modules/bank/tables/accounts?limit=99999999")),
+            400,
+            Some("limit"),
+        ),
+        (
+            "unknown schema",
+            get(&a, &format!("{base}/v1/modules/nope/schema")),
+            404,
+            None,
+        ),
+        (
+            "unknown route",
+            get(&a, &format!("{base}/v2/anything")),
+            404,
+            None,
+        ),
+        (
+            "publish without a token",
+            put_module(&a, &format!("{base}/v1/modules/bank"), None, &bank),
+            401,
+            None,
+        ),
+        (
+            "publish with a wrong token",
+            put_module(&a, &format!("{base}/v1/modules/bank"), Some("wrong"), &bank),
+            403,
+            None,
+        ),
+        (
+            "publish bytes that are not wasm",
+            put_module(&a, &format!("{base}/v1/modules/junk"), Some(&token), b"hello"),
+            400,
+            Some("body"),
+        ),
+        (
+            "publish under a bad name",
+            put_module(&a, &format!("{base}/v1/modules/-x"), Some(&token), &bank),
+            400,
+            Some("module"),
+        ),
+        (
+            "an upgrade that would lose data",
+            put_module(
+                &a,
+                &format!("{base}/v1/modules/bank"),
+                Some(&token),
+                &std::fs::read(guests::BANK_V3_BAD).unwrap(),
+            ),
+            409,
+            None,
+        ),
+        (
+            "subscribe to an unknown table",
+            get(&a, &format!("{base}/v1/modules/bank/tables/nope/subscribe")),
+            404,
+            None,
+        ),
+    ];
+    for (what, answer, status, field) in &cases {
+        assert_eq!(answer.status, *status, "{what}: {answer:?}");
+        if *status != 404 || answer.body.get("error").is_some() {
+            let error = &answer.body["error"];
+            assert!(error["message"].as_str().is_some(), "{what}: {answer:?}");
+            assert!(error["code"].as_str().is_some(), "{what}: {answer:?}");
+        }
+        if let Some(field) = field {
+            assert_eq!(answer.body["error"]["field"], *field, "{what}: {answer:?}");
+        }
+    }
+    let refused = &cases.iter().find(|c| c.0.starts_with("an upgrade")).unwrap().1;
+    assert!(!refused.body["error"]["changes"].as_array().unwrap().is_empty());
+
+    // Requests of arbitrary shape: nothing panics the server.
+    for path in [
+        "/v1/modules/%00/reducers/%ff",
+        "/v1/modules/bank/tables/accounts?after=%22%5Cu0000",
+        "/v1/modules/bank/tables/accounts?id=1&id=2",
+        "/v1/modules/bank/tables/accounts?after=1e999",
+        "/v1/modules/bank/reducers/transfer",
+        "/metrics",
+    ] {
+        let r = get(&a, &format!("{base}{path}"));
+        assert!(r.status < 500, "{path}: {r:?}");
+        let r = post(&a, &format!("{base}{path}"), "\u{0}\u{ffff}[[[[");
+        assert!(r.status < 500, "{path}: {r:?}");
+    }
+    assert_eq!(get(&a, &format!("{base}/healthz")).status, 200);
+
+    // Nothing changed.
+    assert_eq!(state(&a), before);
+    let metrics = get(&a, &format!("{base}/metrics"));
+    let text = metrics.body.as_str().unwrap();
+    for name in [
+        "interstice_transactions_committed_total",
+        "interstice_calls_failed_total",
+        "interstice_commit_latency_seconds_bucket",
+        "interstice_fsync_latency_seconds_bucket",
+        "interstice_transactions_per_fsync",
+        "interstice_log_bytes",
+        "interstice_snapshot_bytes",
+        "interstice_replay_duration_seconds",
+        "interstice_guest_instantiations_total",
+        "interstice_fuel_consumed_total",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+    // 3 committed transactions (publication and two accounts).
+    assert!(
+        text.contains("interstice_transactions_committed_total 3\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn slow_subscriber_is_disconnected_and_the_server_serves_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let config = tmp.path().join("interstice.toml");
+    std::fs::write(&config, "subscription_buffer = 4\nsend_timeout_secs = 1\n").unwrap();
+    let server = Server::start(&dir, &["--config", config.to_str().unwrap()]);
+    let a = agent();
+    let base = server.url.clone();
+    let published = put_module(
+        &a,
+        &format!("{base}/v1/modules/chat"),
+        Some(&server.token),
+        &std::fs::read(guests::CHAT).unwrap(),
+    );
+    assert_eq!(published.status, 201);
+    // Subscribes, then never reads.
+    let mut slow = server.ws("/v1/modules/chat/tables/messages/subscribe");
+    let text = "x".repeat(4000);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (a, base, text) = (agent(), base.clone(), text.clone());
+            s.spawn(move || {
+                for i in 0..150 {
+                    let r = post(
+                        &a,
+                        &format!("{base}/v1/modules/chat/reducers/send"),
+                        &json!(["system", format!("c{t}"), format!("{i} {text}")]).to_string(),
+                    );
+                    assert_eq!(r.status, 200, "{r:?}");
+                }
+            });
+        }
+    });
+    // What did arrive ends with the reason, then the close.
+    let mut reason = None;
+    loop {
+        match slow.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                let m: Value = serde_json::from_str(&t).unwrap();
+                if m["type"] == "closed" {
+                    reason = Some(m["reason"].as_str().unwrap().to_string());
+                }
+            }
+            Ok(tungstenite::Message::Close(frame)) => {
+                assert_eq!(u16::from(frame.unwrap().code), 1013);
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("no close frame: {e}; reason {reason:?}"),
+        }
+    }
+    let reason = reason.expect("a reason before the close");
+    assert!(reason.starts_with("slow consumer"), "{reason}");
+    let metrics = get(&a, &format!("{base}/metrics"));
+    assert!(
+        metrics
+            .body
+            .as_str()
+            .unwrap()
+            .contains("interstice_subscribers_dropped_total 1\n")
+    );
+    // A subscriber that reads keeps up and gets everything.
+    let mut fresh = server.ws("/v1/modules/chat/tables/messages/subscribe?channel=c0");
+    let rows = next_json(&mut fresh);
+    assert_eq!(rows["rows"].as_array().unwrap().len(), 150);
+    assert_eq!(get(&a, &format!("{base}/healthz")).status, 200);
+}
+
+#[test]
+fn module_log_lines_stream_to_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start(&dir, &[]);
+    let a = agent();
+    let base = server.url.clone();
+    let published = put_module(
+        &a,
+        &format!("{base}/v1/modules/chat"),
+        Some(&server.token),
+        &std::fs::read(guests::CHAT).unwrap(),
+    );
+    assert_eq!(published.status, 201);
+    // Without a token: refused before any stream starts.
+    let out = cli(&["logs", "chat", "--server", &base]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin token"));
+
+    let logs = Command::new(BIN)
+        .args(["logs", "chat", "--max-messages", "1", "--server", &base])
+        .env("INTERSTICE_ADMIN_TOKEN", &server.token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The stream is open once the server has its receiver; calls before
+    // that are not logged to it, so call until a line arrives.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                let r = post(
+                    &a,
+                    &format!("{base}/v1/modules/chat/reducers/clear_channel"),
+                    r#"["general"]"#,
+                );
+                assert_eq!(r.status, 200);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let out = logs.wait_with_output().unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            line.contains("chat.clear_channel [info] cleared channel general"),
+            "{line}"
+        );
+    });
+}
+
+#[test]
+fn load_64_clients_every_acknowledged_call_survives_a_restart() {
+    const CLIENTS: usize = 64;
+    let calls: usize = std::env::var("INTERSTICE_LOAD_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start(&dir, &[]);
+    let base = server.url.clone();
+    let published = put_module(
+        &agent(),
+        &format!("{base}/v1/modules/counter"),
+        Some(&server.token),
+        &std::fs::read(guests::COUNTER).unwrap(),
+    );
+    assert_eq!(published.status, 201);
+    let started = Instant::now();
+    // Each client increments its own counter and keeps the tx ids it was
+    // given; every call must be acknowledged.
+    let acknowledged: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let base = base.clone();
+                s.spawn(move || {
+                    let a = agent();
+                    let url = format!("{base}/v1/modules/counter/reducers/increment");
+                    let body = json!([format!("client-{c}")]).to_string();
+                    (0..calls)
+                        .map(|_| {
+                            let r = post(&a, &url, &body);
+                            assert_eq!(r.status, 200, "{r:?}");
+                            r.body["tx_id"].as_u64().unwrap()
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let elapsed = started.elapsed();
+    let all: BTreeSet<u64> = acknowledged.iter().flatten().copied().collect();
+    assert_eq!(all.len(), CLIENTS * calls, "every tx id is unique");
+    eprintln!(
+        "{} calls from {CLIENTS} clients in {elapsed:.2?} ({:.0} calls/s)",
+        CLIENTS * calls,
+        (CLIENTS * calls) as f64 / elapsed.as_secs_f64()
+    );
+
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    let server = Server::start(&dir, &[]);
+    let counters = get(
+        &agent(),
+        &format!("{}/v1/modules/counter/tables/counters?limit=10000", server.url),
+    );
+    let values: BTreeMap<String, u64> = counters
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["value"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(values.len(), CLIENTS);
+    for c in 0..CLIENTS {
+        assert_eq!(values[&format!("client-{c}")], calls as u64);
+    }
+    // The log holds every acknowledged transaction.
+    drop(server);
+    let out = cli(&["log", "dump", "--data-dir", dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    let dumped: BTreeSet<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("tx ")?.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(all.is_subset(&dumped));
+}
