@@ -404,3 +404,59 @@ fn snapshots_follow_log_bytes_too() {
     let db = open(dir.path(), config);
     assert!(db.replay_stats().snapshot_tx_id >= Some(taken.tx_id));
 }
+
+/// A deleted module stays deleted: through a snapshot taken after the
+/// deletion, through a snapshot taken before it plus the log, and through
+/// the whole log; its name can be published again, from version 1.
+#[test]
+fn deletion_replays_from_the_log_and_from_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), manual());
+    db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
+    db.publish("chat", &guest_bytes(guests::CHAT)).unwrap();
+    activity(&db, 1);
+    let before = db
+        .snapshot()
+        .unwrap()
+        .expect("a snapshot before the deletion");
+    let tx = db.drop_module("bank").unwrap();
+    assert_eq!(tx, db.next_tx_id() - 1);
+    assert!(matches!(
+        db.drop_module("bank"),
+        Err(interstice_runtime::LoadError::UnknownModule(_))
+    ));
+    assert!(!dir.path().join(MODULES_DIR).join("bank.wasm").exists());
+    let state = db.state_json().unwrap();
+    assert!(state.get("bank").is_none());
+    drop(db);
+
+    // From the snapshot before the deletion, plus the log.
+    let db = open(dir.path(), manual());
+    assert_eq!(db.replay_stats().snapshot_tx_id, Some(before.tx_id));
+    assert_eq!(db.state_json().unwrap(), state);
+    let after = db
+        .snapshot()
+        .unwrap()
+        .expect("a snapshot after the deletion");
+    drop(db);
+    // From the snapshot after it.
+    let db = open(dir.path(), manual());
+    assert_eq!(db.replay_stats().snapshot_tx_id, Some(after.tx_id));
+    assert_eq!(db.state_json().unwrap(), state);
+    drop(db);
+    // From the log alone.
+    std::fs::remove_dir_all(dir.path().join(SNAPSHOTS_DIR)).unwrap();
+    let db = open(dir.path(), manual());
+    assert_eq!(db.replay_stats().snapshot_tx_id, None);
+    assert_eq!(db.state_json().unwrap(), state);
+    // The name is free again.
+    let again = db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
+    assert_eq!(again.version, 1);
+    assert_eq!(
+        db.rows_json("bank", "accounts").unwrap(),
+        Vec::<Value>::new()
+    );
+    drop(db);
+    let db = open(dir.path(), manual());
+    assert_eq!(db.module_version("bank"), Some(1));
+}

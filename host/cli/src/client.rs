@@ -58,7 +58,10 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    fn finish(&self, response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Answer> {
+    fn finish(
+        &self,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Answer> {
         let mut response = response.with_context(|| format!("contacting {}", self.base))?;
         let status = response.status().as_u16();
         let next_after = response
@@ -265,8 +268,11 @@ impl Client {
     }
 
     pub fn logs(&self, module: &str, max: Option<u64>) -> Result<()> {
-        self.stream(&format!("/v1/modules/{module}/logs"), true, max, |v| {
-            match v["type"].as_str() {
+        self.stream(
+            &format!("/v1/modules/{module}/logs"),
+            true,
+            max,
+            |v| match v["type"].as_str() {
                 Some("log") => format!(
                     "tx {} {}.{} [{}]{} {}",
                     v["tx_id"],
@@ -281,8 +287,8 @@ impl Client {
                     v["message"].as_str().unwrap_or("")
                 ),
                 _ => v.to_string(),
-            }
-        })
+            },
+        )
     }
 }
 

@@ -657,9 +657,8 @@ fn serve(
             .context("publishing the bundled bank module")?;
         eprintln!("published the example module `bank`");
     }
-    let (token, source) =
-        auth::admin_token(db.dir(), std::env::var(auth::TOKEN_ENV).ok())
-            .context("setting up the admin token")?;
+    let (token, source) = auth::admin_token(db.dir(), std::env::var(auth::TOKEN_ENV).ok())
+        .context("setting up the admin token")?;
     match source {
         auth::TokenSource::Environment => {
             eprintln!("admin token: from {}", auth::TOKEN_ENV)

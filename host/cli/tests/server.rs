@@ -179,8 +179,14 @@ fn apply(rows: &mut BTreeMap<u64, Value>, message: &Value) {
         let row = &change["row"];
         let id = row["id"].as_u64().unwrap();
         match change["op"].as_str().unwrap() {
-            "insert" => assert!(rows.insert(id, row.clone()).is_none(), "insert of a held row"),
-            "update" => assert!(rows.insert(id, row.clone()).is_some(), "update of an unknown row"),
+            "insert" => assert!(
+                rows.insert(id, row.clone()).is_none(),
+                "insert of a held row"
+            ),
+            "update" => assert!(
+                rows.insert(id, row.clone()).is_some(),
+                "update of an unknown row"
+            ),
             "delete" => assert!(rows.remove(&id).is_some(), "delete of an unknown row"),
             op => panic!("unknown op {op}"),
         }
@@ -371,7 +377,10 @@ fn publish_call_read_subscribe_then_restart() {
     }
     assert_eq!(Value::Array(paged), table.body);
     // Lookups by primary key and by a unique column.
-    let alice = get(&a, &format!("{base}/v1/modules/chat/tables/users?name=alice"));
+    let alice = get(
+        &a,
+        &format!("{base}/v1/modules/chat/tables/users?name=alice"),
+    );
     assert_eq!(alice.body.as_array().unwrap().len(), 1);
     let id = alice.body[0]["id"].as_u64().unwrap();
     let by_id = get(&a, &format!("{base}/v1/modules/chat/tables/users?id={id}"));
@@ -391,7 +400,12 @@ fn publish_call_read_subscribe_then_restart() {
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("stopped"), "{stderr}");
     assert!(
-        !stderr.contains(&std::fs::read_to_string(&token_file).unwrap().trim().to_string()),
+        !stderr.contains(
+            &std::fs::read_to_string(&token_file)
+                .unwrap()
+                .trim()
+                .to_string()
+        ),
         "the token must never be logged"
     );
     let closing = next_json(&mut all);
@@ -448,7 +462,11 @@ fn bad_input_gets_its_status_and_changes_nothing() {
     let published = put_module(&a, &format!("{base}/v1/modules/bank"), Some(&token), &bank);
     assert_eq!(published.status, 201, "{published:?}");
     for args in ["[1, 100]", "[2, 50]"] {
-        let r = post(&a, &format!("{base}/v1/modules/bank/reducers/open_account"), args);
+        let r = post(
+            &a,
+            &format!("{base}/v1/modules/bank/reducers/open_account"),
+            args,
+        );
         assert_eq!(r.status, 200);
     }
     let state = |a: &ureq::Agent| {
@@ -475,7 +493,11 @@ fn bad_input_gets_its_status_and_changes_nothing() {
         ),
         (
             "negative into u64",
-            post(&a, &reducer("transfer"), r#"{"from": 1, "to": 2, "amount": -5}"#),
+            post(
+                &a,
+                &reducer("transfer"),
+                r#"{"from": 1, "to": 2, "amount": -5}"#,
+            ),
             400,
             Some("amount"),
         ),
@@ -503,14 +525,24 @@ fn bad_input_gets_its_status_and_changes_nothing() {
             400,
             Some("arguments"),
         ),
-        ("body too large", post(&a, &reducer("transfer"), &big), 413, Some("body")),
+        (
+            "body too large",
+            post(&a, &reducer("transfer"), &big),
+            413,
+            Some("body"),
+        ),
         (
             "unknown module",
             post(&a, &format!("{base}/v1/modules/nope/reducers/x"), "[]"),
             404,
             None,
         ),
-        ("unknown reducer", post(&a, &reducer("steal"), "[]"), 404, None),
+        (
+            "unknown reducer",
+            post(&a, &reducer("steal"), "[]"),
+            404,
+            None,
+        ),
         (
             "reducer error",
             post(&a, &reducer("transfer"), "[1, 2, 1000]"),
@@ -531,25 +563,37 @@ fn bad_input_gets_its_status_and_changes_nothing() {
         ),
         (
             "filter on a column without an index",
-            get(&a, &format!("{base}/v1/modules/bank/tables/accounts?balance=100")),
+            get(
+                &a,
+                &format!("{base}/v1/modules/bank/tables/accounts?balance=100"),
+            ),
             400,
             Some("balance"),
         ),
         (
             "filter value of the wrong type",
-            get(&a, &format!("{base}/v1/modules/bank/tables/accounts?id=abc")),
+            get(
+                &a,
+                &format!("{base}/v1/modules/bank/tables/accounts?id=abc"),
+            ),
             400,
             Some("id"),
         ),
         (
             "bad limit",
-            get(&a, &format!("{base}/v1/modules/bank/tables/accounts?limit=0")),
+            get(
+                &a,
+                &format!("{base}/v1/modules/bank/tables/accounts?limit=0"),
+            ),
             400,
             Some("limit"),
         ),
         (
             "limit past the maximum",
-            get(&a, &format!("{base}/v1/modules/bank/tables/accounts?limit=99999999")),
+            get(
+                &a,
+                &format!("{base}/v1/modules/bank/tables/accounts?limit=99999999"),
+            ),
             400,
             Some("limit"),
         ),
@@ -579,7 +623,12 @@ fn bad_input_gets_its_status_and_changes_nothing() {
         ),
         (
             "publish bytes that are not wasm",
-            put_module(&a, &format!("{base}/v1/modules/junk"), Some(&token), b"hello"),
+            put_module(
+                &a,
+                &format!("{base}/v1/modules/junk"),
+                Some(&token),
+                b"hello",
+            ),
             400,
             Some("body"),
         ),
@@ -618,8 +667,17 @@ fn bad_input_gets_its_status_and_changes_nothing() {
             assert_eq!(answer.body["error"]["field"], *field, "{what}: {answer:?}");
         }
     }
-    let refused = &cases.iter().find(|c| c.0.starts_with("an upgrade")).unwrap().1;
-    assert!(!refused.body["error"]["changes"].as_array().unwrap().is_empty());
+    let refused = &cases
+        .iter()
+        .find(|c| c.0.starts_with("an upgrade"))
+        .unwrap()
+        .1;
+    assert!(
+        !refused.body["error"]["changes"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     // Requests of arbitrary shape: nothing panics the server.
     for path in [
@@ -636,6 +694,42 @@ fn bad_input_gets_its_status_and_changes_nothing() {
         assert!(r.status < 500, "{path}: {r:?}");
     }
     assert_eq!(get(&a, &format!("{base}/healthz")).status, 200);
+
+    // Every route of the OpenAPI description is served (no answer is the
+    // unknown-route fallback), with no token and an unknown module so
+    // that nothing changes.
+    let openapi: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/openapi.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut routes = 0;
+    for (path, item) in openapi["paths"].as_object().unwrap() {
+        let url = format!(
+            "{base}{}",
+            path.replace("{module}", "absent")
+                .replace("{reducer}", "r")
+                .replace("{table}", "t")
+        );
+        for method in item.as_object().unwrap().keys() {
+            let r = match method.as_str() {
+                "get" => get(&a, &url),
+                "post" => post(&a, &url, "[]"),
+                "put" => answer(a.put(&url).send(&b"x"[..])),
+                "delete" => answer(a.delete(&url).call()),
+                "parameters" => continue,
+                other => panic!("method {other} in openapi.json"),
+            };
+            routes += 1;
+            let message = r.body["error"]["message"].as_str().unwrap_or("");
+            assert!(!message.contains("no such route"), "{method} {path}: {r:?}");
+            assert!(r.status < 500, "{method} {path}: {r:?}");
+        }
+    }
+    assert_eq!(routes, 10);
 
     // Nothing changed.
     assert_eq!(state(&a), before);
@@ -843,7 +937,10 @@ fn load_64_clients_every_acknowledged_call_survives_a_restart() {
     let server = Server::start(&dir, &[]);
     let counters = get(
         &agent(),
-        &format!("{}/v1/modules/counter/tables/counters?limit=10000", server.url),
+        &format!(
+            "{}/v1/modules/counter/tables/counters?limit=10000",
+            server.url
+        ),
     );
     let values: BTreeMap<String, u64> = counters
         .body
@@ -870,4 +967,77 @@ fn load_64_clients_every_acknowledged_call_survives_a_restart() {
         .filter_map(|l| l.strip_prefix("tx ")?.split(' ').next()?.parse().ok())
         .collect();
     assert!(all.is_subset(&dumped));
+}
+
+#[test]
+fn sigterm_under_load_answers_calls_in_flight_and_loses_none() {
+    const CLIENTS: usize = 16;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start(&dir, &[]);
+    let base = server.url.clone();
+    let published = put_module(
+        &agent(),
+        &format!("{base}/v1/modules/counter"),
+        Some(&server.token),
+        &std::fs::read(guests::COUNTER).unwrap(),
+    );
+    assert_eq!(published.status, 201);
+    let mut subscriber = server.ws("/v1/modules/counter/tables/counters/subscribe");
+    assert_eq!(next_json(&mut subscriber)["type"], "rows");
+    // Each client calls until the server stops answering, counting the
+    // calls it was told committed.
+    let acked: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let base = base.clone();
+                s.spawn(move || {
+                    let a = agent();
+                    let url = format!("{base}/v1/modules/counter/reducers/increment");
+                    let body = json!([format!("client-{c}")]).to_string();
+                    let mut acked = 0;
+                    loop {
+                        match a.post(&url).send(body.as_bytes()) {
+                            Ok(r) if r.status() == 200 => acked += 1,
+                            _ => return acked,
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        let (status, stderr) = server.stop();
+        assert!(status.success(), "{stderr}");
+        assert!(stderr.contains("stopped"), "{stderr}");
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(acked.iter().all(|&n| n > 0), "{acked:?}");
+    // The subscriber was told why the stream ended.
+    let mut closing = next_json(&mut subscriber);
+    while closing["type"] == "tx" {
+        closing = next_json(&mut subscriber);
+    }
+    assert_eq!(closing["type"], "closed");
+
+    let server = Server::start(&dir, &[]);
+    let rows = get(
+        &agent(),
+        &format!("{}/v1/modules/counter/tables/counters", server.url),
+    );
+    for (c, acked) in acked.iter().enumerate() {
+        let row = rows
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == format!("client-{c}"))
+            .unwrap();
+        let value = row["value"].as_u64().unwrap();
+        // Every acknowledged call is there; at most one more, whose answer
+        // was lost with the connection.
+        assert!(
+            (*acked..=acked + 1).contains(&value),
+            "client {c}: {acked} acknowledged, {value} committed"
+        );
+    }
 }

@@ -1115,24 +1115,26 @@ impl Database {
             None => (IndexId::PrimaryKey, Bound::Unbounded, Bound::Unbounded),
             Some((column, raw)) => {
                 let (index, ty) = index_on(t.def(), column)?;
-                let value = value_from_query(raw, ty)
-                    .map_err(|reason| QueryError::BadValue {
-                        column: column.clone(),
-                        reason,
-                    })?;
-                (index, Bound::Included(value.clone()), Bound::Included(value))
+                let value = value_from_query(raw, ty).map_err(|reason| QueryError::BadValue {
+                    column: column.clone(),
+                    reason,
+                })?;
+                (
+                    index,
+                    Bound::Included(value.clone()),
+                    Bound::Included(value),
+                )
             }
         };
         let after = match &query.after {
             None => None,
             Some(raw) => {
                 let pk_col = &t.def().columns[t.def().primary_key as usize];
-                let pk = value_from_query(raw, pk_col.ty).map_err(|reason| {
-                    QueryError::BadValue {
+                let pk =
+                    value_from_query(raw, pk_col.ty).map_err(|reason| QueryError::BadValue {
                         column: pk_col.name.clone(),
                         reason,
-                    }
-                })?;
+                    })?;
                 let key = match &lower {
                     Bound::Included(v) => v.clone(),
                     _ => pk.clone(),
@@ -1149,7 +1151,7 @@ impl Database {
             limit.saturating_add(1),
             &mut out,
         )
-            .map_err(|e| QueryError::Corrupt(e.to_string()))?;
+        .map_err(|e| QueryError::Corrupt(e.to_string()))?;
         let more = out.len() > limit;
         out.truncate(limit);
         let next_after = match more {

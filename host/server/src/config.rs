@@ -97,7 +97,11 @@ mod tests {
     fn file_overrides_defaults_and_refuses_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("interstice.toml");
-        std::fs::write(&path, "listen = \"0.0.0.0:8080\"\nsubscription_buffer = 16\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:8080\"\nsubscription_buffer = 16\n",
+        )
+        .unwrap();
         let config = ServerConfig::from_file(&path).unwrap();
         assert_eq!(config.listen, "0.0.0.0:8080");
         assert_eq!(config.subscription_buffer, 16);

@@ -7,10 +7,10 @@ use interstice_runtime::Database;
 use interstice_runtime::log::SYNC_BUCKETS_MICROS;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 /// What the server itself counts; the rest is read off the database at
@@ -133,8 +133,18 @@ impl Collector for DatabaseCollector {
         let guests = self.db.counters();
         let replay = self.db.replay_stats();
         let e = &mut encoder;
-        counter(e, "log_records", "Records appended to the log since start", log.records)?;
-        counter(e, "log_syncs", "fdatasync calls on the log since start", log.syncs)?;
+        counter(
+            e,
+            "log_records",
+            "Records appended to the log since start",
+            log.records,
+        )?;
+        counter(
+            e,
+            "log_syncs",
+            "fdatasync calls on the log since start",
+            log.syncs,
+        )?;
         gauge(
             e,
             "transactions_per_fsync",
@@ -188,7 +198,12 @@ impl Collector for DatabaseCollector {
             guests.guest_instantiations,
         )?;
         counter(e, "guest_calls", "Calls into guests", guests.guest_calls)?;
-        counter(e, "fuel_consumed", "Fuel guests consumed", guests.fuel_consumed)?;
+        counter(
+            e,
+            "fuel_consumed",
+            "Fuel guests consumed",
+            guests.fuel_consumed,
+        )?;
         gauge(
             e,
             "last_tx_id",

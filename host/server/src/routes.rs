@@ -145,9 +145,8 @@ async fn schema(State(state): Shared, Path(module): Path<String>) -> Result<Resp
         .db
         .module_def(&module)
         .ok_or_else(|| ApiError::not_found(format!("no module named `{module}`")))?;
-    let mut doc = serde_json::to_value(&*def).map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    })?;
+    let mut doc = serde_json::to_value(&*def)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     doc["name"] = module.as_str().into();
     doc["version"] = state.db.module_version(&module).into();
     Ok(axum::Json(doc).into_response())
@@ -295,10 +294,7 @@ async fn read_table(
             }
             "after" => query.after = Some(value),
             _ if query.filter.is_some() => {
-                return Err(ApiError::bad_request(
-                    key,
-                    "filter on one column at a time",
-                ));
+                return Err(ApiError::bad_request(key, "filter on one column at a time"));
             }
             _ => query.filter = Some((key, value)),
         }
@@ -336,4 +332,3 @@ fn ascii_json(value: &serde_json::Value) -> String {
     }
     out
 }
-
