@@ -6,6 +6,7 @@
 
 mod durable;
 mod peers;
+mod serve;
 mod snapshots;
 
 use std::time::{Duration, Instant};
@@ -408,6 +409,9 @@ fn main() -> Result<()> {
     if matches!(which.as_str(), "replay" | "all") {
         replay_figures()?;
     }
+    if matches!(which.as_str(), "serve" | "all") {
+        serve::figures()?;
+    }
     if matches!(which.as_str(), "snapshots" | "all") {
         let rows = std::env::args()
             .nth(2)
@@ -416,7 +420,7 @@ fn main() -> Result<()> {
         snapshots::figures(rows)?;
     }
     match which.as_str() {
-        "durable" | "replay" | "snapshots" | "peers" => {}
+        "durable" | "replay" | "snapshots" | "peers" | "serve" => {}
         "write-log" => {
             let dir = std::env::args()
                 .nth(2)
@@ -451,7 +455,9 @@ fn main() -> Result<()> {
                 get("single-row") - noop - get("table insert")
             );
         }
-        other => bail!("unknown benchmark {other:?}; try `reducers`, `durable`, `replay` or `all`"),
+        other => bail!(
+            "unknown benchmark {other:?}; try `reducers`, `durable`, `replay`, `serve`, `snapshots`, `peers` or `all`"
+        ),
     }
     Ok(())
 }
