@@ -1041,3 +1041,45 @@ fn sigterm_under_load_answers_calls_in_flight_and_loses_none() {
         );
     }
 }
+
+#[test]
+fn new_version_over_http_ends_subscriptions_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start(&dir, &[]);
+    let a = agent();
+    let base = server.url.clone();
+    let url = format!("{base}/v1/modules/bank");
+    let token = Some(server.token.as_str());
+    let bank = std::fs::read(guests::BANK).unwrap();
+    assert_eq!(put_module(&a, &url, token, &bank).status, 201);
+    let r = post(&a, &format!("{url}/reducers/open_account"), "[1, 10]");
+    assert_eq!(r.status, 200);
+    // The same code again: nothing logged.
+    let same = put_module(&a, &url, token, &bank);
+    assert_eq!(same.status, 200);
+    assert_eq!(same.body["replaced"], true);
+    assert_eq!(same.body["tx_id"], Value::Null);
+
+    let mut sub = server.ws("/v1/modules/bank/tables/accounts/subscribe?id=1");
+    assert_eq!(next_json(&mut sub)["rows"][0]["balance"], 10);
+    let v2 = put_module(&a, &url, token, &std::fs::read(guests::BANK_V2).unwrap());
+    assert_eq!(v2.status, 200, "{v2:?}");
+    assert_eq!(v2.body["version"], 2);
+    assert!(!v2.body["changes"].as_array().unwrap().is_empty());
+    let closed = next_json(&mut sub);
+    assert_eq!(closed["type"], "closed");
+    assert!(
+        closed["reason"].as_str().unwrap().contains("version 2"),
+        "{closed}"
+    );
+    match sub.read().unwrap() {
+        tungstenite::Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1012),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    // The migrated row is served under the new schema.
+    let schema = get(&a, &format!("{url}/schema"));
+    assert_eq!(schema.body["version"], 2);
+    let rows = get(&a, &format!("{url}/tables/accounts?id=1"));
+    assert_eq!(rows.body[0]["balance"], 10);
+}

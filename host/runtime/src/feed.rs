@@ -111,6 +111,12 @@ impl Feed {
         if self.released.load(Ordering::Acquire) >= tx_id {
             return;
         }
+        if !self.active() {
+            // Nothing is queued without listeners. A listener registered
+            // since this transaction committed only queues later ones.
+            self.released.fetch_max(tx_id, Ordering::AcqRel);
+            return;
+        }
         let mut st = self.lock();
         while st.pending.front().is_some_and(|t| t.tx_id <= tx_id) {
             let Some(tx) = st.pending.pop_front() else {
