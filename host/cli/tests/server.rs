@@ -84,6 +84,17 @@ impl Server {
         )
     }
 
+    /// Publishes a guest as a new module over HTTP.
+    fn publish(&self, name: &str, guest: &str) {
+        let published = put_module(
+            &agent(),
+            &format!("{}/v1/modules/{name}", self.url),
+            Some(&self.token),
+            &std::fs::read(guest).unwrap(),
+        );
+        assert_eq!(published.status, 201, "{published:?}");
+    }
+
     fn ws(&self, path: &str) -> Ws {
         let url = format!("{}{path}", self.url.replacen("http://", "ws://", 1));
         let (mut socket, _) = tungstenite::connect(url.as_str()).expect("websocket connects");
@@ -765,13 +776,7 @@ fn slow_subscriber_is_disconnected_and_the_server_serves_on() {
     let server = Server::start(&dir, &["--config", config.to_str().unwrap()]);
     let a = agent();
     let base = server.url.clone();
-    let published = put_module(
-        &a,
-        &format!("{base}/v1/modules/chat"),
-        Some(&server.token),
-        &std::fs::read(guests::CHAT).unwrap(),
-    );
-    assert_eq!(published.status, 201);
+    server.publish("chat", guests::CHAT);
     // Subscribes, then never reads.
     let mut slow = server.ws("/v1/modules/chat/tables/messages/subscribe");
     let text = "x".repeat(4000);
@@ -832,13 +837,7 @@ fn module_log_lines_stream_to_the_cli() {
     let server = Server::start(&dir, &[]);
     let a = agent();
     let base = server.url.clone();
-    let published = put_module(
-        &a,
-        &format!("{base}/v1/modules/chat"),
-        Some(&server.token),
-        &std::fs::read(guests::CHAT).unwrap(),
-    );
-    assert_eq!(published.status, 201);
+    server.publish("chat", guests::CHAT);
     // Without a token: refused before any stream starts.
     let out = cli(&["logs", "chat", "--server", &base]);
     assert!(!out.status.success());
@@ -893,13 +892,7 @@ fn load_64_clients_every_acknowledged_call_survives_a_restart() {
     let dir = tmp.path().join("data");
     let server = Server::start(&dir, &[]);
     let base = server.url.clone();
-    let published = put_module(
-        &agent(),
-        &format!("{base}/v1/modules/counter"),
-        Some(&server.token),
-        &std::fs::read(guests::COUNTER).unwrap(),
-    );
-    assert_eq!(published.status, 201);
+    server.publish("counter", guests::COUNTER);
     let started = Instant::now();
     // Each client increments its own counter and keeps the tx ids it was
     // given; every call must be acknowledged.
@@ -976,13 +969,7 @@ fn sigterm_under_load_answers_calls_in_flight_and_loses_none() {
     let dir = tmp.path().join("data");
     let server = Server::start(&dir, &[]);
     let base = server.url.clone();
-    let published = put_module(
-        &agent(),
-        &format!("{base}/v1/modules/counter"),
-        Some(&server.token),
-        &std::fs::read(guests::COUNTER).unwrap(),
-    );
-    assert_eq!(published.status, 201);
+    server.publish("counter", guests::COUNTER);
     let mut subscriber = server.ws("/v1/modules/counter/tables/counters/subscribe");
     assert_eq!(next_json(&mut subscriber)["type"], "rows");
     // Each client calls until the server stops answering, counting the
