@@ -62,6 +62,13 @@ impl Server {
         }
     }
 
+    /// A server of `tmp/data` with the settings file `toml`.
+    fn start_configured(tmp: &Path, toml: &str) -> Server {
+        let config = tmp.join("interstice.toml");
+        std::fs::write(&config, toml).unwrap();
+        Server::start(&tmp.join("data"), &["--config", config.to_str().unwrap()])
+    }
+
     /// SIGTERM, then wait for the process to finish.
     fn stop(mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().unwrap();
@@ -462,10 +469,7 @@ fn publish_call_read_subscribe_then_restart() {
 #[test]
 fn bad_input_gets_its_status_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    let config = tmp.path().join("interstice.toml");
-    std::fs::write(&config, "body_limit_bytes = 4096\n").unwrap();
-    let server = Server::start(&dir, &["--config", config.to_str().unwrap()]);
+    let server = Server::start_configured(tmp.path(), "body_limit_bytes = 4096\n");
     let a = agent();
     let base = server.url.clone();
     let token = server.token.clone();
@@ -770,10 +774,10 @@ fn bad_input_gets_its_status_and_changes_nothing() {
 #[test]
 fn slow_subscriber_is_disconnected_and_the_server_serves_on() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    let config = tmp.path().join("interstice.toml");
-    std::fs::write(&config, "subscription_buffer = 4\nsend_timeout_secs = 1\n").unwrap();
-    let server = Server::start(&dir, &["--config", config.to_str().unwrap()]);
+    let server = Server::start_configured(
+        tmp.path(),
+        "subscription_buffer = 4\nsend_timeout_secs = 1\n",
+    );
     let a = agent();
     let base = server.url.clone();
     server.publish("chat", guests::CHAT);
