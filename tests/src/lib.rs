@@ -43,3 +43,28 @@ pub fn db_with(name: &str, guest: &str) -> (tempfile::TempDir, Database) {
         .unwrap_or_else(|e| panic!("publish {name}: {e}"));
     (dir, db)
 }
+
+/// Seeded randomness for the crash tests: the seed is printed by each test
+/// and `INTERSTICE_SEED` replays it exactly.
+pub mod rng {
+    /// `INTERSTICE_SEED` when set, else one from the clock (never zero).
+    pub fn seed() -> u64 {
+        std::env::var("INTERSTICE_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+                    | 1
+            })
+    }
+
+    /// xorshift64*: the next number of the sequence `state` is at.
+    pub fn next(state: &mut u64) -> u64 {
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}

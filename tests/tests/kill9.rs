@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use interstice_runtime::log::{LogConfig, RealFs, SyncPolicy, TxRecord, scan};
 use interstice_runtime::{Database, LOG_DIR, RuntimeConfig, SNAPSHOTS_DIR};
+use interstice_tests::rng::{next, seed};
 use interstice_tests::{guest_bytes, guests, test_config};
 
 const ACCOUNTS: u64 = 16;
@@ -55,14 +56,6 @@ fn spawn(dir: &Path, scenario: &Scenario, seed: u64) -> Child {
         .expect("start bank-load")
 }
 
-/// xorshift64*, seeded per run and printed, so a failing run can be redone.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
-}
-
 /// Every transfer in the log (and the archive): tx id to (from, to, amount).
 fn logged_transfers(dirs: &[&Path]) -> BTreeMap<u64, (u64, u64, u64)> {
     let mut out = BTreeMap::new();
@@ -80,19 +73,6 @@ fn logged_transfers(dirs: &[&Path]) -> BTreeMap<u64, (u64, u64, u64)> {
         .unwrap();
     }
     out
-}
-
-fn seed() -> u64 {
-    std::env::var("INTERSTICE_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        })
 }
 
 fn kills(default: u64) -> u64 {

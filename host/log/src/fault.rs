@@ -7,6 +7,11 @@
 //! for the n-th append or sync: the operation returns `EIO` (or `ENOSPC`)
 //! and, for an append, writes only a prefix of its bytes.
 //!
+//! For power-loss simulation, [`FaultFs::record_before_sync`] keeps an image
+//! of the whole file system just before every `sync_data` and directory
+//! sync: each image, crashed with any torn length, is one moment a power
+//! loss could have hit, between that sync boundary and the one before.
+//!
 //! This is a real file system with a model of durability, not a mock: the
 //! log runs on it exactly as on disk.
 
@@ -45,6 +50,25 @@ struct Inner {
     syncs: u64,
     faults: Vec<Fault>,
     injected: u64,
+    /// Whether to keep an image before every sync.
+    recording: bool,
+    /// What the test says it has been told so far (e.g. the newest
+    /// acknowledged transaction); copied into each image.
+    label: u64,
+    images: Vec<CrashImage>,
+}
+
+/// The file system just before a sync: what a power loss at any moment
+/// since the previous sync could leave, depending on how much of the
+/// unsynced bytes reached the device ([`FaultFs::crash`]).
+pub struct CrashImage {
+    /// The label set with [`FaultFs::set_label`] when the image was taken.
+    pub label: u64,
+    /// The file system at that moment.
+    pub fs: FaultFs,
+    /// The longest unsynced tail of any file: crashing with more torn bytes
+    /// keeps nothing more.
+    pub unsynced_max: usize,
 }
 
 /// See the module documentation.
@@ -78,6 +102,46 @@ impl FaultFs {
     /// How many failures have been injected so far.
     pub fn injected(&self) -> u64 {
         self.lock().injected
+    }
+
+    /// Keeps an image of the file system before every sync from now on.
+    pub fn record_before_sync(&self) {
+        self.lock().recording = true;
+    }
+
+    /// Sets the label the next images carry.
+    pub fn set_label(&self, label: u64) {
+        self.lock().label = label;
+    }
+
+    /// The images kept so far, oldest first.
+    pub fn take_images(&self) -> Vec<CrashImage> {
+        std::mem::take(&mut self.lock().images)
+    }
+
+    fn keep_image(inner: &mut Inner) {
+        if !inner.recording {
+            return;
+        }
+        let unsynced_max = inner
+            .files
+            .values()
+            .map(|f| f.data.len().saturating_sub(f.synced.len()))
+            .max()
+            .unwrap_or(0);
+        let fs = FaultFs {
+            inner: Arc::new(Mutex::new(Inner {
+                files: inner.files.clone(),
+                dirs: inner.dirs.clone(),
+                ..Inner::default()
+            })),
+        };
+        let label = inner.label;
+        inner.images.push(CrashImage {
+            label,
+            fs,
+            unsynced_max,
+        });
     }
 
     /// Successful and failed `sync_data` calls so far.
@@ -168,6 +232,7 @@ impl LogFile for FaultFile {
 
     fn sync_data(&mut self) -> io::Result<()> {
         let mut inner = self.fs.lock();
+        FaultFs::keep_image(&mut inner);
         inner.syncs += 1;
         let n = inner.syncs;
         if FaultFs::take_fault(
@@ -266,6 +331,7 @@ impl Storage for FaultFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut inner = self.lock();
+        FaultFs::keep_image(&mut inner);
         for (path, f) in inner.files.iter_mut() {
             if path.parent() == Some(dir) {
                 f.entry_durable = true;

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use interstice_runtime::Database;
+use interstice_tests::rng::next;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -79,12 +80,4 @@ fn main() -> ExitCode {
         }
     });
     ExitCode::SUCCESS
-}
-
-/// xorshift64*: enough randomness for a workload, no dependency.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
