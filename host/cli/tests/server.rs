@@ -1054,6 +1054,54 @@ fn new_version_over_http_ends_subscriptions_with_the_reason() {
 
     let mut sub = server.ws("/v1/modules/bank/tables/accounts/subscribe?id=1");
     assert_eq!(next_json(&mut sub)["rows"][0]["balance"], 10);
+    // The CLI subscriber: the rows, then the deposit, as JSON lines.
+    let cli_sub = Command::new(BIN)
+        .args(["subscribe", "bank", "accounts", "--where", "id=1"])
+        .args(["--max-messages", "2", "--server", &base])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its rows arrive once its subscription exists; deposit until the
+    // second message (a deposit) ends it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut cli_sub = cli_sub;
+    let status = loop {
+        if let Some(status) = cli_sub.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CLI subscriber never finished"
+        );
+        let r = post(&a, &format!("{url}/reducers/deposit"), "[1, 1]");
+        assert_eq!(r.status, 200);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut cli_sub.stdout.take().unwrap(), &mut out).unwrap();
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0]["type"], "rows");
+    assert_eq!(lines[1]["type"], "tx");
+    assert_eq!(lines[1]["reducer"], "deposit");
+    assert_eq!(
+        lines[1]["changes"][0]["row"]["balance"].as_u64().unwrap(),
+        lines[0]["rows"][0]["balance"].as_u64().unwrap() + 1
+    );
+    // The WebSocket subscriber saw the same deposits.
+    let mut balance = 10;
+    let deposits = get(&a, &format!("{url}/tables/accounts?id=1")).body[0]["balance"]
+        .as_u64()
+        .unwrap();
+    while balance < deposits {
+        let m = next_json(&mut sub);
+        balance = m["changes"][0]["row"]["balance"].as_u64().unwrap();
+    }
+    assert_eq!(balance, deposits);
     let v2 = put_module(&a, &url, token, &std::fs::read(guests::BANK_V2).unwrap());
     assert_eq!(v2.status, 200, "{v2:?}");
     assert_eq!(v2.body["version"], 2);
@@ -1072,5 +1120,5 @@ fn new_version_over_http_ends_subscriptions_with_the_reason() {
     let schema = get(&a, &format!("{url}/schema"));
     assert_eq!(schema.body["version"], 2);
     let rows = get(&a, &format!("{url}/tables/accounts?id=1"));
-    assert_eq!(rows.body[0]["balance"], 10);
+    assert_eq!(rows.body[0]["balance"], deposits);
 }
