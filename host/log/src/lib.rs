@@ -50,6 +50,8 @@
 mod error;
 pub mod fault;
 pub mod frame;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod limits;
 pub mod payload;
 mod recovery;

@@ -42,6 +42,8 @@
 pub mod atomic;
 pub mod codec;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod json;
 pub mod limits;
 pub mod migrate;
