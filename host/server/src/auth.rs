@@ -170,6 +170,27 @@ mod tests {
         assert_eq!((env.as_str(), source), ("s3cret", TokenSource::Environment));
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn a_token_file_others_can_read_is_narrowed_to_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(TOKEN_FILE);
+        std::fs::write(&path, "abc\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (token, source) = admin_token(dir.path(), None).unwrap();
+        assert_eq!(token, "abc");
+        assert_eq!(source, TokenSource::File(path.clone()));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // An empty file is refused, not taken as an empty token.
+        std::fs::write(&path, "\n").unwrap();
+        assert!(matches!(
+            admin_token(dir.path(), None),
+            Err(TokenError::Empty { .. })
+        ));
+    }
+
     #[test]
     fn missing_token_is_401_and_wrong_token_403() {
         let mut headers = HeaderMap::new();
