@@ -444,7 +444,10 @@ fn publish_call_read_subscribe_then_restart() {
     let users = get(&a, &format!("{base}/v1/modules/chat/tables/users"));
     assert_eq!(users.body.as_array().unwrap().len(), 3);
 
-    // Deletion needs the token, is logged, and survives a restart.
+    // Deletion needs the token, is logged, ends subscriptions to the
+    // module (close code 1000, with the reason), and survives a restart.
+    let mut watching = server.ws("/v1/modules/chat/tables/users/subscribe");
+    assert_eq!(next_json(&mut watching)["type"], "rows");
     let url = format!("{base}/v1/modules/chat");
     assert_eq!(answer(a.delete(&url).call()).status, 401);
     let deleted = answer(
@@ -453,6 +456,16 @@ fn publish_call_read_subscribe_then_restart() {
             .call(),
     );
     assert_eq!(deleted.status, 200, "{deleted:?}");
+    let closed = next_json(&mut watching);
+    assert_eq!(closed["type"], "closed");
+    assert!(
+        closed["reason"].as_str().unwrap().contains("was deleted"),
+        "{closed}"
+    );
+    match watching.read().unwrap() {
+        tungstenite::Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1000),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
     assert_eq!(
         get(&a, &format!("{base}/v1/modules/chat/tables/messages")).status,
         404
