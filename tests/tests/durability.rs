@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use interstice_runtime::log::fault::{Fault, FaultFs};
+use interstice_runtime::fs::fault::{EIO, Fault, FaultFs, Op};
 use interstice_runtime::log::{LogConfig, RecoveryMode};
 use interstice_runtime::{
     CallError, Database, LOG_DIR, LoadError, REPLAY_REFUSAL, Runner, RuntimeConfig,
@@ -284,7 +284,7 @@ fn fsync_failure_under_concurrent_callers_never_acknowledges_lost_work() {
         let dir = tempfile::tempdir().unwrap();
         let fs = FaultFs::new();
         let cfg = RuntimeConfig {
-            log_storage: Arc::new(fs.clone()),
+            storage: Arc::new(fs.clone()),
             ..test_config()
         };
         let db = Database::open(dir.path(), cfg.clone()).unwrap();
@@ -294,9 +294,7 @@ fn fsync_failure_under_concurrent_callers_never_acknowledges_lost_work() {
             db.call_json("bank", "open_account", &json!([id, 0]), "t")
                 .unwrap();
         }
-        fs.inject(Fault::SyncEio {
-            nth: fs.syncs() + fail_at,
-        });
+        fs.inject(Fault::error(Op::Sync, EIO).nth(fail_at));
         let acked: Vec<u64> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..THREADS)
                 .map(|id| {
@@ -327,7 +325,7 @@ fn fsync_failure_under_concurrent_callers_never_acknowledges_lost_work() {
 
         for torn in [0, 5, usize::MAX] {
             let cfg = RuntimeConfig {
-                log_storage: Arc::new(fs.crash(torn)),
+                storage: Arc::new(fs.crash(torn)),
                 ..test_config()
             };
             let db = Database::open(dir.path(), cfg).unwrap();
@@ -411,16 +409,14 @@ fn fsync_failure_for_a_single_caller() {
         let dir = tempfile::tempdir().unwrap();
         let fs = FaultFs::new();
         let cfg = RuntimeConfig {
-            log_storage: Arc::new(fs.clone()),
+            storage: Arc::new(fs.clone()),
             ..test_config()
         };
         let db = Database::open(dir.path(), cfg).unwrap();
         db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
         db.call_json("bank", "open_account", &json!([1, 0]), "t")
             .unwrap();
-        fs.inject(Fault::SyncEio {
-            nth: fs.syncs() + fail_at,
-        });
+        fs.inject(Fault::error(Op::Sync, EIO).nth(fail_at));
         let mut acked = 0;
         let err = loop {
             match db.call_json("bank", "deposit", &json!([1, 1]), "t") {
@@ -440,7 +436,7 @@ fn fsync_failure_for_a_single_caller() {
         // loss keeps it or not; everything acknowledged is there either way.
         for (torn, balances) in [(0, acked..=acked), (usize::MAX, acked..=acked + 1)] {
             let cfg = RuntimeConfig {
-                log_storage: Arc::new(fs.crash(torn)),
+                storage: Arc::new(fs.crash(torn)),
                 ..test_config()
             };
             let db = Database::open(dir.path(), cfg).unwrap();

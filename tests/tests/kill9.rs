@@ -270,7 +270,7 @@ fn has_temporary(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|entries| {
         entries
             .filter_map(|e| e.ok())
-            .any(|e| interstice_store::atomic::is_temporary(&e.path()))
+            .any(|e| interstice_runtime::fs::atomic::is_temporary(&e.path()))
     })
 }
 

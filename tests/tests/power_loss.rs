@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use interstice_runtime::log::fault::FaultFs;
+use interstice_runtime::fs::fault::FaultFs;
 use interstice_runtime::log::{LogConfig, SyncPolicy};
 use interstice_runtime::{Database, RuntimeConfig, SnapshotConfig};
 use interstice_tests::rng::{next, seed};
@@ -41,7 +41,7 @@ fn config(fs: &FaultFs) -> RuntimeConfig {
             segment_bytes_max: 4096,
             ..LogConfig::default()
         },
-        log_storage: Arc::new(fs.clone()),
+        storage: Arc::new(fs.clone()),
         snapshots: SnapshotConfig {
             every_tx: 0,
             every_log_bytes: 0,
@@ -54,7 +54,7 @@ fn config(fs: &FaultFs) -> RuntimeConfig {
 /// What the workload committed: the state after each transaction.
 struct Run {
     states: BTreeMap<u64, Value>,
-    images: Vec<interstice_runtime::log::fault::CrashImage>,
+    images: Vec<interstice_runtime::fs::fault::CrashImage>,
     failed_calls: u64,
 }
 

@@ -535,11 +535,11 @@ fn snapshot_command(command: SnapshotCommand) -> Result<()> {
             }
         }
         SnapshotCommand::List { dir } => {
-            let list = snapshots::describe_all(&dir.data_dir)?;
+            let list = snapshots::describe_all(&interstice_runtime::fs::RealFs, &dir.data_dir)?;
             println!("{}", serde_json::to_string_pretty(&list)?);
         }
         SnapshotCommand::Verify { dir } => {
-            let report = snapshots::verify_all(&dir.data_dir)?;
+            let report = snapshots::verify_all(&interstice_runtime::fs::RealFs, &dir.data_dir)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             let bad: Vec<_> = report.iter().filter_map(|s| s.error.as_ref()).collect();
             for e in &bad {

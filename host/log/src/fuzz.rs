@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use crate::fault::FaultFs;
 use crate::payload::TxRecord;
 use crate::recovery::{RecoveryMode, recover, scan};
-use crate::storage::Storage;
+use interstice_fs::Storage;
+use interstice_fs::fault::FaultFs;
 
 /// `data` as the only segment of a log: scanned read-only, then recovered
 /// under every mode (each on its own copy), every valid record's payload

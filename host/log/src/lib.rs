@@ -5,8 +5,8 @@
 //! their header, record framing with CRC-32 and per-segment salt, the
 //! payload codec of a transaction, the group-commit writer thread and its
 //! sync policies, rotation, recovery on open with four recovery modes,
-//! read-only verification and repair by truncation, and the file-system
-//! seam with a fault-injecting implementation for tests.
+//! and read-only verification and repair by truncation. All its I/O goes
+//! through the file-system seam of `interstice-fs`.
 //!
 //! Not responsible for: what a row means (the store validates rows on
 //! replay), running guests (this crate cannot reach wasmtime), or deciding
@@ -48,7 +48,6 @@
 //! ```
 
 mod error;
-pub mod fault;
 pub mod frame;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
@@ -56,15 +55,14 @@ pub mod limits;
 pub mod payload;
 mod recovery;
 pub mod segment;
-mod storage;
 mod writer;
 
 pub use error::{AppendError, Damage, DamageKind, LogError};
+pub use interstice_fs::{RealFs, Storage, WriteFile};
 pub use payload::{MutationRef, Op, PayloadError, RecordKind, TxHeader, TxRecord};
 pub use recovery::{
     QUARANTINE_DIR, Record, Recovered, RecoveryMode, SegmentInfo, first_needed, list_segments,
     log_bytes, recover, remove_segments_before, scan, scan_range, truncate_after,
     truncate_to_last_valid,
 };
-pub use storage::{LogFile, RealFs, Storage};
 pub use writer::{Direct, Log, LogConfig, LogStats, SYNC_BUCKETS_MICROS, SyncPolicy};

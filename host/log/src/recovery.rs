@@ -9,7 +9,7 @@ use crate::error::{Damage, DamageKind, LogError, io_at};
 use crate::frame;
 use crate::limits::RESYNC_TX_WINDOW;
 use crate::segment::{self, HEADER_LEN, Header};
-use crate::storage::Storage;
+use interstice_fs::Storage;
 
 /// Where damaged bytes are moved rather than deleted, under the log
 /// directory.

@@ -22,7 +22,7 @@ use crate::limits::{
 };
 use crate::recovery::{self, Record, Recovered, RecoveryMode};
 use crate::segment::{self, HEADER_LEN, Header};
-use crate::storage::{LogFile, Storage};
+use interstice_fs::{Storage, WriteFile};
 
 /// When the writer makes records durable, and so when callers are answered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -206,7 +206,7 @@ struct Writer {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
     config: LogConfig,
-    file: Box<dyn LogFile>,
+    file: Box<dyn WriteFile>,
     header: Header,
     /// Bytes in the active segment, written or in `batch`.
     len: u64,
@@ -531,7 +531,7 @@ fn create_segment(
     storage: &dyn Storage,
     dir: &Path,
     base_tx_id: u64,
-) -> Result<(Box<dyn LogFile>, Header), LogError> {
+) -> Result<(Box<dyn WriteFile>, Header), LogError> {
     let path = dir.join(segment::file_name(base_tx_id));
     let header = Header::new(base_tx_id);
     let mut file = storage.create(&path).map_err(io_at(&path))?;

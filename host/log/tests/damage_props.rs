@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use interstice_log::fault::FaultFs;
+use interstice_fs::fault::FaultFs;
 use interstice_log::{
     Log, LogConfig, RecordKind, RecoveryMode, Storage, SyncPolicy, TxHeader, TxRecord,
     list_segments, payload,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use interstice_log::fault::{Fault, FaultFs};
+use interstice_fs::fault::{EIO, ENOSPC, Fault, FaultFs, Op};
 use interstice_log::{
     AppendError, DamageKind, Log, LogConfig, LogError, RealFs, RecordKind, RecoveryMode, Storage,
     SyncPolicy, TxHeader, TxRecord, list_segments, payload, scan, truncate_after,
@@ -351,8 +351,8 @@ fn failed_fsync_poisons_and_no_unsynced_record_is_acknowledged() {
         let fs = FaultFs::new();
         let dir = PathBuf::from("/data/log");
         let (log, _, _) = open_with(Arc::new(fs.clone()), &dir, LogConfig::default()).unwrap();
-        // Sync 1 is the first segment's header.
-        fs.inject(Fault::SyncEio { nth: fail_at });
+        // Sync 1 was the first segment's header.
+        fs.inject(Fault::error(Op::Sync, EIO).nth(fail_at - fs.syncs()));
         let log = Arc::new(log);
         let mut acked = Vec::new();
         let mut refused = 0;
@@ -417,8 +417,9 @@ fn failed_write_poisons_too() {
     let (log, _, _) = open_with(Arc::new(fs.clone()), &dir, LogConfig::default()).unwrap();
     log.append(1, payload_for(1)).unwrap();
     log.wait(1).unwrap();
-    // Append 1 was the header, append 2 record 1.
-    fs.inject(Fault::AppendNoSpace { nth: 3 });
+    // Append 1 was the header, append 2 record 1: the next is record 2.
+    assert_eq!(fs.count(Op::Append), 2);
+    fs.inject(Fault::error(Op::Append, ENOSPC));
     log.append(2, payload_for(2)).unwrap();
     let err = log.wait(2).unwrap_err();
     assert!(err.to_string().contains("os error 28"), "{err}");
@@ -529,15 +530,15 @@ fn failures_at_every_step_across_rotation() {
     let dir = PathBuf::from("/data/log");
     let mut faults = Vec::new();
     for nth in 1..=40 {
-        faults.push(Fault::SyncEio { nth });
-        faults.push(Fault::AppendEio { nth });
+        faults.push(Fault::error(Op::Sync, EIO).nth(nth));
+        faults.push(Fault::error(Op::Append, EIO).nth(nth));
     }
     let mut injected = 0;
     for fault in faults {
         let fs = FaultFs::new();
         // Armed before open: the first sync and append are the first
         // segment's header.
-        fs.inject(fault);
+        fs.inject(fault.clone());
         let mut acked = Vec::new();
         if let Ok((log, _, _)) = open_with(Arc::new(fs.clone()), &dir, cfg) {
             for t in 1..=300u64 {
@@ -581,9 +582,7 @@ fn direct_commits_and_their_failures() {
     }
     // Out of order or behind queued records: refused, use append.
     assert!(log.reserve_direct(5).is_none());
-    fs.inject(Fault::SyncEio {
-        nth: fs.syncs() + 1,
-    });
+    fs.inject(Fault::error(Op::Sync, EIO));
     let err = log.reserve_direct(4).unwrap().commit(payload_for(4));
     assert!(matches!(err, Err(AppendError::Poisoned(_))), "{err:?}");
     assert!(log.reserve_direct(5).is_none());

@@ -15,8 +15,8 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use interstice_log::{RealFs, first_needed, list_segments, scan_range, truncate_to_last_valid};
-use interstice_store::atomic;
+use interstice_fs::{RealFs, Storage, atomic};
+use interstice_log::{first_needed, list_segments, scan_range, truncate_to_last_valid};
 use interstice_store::snapshot;
 use serde::{Deserialize, Serialize};
 
@@ -115,7 +115,7 @@ fn put(
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
-    atomic::write_atomic(&path, bytes).map_err(io(&path))?;
+    atomic::write_atomic(&RealFs, &path, bytes).map_err(io(&path))?;
     files.push(BackupFile {
         path: rel.to_string(),
         bytes: bytes.len() as u64,
@@ -155,14 +155,14 @@ fn copy_once(data_dir: &Path, dest: &Path) -> Result<Option<Manifest>, BackupErr
 
     // The newest snapshot that reads back whole is the base.
     let mut base = None;
-    for (tx, path) in snapshots::list(data_dir)?.into_iter().rev() {
+    for (tx, path) in snapshots::list(&RealFs, data_dir)?.into_iter().rev() {
         let Ok(file) = File::open(&path) else {
             continue;
         };
         let bytes = read_open(&path, file)?;
         let rel = format!("{SNAPSHOTS_DIR}/{}", snapshot::file_name(tx));
         put(dest, &rel, &bytes, &mut files)?;
-        match snapshot::read(&dest.join(&rel)) {
+        match snapshot::read(&RealFs, &dest.join(&rel)) {
             Ok(loaded) => {
                 base = Some(loaded);
                 break;
@@ -274,10 +274,10 @@ fn copy_once(data_dir: &Path, dest: &Path) -> Result<Option<Manifest>, BackupErr
         reason: e.to_string(),
     })?;
     let path = dest.join(MANIFEST);
-    atomic::write_atomic(&path, &json).map_err(io(&path))?;
+    atomic::write_atomic(&RealFs, &path, &json).map_err(io(&path))?;
     for dir in [dest.join(SNAPSHOTS_DIR), dest_log, dest.join(MODULES_DIR)] {
         if dir.is_dir() {
-            atomic::sync_dir(&dir).map_err(io(&dir))?;
+            RealFs.sync_dir(&dir).map_err(io(&dir))?;
         }
     }
     Ok(Some(manifest))
@@ -362,11 +362,11 @@ pub fn restore(
             std::fs::create_dir_all(parent).map_err(io(parent))?;
             dirs.insert(parent.to_path_buf());
         }
-        atomic::write_atomic(&to, &bytes).map_err(io(&to))?;
+        atomic::write_atomic(&RealFs, &to, &bytes).map_err(io(&to))?;
     }
     dirs.insert(data_dir.to_path_buf());
     for d in &dirs {
-        atomic::sync_dir(d).map_err(io(d))?;
+        RealFs.sync_dir(d).map_err(io(d))?;
     }
     let db = Database::open(data_dir, config).map_err(|e| BackupError::Open(Box::new(e)))?;
     let stats = db.replay_stats().clone();

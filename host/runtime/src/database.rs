@@ -33,7 +33,7 @@ use crate::replay::{Replayer, op_to_log};
 use crate::snapshots::{self, SnapshotConfig, SnapshotInfo};
 use crate::state::LogLine;
 use crate::tools::Throttled;
-use interstice_store::atomic;
+use interstice_fs::{Storage, atomic};
 
 /// Directory (under the data directory) holding published modules.
 pub const MODULES_DIR: &str = "modules";
@@ -228,6 +228,8 @@ impl Drop for Held<'_> {
 pub struct Database {
     host: Host,
     dir: PathBuf,
+    /// Where the log, snapshots and module code live.
+    storage: Arc<dyn Storage>,
     log: Log,
     inner: Mutex<Inner>,
     /// Calls waiting for the thread that holds `inner`.
@@ -241,7 +243,6 @@ pub struct Database {
 /// Takes snapshots on a thread of its own, when the commit path asks.
 struct Snapshotter {
     config: SnapshotConfig,
-    storage: Arc<dyn interstice_log::Storage>,
     /// Held while a snapshot is built: one at a time.
     building: Arc<Mutex<()>>,
     /// Transactions and log bytes since the last request.
@@ -256,7 +257,7 @@ impl Snapshotter {
     fn start(
         dir: &Path,
         config: SnapshotConfig,
-        storage: Arc<dyn interstice_log::Storage>,
+        storage: Arc<dyn Storage>,
     ) -> Result<Snapshotter, LoadError> {
         let building = Arc::new(Mutex::new(()));
         let last = Arc::new(Mutex::new(None));
@@ -301,7 +302,6 @@ impl Snapshotter {
         };
         Ok(Snapshotter {
             config,
-            storage,
             building,
             since: Mutex::new((0, 0)),
             requests,
@@ -413,18 +413,28 @@ impl Database {
         mut config: RuntimeConfig,
         progress: crate::tools::Progress<'_>,
     ) -> Result<Database, LoadError> {
-        let modules_dir = dir.join(MODULES_DIR);
-        std::fs::create_dir_all(&modules_dir).map_err(io_err(&modules_dir))?;
+        // The lock file lives on the real file system, whatever `storage` is.
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let dir = std::fs::canonicalize(dir).map_err(io_err(dir))?;
         let lock = DirLock::acquire(&dir)?;
         if config.cache_dir.is_none() {
             config.cache_dir = Some(dir.join(CACHE_DIR));
         }
-        let storage = config.log_storage.clone();
+        let storage = config.storage.clone();
+        // The modules directory's entry is made durable before any code is
+        // written into it: a publication record must never outlive its code.
+        let modules_dir = dir.join(MODULES_DIR);
+        storage.create_dir_all(&dir).map_err(io_err(&dir))?;
+        if !storage.exists(&modules_dir) {
+            storage
+                .create_dir_all(&modules_dir)
+                .map_err(io_err(&modules_dir))?;
+            storage.sync_dir(&dir).map_err(io_err(&dir))?;
+        }
         let log_config = config.log;
         let snapshot_config = config.snapshots.clone();
         let host = Host::new(config)?;
-        for path in snapshots::remove_temporaries(&dir)? {
+        for path in snapshots::remove_temporaries(&*storage, &dir)? {
             tracing::warn!(
                 "removed {}, left by an interrupted snapshot",
                 path.display()
@@ -437,7 +447,7 @@ impl Database {
         let mut snapshots_rejected = Vec::new();
         let (log, recovered, replayer, snapshot_ms) = {
             let _phase = host.replay_guard().enter();
-            let base = snapshots::load_newest(&dir, u64::MAX, &mut snapshots_rejected)?;
+            let base = snapshots::load_newest(&*storage, &dir, u64::MAX, &mut snapshots_rejected)?;
             let snapshot_ms = started.elapsed().as_secs_f64() * 1000.0;
             let mut replayer = match base {
                 Some((_, loaded)) => Replayer::from_snapshot(loaded),
@@ -445,7 +455,7 @@ impl Database {
             };
             // Progress counts only the log replay reads: from the segment
             // holding the snapshot's next transaction on.
-            let total = if log_dir.is_dir() {
+            let total = if storage.exists(&log_dir) {
                 interstice_log::log_bytes(&*storage, &log_dir, replayer.next_tx_id())?
             } else {
                 0
@@ -511,12 +521,13 @@ impl Database {
             guest_calls: after.guest_calls - before.guest_calls,
             fuel_consumed: after.fuel_consumed - before.fuel_consumed,
         };
-        report_open(&dir, &replay, &modules);
+        report_open(&*storage, &dir, &replay, &modules);
         let next_tx_id = log.next_tx_id();
-        let snapshots = Snapshotter::start(&dir, snapshot_config, storage)?;
+        let snapshots = Snapshotter::start(&dir, snapshot_config, storage.clone())?;
         Ok(Database {
             host,
             dir,
+            storage,
             log,
             inner: Mutex::new(Inner {
                 modules,
@@ -621,7 +632,7 @@ impl Database {
             && !options.clear
         {
             let path = module_path(&self.dir, name, existing.version);
-            atomic::write_atomic(&path, wasm).map_err(io_err(&path))?;
+            atomic::write_atomic(&*self.storage, &path, wasm).map_err(io_err(&path))?;
             let version = existing.version;
             if let Some(existing) = inner.modules.get_mut(name) {
                 existing.runner = Some(runner);
@@ -698,7 +709,7 @@ impl Database {
         // version has its own file: the old version's stays in force (and
         // on disk) if this record never becomes durable.
         let path = module_path(&self.dir, name, version);
-        atomic::write_atomic(&path, wasm).map_err(io_err(&path))?;
+        atomic::write_atomic(&*self.storage, &path, wasm).map_err(io_err(&path))?;
         let definition = match kind {
             RecordKind::Upgrade => serde_json::to_vec(&UpgradeDocument {
                 version,
@@ -880,6 +891,7 @@ impl Database {
             Some(r) => r,
             None => entry.runner.insert(load_runner(
                 &self.host,
+                &*self.storage,
                 &self.dir,
                 module,
                 entry.version,
@@ -1073,7 +1085,7 @@ impl Database {
         // a crash here is harmless: publishing the name again replaces it.
         for version in 1..=last_version {
             let path = module_path(&self.dir, name, version);
-            if let Err(e) = std::fs::remove_file(&path)
+            if let Err(e) = self.storage.remove(&path)
                 && e.kind() != std::io::ErrorKind::NotFound
             {
                 tracing::warn!("could not remove {}: {e}", path.display());
@@ -1266,12 +1278,7 @@ impl Database {
             .building
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        snapshots::build(
-            &self.dir,
-            &*self.snapshots.storage,
-            upto,
-            &self.snapshots.config,
-        )
+        snapshots::build(&self.dir, &*self.storage, upto, &self.snapshots.config)
     }
 
     /// What the last automatic snapshot did, if one was taken since open.
@@ -1303,6 +1310,7 @@ fn outcome(ctx: &CallContext, committed: Committed) -> CallOutcome {
 /// that it still describes the definition in force.
 fn load_runner(
     host: &Host,
+    storage: &dyn Storage,
     dir: &Path,
     module: &str,
     version: u32,
@@ -1313,7 +1321,7 @@ fn load_runner(
         reason,
     };
     let path = module_path(dir, module, version);
-    let wasm = std::fs::read(&path).map_err(|e| {
+    let wasm = storage.read(&path).map_err(|e| {
         not_loaded(format!(
             "its code {} cannot be read ({e}); publish the module again",
             path.display()
@@ -1335,7 +1343,12 @@ fn load_runner(
 
 /// Says at every start what an operator must know: a weak sync policy, and
 /// anything recovery cut, skipped or moved aside.
-fn report_open(dir: &Path, stats: &ReplayStats, modules: &BTreeMap<String, ModuleEntry>) {
+fn report_open(
+    storage: &dyn Storage,
+    dir: &Path,
+    stats: &ReplayStats,
+    modules: &BTreeMap<String, ModuleEntry>,
+) {
     if stats.sync_policy != "always" {
         tracing::warn!(
             "sync policy `{}`: acknowledged transactions can be lost on power loss",
@@ -1355,7 +1368,7 @@ fn report_open(dir: &Path, stats: &ReplayStats, modules: &BTreeMap<String, Modul
         tracing::warn!("snapshot passed over (an older one, or the log, is used): {r}");
     }
     for (name, entry) in modules {
-        if !module_path(dir, name, entry.version).is_file() {
+        if !storage.exists(&module_path(dir, name, entry.version)) {
             tracing::warn!(
                 "module `{name}` has no code in {}; its tables are served but calls fail until it is published again",
                 dir.join(MODULES_DIR).display()

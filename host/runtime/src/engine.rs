@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use interstice_log::{LogConfig, RealFs, Storage};
+use interstice_fs::{RealFs, Storage};
+use interstice_log::LogConfig;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Cache, CacheConfig, Engine};
 
@@ -25,9 +26,11 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Sync policy, segment size and recovery mode of the durable log.
     pub log: LogConfig,
-    /// The file system the log lives on: the real one, or a fault-injecting
-    /// one in tests.
-    pub log_storage: Arc<dyn Storage>,
+    /// The file system the data directory's durable files live on (log
+    /// segments, snapshots, module code): the real one, or a
+    /// fault-injecting one in tests. The lock file and the compiled-code
+    /// cache are always on the real file system.
+    pub storage: Arc<dyn Storage>,
     /// When snapshots are taken, how many are kept, where old segments go.
     pub snapshots: SnapshotConfig,
 }
@@ -39,7 +42,7 @@ impl Default for RuntimeConfig {
             memory_bytes_max: limits::MEMORY_BYTES_MAX_DEFAULT,
             cache_dir: None,
             log: LogConfig::default(),
-            log_storage: Arc::new(RealFs),
+            storage: Arc::new(RealFs),
             snapshots: SnapshotConfig::default(),
         }
     }

@@ -45,6 +45,7 @@ pub use database::{
 };
 pub use engine::{Host, RuntimeConfig};
 pub use error::{CallError, LoadError, SnapshotError};
+pub use interstice_fs as fs;
 pub use interstice_log as log;
 pub use lock::LOCK_FILE;
 pub use module::{CallContext, Committed, REPLAY_REFUSAL, Runner, prepare_wasm};

@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use interstice_log::{Storage, remove_segments_before, scan_range};
-use interstice_store::atomic;
+use interstice_fs::{Storage, atomic};
+use interstice_log::{remove_segments_before, scan_range};
 use interstice_store::snapshot::{self, Loaded, ModuleImage};
 use serde::Serialize;
 
@@ -97,15 +97,13 @@ pub(crate) fn dir_of(data_dir: &Path) -> PathBuf {
 }
 
 /// Snapshot files as (tx id, path), oldest first.
-pub fn list(data_dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
+pub fn list(storage: &dyn Storage, data_dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
     let dir = dir_of(data_dir);
-    if !dir.is_dir() {
+    if !storage.exists(&dir) {
         return Ok(Vec::new());
     }
-    let entries = std::fs::read_dir(&dir).map_err(SnapshotError::io(&dir))?;
     let mut out = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(SnapshotError::io(&dir))?.path();
+    for path in storage.list(&dir).map_err(SnapshotError::io(&dir))? {
         if let Some(tx) = snapshot::parse_name(&path) {
             out.push((tx, path));
         }
@@ -115,13 +113,14 @@ pub fn list(data_dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
 }
 
 /// `snapshot list`: every file with what its header says.
-pub fn describe_all(data_dir: &Path) -> Result<Vec<ListedSnapshot>, SnapshotError> {
+pub fn describe_all(
+    storage: &dyn Storage,
+    data_dir: &Path,
+) -> Result<Vec<ListedSnapshot>, SnapshotError> {
     let mut out = Vec::new();
-    for (tx_id, path) in list(data_dir)? {
-        let bytes = std::fs::metadata(&path)
-            .map_err(SnapshotError::io(&path))?
-            .len();
-        let header = snapshot::read_header(&path);
+    for (tx_id, path) in list(storage, data_dir)? {
+        let bytes = storage.len(&path).map_err(SnapshotError::io(&path))?;
+        let header = snapshot::read_header(storage, &path);
         out.push(ListedSnapshot {
             tx_id,
             bytes,
@@ -136,10 +135,13 @@ pub fn describe_all(data_dir: &Path) -> Result<Vec<ListedSnapshot>, SnapshotErro
 
 /// `snapshot verify`: reads every snapshot whole, checking its checksums
 /// and loading every row into scratch tables.
-pub fn verify_all(data_dir: &Path) -> Result<Vec<VerifiedSnapshot>, SnapshotError> {
+pub fn verify_all(
+    storage: &dyn Storage,
+    data_dir: &Path,
+) -> Result<Vec<VerifiedSnapshot>, SnapshotError> {
     let mut out = Vec::new();
-    for (tx_id, path) in list(data_dir)? {
-        let (modules, rows, error) = match snapshot::read(&path) {
+    for (tx_id, path) in list(storage, data_dir)? {
+        let (modules, rows, error) = match snapshot::read(storage, &path) {
             Ok(l) => (l.modules.len(), l.rows, None),
             Err(e) => (0, 0, Some(e.to_string())),
         };
@@ -155,21 +157,23 @@ pub fn verify_all(data_dir: &Path) -> Result<Vec<VerifiedSnapshot>, SnapshotErro
 }
 
 /// Removes temporary files an interrupted snapshot write left behind.
-pub(crate) fn remove_temporaries(data_dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
+pub(crate) fn remove_temporaries(
+    storage: &dyn Storage,
+    data_dir: &Path,
+) -> Result<Vec<PathBuf>, SnapshotError> {
     let dir = dir_of(data_dir);
     let mut removed = Vec::new();
-    if !dir.is_dir() {
+    if !storage.exists(&dir) {
         return Ok(removed);
     }
-    for entry in std::fs::read_dir(&dir).map_err(SnapshotError::io(&dir))? {
-        let path = entry.map_err(SnapshotError::io(&dir))?.path();
+    for path in storage.list(&dir).map_err(SnapshotError::io(&dir))? {
         if atomic::is_temporary(&path) {
-            std::fs::remove_file(&path).map_err(SnapshotError::io(&path))?;
+            storage.remove(&path).map_err(SnapshotError::io(&path))?;
             removed.push(path);
         }
     }
     if !removed.is_empty() {
-        atomic::sync_dir(&dir).map_err(SnapshotError::io(&dir))?;
+        storage.sync_dir(&dir).map_err(SnapshotError::io(&dir))?;
     }
     Ok(removed)
 }
@@ -177,15 +181,16 @@ pub(crate) fn remove_temporaries(data_dir: &Path) -> Result<Vec<PathBuf>, Snapsh
 /// The newest snapshot that reads back whole, at or before `upto`. Each
 /// newer one that does not is named in `rejected`.
 pub(crate) fn load_newest(
+    storage: &dyn Storage,
     data_dir: &Path,
     upto: u64,
     rejected: &mut Vec<String>,
 ) -> Result<Option<(PathBuf, Loaded)>, SnapshotError> {
-    for (tx, path) in list(data_dir)?.into_iter().rev() {
+    for (tx, path) in list(storage, data_dir)?.into_iter().rev() {
         if tx > upto {
             continue;
         }
-        match snapshot::read(&path) {
+        match snapshot::read(storage, &path) {
             Ok(loaded) => return Ok(Some((path, loaded))),
             Err(e) => rejected.push(e.to_string()),
         }
@@ -202,12 +207,12 @@ pub(crate) fn build(
     upto: u64,
     config: &SnapshotConfig,
 ) -> Result<Option<SnapshotInfo>, SnapshotError> {
-    if upto == 0 || list(data_dir)?.iter().any(|(tx, _)| *tx == upto) {
+    if upto == 0 || list(storage, data_dir)?.iter().any(|(tx, _)| *tx == upto) {
         return Ok(None);
     }
     let started = Instant::now();
     let mut rejected = Vec::new();
-    let mut replayer = match load_newest(data_dir, upto, &mut rejected)? {
+    let mut replayer = match load_newest(storage, data_dir, upto, &mut rejected)? {
         Some((_, loaded)) => Replayer::from_snapshot(loaded),
         None => Replayer::new(),
     };
@@ -243,10 +248,13 @@ pub(crate) fn build(
 
     let written_at = Instant::now();
     let dir = dir_of(data_dir);
-    std::fs::create_dir_all(&dir).map_err(SnapshotError::io(&dir))?;
-    if let Some(parent) = dir.parent() {
-        atomic::sync_dir(parent).map_err(SnapshotError::io(parent))?;
-    }
+    storage
+        .create_dir_all(&dir)
+        .map_err(SnapshotError::io(&dir))?;
+    let parent = atomic::parent(&dir);
+    storage
+        .sync_dir(parent)
+        .map_err(SnapshotError::io(parent))?;
     let path = dir.join(snapshot::file_name(upto));
     let images: Vec<ModuleImage<'_>> = replayer
         .modules
@@ -258,7 +266,13 @@ pub(crate) fn build(
             tables: &m.tables,
         })
         .collect();
-    let written = snapshot::write(&path, upto, replayer.last_timestamp_micros, &images)?;
+    let written = snapshot::write(
+        storage,
+        &path,
+        upto,
+        replayer.last_timestamp_micros,
+        &images,
+    )?;
     let write_ms = written_at.elapsed().as_secs_f64() * 1000.0;
     let (removed_snapshots, removed_segments) = retain(data_dir, storage, config)?;
     Ok(Some(SnapshotInfo {
@@ -282,7 +296,7 @@ pub(crate) fn retain(
     storage: &dyn Storage,
     config: &SnapshotConfig,
 ) -> Result<(Vec<PathBuf>, Vec<PathBuf>), SnapshotError> {
-    let all = list(data_dir)?;
+    let all = list(storage, data_dir)?;
     let keep = config.keep.max(1);
     if all.is_empty() {
         return Ok((Vec::new(), Vec::new()));
@@ -290,12 +304,12 @@ pub(crate) fn retain(
     let cut = all.len().saturating_sub(keep);
     let mut removed = Vec::new();
     for (_, path) in &all[..cut] {
-        std::fs::remove_file(path).map_err(SnapshotError::io(path))?;
+        storage.remove(path).map_err(SnapshotError::io(path))?;
         removed.push(path.clone());
     }
     if !removed.is_empty() {
         let dir = dir_of(data_dir);
-        atomic::sync_dir(&dir).map_err(SnapshotError::io(&dir))?;
+        storage.sync_dir(&dir).map_err(SnapshotError::io(&dir))?;
     }
     let oldest_kept = all[cut].0;
     let log_dir = data_dir.join(LOG_DIR);

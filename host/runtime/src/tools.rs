@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use interstice_fs::{RealFs, Storage};
 use interstice_log::{
-    LogError, RealFs, Record, RecordKind, Recovered, TxRecord, log_bytes, scan, truncate_after,
+    LogError, Record, RecordKind, Recovered, TxRecord, log_bytes, scan, truncate_after,
     truncate_to_last_valid,
 };
 use interstice_store::ModuleDef;
@@ -143,8 +144,8 @@ fn verify_base(data_dir: &Path) -> (Replayer, Option<u64>) {
     if first_base.is_none_or(|b| b <= 1) {
         return (Replayer::new(), None);
     }
-    for (tx, path) in crate::snapshots::list(data_dir).unwrap_or_default() {
-        if let Ok(loaded) = interstice_store::snapshot::read(&path) {
+    for (tx, path) in crate::snapshots::list(&RealFs, data_dir).unwrap_or_default() {
+        if let Ok(loaded) = interstice_store::snapshot::read(&RealFs, &path) {
             return (Replayer::from_snapshot(loaded), Some(tx));
         }
     }
@@ -155,8 +156,8 @@ fn verify_base(data_dir: &Path) -> (Replayer, Option<u64>) {
 /// oldest snapshot whose definitions read (retention may have removed the
 /// publication records).
 fn definitions_before_log(data_dir: &Path) -> BTreeMap<String, (ModuleDef, u32)> {
-    for (_, path) in crate::snapshots::list(data_dir).unwrap_or_default() {
-        if let Ok((_, modules)) = interstice_store::snapshot::read_definitions(&path) {
+    for (_, path) in crate::snapshots::list(&RealFs, data_dir).unwrap_or_default() {
+        if let Ok((_, modules)) = interstice_store::snapshot::read_definitions(&RealFs, &path) {
             return modules
                 .into_iter()
                 .map(|m| (m.name, (m.def, m.version)))
@@ -414,7 +415,7 @@ pub fn truncate(data_dir: &Path, to: TruncateTo) -> Result<Recovered, LoadError>
     // A snapshot past the cut holds what was cut: it goes aside too, or the
     // next open would start from it.
     let kept = report.last_tx_id.unwrap_or(0);
-    let snapshots = crate::snapshots::list(data_dir)?;
+    let snapshots = crate::snapshots::list(&RealFs, data_dir)?;
     let beyond: Vec<_> = snapshots.iter().filter(|(tx, _)| *tx > kept).collect();
     if !beyond.is_empty() {
         let qdir = dir.join(interstice_log::QUARANTINE_DIR);
@@ -432,7 +433,7 @@ pub fn truncate(data_dir: &Path, to: TruncateTo) -> Result<Recovered, LoadError>
             report.quarantined.push(to);
         }
         for d in [&qdir, &crate::snapshots::dir_of(data_dir)] {
-            interstice_store::atomic::sync_dir(d).map_err(|source| LoadError::Io {
+            RealFs.sync_dir(d).map_err(|source| LoadError::Io {
                 path: d.to_path_buf(),
                 source,
             })?;

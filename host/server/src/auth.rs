@@ -1,7 +1,6 @@
 //! The admin token: what publishing, deleting and reading module logs
 //! require, as `Authorization: Bearer <token>`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use axum::http::{HeaderMap, StatusCode, header};
@@ -67,26 +66,18 @@ pub fn admin_token(
             let mut bytes = [0u8; 32];
             getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
             let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            interstice_store::atomic::write_atomic_with(&path, |file| {
-                set_owner_only(file)?;
-                writeln!(file, "{token}")
-            })
+            // The real file system creates every file owner-only (0600)
+            // before a byte is written.
+            interstice_runtime::fs::atomic::write_atomic(
+                &interstice_runtime::fs::RealFs,
+                &path,
+                format!("{token}\n").as_bytes(),
+            )
             .map_err(io)?;
             Ok((token, TokenSource::Generated(path)))
         }
         Err(e) => Err(io(e)),
     }
-}
-
-#[cfg(unix)]
-fn set_owner_only(file: &std::fs::File) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-}
-
-#[cfg(not(unix))]
-fn set_owner_only(_file: &std::fs::File) -> std::io::Result<()> {
-    Ok(())
 }
 
 /// Narrows an existing token file that others could read back to 0600.

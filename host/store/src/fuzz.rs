@@ -8,19 +8,20 @@ use crate::schema::{ColumnType, ScalarType};
 /// `data` as a snapshot file: read whole (header, body, every module and
 /// row, every check) and by header alone.
 pub fn snapshot(data: &[u8]) {
-    thread_local! {
-        static PATH: std::path::PathBuf = std::env::temp_dir().join(format!(
-            "interstice-fuzz-{}-{:?}.snapshot",
-            std::process::id(),
-            std::thread::current().id()
-        ));
+    use interstice_fs::Storage;
+    use interstice_fs::fault::FaultFs;
+    let fs = FaultFs::new();
+    let dir = std::path::Path::new("/fuzz");
+    let path = dir.join("input");
+    let written = fs
+        .create_dir_all(dir)
+        .and_then(|()| fs.create(&path))
+        .and_then(|mut f| f.append(data));
+    if written.is_ok() {
+        let _ = crate::snapshot::read_header(&fs, &path);
+        let _ = crate::snapshot::read(&fs, &path);
+        let _ = crate::snapshot::read_definitions(&fs, &path);
     }
-    PATH.with(|path| {
-        if std::fs::write(path, data).is_ok() {
-            let _ = crate::snapshot::read_header(path);
-            let _ = crate::snapshot::read(path);
-        }
-    });
 }
 
 /// `data` as a schema and a row: the first byte gives the column count

@@ -2,8 +2,8 @@
 //! tables with their indexes, and serial transactions with undo and redo.
 //!
 //! This crate knows nothing of WebAssembly. It touches files only to write
-//! and read snapshots ([`snapshot`]) and through the one atomic-write helper
-//! ([`atomic`]). The runtime feeds it rows from guests; the durable log and
+//! and read snapshots ([`snapshot`]), and then only through the file-system
+//! seam of `interstice-fs`. The runtime feeds it rows from guests; the durable log and
 //! snapshots feed it rows on replay; all go through the same validation.
 //!
 //! ```
@@ -39,7 +39,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod atomic;
 pub mod codec;
 mod error;
 #[cfg(any(test, feature = "fuzzing"))]

@@ -5,14 +5,13 @@
 //! streams the file: rows go straight into tables, and the result is handed
 //! out only after the checksum over the whole body and its length matched.
 
-use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::atomic;
 use crate::schema::ModuleDef;
 use crate::table::RowBytes;
 use crate::tables::Tables;
+use interstice_fs::{Appender, Storage, atomic};
 
 /// First eight bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"INTSSNAP";
@@ -207,6 +206,7 @@ pub struct Written {
 
 /// Writes the snapshot of `modules` at `tx_id` to `path`, atomically.
 pub fn write(
+    storage: &dyn Storage,
     path: &Path,
     tx_id: u64,
     last_timestamp_micros: i64,
@@ -216,21 +216,25 @@ pub fn write(
         path: path.to_path_buf(),
         source,
     };
-    atomic::write_atomic_with(path, |file| {
-        file.write_all(&[0u8; HEADER_LEN])?;
-        let compressed = Tally::new(BufWriter::with_capacity(1 << 20, file.try_clone()?));
-        let encoder = zstd::stream::write::Encoder::new(compressed, ZSTD_LEVEL)?;
-        let mut raw = Tally::new(BufWriter::with_capacity(1 << 16, encoder));
-        let rows = write_body(&mut raw, modules)?;
-        let raw_len = raw.bytes;
-        let encoder = raw.inner.into_inner().map_err(|e| e.into_error())?;
-        let Tally {
-            inner: mut buffered,
-            bytes: body_len,
-            crc,
-        } = encoder.finish()?;
-        buffered.flush()?;
-        drop(buffered);
+    atomic::write_atomic_with(storage, path, |file| {
+        // The header goes in last, over these zeros, once the body's length
+        // and checksum are known.
+        file.append(&[0u8; HEADER_LEN])?;
+        let (rows, raw_len, body_len, crc) = {
+            let compressed = Tally::new(BufWriter::with_capacity(1 << 20, Appender(&mut *file)));
+            let encoder = zstd::stream::write::Encoder::new(compressed, ZSTD_LEVEL)?;
+            let mut raw = Tally::new(BufWriter::with_capacity(1 << 16, encoder));
+            let rows = write_body(&mut raw, modules)?;
+            let raw_len = raw.bytes;
+            let encoder = raw.inner.into_inner().map_err(|e| e.into_error())?;
+            let Tally {
+                inner: mut buffered,
+                bytes: body_len,
+                crc,
+            } = encoder.finish()?;
+            buffered.flush()?;
+            (rows, raw_len, body_len, crc)
+        };
         let header = SnapshotHeader {
             tx_id,
             last_timestamp_micros,
@@ -238,8 +242,7 @@ pub fn write(
             raw_len,
             body_crc: crc.finalize(),
         };
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(&header.encode())?;
+        file.write_at(0, &header.encode())?;
         Ok(Written { header, rows })
     })
     .map_err(io_err)
@@ -289,19 +292,12 @@ fn write_body(w: &mut impl Write, modules: &[ModuleImage<'_>]) -> io::Result<u64
 }
 
 /// Reads only the header, checking it.
-pub fn read_header(path: &Path) -> Result<SnapshotHeader, SnapshotError> {
-    open_checked(path).map(|(_, header)| header)
+pub fn read_header(storage: &dyn Storage, path: &Path) -> Result<SnapshotHeader, SnapshotError> {
+    open_checked(storage, path).map(|(_, header)| header)
 }
 
-fn header_of(path: &Path, file: &mut File) -> Result<SnapshotHeader, SnapshotError> {
+fn header_of(path: &Path, len: u64, file: &mut impl Read) -> Result<SnapshotHeader, SnapshotError> {
     let corrupt = corrupt_at(path);
-    let len = file
-        .metadata()
-        .map_err(|source| SnapshotError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .len();
     let mut buf = [0u8; HEADER_LEN];
     file.read_exact(&mut buf)
         .map_err(|e| corrupt(format!("header unreadable: {e}")))?;
@@ -322,12 +318,17 @@ fn header_of(path: &Path, file: &mut File) -> Result<SnapshotHeader, SnapshotErr
 }
 
 /// Opens a snapshot and checks its header, leaving the file at the body.
-fn open_checked(path: &Path) -> Result<(File, SnapshotHeader), SnapshotError> {
-    let mut file = File::open(path).map_err(|source| SnapshotError::Io {
+fn open_checked(
+    storage: &dyn Storage,
+    path: &Path,
+) -> Result<(Box<dyn Read + Send>, SnapshotHeader), SnapshotError> {
+    let io_err = |source| SnapshotError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let header = header_of(path, &mut file)?;
+    };
+    let len = storage.len(path).map_err(io_err)?;
+    let mut file = storage.open_read(path).map_err(io_err)?;
+    let header = header_of(path, len, &mut file)?;
     Ok((file, header))
 }
 
@@ -339,8 +340,8 @@ fn corrupt_at(path: &Path) -> impl Fn(String) -> SnapshotError + '_ {
 }
 
 /// Reads, checks and loads a whole snapshot into fresh tables.
-pub fn read(path: &Path) -> Result<Loaded, SnapshotError> {
-    let (file, header) = open_checked(path)?;
+pub fn read(storage: &dyn Storage, path: &Path) -> Result<Loaded, SnapshotError> {
+    let (file, header) = open_checked(storage, path)?;
     let corrupt = corrupt_at(path);
     let compressed = Tally::new(BufReader::with_capacity(
         1 << 20,
@@ -436,8 +437,11 @@ fn read_modules(r: &mut impl Read) -> Result<Vec<ModuleEntry>, String> {
 
 /// Reads the header and the module definitions only (the start of the
 /// body), without the rows and without checking the body's checksum.
-pub fn read_definitions(path: &Path) -> Result<(SnapshotHeader, Vec<ModuleEntry>), SnapshotError> {
-    let (file, header) = open_checked(path)?;
+pub fn read_definitions(
+    storage: &dyn Storage,
+    path: &Path,
+) -> Result<(SnapshotHeader, Vec<ModuleEntry>), SnapshotError> {
+    let (file, header) = open_checked(storage, path)?;
     let corrupt = corrupt_at(path);
     let decoder = zstd::stream::read::Decoder::new(file.take(header.body_len))
         .map_err(|e| corrupt(format!("body: {e}")))?;

@@ -1,5 +1,6 @@
 //! Property tests of the row codec and of table transactions.
 
+use interstice_fs::RealFs;
 use interstice_store::{
     ABI_VERSION, ColumnDef, ColumnType, IndexDef, ModuleDef, ScalarType, TableDef, Tables, TxLog,
     Value, codec, snapshot,
@@ -231,7 +232,7 @@ fn save(path: &std::path::Path, tables: &Tables) -> snapshot::Written {
         def: &def,
         tables,
     };
-    snapshot::write(path, 42, 1_000, &[image]).unwrap()
+    snapshot::write(&RealFs, path, 42, 1_000, &[image]).unwrap()
 }
 
 proptest! {
@@ -244,7 +245,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(snapshot::file_name(42));
         let written = save(&path, &tables);
-        let loaded = snapshot::read(&path).unwrap();
+        let loaded = snapshot::read(&RealFs, &path).unwrap();
         prop_assert_eq!(loaded.header, written.header);
         prop_assert_eq!(loaded.header.tx_id, 42);
         prop_assert_eq!(loaded.header.last_timestamp_micros, 1_000);
@@ -254,6 +255,30 @@ proptest! {
         prop_assert_eq!(loaded.modules[0].version, 3);
         prop_assert_eq!(&loaded.modules[0].def, &def());
         prop_assert_eq!(observe(&loaded.modules[0].tables), observe(&tables));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A bit flipped on its way from the device (the file itself is fine)
+    /// is detected just the same, and the next read, undamaged, succeeds.
+    #[test]
+    fn snapshot_detects_a_bit_flipped_on_read(bit in any::<u64>()) {
+        use interstice_fs::Storage;
+        use interstice_fs::fault::{self, Fault, FaultFs};
+        let tables = committed_tables(&[Op::Insert(1, 2, 0), Op::Insert(2, 3, 1)]);
+        let fs = FaultFs::new();
+        let dir = std::path::Path::new("/data");
+        fs.create_dir_all(dir).unwrap();
+        let path = dir.join(snapshot::file_name(42));
+        let def = def();
+        let image = snapshot::ModuleImage { name: "m", version: 3, def: &def, tables: &tables };
+        snapshot::write(&fs, &path, 42, 1_000, &[image]).unwrap();
+        fs.inject(Fault::flip_bit(fault::Op::Read, bit));
+        prop_assert!(snapshot::read(&fs, &path).is_err());
+        prop_assert_eq!(fs.injected(), 1);
+        prop_assert!(snapshot::read(&fs, &path).is_ok());
     }
 }
 
@@ -269,12 +294,12 @@ fn snapshot_detects_every_damaged_byte() {
     let path = dir.path().join(snapshot::file_name(42));
     save(&path, &tables);
     let good = std::fs::read(&path).unwrap();
-    assert!(snapshot::read(&path).is_ok());
+    assert!(snapshot::read(&RealFs, &path).is_ok());
     for at in 0..good.len() {
         let mut bad = good.clone();
         bad[at] ^= 0x10;
         std::fs::write(&path, &bad).unwrap();
-        let err = match snapshot::read(&path) {
+        let err = match snapshot::read(&RealFs, &path) {
             Ok(_) => panic!("flip at byte {at} of {} went unnoticed", good.len()),
             Err(e) => e.to_string(),
         };
@@ -282,13 +307,13 @@ fn snapshot_detects_every_damaged_byte() {
     }
     for len in [0, 10, snapshot::HEADER_LEN, good.len() - 1] {
         std::fs::write(&path, &good[..len]).unwrap();
-        assert!(snapshot::read(&path).is_err(), "cut at {len}");
+        assert!(snapshot::read(&RealFs, &path).is_err(), "cut at {len}");
     }
     // A file renamed to another transaction's name is refused.
     std::fs::write(&path, &good).unwrap();
     let renamed = dir.path().join(snapshot::file_name(41));
     std::fs::rename(&path, &renamed).unwrap();
-    let err = snapshot::read(&renamed).err().unwrap().to_string();
+    let err = snapshot::read(&RealFs, &renamed).err().unwrap().to_string();
     assert!(err.contains("named for another transaction"), "{err}");
 }
 
