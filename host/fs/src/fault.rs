@@ -340,6 +340,11 @@ impl FaultFs {
         self.lock().faults.push(Armed { fault, seen: 0 });
     }
 
+    /// Disarms every fault that has not fired.
+    pub fn disarm(&self) {
+        self.lock().faults.clear();
+    }
+
     /// How many failures have been injected so far.
     pub fn injected(&self) -> u64 {
         self.lock().injected

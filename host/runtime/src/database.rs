@@ -453,6 +453,7 @@ impl Database {
                 Some((_, loaded)) => Replayer::from_snapshot(loaded),
                 None => Replayer::new(),
             };
+            replayer.passed_over = snapshots_rejected.clone();
             // Progress counts only the log replay reads: from the segment
             // holding the snapshot's next transaction on.
             let total = if storage.exists(&log_dir) {

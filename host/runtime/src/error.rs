@@ -143,6 +143,10 @@ pub enum SnapshotError {
     Replay(String),
     #[error("the log could not be synced first: {0}")]
     Durability(#[source] AppendError),
+    /// The snapshot was written but does not read back whole; it was
+    /// removed, and no log was given up for it.
+    #[error("the new snapshot did not read back and was removed: {0}")]
+    ReadBack(#[source] interstice_store::snapshot::SnapshotError),
 }
 
 impl SnapshotError {

@@ -39,6 +39,9 @@ pub(crate) struct Replayer {
     /// The snapshot replay started from, and its rows.
     pub snapshot_tx_id: Option<u64>,
     pub snapshot_rows: u64,
+    /// Why newer snapshots were passed over, named when the log then
+    /// turns out not to reach back far enough.
+    pub passed_over: Vec<String>,
     pub transactions: u64,
     pub publications: u64,
     pub mutations: u64,
@@ -104,7 +107,7 @@ impl Replayer {
     /// schema in force and applied.
     pub fn apply(&mut self, record: Record<'_>) -> Result<(), String> {
         if std::mem::take(&mut self.check_start) && record.tx_id != self.next_tx_id() {
-            return Err(match self.last_tx_id {
+            let gap = match self.last_tx_id {
                 0 => format!(
                     "the log starts at transaction {} and no valid snapshot holds the ones before it; restore a backup, or move the archived segments back into the log directory",
                     record.tx_id
@@ -115,6 +118,14 @@ impl Replayer {
                     t + 1,
                     record.tx_id - 1
                 ),
+            };
+            return Err(if self.passed_over.is_empty() {
+                gap
+            } else {
+                format!(
+                    "{gap}. Snapshots passed over: {}",
+                    self.passed_over.join("; ")
+                )
             });
         }
         let tx = TxRecord::decode(record.payload).map_err(|e| format!("bad payload: {e}"))?;

@@ -273,6 +273,16 @@ pub(crate) fn build(
         replayer.last_timestamp_micros,
         &images,
     )?;
+    // Retention is about to delete the log this snapshot replaces: read it
+    // back first. One that does not check out is removed, and nothing else.
+    if let Err(e) = snapshot::check(storage, &path) {
+        let dir = dir_of(data_dir);
+        let removed = storage.remove(&path).and_then(|()| storage.sync_dir(&dir));
+        if let Err(r) = removed {
+            tracing::warn!("could not remove {}: {r}", path.display());
+        }
+        return Err(SnapshotError::ReadBack(e));
+    }
     let write_ms = written_at.elapsed().as_secs_f64() * 1000.0;
     let (removed_snapshots, removed_segments) = retain(data_dir, storage, config)?;
     Ok(Some(SnapshotInfo {

@@ -339,6 +339,29 @@ fn corrupt_at(path: &Path) -> impl Fn(String) -> SnapshotError + '_ {
     }
 }
 
+/// Reads a snapshot's header and its compressed body back and checks both
+/// checksums and the length, without decompressing or loading rows: what
+/// the writer runs before anything may rely on a new snapshot.
+pub fn check(storage: &dyn Storage, path: &Path) -> Result<SnapshotHeader, SnapshotError> {
+    let (file, header) = open_checked(storage, path)?;
+    let mut body = Tally::new(BufReader::with_capacity(
+        1 << 20,
+        file.take(header.body_len),
+    ));
+    io::copy(&mut body, &mut io::sink()).map_err(|source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let crc = body.crc.finalize();
+    if body.bytes != header.body_len || crc != header.body_crc {
+        return Err(corrupt_at(path)(format!(
+            "body checksum mismatch (stored {:#010x}, computed {crc:#010x})",
+            header.body_crc
+        )));
+    }
+    Ok(header)
+}
+
 /// Reads, checks and loads a whole snapshot into fresh tables.
 pub fn read(storage: &dyn Storage, path: &Path) -> Result<Loaded, SnapshotError> {
     let (file, header) = open_checked(storage, path)?;

@@ -1,0 +1,279 @@
+//! I/O errors and bit flips at every step of taking a snapshot and of
+//! retention, on the fault-injecting file system.
+//!
+//! For each operation a snapshot performs (listing, reading the previous
+//! snapshot and the log, making the directory, creating, writing, syncing,
+//! renaming, syncing the directory, reading back, and retention's removals),
+//! and for each n, the n-th such call fails. Whatever it was: the database
+//! keeps serving (or, if the log itself failed, refuses writes with a
+//! durability error), a snapshot without the fault succeeds afterwards, and
+//! after a power loss (with or without the unsynced tails) the database
+//! opens with every acknowledged transaction, from snapshots that all read
+//! back whole.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use interstice_runtime::fs::Storage;
+use interstice_runtime::fs::fault::{EIO, ENOSPC, Fault, FaultFs, Op};
+use interstice_runtime::log::{LogConfig, SyncPolicy};
+use interstice_runtime::{
+    CallError, Database, LOG_DIR, RuntimeConfig, SNAPSHOTS_DIR, SnapshotConfig, SnapshotError,
+    snapshots,
+};
+use interstice_tests::{guest_bytes, guests, test_config};
+use serde_json::{Value, json};
+
+const ACCOUNTS: u64 = 8;
+
+/// The data directory on `fs`, small segments so that retention has some
+/// to remove, one snapshot kept so that it removes them, no automatic
+/// snapshots.
+fn config(fs: &FaultFs) -> RuntimeConfig {
+    RuntimeConfig {
+        log: LogConfig {
+            sync: SyncPolicy::Always,
+            segment_bytes_max: 4096,
+            ..LogConfig::default()
+        },
+        storage: Arc::new(fs.clone()),
+        snapshots: SnapshotConfig {
+            every_tx: 0,
+            every_log_bytes: 0,
+            keep: 1,
+            archive_dir: None,
+        },
+        ..test_config()
+    }
+}
+
+fn transfers(db: &Database, round: u64) {
+    for i in 0..30 {
+        let from = (round + i) % ACCOUNTS;
+        db.call_json(
+            "bank",
+            "transfer",
+            &json!([from, (from + 3) % ACCOUNTS, 5]),
+            "t",
+        )
+        .unwrap();
+    }
+}
+
+/// A bank with a snapshot and log after it: the state a faulty snapshot
+/// then starts from.
+fn prepared(dir: &Path) -> (FaultFs, Database) {
+    let fs = FaultFs::new();
+    let db = Database::open(dir, config(&fs)).unwrap();
+    db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
+    for id in 0..ACCOUNTS {
+        db.call_json("bank", "open_account", &json!([id, 1_000]), "t")
+            .unwrap();
+    }
+    transfers(&db, 0);
+    db.snapshot().unwrap().expect("a first snapshot");
+    transfers(&db, 1);
+    (fs, db)
+}
+
+fn data_dir(tmp: &tempfile::TempDir) -> PathBuf {
+    std::fs::canonicalize(tmp.path()).unwrap()
+}
+
+/// Opens what a power loss left and checks it holds `expected`, from
+/// snapshots that all read back whole.
+fn check_after_power_loss(dir: &Path, fs: &FaultFs, expected: &Value, what: &str) {
+    for torn in [0, usize::MAX] {
+        let crashed = fs.crash(torn);
+        for s in snapshots::verify_all(&crashed, dir).unwrap() {
+            assert_eq!(s.error, None, "{what}, torn {torn}: {}", s.path.display());
+        }
+        let db = Database::open(dir, config(&crashed))
+            .unwrap_or_else(|e| panic!("{what}, torn {torn}: open: {e}"));
+        assert!(
+            db.replay_stats().snapshots_rejected.is_empty(),
+            "{what}, torn {torn}: {:?}",
+            db.replay_stats().snapshots_rejected
+        );
+        assert_eq!(&db.state_json().unwrap(), expected, "{what}, torn {torn}");
+    }
+}
+
+fn total(db: &Database) -> u64 {
+    db.rows_json("bank", "accounts")
+        .unwrap()
+        .iter()
+        .map(|r| r["balance"].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn an_io_error_at_any_step_of_a_snapshot_loses_nothing_and_serving_goes_on() {
+    let mut fired = 0u64;
+    let mut failed_snapshots = 0u64;
+    let mut poisoned = 0u64;
+    let ops = [
+        (Op::List, EIO),
+        (Op::Read, EIO),
+        (Op::Len, EIO),
+        (Op::CreateDir, EIO),
+        (Op::Create, ENOSPC),
+        (Op::Append, ENOSPC),
+        (Op::Append, EIO),
+        (Op::WriteAt, EIO),
+        (Op::Sync, EIO),
+        (Op::Rename, EIO),
+        (Op::SyncDir, EIO),
+        (Op::Remove, EIO),
+    ];
+    for (op, errno) in ops {
+        for nth in 1.. {
+            let what = format!("{op:?} (errno {errno}) #{nth}");
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = data_dir(&tmp);
+            let (fs, db) = prepared(&dir);
+            fs.inject(Fault::error(op, errno).nth(nth).under(&dir));
+            let result = db.snapshot();
+            if fs.injected() == 0 {
+                eprintln!("{op:?}: {} calls", nth - 1);
+                // The snapshot makes fewer than `nth` such calls: this
+                // operation is done.
+                assert!(result.unwrap().is_some(), "{what}");
+                fs.disarm();
+                assert!(nth > 1, "{what}: a snapshot never calls {op:?}");
+                break;
+            }
+            fired += 1;
+            match &result {
+                Ok(info) => {
+                    // Tolerated: a failure the snapshot could go around
+                    // (say, an unreadable older snapshot it did not need).
+                    let info = info.as_ref().expect("a new snapshot");
+                    assert!(fs.exists(&info.path), "{what}");
+                }
+                Err(e) => {
+                    failed_snapshots += 1;
+                    assert!(!e.to_string().is_empty(), "{what}");
+                }
+            }
+            // Serving goes on, or the log refuses every write (a failed
+            // sync of the log itself).
+            let served = db.call_json("bank", "transfer", &json!([0, 1, 1]), "t");
+            match served {
+                Ok(_) => {
+                    transfers(&db, 2);
+                    let again = db.snapshot();
+                    assert!(again.is_ok(), "{what}: a later snapshot: {again:?}");
+                }
+                Err(CallError::Durability(_)) => {
+                    poisoned += 1;
+                    assert!(
+                        matches!(result, Err(SnapshotError::Durability(_))),
+                        "{what}: {result:?}"
+                    );
+                }
+                Err(e) => panic!("{what}: {e}"),
+            }
+            assert_eq!(total(&db), ACCOUNTS * 1_000, "{what}");
+            let expected = db.state_json().unwrap();
+            drop(db);
+            check_after_power_loss(&dir, &fs, &expected, &what);
+        }
+    }
+    eprintln!(
+        "snapshot I/O faults: {fired} injected, {failed_snapshots} snapshots failed, {poisoned} poisoned the log"
+    );
+    // 26 on this code: 5 listings, 4 reads, 2 lengths, 1 directory made,
+    // 1 creation, 2+2 appends, 1 header write, 1 sync, 1 rename, 4 directory
+    // syncs, 2 removals.
+    assert!(fired >= 20, "{fired} faults fired");
+}
+
+/// A bit flipped on its way to the device while a snapshot is written: the
+/// read-back catches it, the file is removed, and retention gives up no
+/// log for it.
+#[test]
+fn a_snapshot_damaged_on_write_is_caught_before_retention() {
+    let mut caught = 0;
+    for (op, bit) in [
+        (Op::Append, 3u64),
+        (Op::Append, 64 * 8 + 17),
+        (Op::Append, 1_000_003),
+        (Op::WriteAt, 5),
+        (Op::WriteAt, 60 * 8),
+    ] {
+        let what = format!("{op:?} bit {bit}");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = data_dir(&tmp);
+        let (fs, db) = prepared(&dir);
+        let segments_before = fs_list(&fs, &dir.join(LOG_DIR));
+        // The first append is the header's placeholder, which the header
+        // overwrites: a flip there harms nothing. The second is the body.
+        let nth = if op == Op::Append { 2 } else { 1 };
+        fs.inject(
+            Fault::flip_bit(op, bit)
+                .nth(nth)
+                .under(dir.join(SNAPSHOTS_DIR)),
+        );
+        let err = db.snapshot().unwrap_err();
+        assert_eq!(fs.injected(), 1, "{what}");
+        assert!(matches!(err, SnapshotError::ReadBack(_)), "{what}: {err}");
+        caught += 1;
+        assert_eq!(
+            fs_list(&fs, &dir.join(LOG_DIR)),
+            segments_before,
+            "{what}: no segment removed"
+        );
+        transfers(&db, 3);
+        let expected = db.state_json().unwrap();
+        drop(db);
+        check_after_power_loss(&dir, &fs, &expected, &what);
+    }
+    assert_eq!(caught, 5);
+}
+
+/// A bit flipped while the only snapshot is read at open (the file itself
+/// is fine): the database refuses to open with a clear error, or opens
+/// with exactly the committed state; the next open, undisturbed, is whole.
+#[test]
+fn a_bit_flipped_reading_a_snapshot_at_open_never_changes_the_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let (fs, db) = prepared(&dir);
+    db.snapshot().unwrap().expect("a second snapshot");
+    transfers(&db, 4);
+    let expected = db.state_json().unwrap();
+    drop(db);
+    let snapshot_dir = dir.join(SNAPSHOTS_DIR);
+    let size = fs_list(&fs, &snapshot_dir)
+        .iter()
+        .map(|p| fs.len(p).unwrap())
+        .sum::<u64>();
+    let (mut refused, mut opened) = (0, 0);
+    for bit in (0..size * 8).step_by(97) {
+        fs.inject(Fault::flip_bit(Op::Read, bit).under(&snapshot_dir));
+        match Database::open(&dir, config(&fs)) {
+            Ok(db) => {
+                opened += 1;
+                assert_eq!(db.state_json().unwrap(), expected, "bit {bit}");
+            }
+            Err(e) => {
+                refused += 1;
+                let text = e.to_string();
+                assert!(text.contains("no valid snapshot"), "bit {bit}: {text}");
+                assert!(text.contains("Snapshots passed over"), "bit {bit}: {text}");
+            }
+        }
+        fs.disarm();
+        let db = Database::open(&dir, config(&fs)).unwrap();
+        assert_eq!(db.state_json().unwrap(), expected, "bit {bit}, reopened");
+    }
+    eprintln!("read flips: {refused} opens refused, {opened} opened whole");
+    assert!(refused > 0);
+}
+
+fn fs_list(fs: &FaultFs, dir: &Path) -> Vec<PathBuf> {
+    let mut list = fs.list(dir).unwrap();
+    list.sort();
+    list
+}
