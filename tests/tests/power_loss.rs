@@ -135,7 +135,7 @@ fn run_workload(dir: &Path, fs: &FaultFs, seed: u64, calls: u64) -> Run {
         }
         // Now and then a snapshot, and with it retention: a power loss
         // can hit any of their writes, syncs, renames and removals too.
-        if next(&mut r) % 30 == 0 && db.snapshot().unwrap().is_some() {
+        if next(&mut r).is_multiple_of(30) && db.snapshot().unwrap().is_some() {
             snapshots += 1;
         }
     }
