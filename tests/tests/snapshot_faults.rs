@@ -277,3 +277,91 @@ fn fs_list(fs: &FaultFs, dir: &Path) -> Vec<PathBuf> {
     list.sort();
     list
 }
+
+/// Module code is written (temporary file, sync, rename, directory sync)
+/// before the publication record. A failure at any of those steps fails
+/// the publication and nothing else: the old version keeps serving, no
+/// record names code that is not there, and a power loss changes nothing.
+#[test]
+fn an_io_error_writing_module_code_fails_the_publication_only() {
+    let mut fired = 0;
+    for op in [Op::Create, Op::Append, Op::Sync, Op::Rename, Op::SyncDir] {
+        for nth in 1.. {
+            let what = format!("{op:?} #{nth}");
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = data_dir(&tmp);
+            let (fs, db) = prepared(&dir);
+            let modules = dir.join(interstice_runtime::MODULES_DIR);
+            fs.inject(Fault::error(op, EIO).nth(nth).under(&modules));
+            // bank-v2 adds a table: an upgrade with a new code file.
+            let result = db.publish("bank", &guest_bytes(guests::BANK_V2));
+            if fs.injected() == 0 {
+                result.unwrap();
+                fs.disarm();
+                break;
+            }
+            fired += 1;
+            let err = result.err().unwrap_or_else(|| panic!("{what}: published"));
+            assert!(err.to_string().contains("os error 5"), "{what}: {err}");
+            assert_eq!(db.module_version("bank"), Some(1), "{what}");
+            db.call_json("bank", "deposit", &json!([0, 1]), "t")
+                .unwrap_or_else(|e| panic!("{what}: the old version serves: {e}"));
+            let expected = db.state_json().unwrap();
+            drop(db);
+            check_after_power_loss(&dir, &fs, &expected, &what);
+            // The code in force is there after the crash: calls run.
+            let db = Database::open(&dir, config(&fs.crash(0))).unwrap();
+            assert_eq!(db.module_version("bank"), Some(1), "{what}");
+            db.call_json("bank", "deposit", &json!([0, 1]), "t")
+                .unwrap_or_else(|e| panic!("{what}: after the crash: {e}"));
+        }
+    }
+    assert_eq!(fired, 5);
+}
+
+/// An I/O error at any step of opening (temporary-file cleanup, the
+/// snapshot, the log's segments, its first write): the open fails with the
+/// path and the error, or succeeds; either way the next open, undisturbed,
+/// holds every committed transaction, and no open ever shows other data.
+#[test]
+fn an_io_error_while_opening_never_opens_with_other_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let (fs, db) = prepared(&dir);
+    // A temporary file left by an interrupted snapshot, for open to remove.
+    fs.create(
+        &dir.join(SNAPSHOTS_DIR)
+            .join(".00000000000000000099.snap.tmp"),
+    )
+    .unwrap();
+    let expected = db.state_json().unwrap();
+    drop(db);
+    let (mut refused, mut opened) = (0, 0);
+    for op in Op::ALL {
+        for nth in 1.. {
+            let what = format!("{op:?} #{nth}");
+            fs.inject(Fault::error(op, EIO).nth(nth).under(&dir));
+            let result = Database::open(&dir, config(&fs));
+            let fired = fs.injected() > refused + opened;
+            fs.disarm();
+            match result {
+                Ok(db) => {
+                    assert_eq!(db.state_json().unwrap(), expected, "{what}");
+                    if !fired {
+                        break;
+                    }
+                    opened += 1;
+                }
+                Err(e) => {
+                    assert!(fired, "{what}: {e}");
+                    refused += 1;
+                    assert!(e.to_string().contains("os error 5"), "{what}: {e}");
+                }
+            }
+            let db = Database::open(&dir, config(&fs)).unwrap();
+            assert_eq!(db.state_json().unwrap(), expected, "{what}: reopened");
+        }
+    }
+    eprintln!("open-time I/O faults: {refused} opens refused, {opened} opened whole");
+    assert!(refused >= 5, "{refused}");
+}
