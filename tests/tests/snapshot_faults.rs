@@ -365,3 +365,32 @@ fn an_io_error_while_opening_never_opens_with_other_data() {
     eprintln!("open-time I/O faults: {refused} opens refused, {opened} opened whole");
     assert!(refused >= 5, "{refused}");
 }
+
+/// A bit flipped while a snapshot build reads the log after the previous
+/// snapshot: the record does not check out, and the snapshot must fail
+/// rather than be written without that transaction (retention would then
+/// delete the only whole copy of it).
+#[test]
+fn a_bit_flipped_reading_the_log_fails_the_snapshot() {
+    let mut failed = 0;
+    for bit in [40 * 8 + 3, 300 * 8, 1_000 * 8 + 1, 2_500 * 8 + 7] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = data_dir(&tmp);
+        let (fs, db) = prepared(&dir);
+        fs.inject(Fault::flip_bit(Op::Read, bit).under(dir.join(LOG_DIR)));
+        let result = db.snapshot();
+        assert_eq!(fs.injected(), 1, "bit {bit}");
+        match result {
+            Err(e) => {
+                failed += 1;
+                assert!(e.to_string().contains("damaged"), "bit {bit}: {e}");
+            }
+            Ok(info) => panic!("bit {bit}: a snapshot was written: {info:?}"),
+        }
+        transfers(&db, 5);
+        let expected = db.state_json().unwrap();
+        drop(db);
+        check_after_power_loss(&dir, &fs, &expected, &format!("bit {bit}"));
+    }
+    assert_eq!(failed, 4);
+}

@@ -49,6 +49,13 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    /// Two reads of the same file disagreed where damage was found, so it
+    /// is unknown whether the damage is real. Nothing was changed.
+    #[error(
+        "{}: two reads of this file returned different bytes (the first found: {damage}); nothing was changed. Check the device, then open again",
+        path.display()
+    )]
+    UnstableRead { path: PathBuf, damage: Damage },
     /// Damage the recovery mode does not tolerate. Nothing was changed.
     #[error("the log is damaged and recovery mode `{mode}` does not allow opening it: {damage}")]
     Corrupt { damage: Damage, mode: &'static str },

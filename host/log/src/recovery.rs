@@ -163,6 +163,7 @@ pub(crate) enum Access {
     Repair,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Action {
     /// Cut the newest segment here and stop.
     CutTail,
@@ -302,7 +303,9 @@ pub(crate) fn walk(
                 // torn while it was created.
                 let d = damage(0, kind);
                 let torn = newest && buf.len() <= HEADER_LEN;
-                match decide(mode, access, torn) {
+                let action = decide(mode, access, torn);
+                confirm(storage, path, &buf, access, &d)?;
+                match action {
                     Action::Refuse => return Err(refuse(d, mode)),
                     Action::Skip => {
                         out.skipped.push(d);
@@ -402,7 +405,9 @@ pub(crate) fn walk(
                 RESYNC_TX_WINDOW,
             );
             let tail = newest && resume.is_none();
-            match decide(mode, access, tail) {
+            let action = decide(mode, access, tail);
+            confirm(storage, path, &buf, access, &d)?;
+            match action {
                 Action::Refuse => return Err(refuse(d, mode)),
                 Action::Skip => {
                     out.skipped.push(d);
@@ -449,6 +454,32 @@ pub(crate) fn walk(
         }
     }
     Ok(out)
+}
+
+/// Before damage is acted on (cut, skipped or refused): the file must read
+/// back the same. A
+/// device that returns different bytes for the same file twice (a flaky
+/// cable, controller or memory) is not telling the truth about either
+/// read, and cutting on its word could throw away an acknowledged record
+/// that is whole on disk. Nothing is changed then, and opening fails.
+fn confirm(
+    storage: &dyn Storage,
+    path: &Path,
+    buf: &[u8],
+    access: Access,
+    damage: &Damage,
+) -> Result<(), LogError> {
+    if access == Access::ReadOnly {
+        return Ok(());
+    }
+    let again = storage.read(path).map_err(io_at(path))?;
+    if again != buf {
+        return Err(LogError::UnstableRead {
+            path: path.to_path_buf(),
+            damage: damage.clone(),
+        });
+    }
+    Ok(())
 }
 
 fn refuse(damage: Damage, mode: RecoveryMode) -> LogError {

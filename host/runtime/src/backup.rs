@@ -16,7 +16,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use interstice_fs::{RealFs, Storage, atomic};
-use interstice_log::{first_needed, list_segments, scan_range, truncate_to_last_valid};
+use interstice_log::{RecoveryMode, first_needed, list_segments, recover, scan_range};
 use interstice_store::snapshot;
 use serde::{Deserialize, Serialize};
 
@@ -204,8 +204,16 @@ fn copy_once(data_dir: &Path, dest: &Path) -> Result<Option<Manifest>, BackupErr
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         put(dest, &format!("{LOG_DIR}/{name}"), &bytes, &mut files)?;
     }
-    // The copy of a segment being appended to may end inside a record.
-    let cut = truncate_to_last_valid(&RealFs, &dest_log)?;
+    // The copy of a segment being appended to may end inside a record: that
+    // torn tail is cut. Damage anywhere else fails the backup rather than
+    // leave out every transaction after it.
+    let cut = recover(
+        &RealFs,
+        &dest_log,
+        RecoveryMode::TolerateTail,
+        from,
+        &mut |_| Ok(()),
+    )?;
     if cut.cut.is_some() {
         let quarantine = dest_log.join(interstice_log::QUARANTINE_DIR);
         std::fs::remove_dir_all(&quarantine).map_err(io(&quarantine))?;
@@ -241,7 +249,7 @@ fn copy_once(data_dir: &Path, dest: &Path) -> Result<Option<Manifest>, BackupErr
 
     // Prove the copy replays, and learn where it ends.
     let mut failed = None;
-    scan_range(&RealFs, &dest_log, from, u64::MAX, &mut |rec| {
+    let scanned = scan_range(&RealFs, &dest_log, from, u64::MAX, &mut |rec| {
         if failed.is_none()
             && let Err(e) = replayer.apply(rec)
         {
@@ -249,6 +257,11 @@ fn copy_once(data_dir: &Path, dest: &Path) -> Result<Option<Manifest>, BackupErr
         }
         Ok(())
     })?;
+    // Damage inside the copy (the tail was cut above) means a transaction
+    // the backup would silently lack.
+    if let Some(d) = scanned.skipped.first() {
+        return Err(BackupError::Replay(format!("the log is damaged at {d}")));
+    }
     if let Some(e) = failed {
         return Err(BackupError::Replay(e));
     }

@@ -222,7 +222,7 @@ pub(crate) fn build(
     let log_dir = data_dir.join(LOG_DIR);
     let from = replayer.next_tx_id();
     let mut failed = None;
-    scan_range(storage, &log_dir, from, upto, &mut |rec| {
+    let scanned = scan_range(storage, &log_dir, from, upto, &mut |rec| {
         if failed.is_none()
             && let Err(e) = replayer.apply(rec)
         {
@@ -235,6 +235,14 @@ pub(crate) fn build(
         }
         Ok(())
     })?;
+    // A read-only scan steps over damage. A snapshot must not: it would be
+    // written without the damaged transactions, and retention would then
+    // delete the log that still holds them whole, or might on a re-read.
+    if let Some(d) = scanned.skipped.first() {
+        return Err(SnapshotError::Replay(format!(
+            "the log is damaged at {d}; no snapshot is taken past damage (`interstice log verify` tells more)"
+        )));
+    }
     if let Some(e) = failed {
         return Err(SnapshotError::Replay(e));
     }
