@@ -29,6 +29,30 @@ pub fn test_config() -> RuntimeConfig {
     }
 }
 
+/// A data directory on the fault-injecting file system `fs`: the log
+/// synced on every commit in small segments (so that workloads rotate), no
+/// automatic snapshots, `keep` snapshots kept (so that retention removes
+/// snapshots and segments as tests take new ones).
+pub fn fault_config(fs: &interstice_runtime::fs::fault::FaultFs, keep: usize) -> RuntimeConfig {
+    use interstice_runtime::SnapshotConfig;
+    use interstice_runtime::log::{LogConfig, SyncPolicy};
+    RuntimeConfig {
+        log: LogConfig {
+            sync: SyncPolicy::Always,
+            segment_bytes_max: 4096,
+            ..LogConfig::default()
+        },
+        storage: std::sync::Arc::new(fs.clone()),
+        snapshots: SnapshotConfig {
+            every_tx: 0,
+            every_log_bytes: 0,
+            keep,
+            archive_dir: None,
+        },
+        ..test_config()
+    }
+}
+
 /// A database in a new temporary directory (removed when the guard drops).
 pub fn fresh_db() -> (tempfile::TempDir, Database) {
     let dir = tempfile::tempdir().expect("create a temporary directory");

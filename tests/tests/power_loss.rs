@@ -20,10 +20,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use interstice_runtime::fs::fault::FaultFs;
-use interstice_runtime::log::{LogConfig, SyncPolicy};
 use interstice_runtime::{Database, RuntimeConfig, SnapshotConfig};
 use interstice_tests::rng::{next, seed};
-use interstice_tests::{guest_bytes, guests, test_config};
+use interstice_tests::{fault_config, guest_bytes, guests};
 use serde_json::{Value, json};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -33,26 +32,10 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// The data directory on `fs`, the log synced on every commit, in small
-/// segments so that the workload rotates several times; snapshots when the
-/// workload takes them, two kept, so retention removes snapshots and
-/// segments as it goes.
+/// The data directory on `fs`; snapshots when the workload takes them, two
+/// kept, so retention removes snapshots and segments as it goes.
 fn config(fs: &FaultFs) -> RuntimeConfig {
-    RuntimeConfig {
-        log: LogConfig {
-            sync: SyncPolicy::Always,
-            segment_bytes_max: 4096,
-            ..LogConfig::default()
-        },
-        storage: Arc::new(fs.clone()),
-        snapshots: SnapshotConfig {
-            every_tx: 0,
-            every_log_bytes: 0,
-            keep: 2,
-            archive_dir: None,
-        },
-        ..test_config()
-    }
+    fault_config(fs, 2)
 }
 
 /// What the workload committed: the state after each transaction.

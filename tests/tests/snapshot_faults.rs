@@ -12,39 +12,21 @@
 //! back whole.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use interstice_runtime::fs::Storage;
 use interstice_runtime::fs::fault::{EIO, ENOSPC, Fault, FaultFs, Op};
-use interstice_runtime::log::{LogConfig, SyncPolicy};
 use interstice_runtime::{
-    CallError, Database, LOG_DIR, RuntimeConfig, SNAPSHOTS_DIR, SnapshotConfig, SnapshotError,
-    snapshots,
+    CallError, Database, LOG_DIR, RuntimeConfig, SNAPSHOTS_DIR, SnapshotError, snapshots,
 };
-use interstice_tests::{guest_bytes, guests, test_config};
+use interstice_tests::{fault_config, guest_bytes, guests};
 use serde_json::{Value, json};
 
 const ACCOUNTS: u64 = 8;
 
-/// The data directory on `fs`, small segments so that retention has some
-/// to remove, one snapshot kept so that it removes them, no automatic
-/// snapshots.
+/// The data directory on `fs`, one snapshot kept so that retention removes
+/// the previous one and the segments before it.
 fn config(fs: &FaultFs) -> RuntimeConfig {
-    RuntimeConfig {
-        log: LogConfig {
-            sync: SyncPolicy::Always,
-            segment_bytes_max: 4096,
-            ..LogConfig::default()
-        },
-        storage: Arc::new(fs.clone()),
-        snapshots: SnapshotConfig {
-            every_tx: 0,
-            every_log_bytes: 0,
-            keep: 1,
-            archive_dir: None,
-        },
-        ..test_config()
-    }
+    fault_config(fs, 1)
 }
 
 fn transfers(db: &Database, round: u64) {
