@@ -517,9 +517,10 @@ fn damaged_segment_headers() {
     }
 }
 
-/// Failures at every sync and append of a run that rotates through small
-/// segments: whatever fails (a record's sync, a new segment's header or its
-/// directory entry), nothing acknowledged is lost after a power loss, and
+/// Failures at every sync, append, segment creation and directory sync of a
+/// run that rotates through small segments: whatever fails (a record's
+/// sync, a new segment's creation, its header or its directory entry),
+/// nothing acknowledged is lost after a power loss, and
 /// what survives is a prefix.
 #[test]
 fn failures_at_every_step_across_rotation() {
@@ -532,6 +533,12 @@ fn failures_at_every_step_across_rotation() {
     for nth in 1..=40 {
         faults.push(Fault::error(Op::Sync, EIO).nth(nth));
         faults.push(Fault::error(Op::Append, EIO).nth(nth));
+    }
+    // The first five new segments: each one's creation and its directory
+    // entry's sync.
+    for nth in 1..=5 {
+        faults.push(Fault::error(Op::Create, ENOSPC).nth(nth));
+        faults.push(Fault::error(Op::SyncDir, EIO).nth(nth));
     }
     let mut injected = 0;
     for fault in faults {
@@ -564,7 +571,7 @@ fn failures_at_every_step_across_rotation() {
             );
         }
     }
-    assert_eq!(injected, 80, "every fault fired");
+    assert_eq!(injected, 90, "every fault fired");
 }
 
 /// The direct path: a caller with nothing ahead of it writes and syncs its
