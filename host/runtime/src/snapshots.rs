@@ -237,7 +237,7 @@ pub(crate) fn build(
     })?;
     // A read-only scan steps over damage. A snapshot must not: it would be
     // written without the damaged transactions, and retention would then
-    // delete the log that still holds them whole, or might on a re-read.
+    // delete the log, which may hold them whole (a misread is damage too).
     if let Some(d) = scanned.skipped.first() {
         return Err(SnapshotError::Replay(format!(
             "the log is damaged at {d}; no snapshot is taken past damage (`interstice log verify` tells more)"
