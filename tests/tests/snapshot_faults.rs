@@ -9,7 +9,9 @@
 //! durability error), a snapshot without the fault succeeds afterwards, and
 //! after a power loss (with or without the unsynced tails) the database
 //! opens with every acknowledged transaction, from snapshots that all read
-//! back whole.
+//! back whole. Also here: bit flips written into a snapshot or read from it
+//! or from the log it is built from, failures while writing module code at
+//! publication, and failures at each operation of opening.
 
 use std::path::{Path, PathBuf};
 

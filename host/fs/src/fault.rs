@@ -273,12 +273,23 @@ impl Inner {
                 },
             );
         }
+        self.file_system(inodes, entries.clone(), entries.clone(), dirs)
+    }
+
+    /// A new file system of these parts, with nothing armed or recorded.
+    fn file_system(
+        &self,
+        inodes: BTreeMap<u64, Inode>,
+        files: BTreeMap<PathBuf, u64>,
+        durable: BTreeMap<PathBuf, u64>,
+        dirs: BTreeMap<PathBuf, bool>,
+    ) -> FaultFs {
         FaultFs {
             inner: Arc::new(Mutex::new(Inner {
                 inodes,
                 next_inode: self.next_inode,
-                files: entries.clone(),
-                durable: entries.clone(),
+                files,
+                durable,
                 dirs,
                 ..Inner::default()
             })),
@@ -306,16 +317,12 @@ impl Inner {
         // The image must crash exactly as this file system would: keep both
         // sets of entries and both states of every file.
         let inodes = live.iter().map(|i| (*i, self.inodes[i].clone())).collect();
-        let fs = FaultFs {
-            inner: Arc::new(Mutex::new(Inner {
-                inodes,
-                next_inode: self.next_inode,
-                files: self.files.clone(),
-                durable: self.durable.clone(),
-                dirs: self.dirs.clone(),
-                ..Inner::default()
-            })),
-        };
+        let fs = self.file_system(
+            inodes,
+            self.files.clone(),
+            self.durable.clone(),
+            self.dirs.clone(),
+        );
         let label = self.label;
         self.images.push(CrashImage {
             label,
