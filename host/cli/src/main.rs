@@ -161,13 +161,18 @@ enum SnapshotCommand {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build a guest crate into a module component.
+    /// Build a guest into a module component: a Rust crate, or a directory
+    /// with a Python `app.py` (built with componentize-py, installed from
+    /// PyPI on first use).
     Build {
-        /// The guest crate's directory.
+        /// The guest's directory.
         crate_dir: PathBuf,
         /// Where to write the component.
         #[arg(short, long)]
         out: Option<PathBuf>,
+        /// Rust target: wasm32-unknown-unknown (default) or wasm32-wasip2.
+        #[arg(long, value_parser = ["wasm32-unknown-unknown", "wasm32-wasip2"])]
+        target: Option<String>,
     },
     /// Store a module in the data directory and run its init reducer.
     Publish {
@@ -365,8 +370,19 @@ fn open(dir: &DataDir) -> Result<Database> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Build { crate_dir, out } => {
-            let path = interstice_guest_build::build_component(&crate_dir, out.as_deref())
+        Command::Build {
+            crate_dir,
+            out,
+            target,
+        } => {
+            let target = match target.as_deref() {
+                Some(interstice_guest_build::WASIP2_TARGET) => {
+                    Some(interstice_guest_build::WASIP2_TARGET)
+                }
+                Some(_) => Some(interstice_guest_build::WASM_TARGET),
+                None => None,
+            };
+            let path = interstice_guest_build::build_component(&crate_dir, out.as_deref(), target)
                 .with_context(|| format!("building {}", crate_dir.display()))?;
             println!("{}", path.display());
         }
@@ -650,7 +666,7 @@ fn serve(
     if with_example && db.module_def("bank").is_none() {
         let crate_dir = bundled_bank();
         eprintln!("building {} ...", crate_dir.display());
-        let component = interstice_guest_build::build_component(&crate_dir, None)
+        let component = interstice_guest_build::build_component(&crate_dir, None, None)
             .context("building the bundled bank module")?;
         let wasm = std::fs::read(&component)?;
         db.publish("bank", &wasm)
@@ -708,7 +724,7 @@ fn bundled_bank() -> PathBuf {
 fn demo(dir: &DataDir) -> Result<()> {
     let crate_dir = bundled_bank();
     eprintln!("building {} ...", crate_dir.display());
-    let component = interstice_guest_build::build_component(&crate_dir, None)
+    let component = interstice_guest_build::build_component(&crate_dir, None, None)
         .context("building the bundled bank module")?;
     let wasm = std::fs::read(&component)?;
     let before = {

@@ -1,19 +1,28 @@
-//! Builds guest crates into Interstice modules.
+//! Builds guests into Interstice modules.
 //!
-//! A guest is a `cdylib` crate compiled for `wasm32-unknown-unknown` and then
-//! turned into a component with `wit-component`. Two toolchains can do the
-//! compile, and [`Toolchain::detect`] picks whichever this machine has:
+//! A Rust guest is a `cdylib` crate compiled for `wasm32-unknown-unknown`
+//! and then turned into a component with `wit-component`, or compiled for
+//! `wasm32-wasip2`, whose linker makes the component itself (such a guest
+//! imports WASI, which the host grants deterministically). Two toolchains can
+//! do the compile, and [`Toolchain::detect`] picks whichever this machine
+//! has:
 //!
-//! 1. **rustup**: the pinned toolchain with the `wasm32-unknown-unknown`
-//!    target (`rust-toolchain.toml` asks rustup to install it; if it is still
-//!    missing, `rustup target add` is tried once).
+//! 1. **rustup**: the pinned toolchain with the target (`rust-toolchain.toml`
+//!    asks rustup to install both targets; if one is still missing,
+//!    `rustup target add` is tried once).
 //! 2. **Debian**: the packages `rustc-web cargo-web rust-web-src
 //!    rust-web-llvm lld-22`, which put a rustc and cargo with the standard
 //!    library's source in `/usr/bin` and `/usr/lib/rustlib/src`; std is then
-//!    built for wasm with `-Zbuild-std`.
+//!    built for wasm with `-Zbuild-std`. This route builds
+//!    `wasm32-unknown-unknown` guests only.
+//!
+//! A Python guest (a directory with an `app.py`) is built by componentize-py
+//! ([`python`]).
 //!
 //! The same code serves `interstice build` and the test suite's build script,
 //! so what the tests load is what users build.
+
+pub mod python;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -22,6 +31,9 @@ use std::process::{Command, Stdio};
 use thiserror::Error;
 
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// The WASI 0.2 target: its linker writes a component that imports WASI.
+pub const WASIP2_TARGET: &str = "wasm32-wasip2";
 
 /// Debian packages of the fallback route.
 pub const DEBIAN_PACKAGES: &str = "rustc-web cargo-web rust-web-src rust-web-llvm lld-22";
@@ -34,6 +46,13 @@ pub enum BuildError {
          and the Debian route is not installed (apt-get install {DEBIAN_PACKAGES})"
     )]
     NoToolchain,
+    #[error(
+        "no toolchain can build for {WASIP2_TARGET}: `rustup target add {WASIP2_TARGET}` failed or rustup is missing \
+         (the Debian route builds {WASM_TARGET} guests only)"
+    )]
+    NoWasip2Toolchain,
+    #[error("{0}")]
+    Python(String),
     #[error("could not run {program}: {source}")]
     Spawn {
         program: String,
@@ -71,17 +90,26 @@ impl Toolchain {
     /// Finds a toolchain that can build guests, installing the rustup target
     /// if rustup is present and the target is not.
     pub fn detect() -> Result<Toolchain, BuildError> {
+        Self::detect_for(WASM_TARGET)
+    }
+
+    /// Finds a toolchain that can build guests for `target`
+    /// ([`WASM_TARGET`] or [`WASIP2_TARGET`]).
+    pub fn detect_for(target: &str) -> Result<Toolchain, BuildError> {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        if rustup_has_target() {
+        if rustup_has_target(target) {
             return Ok(Toolchain::Rustup { cargo });
         }
         let added = Command::new("rustup")
-            .args(["target", "add", WASM_TARGET])
+            .args(["target", "add", target])
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if added && rustup_has_target() {
+        if added && rustup_has_target(target) {
             return Ok(Toolchain::Rustup { cargo });
+        }
+        if target != WASM_TARGET {
+            return Err(BuildError::NoWasip2Toolchain);
         }
         if Path::new(DEBIAN_CARGO).exists()
             && Path::new(DEBIAN_RUSTC).exists()
@@ -111,7 +139,7 @@ impl Toolchain {
     }
 }
 
-fn rustup_has_target() -> bool {
+fn rustup_has_target(target: &str) -> bool {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else {
         return false;
@@ -122,7 +150,7 @@ fn rustup_has_target() -> bool {
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
     Path::new(&sysroot)
         .join("lib/rustlib")
-        .join(WASM_TARGET)
+        .join(target)
         .join("lib")
         .is_dir()
 }
@@ -136,6 +164,12 @@ pub struct BuildRequest {
     pub workspace: bool,
     /// Where cargo puts its output; cargo's default when `None`.
     pub target_dir: Option<PathBuf>,
+    /// [`WASM_TARGET`] or [`WASIP2_TARGET`].
+    pub target: &'static str,
+    /// Build only these packages of the workspace (`-p`); all when empty.
+    pub packages: Vec<String>,
+    /// Leave these packages out of a workspace build.
+    pub exclude: Vec<String>,
 }
 
 /// Compiles the guest crate(s) and returns the core modules built, as
@@ -150,13 +184,19 @@ pub fn build_core(
         .args([
             "--release",
             "--target",
-            WASM_TARGET,
+            request.target,
             "--message-format=json-render-diagnostics",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if request.workspace {
         cmd.arg("--workspace");
+    }
+    for package in &request.packages {
+        cmd.args(["-p", package]);
+    }
+    for package in &request.exclude {
+        cmd.args(["--exclude", package]);
     }
     if let Some(dir) = &request.target_dir {
         cmd.arg("--target-dir").arg(dir);
@@ -246,14 +286,40 @@ pub fn is_component(wasm: &[u8]) -> bool {
     wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[4..8] == [0x0d, 0x00, 0x01, 0x00]
 }
 
-/// Builds the crate at `crate_dir` and writes its component to `out` (or
-/// next to the core module, as `<name>.component.wasm`). Returns the path.
-pub fn build_component(crate_dir: &Path, out: Option<&Path>) -> Result<PathBuf, BuildError> {
-    let toolchain = Toolchain::detect()?;
+/// Builds the guest at `crate_dir` and writes its component to `out`.
+/// Returns the path.
+///
+/// A directory holding an `app.py` is a Python guest ([`python::build`];
+/// `out` defaults to `<dir>/<dir name>.component.wasm`). Otherwise it is a
+/// Rust crate, built for `target` (default [`WASM_TARGET`]); `out` defaults
+/// to the core module's path with the extension `component.wasm`.
+pub fn build_component(
+    crate_dir: &Path,
+    out: Option<&Path>,
+    target: Option<&'static str>,
+) -> Result<PathBuf, BuildError> {
+    if python::is_python_guest(crate_dir) {
+        if target.is_some() {
+            return Err(BuildError::Python(
+                "a Python guest has no Rust target; leave out --target".into(),
+            ));
+        }
+        let out = match out {
+            Some(p) => p.to_path_buf(),
+            None => python::default_output(crate_dir),
+        };
+        python::build(crate_dir, &out, &python::tools_dir_default()?)?;
+        return Ok(out);
+    }
+    let target = target.unwrap_or(WASM_TARGET);
+    let toolchain = Toolchain::detect_for(target)?;
     let request = BuildRequest {
         dir: crate_dir.to_path_buf(),
         workspace: false,
         target_dir: None,
+        target,
+        packages: Vec::new(),
+        exclude: Vec::new(),
     };
     let artifacts = build_core(&toolchain, &request)?;
     let (_, core_path) = artifacts

@@ -92,6 +92,9 @@ impl Host {
         let mut linker = Linker::new(&engine);
         Module::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)
             .map_err(|e| LoadError::Engine(render(&e)))?;
+        // For guests that import WASI: deterministic, and closed to the
+        // world (crate::wasi).
+        crate::wasi::add_to_linker(&mut linker).map_err(|e| LoadError::Engine(render(&e)))?;
         Ok(Host {
             engine,
             linker,

@@ -17,6 +17,14 @@ pub enum LoadError {
     TooLarge { len: usize, max: usize },
     #[error("not an Interstice module: {0}")]
     NotOurs(String),
+    /// The component imports an interface the host does not grant
+    /// (`crate::wasi::GRANTED`).
+    #[error(
+        "the module imports `{import}`, which Interstice does not grant to guests \
+         (granted: interstice:module/host and WASI 0.2's cli, clocks, filesystem, io, random and sockets \
+         interfaces, with no environment, no files and no network)"
+    )]
+    ImportNotGranted { import: String },
     #[error("the module does not compile: {0}")]
     Compile(String),
     #[error("the WebAssembly engine could not be set up: {0}")]

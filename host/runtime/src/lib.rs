@@ -37,6 +37,7 @@ mod replay;
 pub mod snapshots;
 mod state;
 pub mod tools;
+pub mod wasi;
 
 pub use counters::{CounterSnapshot, Counters, ReplayGuard, ReplayPhase};
 pub use database::{

@@ -24,6 +24,13 @@ pub const LOG_LINES_PER_CALL_MAX: usize = 64;
 /// Longest log line kept; longer lines are cut.
 pub const LOG_LINE_BYTES_MAX: usize = 4096;
 
+/// Bytes of stdout and stderr one call of a WASI guest may write; the rest
+/// is dropped (and counted in a last log line), and the call goes on. The
+/// lines kept are then bounded like `host.log` lines: 64 KiB is 16 full
+/// lines of [`LOG_LINE_BYTES_MAX`], or many short ones up to
+/// [`LOG_LINES_PER_CALL_MAX`].
+pub const OUTPUT_BYTES_PER_CALL_MAX: usize = 64 << 10;
+
 /// Largest module file accepted for publication.
 pub const MODULE_BYTES_MAX: usize = 64 << 20;
 

@@ -37,6 +37,9 @@ pub struct Runner {
     guard: Arc<ReplayGuard>,
     /// The log lines of the last call that did not commit.
     failed_log: Vec<LogLine>,
+    /// Whether the component imports WASI, and so needs a WASI context
+    /// built from each call's context.
+    uses_wasi: bool,
 }
 
 /// What the replay guard answers to an attempt to run a guest.
@@ -80,6 +83,7 @@ impl Runner {
         let component_bytes = prepare_wasm(wasm)?;
         let component = Component::new(&host.engine, &component_bytes)
             .map_err(|e| LoadError::Compile(render(&e)))?;
+        let imports = crate::wasi::check_imports(&host.engine, &component)?;
         let instance_pre = host
             .linker
             .instantiate_pre(&component)
@@ -94,6 +98,7 @@ impl Runner {
             counters: host.counters.clone(),
             guard: host.guard.clone(),
             failed_log: Vec::new(),
+            uses_wasi: imports.uses_wasi,
         })
     }
 
@@ -116,10 +121,14 @@ impl Runner {
     pub fn describe(&mut self) -> Result<ModuleDef, LoadError> {
         let fuel = self.fuel_per_call;
         let counters = self.counters.clone();
+        let uses_wasi = self.uses_wasi;
         let live = self.live().map_err(LoadError::Instantiate)?;
         live.store
             .set_fuel(fuel)
             .map_err(|e| LoadError::Describe(render(&e)))?;
+        if uses_wasi {
+            live.store.data_mut().begin_wasi(None);
+        }
         counters.called();
         let result = live.bindings.call_describe(&mut live.store);
         let left = live.store.get_fuel().unwrap_or(0);
@@ -152,10 +161,13 @@ impl Runner {
     ) -> Result<Committed, CallError> {
         let fuel = self.fuel_per_call;
         let counters = self.counters.clone();
+        let uses_wasi = self.uses_wasi;
         let live = self.live().map_err(CallError::Instantiate)?;
-        live.store
-            .data_mut()
-            .begin_call(std::mem::replace(tables, Tables::empty()));
+        let state = live.store.data_mut();
+        state.begin_call(std::mem::replace(tables, Tables::empty()));
+        if uses_wasi {
+            state.begin_wasi(Some(ctx));
+        }
         if let Err(e) = live.store.set_fuel(fuel) {
             *tables = std::mem::replace(&mut live.store.data_mut().tables, Tables::empty());
             return Err(CallError::Trap(render(&e)));
@@ -174,8 +186,8 @@ impl Runner {
         counters.fuel(fuel_consumed);
         let state = live.store.data_mut();
         *tables = std::mem::replace(&mut state.tables, Tables::empty());
+        let log = state.take_log();
         let tx = &mut state.tx;
-        let log = std::mem::take(&mut state.log);
         let memory_limit_hit = state.memory_limit_hit;
         match result {
             Ok(Ok(())) => Ok(Committed {

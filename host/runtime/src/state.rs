@@ -13,6 +13,8 @@ use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
 use crate::bindings::{host, types};
 use crate::limits;
+use crate::module::CallContext;
+use crate::wasi::{self, GuestOutput};
 
 /// A host-owned range scan: bounds plus where the last batch stopped.
 pub struct Cursor {
@@ -52,13 +54,19 @@ pub struct InstanceState {
     memory_bytes_max: usize,
     /// Set when the guest tried to grow memory past the limit.
     pub(crate) memory_limit_hit: bool,
-    pub(crate) log: Vec<LogLine>,
-    pub(crate) log_dropped: usize,
+    log: Vec<LogLine>,
+    log_dropped: usize,
     open_cursors: usize,
+    /// WASI as a guest that imports it sees it: rebuilt from each call's
+    /// context ([`wasi::context`]).
+    wasi: wasmtime_wasi::WasiCtx,
+    /// What the guest wrote to stdout and stderr during the current call.
+    output: GuestOutput,
 }
 
 impl InstanceState {
     pub fn new(memory_bytes_max: usize) -> Self {
+        let output = GuestOutput::default();
         InstanceState {
             tables: Tables::empty(),
             tx: TxLog::new(),
@@ -73,6 +81,8 @@ impl InstanceState {
             log: Vec::new(),
             log_dropped: 0,
             open_cursors: 0,
+            wasi: wasi::idle_context(&output),
+            output,
         }
     }
 
@@ -86,10 +96,65 @@ impl InstanceState {
         self.memory_limit_hit = false;
         self.log.clear();
         self.log_dropped = 0;
+        self.output.clear();
+    }
+
+    /// Gives a WASI guest the clocks and randomness of `ctx` (or of no
+    /// transaction, for `describe`).
+    pub(crate) fn begin_wasi(&mut self, ctx: Option<&CallContext>) {
+        self.wasi = match ctx {
+            Some(ctx) => wasi::context(ctx, &self.output),
+            None => wasi::idle_context(&self.output),
+        };
+    }
+
+    /// The call's log: its `host.log` lines, then its stdout and stderr
+    /// lines under the same bounds, then one line counting what was dropped.
+    pub(crate) fn take_log(&mut self) -> Vec<LogLine> {
+        for line in self.output.drain() {
+            self.push_log(line.level, line.message);
+        }
+        let mut log = std::mem::take(&mut self.log);
+        if self.log_dropped > 0 {
+            log.push(LogLine {
+                level: types::LogLevel::Warn,
+                message: format!(
+                    "{} more log lines dropped (at most {} per call)",
+                    self.log_dropped,
+                    limits::LOG_LINES_PER_CALL_MAX
+                ),
+            });
+            self.log_dropped = 0;
+        }
+        log
+    }
+
+    fn push_log(&mut self, level: types::LogLevel, mut message: String) {
+        if self.log.len() >= limits::LOG_LINES_PER_CALL_MAX {
+            self.log_dropped += 1;
+            return;
+        }
+        if message.len() > limits::LOG_LINE_BYTES_MAX {
+            let mut cut = limits::LOG_LINE_BYTES_MAX;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        self.log.push(LogLine { level, message });
     }
 
     fn cursor(&mut self, cursor: &Resource<Cursor>) -> Option<&mut Cursor> {
         self.resources.get_mut(cursor).ok()
+    }
+}
+
+impl wasmtime_wasi::WasiView for InstanceState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.resources,
+        }
     }
 }
 
@@ -238,19 +303,7 @@ impl host::Host for InstanceState {
     }
 
     fn log(&mut self, level: types::LogLevel, message: String) {
-        if self.log.len() >= limits::LOG_LINES_PER_CALL_MAX {
-            self.log_dropped += 1;
-            return;
-        }
-        let mut message = message;
-        if message.len() > limits::LOG_LINE_BYTES_MAX {
-            let mut cut = limits::LOG_LINE_BYTES_MAX;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
-        self.log.push(LogLine { level, message });
+        self.push_log(level, message);
     }
 }
 

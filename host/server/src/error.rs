@@ -121,6 +121,7 @@ impl From<LoadError> for ApiError {
             LoadError::UnknownModule(_) => ApiError::not_found(message),
             LoadError::NotWasm
             | LoadError::NotOurs(_)
+            | LoadError::ImportNotGranted { .. }
             | LoadError::Compile(_)
             | LoadError::Instantiate(_)
             | LoadError::Describe(_)

@@ -1,0 +1,388 @@
+//! WASI 0.2 for guests that import it, made deterministic.
+//!
+//! Most toolchains produce components that import WASI (Rust for
+//! `wasm32-wasip2`, componentize-py, wasi-libc through the preview1 adapter).
+//! Such a guest gets WASI's interfaces, but nothing in them that could make
+//! two runs of the same reducer call differ or reach outside its tables:
+//!
+//! - **Clocks**: the wall clock and the monotonic clock both read the
+//!   transaction's logical timestamp, and do not move during a call.
+//!   Waiting on a clock (`subscribe-duration`, `subscribe-instant`: sleeping)
+//!   traps, since time cannot pass inside a transaction.
+//! - **Randomness**: `get-random-bytes`, `get-insecure-random-bytes` and
+//!   `insecure-seed` come from ChaCha20 keyed by the transaction's seed
+//!   ([`rng_for`]): the same call on the same state draws the same bytes.
+//! - **Environment, arguments, working directory**: none.
+//! - **Files**: no preopened directory, so there is no path to open.
+//! - **Sockets**: TCP, UDP and name lookup are refused, as is every address.
+//! - **stdin** is empty; **stdout and stderr** are captured, at most
+//!   [`limits::OUTPUT_BYTES_PER_CALL_MAX`] bytes per call, and become lines
+//!   of the module's log (stdout at `info`, stderr at `warn`) under the same
+//!   limits as `host.log` lines.
+//!
+//! A guest importing anything outside [`GRANTED`] (and the Interstice
+//! contract itself) is refused at publication by [`check_imports`], naming
+//! the import.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use chacha20::ChaCha20Rng;
+use chacha20::rand_core::{Rng, SeedableRng};
+use wasmtime::component::{Component, Linker, Resource};
+use bytes::Bytes;
+use wasmtime::Engine;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
+
+use crate::bindings::types::LogLevel;
+use crate::error::LoadError;
+use crate::limits;
+use crate::module::CallContext;
+use crate::state::LogLine;
+
+/// The interfaces a guest may import, by `namespace:package/interface`
+/// (any 0.2 version). Everything else is refused at publication.
+pub const GRANTED: &[&str] = &[
+    "interstice:module/types",
+    "interstice:module/host",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/ip-name-lookup",
+];
+
+/// What a component's imports say about it.
+pub(crate) struct Imports {
+    /// Whether it imports any WASI interface (and so needs a context per
+    /// call).
+    pub uses_wasi: bool,
+}
+
+/// Refuses a component that imports an interface outside [`GRANTED`].
+pub(crate) fn check_imports(engine: &Engine, component: &Component) -> Result<Imports, LoadError> {
+    let mut uses_wasi = false;
+    for (name, _) in component.component_type().imports(engine) {
+        let unversioned = name.split('@').next().unwrap_or(name);
+        let wasi = unversioned.starts_with("wasi:");
+        let version_ok = !wasi || name.split('@').nth(1).is_some_and(|v| v.starts_with("0.2."));
+        if !GRANTED.contains(&unversioned) || !version_ok {
+            return Err(LoadError::ImportNotGranted {
+                import: name.to_string(),
+            });
+        }
+        uses_wasi |= wasi;
+    }
+    Ok(Imports { uses_wasi })
+}
+
+/// Adds WASI 0.2 to the linker, with waiting on a clock replaced by a trap.
+pub(crate) fn add_to_linker<T: wasmtime_wasi::WasiView>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |_, (_,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+            Err(wasmtime::format_err!("{SLEEP_REFUSAL}"))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |_, (_,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+            Err(wasmtime::format_err!("{SLEEP_REFUSAL}"))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// The trap a guest gets for sleeping or waiting on a clock.
+pub const SLEEP_REFUSAL: &str = "a reducer cannot sleep or wait on a clock: time does not pass inside a transaction \
+     (wasi:clocks/monotonic-clock subscribe-duration and subscribe-instant are refused)";
+
+/// Which output stream a byte came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The guest's stdout and stderr of one call, bounded.
+#[derive(Default)]
+struct Captured {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    /// Bytes written past the bound and dropped.
+    dropped: u64,
+}
+
+/// Output shared by the streams the guest holds and the host that drains it
+/// after each call.
+#[derive(Clone, Default)]
+pub(crate) struct GuestOutput(Arc<Mutex<Captured>>);
+
+impl GuestOutput {
+    fn with<R>(&self, f: impl FnOnce(&mut Captured) -> R) -> R {
+        // A panic while holding this lock cannot leave `Captured` invalid.
+        let mut captured = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut captured)
+    }
+
+    fn write(&self, stream: Stream, bytes: &[u8]) {
+        self.with(|c| {
+            let room = limits::OUTPUT_BYTES_PER_CALL_MAX
+                .saturating_sub(c.stdout.len() + c.stderr.len())
+                .min(bytes.len());
+            let buf = match stream {
+                Stream::Stdout => &mut c.stdout,
+                Stream::Stderr => &mut c.stderr,
+            };
+            buf.extend_from_slice(&bytes[..room]);
+            c.dropped += (bytes.len() - room) as u64;
+        });
+    }
+
+    /// Drops whatever a previous call left.
+    pub(crate) fn clear(&self) {
+        self.with(|c| *c = Captured::default());
+    }
+
+    /// The call's output as log lines: stdout at `info`, stderr at `warn`,
+    /// one line per `\n` (a last line without one counts too), invalid UTF-8
+    /// replaced; then a `warn` line saying how much was dropped, if any.
+    pub(crate) fn drain(&self) -> Vec<LogLine> {
+        let captured = self.with(std::mem::take);
+        let mut lines = Vec::new();
+        for (bytes, level) in [
+            (&captured.stdout, LogLevel::Info),
+            (&captured.stderr, LogLevel::Warn),
+        ] {
+            let text = String::from_utf8_lossy(bytes);
+            for line in text.lines() {
+                lines.push(LogLine {
+                    level,
+                    message: line.to_string(),
+                });
+            }
+        }
+        if captured.dropped > 0 {
+            lines.push(LogLine {
+                level: LogLevel::Warn,
+                message: format!(
+                    "output cut: {} more bytes of stdout and stderr dropped (at most {} bytes per call)",
+                    captured.dropped,
+                    limits::OUTPUT_BYTES_PER_CALL_MAX
+                ),
+            });
+        }
+        lines
+    }
+}
+
+/// One guest handle on stdout or stderr.
+#[derive(Clone)]
+struct Capture {
+    output: GuestOutput,
+    stream: Stream,
+}
+
+impl IsTerminal for Capture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for Capture {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Capture {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for Capture {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.output.write(self.stream, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        // Writes past the bound are accepted and dropped: a guest that
+        // prints too much is cut, not failed.
+        Ok(64 << 10)
+    }
+}
+
+impl tokio::io::AsyncWrite for Capture {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.output.write(self.stream, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Both clocks, stopped at the transaction's timestamp.
+struct TxClock {
+    micros: i64,
+}
+
+impl HostWallClock for TxClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_micros(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::from_micros(self.micros.max(0).unsigned_abs())
+    }
+}
+
+impl HostMonotonicClock for TxClock {
+    fn resolution(&self) -> u64 {
+        1_000
+    }
+
+    fn now(&self) -> u64 {
+        self.micros.max(0).unsigned_abs().saturating_mul(1_000)
+    }
+}
+
+/// Stream tags that keep the generators of one transaction apart.
+const STREAM_RANDOM: u8 = 1;
+const STREAM_INSECURE: u8 = 2;
+const STREAM_INSECURE_SEED: u8 = 3;
+
+/// ChaCha20 (20 rounds, RFC 8439 block function, stream 0, starting at
+/// block 0) keyed with the transaction's seed as 8 bytes LE, then the
+/// stream tag, then 23 zero bytes.
+pub fn rng_for(seed: u64, stream: u8) -> ChaCha20Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8] = stream;
+    ChaCha20Rng::from_seed(key)
+}
+
+/// The WASI context of one call: everything a guest can observe is a
+/// function of `ctx`.
+pub(crate) fn context(ctx: &CallContext, output: &GuestOutput) -> WasiCtx {
+    let mut insecure_seed = rng_for(ctx.seed, STREAM_INSECURE_SEED);
+    let seed = (u128::from(insecure_seed.next_u64()) << 64) | u128::from(insecure_seed.next_u64());
+    WasiCtxBuilder::new()
+        .stdout(Capture {
+            output: output.clone(),
+            stream: Stream::Stdout,
+        })
+        .stderr(Capture {
+            output: output.clone(),
+            stream: Stream::Stderr,
+        })
+        .wall_clock(TxClock {
+            micros: ctx.timestamp_micros,
+        })
+        .monotonic_clock(TxClock {
+            micros: ctx.timestamp_micros,
+        })
+        .secure_random(rng_for(ctx.seed, STREAM_RANDOM))
+        .insecure_random(rng_for(ctx.seed, STREAM_INSECURE))
+        .insecure_random_seed(seed)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+        .build()
+}
+
+/// The context outside any transaction (instantiation, `describe`): time
+/// zero, seed zero.
+pub(crate) fn idle_context(output: &GuestOutput) -> WasiCtx {
+    context(
+        &CallContext {
+            tx_id: 0,
+            timestamp_micros: 0,
+            caller: String::new(),
+            seed: 0,
+        },
+        output,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generators_depend_on_seed_and_stream_only() {
+        let draw = |seed, stream| rng_for(seed, stream).next_u64();
+        assert_eq!(draw(7, STREAM_RANDOM), draw(7, STREAM_RANDOM));
+        assert_ne!(draw(7, STREAM_RANDOM), draw(8, STREAM_RANDOM));
+        assert_ne!(draw(7, STREAM_RANDOM), draw(7, STREAM_INSECURE));
+    }
+
+    #[test]
+    fn output_is_bounded_and_split_into_lines() {
+        let out = GuestOutput::default();
+        out.write(Stream::Stdout, b"one\ntwo\n");
+        out.write(Stream::Stderr, b"oops");
+        let big = vec![b'x'; limits::OUTPUT_BYTES_PER_CALL_MAX];
+        out.write(Stream::Stdout, &big);
+        let lines = out.drain();
+        assert_eq!(lines[0].message, "one");
+        assert_eq!(lines[1].message, "two");
+        assert_eq!(lines[2].message.len(), limits::OUTPUT_BYTES_PER_CALL_MAX - 12);
+        assert_eq!(lines[3].message, "oops");
+        assert_eq!(lines[3].level, LogLevel::Warn);
+        let last = lines.last().unwrap();
+        assert!(last.message.starts_with("output cut: 12 more bytes"), "{}", last.message);
+        assert!(out.drain().is_empty(), "drained");
+    }
+}
