@@ -29,6 +29,35 @@ pub fn test_config() -> RuntimeConfig {
     }
 }
 
+/// The bank module in every language and target it is built for: the
+/// Rust crate for `wasm32-unknown-unknown` and for `wasm32-wasip2`, and the
+/// Python app (componentize-py). Same tables, reducers and errors.
+pub const BANKS: [(&str, &str); 3] = [
+    ("rust", guests::BANK),
+    ("rust-wasip2", guests::BANK_WASIP2),
+    ("python", guests::BANK_PY),
+];
+
+/// [`test_config`] with a clock the test supplies: the `n`-th call asks
+/// for a timestamp (from 0; committed or not) and reads
+/// `start_micros + n * 1000`, and segment salts are seeded, so two
+/// databases given the same calls write the same log, byte for byte
+/// (seeds follow from transaction id and timestamp).
+pub fn clocked_config(start_micros: i64) -> RuntimeConfig {
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let config = test_config();
+    RuntimeConfig {
+        log: interstice_runtime::log::LogConfig {
+            salt_seed: Some(0x1e55_0000_5a17),
+            ..config.log
+        },
+        clock: Some(std::sync::Arc::new(move || {
+            start_micros + 1000 * ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        })),
+        ..config
+    }
+}
+
 /// A data directory on the fault-injecting file system `fs`: the log
 /// synced on every commit in small segments (so that workloads rotate), no
 /// automatic snapshots, `keep` snapshots kept (so that retention removes

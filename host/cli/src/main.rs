@@ -350,6 +350,7 @@ fn open(dir: &DataDir) -> Result<Database> {
             sync: dir.sync,
             segment_bytes_max: dir.segment_size,
             recovery: dir.recovery_mode,
+            salt_seed: None,
         },
         snapshots: SnapshotConfig {
             every_tx: dir.snapshot_every_tx,

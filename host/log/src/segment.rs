@@ -48,6 +48,18 @@ impl Header {
         }
     }
 
+    /// A header whose salt is a function of `seed` and the base tx id
+    /// (splitmix64 of their XOR), for `LogConfig::salt_seed`.
+    pub fn seeded(base_tx_id: u64, seed: u64) -> Self {
+        let mut z = (seed ^ base_tx_id).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Header {
+            base_tx_id,
+            salt: z ^ (z >> 31),
+        }
+    }
+
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         out[..VERSION_OFFSET].copy_from_slice(&MAGIC);

@@ -89,6 +89,13 @@ pub struct LogConfig {
     /// The writer starts a new segment before one would grow past this.
     pub segment_bytes_max: u64,
     pub recovery: RecoveryMode,
+    /// Reproducible segment salts, for tests that compare two logs byte for
+    /// byte: the salt of the segment starting at tx `b` becomes a function
+    /// of this seed and `b` ([`segment::Header::seeded`]). Leave it `None`
+    /// for any data that matters: a random salt per file is what makes a
+    /// record left behind by an earlier file of the same name fail its
+    /// checksum.
+    pub salt_seed: Option<u64>,
 }
 
 impl Default for LogConfig {
@@ -97,6 +104,7 @@ impl Default for LogConfig {
             sync: SyncPolicy::Always,
             segment_bytes_max: SEGMENT_BYTES_DEFAULT,
             recovery: RecoveryMode::TolerateTail,
+            salt_seed: None,
         }
     }
 }
@@ -257,7 +265,7 @@ impl Log {
                 end.len,
             ),
             _ => {
-                let (file, header) = create_segment(&*storage, dir, next)?;
+                let (file, header) = create_segment(&*storage, dir, next, config.salt_seed)?;
                 (file, header, HEADER_LEN as u64)
             }
         };
@@ -531,9 +539,13 @@ fn create_segment(
     storage: &dyn Storage,
     dir: &Path,
     base_tx_id: u64,
+    salt_seed: Option<u64>,
 ) -> Result<(Box<dyn WriteFile>, Header), LogError> {
     let path = dir.join(segment::file_name(base_tx_id));
-    let header = Header::new(base_tx_id);
+    let header = match salt_seed {
+        Some(seed) => Header::seeded(base_tx_id, seed),
+        None => Header::new(base_tx_id),
+    };
     let mut file = storage.create(&path).map_err(io_at(&path))?;
     file.append(&header.encode()).map_err(io_at(&path))?;
     file.sync_data().map_err(io_at(&path))?;
@@ -667,7 +679,8 @@ impl Writer {
     }
 
     fn rotate(&mut self, base_tx_id: u64) -> Result<(), LogError> {
-        let (file, header) = create_segment(&*self.storage, &self.dir, base_tx_id)?;
+        let (file, header) =
+            create_segment(&*self.storage, &self.dir, base_tx_id, self.config.salt_seed)?;
         self.file = file;
         self.header = header;
         self.len = HEADER_LEN as u64;

@@ -42,6 +42,7 @@ fn config(mode: RecoveryMode) -> LogConfig {
         sync: SyncPolicy::Always,
         segment_bytes_max: 4096,
         recovery: mode,
+        salt_seed: None,
     }
 }
 

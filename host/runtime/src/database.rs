@@ -131,6 +131,8 @@ pub struct ReplayStats {
 struct Clock {
     next_tx_id: u64,
     last_timestamp_micros: i64,
+    /// `RuntimeConfig::clock`: where wall time comes from.
+    source: Option<crate::engine::ClockSource>,
 }
 
 impl Clock {
@@ -138,7 +140,11 @@ impl Clock {
     /// [`Clock::committed`].
     fn next(&self, caller: &str) -> CallContext {
         let tx_id = self.next_tx_id;
-        let timestamp_micros = wall_clock_micros().max(self.last_timestamp_micros + 1);
+        let now = match &self.source {
+            Some(source) => source(),
+            None => wall_clock_micros(),
+        };
+        let timestamp_micros = now.max(self.last_timestamp_micros + 1);
         CallContext {
             tx_id,
             timestamp_micros,
@@ -525,6 +531,7 @@ impl Database {
         report_open(&*storage, &dir, &replay, &modules);
         let next_tx_id = log.next_tx_id();
         let snapshots = Snapshotter::start(&dir, snapshot_config, storage.clone())?;
+        let clock_source = host.config.clock.clone();
         Ok(Database {
             host,
             dir,
@@ -535,6 +542,7 @@ impl Database {
                 clock: Clock {
                     next_tx_id,
                     last_timestamp_micros: replayer.last_timestamp_micros,
+                    source: clock_source,
                 },
             }),
             queue: Mutex::new(Vec::new()),

@@ -44,7 +44,7 @@ pub use database::{
     CACHE_DIR, CallOutcome, Database, LOG_DIR, MODULES_DIR, Page, PublishOptions, Published,
     QueryError, ReplayStats, RowQuery, index_on, value_from_query,
 };
-pub use engine::{Host, RuntimeConfig};
+pub use engine::{ClockSource, Host, RuntimeConfig};
 pub use error::{CallError, LoadError, SnapshotError};
 pub use interstice_fs as fs;
 pub use interstice_log as log;

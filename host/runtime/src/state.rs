@@ -109,9 +109,11 @@ impl InstanceState {
     }
 
     /// The call's log: its `host.log` lines, then its stdout and stderr
-    /// lines under the same bounds, then one line counting what was dropped.
+    /// lines under the same bounds; then, past the bound, a line counting
+    /// the lines dropped and one saying how much output was cut.
     pub(crate) fn take_log(&mut self) -> Vec<LogLine> {
-        for line in self.output.drain() {
+        let (output, cut) = self.output.drain();
+        for line in output {
             self.push_log(line.level, line.message);
         }
         let mut log = std::mem::take(&mut self.log);
@@ -126,6 +128,7 @@ impl InstanceState {
             });
             self.log_dropped = 0;
         }
+        log.extend(cut);
         log
     }
 

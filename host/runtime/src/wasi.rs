@@ -178,8 +178,8 @@ impl GuestOutput {
 
     /// The call's output as log lines: stdout at `info`, stderr at `warn`,
     /// one line per `\n` (a last line without one counts too), invalid UTF-8
-    /// replaced; then a `warn` line saying how much was dropped, if any.
-    pub(crate) fn drain(&self) -> Vec<LogLine> {
+    /// replaced. Then the line saying how much was dropped, if anything was.
+    pub(crate) fn drain(&self) -> (Vec<LogLine>, Option<LogLine>) {
         let captured = self.with(std::mem::take);
         let mut lines = Vec::new();
         for (bytes, level) in [
@@ -194,17 +194,15 @@ impl GuestOutput {
                 });
             }
         }
-        if captured.dropped > 0 {
-            lines.push(LogLine {
-                level: LogLevel::Warn,
-                message: format!(
-                    "output cut: {} more bytes of stdout and stderr dropped (at most {} bytes per call)",
-                    captured.dropped,
-                    limits::OUTPUT_BYTES_PER_CALL_MAX
-                ),
-            });
-        }
-        lines
+        let cut = (captured.dropped > 0).then(|| LogLine {
+            level: LogLevel::Warn,
+            message: format!(
+                "output cut: {} more bytes of stdout and stderr dropped (at most {} bytes per call)",
+                captured.dropped,
+                limits::OUTPUT_BYTES_PER_CALL_MAX
+            ),
+        });
+        (lines, cut)
     }
 }
 
@@ -375,14 +373,15 @@ mod tests {
         out.write(Stream::Stderr, b"oops");
         let big = vec![b'x'; limits::OUTPUT_BYTES_PER_CALL_MAX];
         out.write(Stream::Stdout, &big);
-        let lines = out.drain();
+        let (lines, cut) = out.drain();
         assert_eq!(lines[0].message, "one");
         assert_eq!(lines[1].message, "two");
         assert_eq!(lines[2].message.len(), limits::OUTPUT_BYTES_PER_CALL_MAX - 12);
         assert_eq!(lines[3].message, "oops");
         assert_eq!(lines[3].level, LogLevel::Warn);
-        let last = lines.last().unwrap();
-        assert!(last.message.starts_with("output cut: 12 more bytes"), "{}", last.message);
-        assert!(out.drain().is_empty(), "drained");
+        let cut = cut.unwrap().message;
+        assert!(cut.starts_with("output cut: 12 more bytes"), "{cut}");
+        let (lines, cut) = out.drain();
+        assert!(lines.is_empty() && cut.is_none(), "drained");
     }
 }

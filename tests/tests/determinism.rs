@@ -1,0 +1,138 @@
+//! The same reducer calls, with the same timestamps, write the same log,
+//! byte for byte: run twice, and across the languages and targets a module
+//! is written in (the Rust bank for `wasm32-unknown-unknown` and for
+//! `wasm32-wasip2`, and the Python bank). Then the Python module's log
+//! replays with its code deleted, running no guest.
+
+use std::path::Path;
+
+use interstice_runtime::{CallError, Database, LOG_DIR, MODULES_DIR};
+use interstice_tests::{BANKS, clocked_config, guest_bytes, test_config};
+use serde_json::{Value, json};
+
+const T0: i64 = 1_760_000_000_000_000;
+
+/// A workload with refusals and both argument forms.
+fn workload(db: &Database) -> Vec<Result<u64, String>> {
+    let calls: Vec<(&str, Value)> = vec![
+        ("open_account", json!([1, 1000])),
+        ("open_account", json!([2, 50])),
+        ("open_account", json!({"id": 3, "balance": 0})),
+        ("open_account", json!([1, 5])),
+        ("deposit", json!([2, 25])),
+        ("deposit", json!([9, 1])),
+        ("deposit", json!([1, u64::MAX])),
+        ("transfer", json!([1, 2, 300])),
+        ("transfer", json!({"from": 2, "to": 3, "amount": 75})),
+        ("transfer", json!([3, 1, 76])),
+        ("transfer", json!([3, 9, 1])),
+        ("transfer", json!([2, 2, 10])),
+        ("transfer", json!([1, 3, 700])),
+    ];
+    calls
+        .into_iter()
+        .map(|(reducer, args)| {
+            db.call_json("bank", reducer, &args, "determinism")
+                .map(|out| out.tx_id)
+                .map_err(|e| match e {
+                    CallError::Reducer(m) => m,
+                    other => panic!("{reducer} {args}: {other}"),
+                })
+        })
+        .collect()
+}
+
+fn log_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.join(LOG_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+struct Run {
+    outcomes: Vec<Result<u64, String>>,
+    state: Value,
+    log: Vec<(String, Vec<u8>)>,
+}
+
+fn run(guest: &str, dir: &Path) -> Run {
+    let db = Database::open(dir, clocked_config(T0)).unwrap();
+    db.publish("bank", &guest_bytes(guest)).unwrap();
+    let outcomes = workload(&db);
+    let state = db.state_json().unwrap();
+    drop(db);
+    Run {
+        outcomes,
+        state,
+        log: log_files(dir),
+    }
+}
+
+#[test]
+fn the_same_calls_write_the_same_log_in_every_language() {
+    let dirs: Vec<_> = (0..BANKS.len() + 1)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    // Every bank, then the Python one a second time.
+    let guests: Vec<(&str, &str)> = BANKS.iter().copied().chain([BANKS[2]]).collect();
+    let runs: Vec<Run> = guests
+        .iter()
+        .zip(&dirs)
+        .map(|((_, guest), dir)| run(guest, dir.path()))
+        .collect();
+    let first = &runs[0];
+    assert_eq!(
+        first.outcomes.iter().filter(|o| o.is_ok()).count(),
+        8,
+        "{:?}",
+        first.outcomes
+    );
+    assert!(!first.log.is_empty() && first.log.iter().any(|(_, b)| b.len() > 64));
+    for ((language, _), run) in guests.iter().zip(&runs).skip(1) {
+        assert_eq!(run.outcomes, first.outcomes, "{language}: outcomes");
+        assert_eq!(run.state, first.state, "{language}: state");
+        assert_eq!(
+            run.log.iter().map(|(n, b)| (n, b.len())).collect::<Vec<_>>(),
+            first.log.iter().map(|(n, b)| (n, b.len())).collect::<Vec<_>>(),
+            "{language}: log files"
+        );
+        for ((name, a), (_, b)) in run.log.iter().zip(&first.log) {
+            let at = a.iter().zip(b).position(|(x, y)| x != y);
+            assert!(at.is_none(), "{language}: {name} differs first at byte {at:?}");
+        }
+    }
+}
+
+/// The replay test, against the Python module's data: its code deleted,
+/// the state comes back and no guest ran.
+#[test]
+fn python_module_replays_without_its_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = run(BANKS[2].1, dir.path());
+    let wasm = dir.path().join(MODULES_DIR).join("bank.wasm");
+    assert!(std::fs::metadata(&wasm).unwrap().len() > 1 << 20, "the Python component");
+    std::fs::remove_file(&wasm).unwrap();
+    let db = Database::open(dir.path(), test_config()).unwrap();
+    assert_eq!(db.state_json().unwrap(), before.state);
+    let stats = db.replay_stats();
+    assert_eq!(stats.transactions_replayed, 9);
+    assert_eq!(
+        (stats.guest_instantiations, stats.guest_calls, stats.fuel_consumed),
+        (0, 0, 0)
+    );
+    let counters = db.counters();
+    assert_eq!((counters.guest_instantiations, counters.guest_calls), (0, 0));
+    let err = db
+        .call_json("bank", "deposit", &json!([1, 1]), "t")
+        .unwrap_err();
+    assert!(matches!(err, CallError::NotLoaded { .. }), "{err}");
+}
