@@ -47,7 +47,11 @@ fn main() {
         let (packages, exclude, suffix) = if target == WASM_TARGET {
             (Vec::new(), names(WASIP2_ONLY), "")
         } else {
-            (names(WASIP2_ONLY.iter().chain(WASIP2_ALSO)), Vec::new(), "_WASIP2")
+            (
+                names(WASIP2_ONLY.iter().chain(WASIP2_ALSO)),
+                Vec::new(),
+                "_WASIP2",
+            )
         };
         let request = BuildRequest {
             dir: guests.clone(),

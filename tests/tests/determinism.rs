@@ -101,13 +101,23 @@ fn the_same_calls_write_the_same_log_in_every_language() {
         assert_eq!(run.outcomes, first.outcomes, "{language}: outcomes");
         assert_eq!(run.state, first.state, "{language}: state");
         assert_eq!(
-            run.log.iter().map(|(n, b)| (n, b.len())).collect::<Vec<_>>(),
-            first.log.iter().map(|(n, b)| (n, b.len())).collect::<Vec<_>>(),
+            run.log
+                .iter()
+                .map(|(n, b)| (n, b.len()))
+                .collect::<Vec<_>>(),
+            first
+                .log
+                .iter()
+                .map(|(n, b)| (n, b.len()))
+                .collect::<Vec<_>>(),
             "{language}: log files"
         );
         for ((name, a), (_, b)) in run.log.iter().zip(&first.log) {
             let at = a.iter().zip(b).position(|(x, y)| x != y);
-            assert!(at.is_none(), "{language}: {name} differs first at byte {at:?}");
+            assert!(
+                at.is_none(),
+                "{language}: {name} differs first at byte {at:?}"
+            );
         }
     }
 }
@@ -119,18 +129,28 @@ fn python_module_replays_without_its_code() {
     let dir = tempfile::tempdir().unwrap();
     let before = run(BANKS[2].1, dir.path());
     let wasm = dir.path().join(MODULES_DIR).join("bank.wasm");
-    assert!(std::fs::metadata(&wasm).unwrap().len() > 1 << 20, "the Python component");
+    assert!(
+        std::fs::metadata(&wasm).unwrap().len() > 1 << 20,
+        "the Python component"
+    );
     std::fs::remove_file(&wasm).unwrap();
     let db = Database::open(dir.path(), test_config()).unwrap();
     assert_eq!(db.state_json().unwrap(), before.state);
     let stats = db.replay_stats();
     assert_eq!(stats.transactions_replayed, 9);
     assert_eq!(
-        (stats.guest_instantiations, stats.guest_calls, stats.fuel_consumed),
+        (
+            stats.guest_instantiations,
+            stats.guest_calls,
+            stats.fuel_consumed
+        ),
         (0, 0, 0)
     );
     let counters = db.counters();
-    assert_eq!((counters.guest_instantiations, counters.guest_calls), (0, 0));
+    assert_eq!(
+        (counters.guest_instantiations, counters.guest_calls),
+        (0, 0)
+    );
     let err = db
         .call_json("bank", "deposit", &json!([1, 1]), "t")
         .unwrap_err();

@@ -9,7 +9,7 @@ use interstice_runtime::log::{LogConfig, RecoveryMode};
 use interstice_runtime::{
     CallError, Database, LOG_DIR, LoadError, REPLAY_REFUSAL, Runner, RuntimeConfig,
 };
-use interstice_tests::{db_with, guest_bytes, guests, test_config};
+use interstice_tests::{BANKS, db_with, guest_bytes, guests, test_config};
 use serde_json::json;
 
 fn reopen(dir: &Path) -> Database {
@@ -17,7 +17,11 @@ fn reopen(dir: &Path) -> Database {
 }
 
 fn bank_with_activity() -> (tempfile::TempDir, Database) {
-    let (dir, db) = db_with("bank", guests::BANK);
+    bank_with_activity_in(guests::BANK)
+}
+
+fn bank_with_activity_in(guest: &str) -> (tempfile::TempDir, Database) {
+    let (dir, db) = db_with("bank", guest);
     for id in 1..=5 {
         db.call_json("bank", "open_account", &json!([id, 100 * id]), "t")
             .unwrap();
@@ -104,11 +108,12 @@ fn chat_indexes_counters_and_ephemeral_tables_after_reopen() {
 
 /// The replay test: the module's code deleted (and, separately, replaced
 /// with garbage), the state still comes back, and no guest was instantiated,
-/// called or given fuel during replay.
+/// called or given fuel during replay. For every bank: Rust (both targets)
+/// and Python.
 #[test]
 fn replay_runs_no_guest_even_without_the_modules_code() {
-    for damage in ["delete", "garbage"] {
-        let (dir, db) = bank_with_activity();
+    for ((language, guest), damage) in BANKS.iter().flat_map(|b| [(b, "delete"), (b, "garbage")]) {
+        let (dir, db) = bank_with_activity_in(guest);
         let state = db.state_json().unwrap();
         drop(db);
         let wasm = dir.path().join("modules/bank.wasm");
@@ -117,7 +122,7 @@ fn replay_runs_no_guest_even_without_the_modules_code() {
             _ => std::fs::write(&wasm, b"\0asm garbage garbage").unwrap(),
         }
         let db = reopen(dir.path());
-        assert_eq!(db.state_json().unwrap(), state, "{damage}");
+        assert_eq!(db.state_json().unwrap(), state, "{language} {damage}");
         let stats = db.replay_stats();
         assert!(stats.transactions_replayed > 5);
         assert_eq!(

@@ -1,7 +1,7 @@
 //! The example modules' reducers, run in real guests.
 
 use interstice_runtime::CallError;
-use interstice_tests::{db_with, guests};
+use interstice_tests::{BANKS, db_with, guests};
 use serde_json::{Value, json};
 
 fn rows(db: &interstice_runtime::Database, module: &str, table: &str) -> Vec<Value> {
@@ -28,7 +28,13 @@ fn counter_increments_and_creates() {
 
 #[test]
 fn bank_open_deposit_transfer() {
-    let (_dir, db) = db_with("bank", guests::BANK);
+    for (language, guest) in BANKS {
+        bank_open_deposit_transfer_in(language, guest);
+    }
+}
+
+fn bank_open_deposit_transfer_in(language: &str, guest: &str) {
+    let (_dir, db) = db_with("bank", guest);
     db.call_json("bank", "open_account", &json!([1, 100]), "t")
         .unwrap();
     db.call_json("bank", "open_account", &json!([2, 5]), "t")
@@ -42,13 +48,20 @@ fn bank_open_deposit_transfer() {
         vec![
             json!({"id": 1, "balance": 70}),
             json!({"id": 2, "balance": 45})
-        ]
+        ],
+        "{language}"
     );
 }
 
 #[test]
 fn bank_refusals_change_nothing() {
-    let (_dir, db) = db_with("bank", guests::BANK);
+    for (language, guest) in BANKS {
+        bank_refusals_change_nothing_in(language, guest);
+    }
+}
+
+fn bank_refusals_change_nothing_in(language: &str, guest: &str) {
+    let (_dir, db) = db_with("bank", guest);
     db.call_json("bank", "open_account", &json!([1, 100]), "t")
         .unwrap();
     db.call_json("bank", "open_account", &json!([2, 0]), "t")
@@ -80,8 +93,12 @@ fn bank_refusals_change_nothing() {
         .unwrap_err();
     assert!(err.to_string().contains("overflow"), "{err}");
 
-    assert_eq!(rows(&db, "bank", "accounts"), before);
-    assert_eq!(db.next_tx_id(), next_tx, "failed calls consume no tx id");
+    assert_eq!(rows(&db, "bank", "accounts"), before, "{language}");
+    assert_eq!(
+        db.next_tx_id(),
+        next_tx,
+        "{language}: failed calls consume no tx id"
+    );
 }
 
 #[test]

@@ -49,14 +49,19 @@ fn time_and_randomness_come_from_the_transaction() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     let c = tempfile::tempdir().unwrap();
-    let (db_a, db_b, db_c) = (probe(a.path(), T0), probe(b.path(), T0), probe(c.path(), T0 + 7));
+    let (db_a, db_b, db_c) = (
+        probe(a.path(), T0),
+        probe(b.path(), T0),
+        probe(c.path(), T0 + 7),
+    );
     let mut seen = Vec::new();
     for db in [&db_a, &db_b, &db_c] {
         let first = db.call_json("probe", "observe", &json!([]), "t").unwrap();
         let f1 = facts(db);
         let second = db.call_json("probe", "observe", &json!([]), "t").unwrap();
         let f2 = facts(db);
-        db.call_json("probe", "hash_order", &json!([]), "t").unwrap();
+        db.call_json("probe", "hash_order", &json!([]), "t")
+            .unwrap();
         let f3 = facts(db);
         // Both clocks read the transaction's timestamp and stand still.
         assert_eq!(f1["wall_micros"], first.timestamp_micros.to_string());
@@ -72,11 +77,21 @@ fn time_and_randomness_come_from_the_transaction() {
         assert_eq!(
             lines(&second.log),
             vec![
-                ("info", format!("observed at {}", second.timestamp_micros).as_str()),
-                ("warn", format!("stderr at {}", second.timestamp_micros).as_str()),
+                (
+                    "info",
+                    format!("observed at {}", second.timestamp_micros).as_str()
+                ),
+                (
+                    "warn",
+                    format!("stderr at {}", second.timestamp_micros).as_str()
+                ),
             ]
         );
-        seen.push((f1["random"].clone(), f2["random"].clone(), f3["hash_order"].clone()));
+        seen.push((
+            f1["random"].clone(),
+            f2["random"].clone(),
+            f3["hash_order"].clone(),
+        ));
     }
     // The same transactions draw the same bytes and iterate hash maps in the
     // same order; other timestamps (so other seeds) draw other bytes.
@@ -105,15 +120,30 @@ fn files_environment_and_sockets_are_refused() {
         ("read_file", json!([secret.display().to_string()]), "open"),
         ("read_file", json!(["/etc/hostname"]), "open"),
         ("read_file", json!(["."]), "open"),
-        ("write_file", json!([escape.display().to_string()]), "create"),
-        ("read_env", json!(["INTERSTICE_PROBE_SECRET"]), "env INTERSTICE_PROBE_SECRET: environment variable not found"),
-        ("read_env", json!(["PATH"]), "env PATH: environment variable not found"),
+        (
+            "write_file",
+            json!([escape.display().to_string()]),
+            "create",
+        ),
+        (
+            "read_env",
+            json!(["INTERSTICE_PROBE_SECRET"]),
+            "env INTERSTICE_PROBE_SECRET: environment variable not found",
+        ),
+        (
+            "read_env",
+            json!(["PATH"]),
+            "env PATH: environment variable not found",
+        ),
         ("connect", json!([addr]), "connect"),
         ("bind", json!(["127.0.0.1:0"]), "bind"),
     ];
     for (reducer, args, expected) in cases {
         let message = refusal(&db, reducer, args.clone());
-        assert!(!message.starts_with("ACCESS"), "{reducer} {args}: {message}");
+        assert!(
+            !message.starts_with("ACCESS"),
+            "{reducer} {args}: {message}"
+        );
         assert!(message.starts_with(expected), "{reducer} {args}: {message}");
     }
     assert!(!escape.exists(), "a guest wrote outside the database");
@@ -159,7 +189,12 @@ fn output_without_bound_is_cut_at_the_limit() {
         .expect("a guest that prints too much is cut, not failed");
     let printed: usize = (0..count).map(|i| format!("{i} ").len() + width + 1).sum();
     let kept_lines = limits::LOG_LINES_PER_CALL_MAX;
-    assert_eq!(out.log.len(), kept_lines + 2, "{:?}", &out.log[kept_lines..]);
+    assert_eq!(
+        out.log.len(),
+        kept_lines + 2,
+        "{:?}",
+        &out.log[kept_lines..]
+    );
     for (i, line) in out.log[..kept_lines].iter().enumerate() {
         assert_eq!(line.message, format!("{i} {}", "x".repeat(width)));
     }
@@ -197,8 +232,8 @@ fn imports_beyond_the_grant_are_refused_at_publish() {
         "wasi:keyvalue/store@0.2.0",
         "acme:mail/send",
     ] {
-        let wasm = wat::parse_str(format!(r#"(component (import "{import}" (instance)))"#))
-            .unwrap();
+        let wasm =
+            wat::parse_str(format!(r#"(component (import "{import}" (instance)))"#)).unwrap();
         let err = db.publish("m", &wasm).unwrap_err();
         assert!(
             matches!(&err, LoadError::ImportNotGranted { import: i } if i == import),
@@ -208,8 +243,8 @@ fn imports_beyond_the_grant_are_refused_at_publish() {
     }
     assert!(db.module_names().is_empty());
     // Granted imports pass the check (and then fail for want of exports).
-    let wasm = wat::parse_str(r#"(component (import "wasi:cli/environment@0.2.3" (instance)))"#)
-        .unwrap();
+    let wasm =
+        wat::parse_str(r#"(component (import "wasi:cli/environment@0.2.3" (instance)))"#).unwrap();
     let err = db.publish("m", &wasm).unwrap_err();
     assert!(matches!(err, LoadError::NotOurs(_)), "{err}");
 }

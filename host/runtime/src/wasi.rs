@@ -29,11 +29,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::{Rng, SeedableRng};
-use wasmtime::component::{Component, Linker, Resource};
-use bytes::Bytes;
 use wasmtime::Engine;
+use wasmtime::component::{Component, Linker, Resource};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
@@ -91,7 +91,11 @@ pub(crate) fn check_imports(engine: &Engine, component: &Component) -> Result<Im
     for (name, _) in component.component_type().imports(engine) {
         let unversioned = name.split('@').next().unwrap_or(name);
         let wasi = unversioned.starts_with("wasi:");
-        let version_ok = !wasi || name.split('@').nth(1).is_some_and(|v| v.starts_with("0.2."));
+        let version_ok = !wasi
+            || name
+                .split('@')
+                .nth(1)
+                .is_some_and(|v| v.starts_with("0.2."));
         if !GRANTED.contains(&unversioned) || !version_ok {
             return Err(LoadError::ImportNotGranted {
                 import: name.to_string(),
@@ -376,7 +380,10 @@ mod tests {
         let (lines, cut) = out.drain();
         assert_eq!(lines[0].message, "one");
         assert_eq!(lines[1].message, "two");
-        assert_eq!(lines[2].message.len(), limits::OUTPUT_BYTES_PER_CALL_MAX - 12);
+        assert_eq!(
+            lines[2].message.len(),
+            limits::OUTPUT_BYTES_PER_CALL_MAX - 12
+        );
         assert_eq!(lines[3].message, "oops");
         assert_eq!(lines[3].level, LogLevel::Warn);
         let cut = cut.unwrap().message;
