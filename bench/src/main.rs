@@ -2,9 +2,10 @@
 //! figures it is compared with; compare ratios, not absolute times across
 //! machines or runs.
 //!
-//! `cargo run --release -p interstice-bench -- peers | reducers | durable | replay | snapshots [ROWS] | all`
+//! `cargo run --release -p interstice-bench -- peers | reducers | languages | durable | replay | snapshots [ROWS] | all`
 
 mod durable;
+mod languages;
 mod peers;
 mod serve;
 mod snapshots;
@@ -403,6 +404,9 @@ fn main() -> Result<()> {
         let section = std::env::args().nth(2).filter(|_| which == "peers");
         peers_figures(section.as_deref())?;
     }
+    if matches!(which.as_str(), "languages" | "all") {
+        languages::figures()?;
+    }
     if matches!(which.as_str(), "durable" | "all") {
         durable_figures()?;
     }
@@ -420,7 +424,7 @@ fn main() -> Result<()> {
         snapshots::figures(rows)?;
     }
     match which.as_str() {
-        "durable" | "replay" | "snapshots" | "peers" | "serve" => {}
+        "durable" | "replay" | "snapshots" | "peers" | "serve" | "languages" => {}
         "write-log" => {
             let dir = std::env::args()
                 .nth(2)
@@ -456,7 +460,7 @@ fn main() -> Result<()> {
             );
         }
         other => bail!(
-            "unknown benchmark {other:?}; try `reducers`, `durable`, `replay`, `serve`, `snapshots`, `peers` or `all`"
+            "unknown benchmark {other:?}; try `reducers`, `languages`, `durable`, `replay`, `serve`, `snapshots`, `peers` or `all`"
         ),
     }
     Ok(())

@@ -117,6 +117,13 @@ impl Runner {
         Ok(self.live.as_mut().expect("instantiated above"))
     }
 
+    /// Drops the live instance, if any, and instantiates the module afresh
+    /// (what the first call after open, or after a trap, does).
+    pub fn instantiate(&mut self) -> Result<(), LoadError> {
+        self.live = None;
+        self.live().map(drop).map_err(LoadError::Instantiate)
+    }
+
     /// Asks the module for its definition and validates it.
     pub fn describe(&mut self) -> Result<ModuleDef, LoadError> {
         let fuel = self.fuel_per_call;
