@@ -77,7 +77,11 @@ fn measure(language: &'static str, guest: &str, calls: u64) -> Result<Row> {
 pub fn figures() -> Result<()> {
     let mut rows = Vec::new();
     for (language, guest) in BANKS {
-        let calls = if language == "python" { 20_000 } else { 200_000 };
+        let calls = if language == "python" {
+            20_000
+        } else {
+            200_000
+        };
         rows.push(measure(language, guest, calls)?);
     }
     let rust = rows[0].transfer.as_nanos().max(1) as f64;

@@ -852,7 +852,6 @@ fn module_log_lines_stream_to_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let server = Server::start(&dir, &[]);
-    let a = agent();
     let base = server.url.clone();
     server.publish("chat", guests::CHAT);
     // Without a token: refused before any stream starts.
@@ -860,15 +859,36 @@ fn module_log_lines_stream_to_the_cli() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("admin token"));
 
+    let lines = follow_log(&server, "chat", "clear_channel", r#"["general"]"#, 1);
+    assert!(
+        lines.contains("chat.clear_channel [info] cleared channel general"),
+        "{lines}"
+    );
+    // A WASI guest's stdout and stderr are lines of the same log.
+    server.publish("probe", guests::WASI_PROBE_WASIP2);
+    let lines = follow_log(&server, "probe", "observe", "[]", 2);
+    assert!(
+        lines.contains("probe.observe [info] observed at "),
+        "{lines}"
+    );
+    assert!(lines.contains("probe.observe [warn] stderr at "), "{lines}");
+}
+
+/// Runs `interstice logs MODULE --max-messages COUNT` while calling
+/// `reducer` until it exits; returns what it printed.
+fn follow_log(server: &Server, module: &str, reducer: &str, args: &str, count: u32) -> String {
+    let a = agent();
+    let base = &server.url;
     let logs = Command::new(BIN)
-        .args(["logs", "chat", "--max-messages", "1", "--server", &base])
+        .args(["logs", module, "--max-messages", &count.to_string()])
+        .args(["--server", base])
         .env("INTERSTICE_ADMIN_TOKEN", &server.token)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // The stream is open once the server has its receiver; calls before
-    // that are not logged to it, so call until a line arrives.
+    // that are not logged to it, so call until the lines arrive.
     let deadline = Instant::now() + Duration::from_secs(60);
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -876,8 +896,8 @@ fn module_log_lines_stream_to_the_cli() {
             while !done.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
                 let r = post(
                     &a,
-                    &format!("{base}/v1/modules/chat/reducers/clear_channel"),
-                    r#"["general"]"#,
+                    &format!("{base}/v1/modules/{module}/reducers/{reducer}"),
+                    args,
                 );
                 assert_eq!(r.status, 200);
                 std::thread::sleep(Duration::from_millis(50));
@@ -890,12 +910,8 @@ fn module_log_lines_stream_to_the_cli() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let line = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            line.contains("chat.clear_channel [info] cleared channel general"),
-            "{line}"
-        );
-    });
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
 }
 
 #[test]

@@ -40,7 +40,11 @@ mod wasi_probe {
         put(ctx, "wall_micros", now.as_micros().to_string())?;
         put(ctx, "ctx_micros", ctx.timestamp_micros.to_string())?;
         let start = Instant::now();
-        put(ctx, "monotonic_elapsed_nanos", start.elapsed().as_nanos().to_string())?;
+        put(
+            ctx,
+            "monotonic_elapsed_nanos",
+            start.elapsed().as_nanos().to_string(),
+        )?;
         let mut random = [0u8; 16];
         getrandom::fill(&mut random).map_err(|e| e.to_string())?;
         put(ctx, "random", format!("{random:02x?}"))?;
@@ -48,7 +52,11 @@ mod wasi_probe {
         put(ctx, "args", std::env::args_os().count().to_string())?;
         let mut stdin = Vec::new();
         let read = std::io::stdin().read_to_end(&mut stdin);
-        put(ctx, "stdin", format!("{:?} {}", read.map_err(|e| e.kind()), stdin.len()))?;
+        put(
+            ctx,
+            "stdin",
+            format!("{:?} {}", read.map_err(|e| e.kind()), stdin.len()),
+        )?;
         println!("observed at {}", now.as_micros());
         eprintln!("stderr at {}", ctx.timestamp_micros);
         Ok(())
