@@ -14,7 +14,7 @@ use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use crate::bindings::{host, types};
 use crate::limits;
 use crate::module::CallContext;
-use crate::wasi::{self, GuestOutput};
+use crate::wasi::{self, CallState, GuestOutput};
 
 /// A host-owned range scan: bounds plus where the last batch stopped.
 pub struct Cursor {
@@ -57,9 +57,11 @@ pub struct InstanceState {
     log: Vec<LogLine>,
     log_dropped: usize,
     open_cursors: usize,
-    /// WASI as a guest that imports it sees it: rebuilt from each call's
-    /// context ([`wasi::context`]).
+    /// WASI as a guest that imports it sees it ([`wasi::context`]): its
+    /// clocks and generators read `wasi_call`.
     wasi: wasmtime_wasi::WasiCtx,
+    /// The time and randomness of the current call.
+    wasi_call: CallState,
     /// What the guest wrote to stdout and stderr during the current call.
     output: GuestOutput,
 }
@@ -67,6 +69,7 @@ pub struct InstanceState {
 impl InstanceState {
     pub fn new(memory_bytes_max: usize) -> Self {
         let output = GuestOutput::default();
+        let wasi_call = CallState::default();
         InstanceState {
             tables: Tables::empty(),
             tx: TxLog::new(),
@@ -81,7 +84,8 @@ impl InstanceState {
             log: Vec::new(),
             log_dropped: 0,
             open_cursors: 0,
-            wasi: wasi::idle_context(&output),
+            wasi: wasi::context(&wasi_call, &output),
+            wasi_call,
             output,
         }
     }
@@ -102,10 +106,11 @@ impl InstanceState {
     /// Gives a WASI guest the clocks and randomness of `ctx` (or of no
     /// transaction, for `describe`).
     pub(crate) fn begin_wasi(&mut self, ctx: Option<&CallContext>) {
-        self.wasi = match ctx {
-            Some(ctx) => wasi::context(ctx, &self.output),
-            None => wasi::idle_context(&self.output),
-        };
+        self.wasi_call.enter(ctx);
+    }
+
+    pub(crate) fn wasi_call(&self) -> &CallState {
+        &self.wasi_call
     }
 
     /// The call's log: its `host.log` lines, then its stdout and stderr

@@ -24,14 +24,15 @@
 //! contract itself) is refused at publication by [`check_imports`], naming
 //! the import.
 
+use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use chacha20::ChaCha20Rng;
-use chacha20::rand_core::{Rng, SeedableRng};
+use chacha20::rand_core::{Rng, SeedableRng, TryRng};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker, Resource};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -42,7 +43,7 @@ use crate::bindings::types::LogLevel;
 use crate::error::LoadError;
 use crate::limits;
 use crate::module::CallContext;
-use crate::state::LogLine;
+use crate::state::{InstanceState, LogLine};
 
 /// The interfaces a guest may import, by `namespace:package/interface`
 /// (any 0.2 version). Everything else is refused at publication.
@@ -106,12 +107,21 @@ pub(crate) fn check_imports(engine: &Engine, component: &Component) -> Result<Im
     Ok(Imports { uses_wasi })
 }
 
-/// Adds WASI 0.2 to the linker, with waiting on a clock replaced by a trap.
-pub(crate) fn add_to_linker<T: wasmtime_wasi::WasiView>(
-    linker: &mut Linker<T>,
-) -> wasmtime::Result<()> {
+/// Adds WASI 0.2 to the linker, with waiting on a clock replaced by a trap
+/// and `insecure-seed` answered from the current call.
+pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
     linker.allow_shadowing(true);
+    // The context's own seed is fixed when it is built; the instance keeps
+    // one context across calls, so the seed comes from the call instead.
+    linker
+        .instance("wasi:random/insecure-seed@0.2.12")?
+        .func_wrap(
+            "insecure-seed",
+            |store: wasmtime::StoreContextMut<'_, InstanceState>, (): ()| {
+                Ok((store.data().wasi_call().insecure_seed(),))
+            },
+        )?;
     let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
     clock.func_wrap(
         "subscribe-duration",
@@ -274,10 +284,71 @@ impl tokio::io::AsyncWrite for Capture {
     }
 }
 
-/// Both clocks, stopped at the transaction's timestamp.
-struct TxClock {
+/// What a WASI guest can observe of the current call, shared by the clocks
+/// and generators of the instance's one WASI context and set before each
+/// call ([`CallState::enter`]): cheaper than building a context per call.
+#[derive(Clone)]
+pub(crate) struct CallState(Arc<Mutex<Observed>>);
+
+struct Observed {
     micros: i64,
+    random: ChaCha20Rng,
+    insecure: ChaCha20Rng,
+    insecure_seed: (u64, u64),
 }
+
+impl Observed {
+    fn of(ctx: &CallContext) -> Observed {
+        let mut seed = rng_for(ctx.seed, STREAM_INSECURE_SEED);
+        Observed {
+            micros: ctx.timestamp_micros,
+            random: rng_for(ctx.seed, STREAM_RANDOM),
+            insecure: rng_for(ctx.seed, STREAM_INSECURE),
+            insecure_seed: (seed.next_u64(), seed.next_u64()),
+        }
+    }
+}
+
+/// The context outside any transaction (instantiation, `describe`): time
+/// zero, seed zero.
+fn idle() -> CallContext {
+    CallContext {
+        tx_id: 0,
+        timestamp_micros: 0,
+        caller: String::new(),
+        seed: 0,
+    }
+}
+
+impl Default for CallState {
+    fn default() -> Self {
+        CallState(Arc::new(Mutex::new(Observed::of(&idle()))))
+    }
+}
+
+impl CallState {
+    fn lock(&self) -> MutexGuard<'_, Observed> {
+        // Nothing here can be left half-updated by a panic.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Time and randomness of `ctx` from now on; of no transaction (time
+    /// zero, seed zero) when `None`.
+    pub(crate) fn enter(&self, ctx: Option<&CallContext>) {
+        *self.lock() = Observed::of(ctx.unwrap_or(&idle()));
+    }
+
+    fn micros(&self) -> u64 {
+        self.lock().micros.max(0).unsigned_abs()
+    }
+
+    pub(crate) fn insecure_seed(&self) -> (u64, u64) {
+        self.lock().insecure_seed
+    }
+}
+
+/// Both clocks, stopped at the call's timestamp.
+struct TxClock(CallState);
 
 impl HostWallClock for TxClock {
     fn resolution(&self) -> Duration {
@@ -285,7 +356,7 @@ impl HostWallClock for TxClock {
     }
 
     fn now(&self) -> Duration {
-        Duration::from_micros(self.micros.max(0).unsigned_abs())
+        Duration::from_micros(self.0.micros())
     }
 }
 
@@ -295,7 +366,41 @@ impl HostMonotonicClock for TxClock {
     }
 
     fn now(&self) -> u64 {
-        self.micros.max(0).unsigned_abs().saturating_mul(1_000)
+        self.0.micros().saturating_mul(1_000)
+    }
+}
+
+/// One of the call's generators.
+struct CallRng {
+    state: CallState,
+    insecure: bool,
+}
+
+impl TryRng for CallRng {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        Ok(self.with(|r| r.next_u32()))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        Ok(self.with(|r| r.next_u64()))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        self.with(|r| r.fill_bytes(dst));
+        Ok(())
+    }
+}
+
+impl CallRng {
+    fn with<R>(&self, f: impl FnOnce(&mut ChaCha20Rng) -> R) -> R {
+        let mut observed = self.state.lock();
+        f(if self.insecure {
+            &mut observed.insecure
+        } else {
+            &mut observed.random
+        })
     }
 }
 
@@ -314,11 +419,9 @@ pub fn rng_for(seed: u64, stream: u8) -> ChaCha20Rng {
     ChaCha20Rng::from_seed(key)
 }
 
-/// The WASI context of one call: everything a guest can observe is a
-/// function of `ctx`.
-pub(crate) fn context(ctx: &CallContext, output: &GuestOutput) -> WasiCtx {
-    let mut insecure_seed = rng_for(ctx.seed, STREAM_INSECURE_SEED);
-    let seed = (u128::from(insecure_seed.next_u64()) << 64) | u128::from(insecure_seed.next_u64());
+/// An instance's WASI context: everything a guest can observe through it
+/// is read from `call` (or is empty), and its output goes to `output`.
+pub(crate) fn context(call: &CallState, output: &GuestOutput) -> WasiCtx {
     WasiCtxBuilder::new()
         .stdout(Capture {
             output: output.clone(),
@@ -328,34 +431,21 @@ pub(crate) fn context(ctx: &CallContext, output: &GuestOutput) -> WasiCtx {
             output: output.clone(),
             stream: Stream::Stderr,
         })
-        .wall_clock(TxClock {
-            micros: ctx.timestamp_micros,
+        .wall_clock(TxClock(call.clone()))
+        .monotonic_clock(TxClock(call.clone()))
+        .secure_random(CallRng {
+            state: call.clone(),
+            insecure: false,
         })
-        .monotonic_clock(TxClock {
-            micros: ctx.timestamp_micros,
+        .insecure_random(CallRng {
+            state: call.clone(),
+            insecure: true,
         })
-        .secure_random(rng_for(ctx.seed, STREAM_RANDOM))
-        .insecure_random(rng_for(ctx.seed, STREAM_INSECURE))
-        .insecure_random_seed(seed)
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .socket_addr_check(|_, _| Box::pin(async { false }))
         .build()
-}
-
-/// The context outside any transaction (instantiation, `describe`): time
-/// zero, seed zero.
-pub(crate) fn idle_context(output: &GuestOutput) -> WasiCtx {
-    context(
-        &CallContext {
-            tx_id: 0,
-            timestamp_micros: 0,
-            caller: String::new(),
-            seed: 0,
-        },
-        output,
-    )
 }
 
 #[cfg(test)]
