@@ -165,6 +165,15 @@ mod tests {
     }
 
     #[test]
+    fn seeded_salts_repeat_only_for_the_same_seed_and_base() {
+        assert_eq!(Header::seeded(1, 7), Header::seeded(1, 7));
+        assert_ne!(Header::seeded(1, 7).salt, Header::seeded(2, 7).salt);
+        assert_ne!(Header::seeded(1, 7).salt, Header::seeded(1, 8).salt);
+        let h = Header::seeded(9, 7);
+        assert_eq!(Header::decode(&h.encode()), Ok(h));
+    }
+
+    #[test]
     fn names_sort_and_parse() {
         assert_eq!(file_name(42), "00000000000000000042.log");
         assert_eq!(
