@@ -5,8 +5,8 @@
 //!   but `wasi-probe`;
 //! - `bank` and `wasi-probe` for `wasm32-wasip2` (`BANK_WASIP2`,
 //!   `WASI_PROBE_WASIP2`);
-//! - the Python bank with componentize-py (`BANK_PY`), rebuilt only when its
-//!   sources, the SDK or the contract change.
+//! - the Python bank and chat with componentize-py (`BANK_PY`, `CHAT_PY`),
+//!   each rebuilt only when its sources, the SDK or the contract change.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -79,11 +79,14 @@ fn main() {
             ));
         }
     }
-    let bank_py = build_python(&guests, &root.join("wit"), "bank");
-    consts.push_str(&format!(
-        "/// The Python `bank` guest (componentize-py), as a component.\npub const BANK_PY: &str = {:?};\n",
-        bank_py.display().to_string()
-    ));
+    for app in ["bank", "chat"] {
+        let component = build_python(&guests, &root.join("wit"), app);
+        consts.push_str(&format!(
+            "/// The Python `{app}` guest (componentize-py), as a component.\npub const {}_PY: &str = {:?};\n",
+            app.to_uppercase(),
+            component.display().to_string()
+        ));
+    }
     std::fs::write(out_dir.join("guests.rs"), consts).expect("write guests.rs");
 }
 

@@ -1,20 +1,21 @@
 //! The same reducer calls, with the same timestamps, write the same log,
 //! byte for byte: run twice, and across the languages and targets a module
 //! is written in (the Rust bank for `wasm32-unknown-unknown` and for
-//! `wasm32-wasip2`, and the Python bank). Then the Python module's log
-//! replays with its code deleted, running no guest.
+//! `wasm32-wasip2`, and the Python bank; the Rust and the Python chat, which
+//! use every feature of the Python SDK's schema and tables). Then the Python
+//! module's log replays with its code deleted, running no guest.
 
 use std::path::Path;
 
 use interstice_runtime::{CallError, Database, LOG_DIR, MODULES_DIR};
-use interstice_tests::{BANKS, clocked_config, guest_bytes, test_config};
+use interstice_tests::{BANKS, clocked_config, guest_bytes, guests, test_config};
 use serde_json::{Value, json};
 
 const T0: i64 = 1_760_000_000_000_000;
 
-/// A workload with refusals and both argument forms.
-fn workload(db: &Database) -> Vec<Result<u64, String>> {
-    let calls: Vec<(&str, Value)> = vec![
+/// A bank workload with refusals and both argument forms.
+fn bank_calls() -> Vec<(&'static str, Value)> {
+    vec![
         ("open_account", json!([1, 1000])),
         ("open_account", json!([2, 50])),
         ("open_account", json!({"id": 3, "balance": 0})),
@@ -28,11 +29,42 @@ fn workload(db: &Database) -> Vec<Result<u64, String>> {
         ("transfer", json!([3, 9, 1])),
         ("transfer", json!([2, 2, 10])),
         ("transfer", json!([1, 3, 700])),
-    ];
+    ]
+}
+
+/// A chat workload: optional values, unique and B-tree indexes, deletes,
+/// the ephemeral table, log lines and refusals.
+fn chat_calls() -> Vec<(&'static str, Value)> {
+    vec![
+        ("register", json!(["ann", null])),
+        ("register", json!(["bob", "likes \"quotes\" and ünïcode"])),
+        ("register", json!(["", null])),
+        ("register", json!(["ann", "again"])),
+        ("send", json!(["ann", "general", "hello"])),
+        ("send", json!(["bob", "random", "first"])),
+        ("start_typing", json!(["ann", "random"])),
+        ("send", json!(["ann", "random", "second"])),
+        ("send", json!(["bob", "general", "third"])),
+        ("send", json!(["carol", "general", "who?"])),
+        ("send", json!(["ann", "general", "x".repeat(4097)])),
+        ("start_typing", json!(["bob", "general"])),
+        ("clear_channel", json!(["random"])),
+        ("clear_channel", json!(["empty"])),
+        ("rename", json!(["bob", "robert"])),
+        ("rename", json!(["robert", "ann"])),
+        ("send", json!(["robert", "general", "renamed"])),
+        (
+            "send",
+            json!({"sender": "ann", "channel": "general", "text": ""}),
+        ),
+    ]
+}
+
+fn workload(db: &Database, module: &str, calls: Vec<(&str, Value)>) -> Vec<Result<u64, String>> {
     calls
         .into_iter()
         .map(|(reducer, args)| {
-            db.call_json("bank", reducer, &args, "determinism")
+            db.call_json(module, reducer, &args, "determinism")
                 .map(|out| out.tx_id)
                 .map_err(|e| match e {
                     CallError::Reducer(m) => m,
@@ -65,9 +97,13 @@ struct Run {
 }
 
 fn run(guest: &str, dir: &Path) -> Run {
+    run_module("bank", bank_calls(), guest, dir)
+}
+
+fn run_module(module: &str, calls: Vec<(&str, Value)>, guest: &str, dir: &Path) -> Run {
     let db = Database::open(dir, clocked_config(T0)).unwrap();
-    db.publish("bank", &guest_bytes(guest)).unwrap();
-    let outcomes = workload(&db);
+    db.publish(module, &guest_bytes(guest)).unwrap();
+    let outcomes = workload(&db, module, calls);
     let state = db.state_json().unwrap();
     drop(db);
     Run {
@@ -98,6 +134,44 @@ fn the_same_calls_write_the_same_log_in_every_language() {
     );
     assert!(!first.log.is_empty() && first.log.iter().any(|(_, b)| b.len() > 64));
     for ((language, _), run) in guests.iter().zip(&runs).skip(1) {
+        assert_same(language, run, first);
+    }
+}
+
+#[test]
+fn the_same_chat_calls_write_the_same_log_in_rust_and_python() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let rust = run_module("chat", chat_calls(), guests::CHAT, a.path());
+    let python = run_module("chat", chat_calls(), guests::CHAT_PY, b.path());
+    let failed: Vec<&str> = rust
+        .outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().err().map(String::as_str))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "a user name must not be empty",
+            "user name \"ann\" is taken",
+            "no user named \"carol\"",
+            "a message holds at most 4096 bytes",
+            "unique constraint `name` of table `users` violated by value \"ann\"",
+        ],
+        "{:?}",
+        rust.outcomes
+    );
+    assert_eq!(
+        rust.state["chat"]["messages"]["rows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    assert_same("python chat", &python, &rust);
+}
+
+fn assert_same(language: &str, run: &Run, first: &Run) {
+    {
         assert_eq!(run.outcomes, first.outcomes, "{language}: outcomes");
         assert_eq!(run.state, first.state, "{language}: state");
         assert_eq!(
