@@ -119,22 +119,11 @@ pub fn ensure_componentize_py(tools_dir: &Path) -> Result<PathBuf, BuildError> {
     }
 }
 
-/// Builds the Python guest in `app_dir` into the component `out`.
-pub fn build(app_dir: &Path, out: &Path, tools_dir: &Path) -> Result<(), BuildError> {
-    if !is_python_guest(app_dir) {
-        return Err(BuildError::Python(format!(
-            "{} has no app.py",
-            app_dir.display()
-        )));
-    }
-    let tool = ensure_componentize_py(tools_dir)?;
-    // The contract and the SDK, written where componentize-py can read them.
-    let scratch = tempfile::Builder::new()
-        .prefix(".build-")
-        .tempdir_in(tools_dir)
-        .map_err(io(tools_dir))?;
-    let wit_dir = scratch.path().join("wit");
-    let sdk_dir = scratch.path().join("sdk");
+/// Writes the contract and the SDK into `dir` (`wit/`, `sdk/`), where
+/// componentize-py reads them.
+fn write_inputs(dir: &Path) -> Result<(PathBuf, PathBuf), BuildError> {
+    let wit_dir = dir.join("wit");
+    let sdk_dir = dir.join("sdk");
     for (dir, file, text) in [
         (&wit_dir, "interstice.wit", WIT),
         (&sdk_dir, "interstice.py", SDK),
@@ -143,33 +132,89 @@ pub fn build(app_dir: &Path, out: &Path, tools_dir: &Path) -> Result<(), BuildEr
         let path = dir.join(file);
         std::fs::write(&path, text).map_err(io(&path))?;
     }
+    Ok((wit_dir, sdk_dir))
+}
+
+/// Runs componentize-py with `args` after `--wit-path <contract> --world
+/// module`.
+fn componentize_py(
+    tools_dir: &Path,
+    wit_dir: &Path,
+    args: &[&std::ffi::OsStr],
+) -> Result<(), BuildError> {
+    let tool = ensure_componentize_py(tools_dir)?;
     let python = python();
     let output = Command::new(&python)
         .env("PYTHONPATH", &tool)
         .args(["-c", "import componentize_py; componentize_py.script()"])
         .arg("--wit-path")
-        .arg(&wit_dir)
-        .args(["--world", "module", "componentize", "app", "--python-path"])
-        .arg(app_dir)
-        .arg("--python-path")
-        .arg(&sdk_dir)
-        .arg("--output")
-        .arg(out)
+        .arg(wit_dir)
+        .args(["--world", "module"])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
         .map_err(|source| BuildError::Spawn {
             program: python.clone(),
             source,
-        });
-    drop(scratch);
-    let output = output?;
+        })?;
     if !output.status.success() {
         return Err(BuildError::Python(format!(
-            "componentize-py could not build {}:\n{}",
-            app_dir.display(),
+            "componentize-py failed:\n{}",
             String::from_utf8_lossy(&output.stderr).trim_end()
         )));
     }
+    Ok(())
+}
+
+/// Writes the Python bindings of the contract (the `wit_world` package a
+/// module imports through the SDK) into `out_dir`, for editors, type
+/// checkers and tests of the SDK in a plain CPython.
+pub fn bindings(out_dir: &Path, tools_dir: &Path) -> Result<(), BuildError> {
+    std::fs::create_dir_all(tools_dir).map_err(io(tools_dir))?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".bindings-")
+        .tempdir_in(tools_dir)
+        .map_err(io(tools_dir))?;
+    let (wit_dir, _) = write_inputs(scratch.path())?;
+    componentize_py(
+        tools_dir,
+        &wit_dir,
+        &["bindings".as_ref(), out_dir.as_os_str()],
+    )
+}
+
+/// Builds the Python guest in `app_dir` into the component `out`.
+pub fn build(app_dir: &Path, out: &Path, tools_dir: &Path) -> Result<(), BuildError> {
+    if !is_python_guest(app_dir) {
+        return Err(BuildError::Python(format!(
+            "{} has no app.py",
+            app_dir.display()
+        )));
+    }
+    std::fs::create_dir_all(tools_dir).map_err(io(tools_dir))?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".build-")
+        .tempdir_in(tools_dir)
+        .map_err(io(tools_dir))?;
+    let (wit_dir, sdk_dir) = write_inputs(scratch.path())?;
+    componentize_py(
+        tools_dir,
+        &wit_dir,
+        &[
+            "componentize".as_ref(),
+            "app".as_ref(),
+            "--python-path".as_ref(),
+            app_dir.as_os_str(),
+            "--python-path".as_ref(),
+            sdk_dir.as_os_str(),
+            "--output".as_ref(),
+            out.as_os_str(),
+        ],
+    )
+    .map_err(|e| match e {
+        BuildError::Python(m) => BuildError::Python(format!("{}: {m}", app_dir.display())),
+        e => e,
+    })?;
     Ok(())
 }
