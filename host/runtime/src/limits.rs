@@ -31,6 +31,12 @@ pub const LOG_LINE_BYTES_MAX: usize = 4096;
 /// [`LOG_LINES_PER_CALL_MAX`].
 pub const OUTPUT_BYTES_PER_CALL_MAX: usize = 64 << 10;
 
+/// Random bytes one `get-random-bytes` (or insecure) request of a WASI guest
+/// may ask for; a larger request traps. Keys and nonces need a few dozen
+/// bytes; the bound keeps a guest from making the host generate and copy
+/// WASI's default of 64 MiB at once.
+pub const RANDOM_BYTES_PER_REQUEST_MAX: u64 = 1 << 20;
+
 /// Largest module file accepted for publication.
 pub const MODULE_BYTES_MAX: usize = 64 << 20;
 

@@ -12,6 +12,8 @@
 //! - **Randomness**: `get-random-bytes`, `get-insecure-random-bytes` and
 //!   `insecure-seed` come from ChaCha20 keyed by the transaction's seed
 //!   ([`rng_for`]): the same call on the same state draws the same bytes.
+//!   One request may ask for at most
+//!   [`limits::RANDOM_BYTES_PER_REQUEST_MAX`] bytes.
 //! - **Environment, arguments, working directory**: none.
 //! - **Files**: no preopened directory, so there is no path to open.
 //! - **Sockets**: TCP, UDP and name lookup are refused, as is every address.
@@ -81,8 +83,8 @@ pub const GRANTED: &[&str] = &[
 
 /// What a component's imports say about it.
 pub(crate) struct Imports {
-    /// Whether it imports any WASI interface (and so needs a context per
-    /// call).
+    /// Whether it imports any WASI interface (and so needs the call's time
+    /// and seed set before each call).
     pub uses_wasi: bool,
 }
 
@@ -441,6 +443,7 @@ pub(crate) fn context(call: &CallState, output: &GuestOutput) -> WasiCtx {
             state: call.clone(),
             insecure: true,
         })
+        .max_random_size(limits::RANDOM_BYTES_PER_REQUEST_MAX)
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
