@@ -117,7 +117,7 @@ fn build_python(guests: &Path, wit: &Path, app: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let partial = out.with_extension(format!("partial-{}", std::process::id()));
     python::build(&app_dir, &partial, &guests.join("target/tools"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{}: {e}", app_dir.display()));
     std::fs::rename(&partial, &out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
     out
 }

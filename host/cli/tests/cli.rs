@@ -403,3 +403,64 @@ fn publishing_a_new_version_lists_its_changes() {
     let out = interstice(dir.path(), &["query", "bank", "accounts"]);
     assert_eq!(stdout(&out), "");
 }
+
+/// `interstice build` on a Python app (componentize-py) and on a Rust crate
+/// for `wasm32-wasip2`: both components publish and serve calls; a broken
+/// Python app fails with componentize-py's reason.
+#[test]
+fn build_python_and_wasip2_guests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let guests_dir = root.join("guest-modules");
+    let tmp = tempfile::tempdir().unwrap();
+    let build = |dir: &Path, extra: &[&str], out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_interstice"))
+            .arg("build")
+            .arg(dir)
+            .arg("-o")
+            .arg(out)
+            .args(extra)
+            // The tools the test suite's build installed.
+            .env("INTERSTICE_TOOLS_DIR", guests_dir.join("target/tools"))
+            .output()
+            .expect("run interstice build")
+    };
+    for (name, dir, extra) in [
+        ("py", guests_dir.join("python/bank"), vec![]),
+        (
+            "wasip2",
+            guests_dir.join("examples/bank"),
+            vec!["--target", "wasm32-wasip2"],
+        ),
+    ] {
+        let wasm = tmp.path().join(format!("{name}.wasm"));
+        let out = build(&dir, &extra, &wasm);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), wasm.display().to_string());
+        let data = tmp.path().join(format!("data-{name}"));
+        let wasm = wasm.display().to_string();
+        let out = interstice(&data, &["publish", &wasm, "--name", "bank"]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        for args in [r#"[1, 100]"#, r#"[2, 0]"#] {
+            let out = interstice(&data, &["call", "bank", "open_account", args]);
+            assert!(out.status.success(), "{name}: {}", stderr(&out));
+        }
+        let out = interstice(&data, &["call", "bank", "transfer", "[1, 2, 101]"]);
+        assert_eq!(
+            stderr(&out).trim(),
+            "error: bank.transfer: insufficient funds: account 1 holds 100, transfer needs 101",
+            "{name}"
+        );
+    }
+
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(broken.join("app.py"), "def broken(:\n").unwrap();
+    let out = build(&broken, &[], &tmp.path().join("broken.wasm"));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("componentize-py failed") && err.contains("SyntaxError"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("broken.wasm").exists());
+}

@@ -212,9 +212,4 @@ pub fn build(app_dir: &Path, out: &Path, tools_dir: &Path) -> Result<(), BuildEr
             out.as_os_str(),
         ],
     )
-    .map_err(|e| match e {
-        BuildError::Python(m) => BuildError::Python(format!("{}: {m}", app_dir.display())),
-        e => e,
-    })?;
-    Ok(())
 }
