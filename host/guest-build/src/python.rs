@@ -119,20 +119,32 @@ pub fn ensure_componentize_py(tools_dir: &Path) -> Result<PathBuf, BuildError> {
     }
 }
 
-/// Writes the contract and the SDK into `dir` (`wit/`, `sdk/`), where
-/// componentize-py reads them.
-fn write_inputs(dir: &Path) -> Result<(PathBuf, PathBuf), BuildError> {
-    let wit_dir = dir.join("wit");
-    let sdk_dir = dir.join("sdk");
-    for (dir, file, text) in [
-        (&wit_dir, "interstice.wit", WIT),
-        (&sdk_dir, "interstice.py", SDK),
-    ] {
+/// The contract and the SDK, written into a scratch directory under the
+/// tools directory (removed on drop), where componentize-py reads them.
+struct Inputs {
+    _scratch: tempfile::TempDir,
+    wit: PathBuf,
+    sdk: PathBuf,
+}
+
+fn inputs(tools_dir: &Path) -> Result<Inputs, BuildError> {
+    std::fs::create_dir_all(tools_dir).map_err(io(tools_dir))?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".inputs-")
+        .tempdir_in(tools_dir)
+        .map_err(io(tools_dir))?;
+    let wit = scratch.path().join("wit");
+    let sdk = scratch.path().join("sdk");
+    for (dir, file, text) in [(&wit, "interstice.wit", WIT), (&sdk, "interstice.py", SDK)] {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join(file);
         std::fs::write(&path, text).map_err(io(&path))?;
     }
-    Ok((wit_dir, sdk_dir))
+    Ok(Inputs {
+        _scratch: scratch,
+        wit,
+        sdk,
+    })
 }
 
 /// Runs componentize-py with `args` after `--wit-path <contract> --world
@@ -171,15 +183,10 @@ fn componentize_py(
 /// module imports through the SDK) into `out_dir`, for editors, type
 /// checkers and tests of the SDK in a plain CPython.
 pub fn bindings(out_dir: &Path, tools_dir: &Path) -> Result<(), BuildError> {
-    std::fs::create_dir_all(tools_dir).map_err(io(tools_dir))?;
-    let scratch = tempfile::Builder::new()
-        .prefix(".bindings-")
-        .tempdir_in(tools_dir)
-        .map_err(io(tools_dir))?;
-    let (wit_dir, _) = write_inputs(scratch.path())?;
+    let inputs = inputs(tools_dir)?;
     componentize_py(
         tools_dir,
-        &wit_dir,
+        &inputs.wit,
         &["bindings".as_ref(), out_dir.as_os_str()],
     )
 }
@@ -192,22 +199,17 @@ pub fn build(app_dir: &Path, out: &Path, tools_dir: &Path) -> Result<(), BuildEr
             app_dir.display()
         )));
     }
-    std::fs::create_dir_all(tools_dir).map_err(io(tools_dir))?;
-    let scratch = tempfile::Builder::new()
-        .prefix(".build-")
-        .tempdir_in(tools_dir)
-        .map_err(io(tools_dir))?;
-    let (wit_dir, sdk_dir) = write_inputs(scratch.path())?;
+    let inputs = inputs(tools_dir)?;
     componentize_py(
         tools_dir,
-        &wit_dir,
+        &inputs.wit,
         &[
             "componentize".as_ref(),
             "app".as_ref(),
             "--python-path".as_ref(),
             app_dir.as_os_str(),
             "--python-path".as_ref(),
-            sdk_dir.as_os_str(),
+            inputs.sdk.as_os_str(),
             "--output".as_ref(),
             out.as_os_str(),
         ],
