@@ -220,6 +220,30 @@ fn output_without_bound_is_cut_at_the_limit() {
     assert_eq!(out.log.len(), 2);
 }
 
+/// Handles a guest never gives back are bounded per instance: past the
+/// bound the call traps, and a fresh instance serves the next one.
+#[test]
+fn leaked_handles_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = probe(dir.path(), T0);
+    let per_call = 1000;
+    let mut committed = 0;
+    let err = loop {
+        match db.call_json("probe", "leak_handles", &json!([per_call]), "t") {
+            Ok(_) => committed += 1,
+            Err(e) => break e,
+        }
+        assert!(committed <= 20, "no bound on leaked handles");
+    };
+    assert_eq!(committed, limits::RESOURCES_PER_INSTANCE_MAX / per_call);
+    assert!(
+        matches!(&err, CallError::Trap(m) if m.contains("resource table has no free keys")),
+        "{err}"
+    );
+    db.call_json("probe", "leak_handles", &json!([per_call]), "t")
+        .expect("a fresh instance, with an empty table");
+}
+
 /// A component importing an interface outside the grant is refused at
 /// publication, and the error names the import.
 #[test]

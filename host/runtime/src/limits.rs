@@ -49,6 +49,14 @@ pub const ARGS_BYTES_MAX: usize = 1 << 20;
 /// Open cursors per reducer call.
 pub const CURSORS_PER_CALL_MAX: usize = 1024;
 
+/// Handles one instance may hold at once in the host's resource table:
+/// cursors and, for WASI guests, streams and pollables. A guest that takes
+/// handles and never drops them would otherwise grow host memory call after
+/// call; past the bound the call traps and the instance is replaced. Well
+/// above what a guest keeps open (a few streams, at most
+/// [`CURSORS_PER_CALL_MAX`] cursors).
+pub const RESOURCES_PER_INSTANCE_MAX: usize = 16 * 1024;
+
 /// Core instances one component may create: a Rust guest is one module plus
 /// a few shims that the component encoding adds.
 pub const CORE_INSTANCES_MAX: usize = 32;

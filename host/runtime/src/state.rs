@@ -73,7 +73,11 @@ impl InstanceState {
         InstanceState {
             tables: Tables::empty(),
             tx: TxLog::new(),
-            resources: ResourceTable::new(),
+            resources: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(limits::RESOURCES_PER_INSTANCE_MAX);
+                table
+            },
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory_bytes_max)
                 .table_elements(limits::TABLE_ELEMENTS_MAX)

@@ -126,6 +126,15 @@ mod wasi_probe {
         Ok(())
     }
 
+    /// Takes `count` handles on stdout and never gives them back.
+    #[reducer]
+    pub fn leak_handles(_ctx: &ReducerContext, count: u32) -> Result<(), String> {
+        for _ in 0..count {
+            std::mem::forget(wasip2::cli::stdout::get_stdout());
+        }
+        Ok(())
+    }
+
     #[reducer]
     pub fn exit(_ctx: &ReducerContext, code: i32) -> Result<(), String> {
         std::process::exit(code)
