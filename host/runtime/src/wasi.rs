@@ -411,9 +411,11 @@ const STREAM_RANDOM: u8 = 1;
 const STREAM_INSECURE: u8 = 2;
 const STREAM_INSECURE_SEED: u8 = 3;
 
-/// ChaCha20 (20 rounds, RFC 8439 block function, stream 0, starting at
-/// block 0) keyed with the transaction's seed as 8 bytes LE, then the
-/// stream tag, then 23 zero bytes.
+/// The `chacha20` crate's `ChaCha20Rng` (20 rounds, stream 0, from the
+/// start of its output) keyed with the transaction's seed as 8 bytes LE,
+/// then the stream tag, then 23 zero bytes. Replay never runs a guest, so
+/// a change of generator could change only what a guest draws in later
+/// calls, never the state rebuilt from the log.
 pub fn rng_for(seed: u64, stream: u8) -> ChaCha20Rng {
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());
