@@ -19,11 +19,14 @@ struct Row {
     compile: Duration,
     instantiate: Duration,
     transfer: Duration,
+    fuel: u64,
 }
 
-/// Transfers per call over `calls` calls, best of three runs.
-fn transfers(guest: &str, calls: u64) -> Result<Duration> {
+/// Time per transfer over `calls` calls, best of three runs, and the fuel
+/// one transfer burns (on average).
+fn transfers(guest: &str, calls: u64) -> Result<(Duration, u64)> {
     let mut best = Duration::MAX;
+    let mut fuel = 0;
     for _ in 0..3 {
         let dir = durable::bench_dir()?;
         let db = Database::open(dir.path(), durable::config(SyncPolicy::Never))?;
@@ -42,14 +45,17 @@ fn transfers(guest: &str, calls: u64) -> Result<Duration> {
                 u64_args(&[x % ACCOUNTS, (x >> 32) % ACCOUNTS, 1])
             })
             .collect();
+        fuel = 0;
         let start = Instant::now();
         for a in &args {
-            db.call_encoded("bank", transfer, a, "bench")
-                .context("bank.transfer")?;
+            fuel += db
+                .call_encoded("bank", transfer, a, "bench")
+                .context("bank.transfer")?
+                .fuel_consumed;
         }
         best = best.min(start.elapsed() / calls as u32);
     }
-    Ok(best)
+    Ok((best, fuel / calls))
 }
 
 fn measure(language: &'static str, guest: &str, calls: u64) -> Result<Row> {
@@ -65,12 +71,14 @@ fn measure(language: &'static str, guest: &str, calls: u64) -> Result<Row> {
         runner.instantiate()?;
         instantiate = instantiate.min(start.elapsed());
     }
+    let (transfer, fuel) = transfers(guest, calls)?;
     Ok(Row {
         language,
         bytes: wasm.len(),
         compile,
         instantiate,
-        transfer: transfers(guest, calls)?,
+        transfer,
+        fuel,
     })
 }
 
@@ -87,19 +95,20 @@ pub fn figures() -> Result<()> {
     let rust = rows[0].transfer.as_nanos().max(1) as f64;
     println!("### The bank in each language (in memory, one core, {ACCOUNTS} accounts)\n");
     println!(
-        "| bank | component bytes | compile (no cache) | instantiate (best of {INSTANTIATIONS}) | ns per transfer | transfers per second | time per transfer vs Rust |"
+        "| bank | component bytes | compile (no cache) | instantiate (best of {INSTANTIATIONS}) | ns per transfer | transfers per second | time per transfer vs Rust | fuel per transfer |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in &rows {
         let ns = r.transfer.as_nanos();
         println!(
-            "| {} | {} | {:.2} s | {:.2} ms | {ns} | {:.0} | {:.1}× |",
+            "| {} | {} | {:.2} s | {:.2} ms | {ns} | {:.0} | {:.1}× | {} |",
             r.language,
             r.bytes,
             r.compile.as_secs_f64(),
             r.instantiate.as_secs_f64() * 1e3,
             1e9 / ns.max(1) as f64,
-            ns as f64 / rust
+            ns as f64 / rust,
+            r.fuel
         );
     }
     println!();
