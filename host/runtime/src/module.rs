@@ -37,8 +37,8 @@ pub struct Runner {
     guard: Arc<ReplayGuard>,
     /// The log lines of the last call that did not commit.
     failed_log: Vec<LogLine>,
-    /// Whether the component imports WASI, and so needs a WASI context
-    /// built from each call's context.
+    /// Whether the component imports WASI, and so needs the call's time and
+    /// seed set before each call.
     uses_wasi: bool,
 }
 
