@@ -5,7 +5,8 @@
 //!   but `wasi-probe`;
 //! - `bank` and `wasi-probe` for `wasm32-wasip2` (`BANK_WASIP2`,
 //!   `WASI_PROBE_WASIP2`);
-//! - the Python bank and chat with componentize-py (`BANK_PY`, `CHAT_PY`),
+//! - the Python bank, its second version and chat with componentize-py
+//!   (`BANK_PY`, `BANK_V2_PY`, `CHAT_PY`),
 //!   each rebuilt only when its sources, the SDK or the contract change.
 
 use std::hash::{Hash, Hasher};
@@ -79,7 +80,7 @@ fn main() {
             ));
         }
     }
-    for app in ["bank", "chat"] {
+    for app in ["bank", "bank_v2", "chat"] {
         let component = build_python(&guests, &root.join("wit"), app);
         consts.push_str(&format!(
             "/// The Python `{app}` guest (componentize-py), as a component.\npub const {}_PY: &str = {:?};\n",

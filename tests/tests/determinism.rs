@@ -2,7 +2,8 @@
 //! byte for byte: run twice, and across the languages and targets a module
 //! is written in (the Rust bank for `wasm32-unknown-unknown` and for
 //! `wasm32-wasip2`, and the Python bank; the Rust and the Python chat, which
-//! use every feature of the Python SDK's schema and tables). Then the Python
+//! use every feature of the Python SDK's schema and tables; an upgrade to
+//! the second version of the bank in Rust and in Python). Then the Python
 //! module's log replays with its code deleted, running no guest.
 
 use std::path::Path;
@@ -194,6 +195,66 @@ fn assert_same(language: &str, run: &Run, first: &Run) {
             );
         }
     }
+}
+
+/// A new version published over the old one (an additive migration: a
+/// column with a declared default, an optional one, an index, a new table
+/// that moves table ids), then calls of the new version: Rust and Python
+/// write the same log, and the Python module's data replays without code.
+#[test]
+fn the_same_upgrade_writes_the_same_log_in_rust_and_python() {
+    let mut runs = Vec::new();
+    let mut dirs = Vec::new();
+    for (v1, v2) in [
+        (guests::BANK, guests::BANK_V2),
+        (guests::BANK_PY, guests::BANK_V2_PY),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path(), clocked_config(T0)).unwrap();
+        db.publish("bank", &guest_bytes(v1)).unwrap();
+        let mut outcomes = workload(&db, "bank", bank_calls());
+        let published = db.publish("bank", &guest_bytes(v2)).unwrap();
+        assert_eq!(published.version, 2);
+        assert_eq!(published.changes.len(), 5, "{:?}", published.changes);
+        outcomes.extend(workload(
+            &db,
+            "bank",
+            vec![
+                ("set_owner", json!([1, "ann"])),
+                ("set_owner", json!([9, "nobody"])),
+                ("open_account", json!([4, 10])),
+                ("transfer", json!([4, 1, 10])),
+                ("set_owner", json!({"id": 4, "owner": "bob"})),
+            ],
+        ));
+        let state = db.state_json().unwrap();
+        drop(db);
+        runs.push(Run {
+            outcomes,
+            state,
+            log: log_files(dir.path()),
+        });
+        dirs.push(dir);
+    }
+    let (rust, python) = (&runs[0], &runs[1]);
+    assert_eq!(
+        rust.state["bank"]["accounts"]["rows"][0],
+        json!({"id": 1, "balance": 10, "branch": 7, "owner": "ann"})
+    );
+    assert_eq!(
+        rust.state["bank"]["audit"]["rows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_same("python upgrade", python, rust);
+    for version in ["bank.wasm", "bank.v2.wasm"] {
+        std::fs::remove_file(dirs[1].path().join(MODULES_DIR).join(version)).unwrap();
+    }
+    let db = Database::open(dirs[1].path(), test_config()).unwrap();
+    assert_eq!(db.state_json().unwrap(), python.state);
+    assert_eq!(db.replay_stats().guest_instantiations, 0);
 }
 
 /// The replay test, against the Python module's data: its code deleted,
