@@ -171,6 +171,27 @@ class Definitions(unittest.TestCase):
         with self.assertRaises(Err):
             world.call_reducer(ctx, 1, b"")
 
+    def test_an_unexpected_exception_fails_the_call_with_its_traceback_logged(self):
+        import contextlib
+        import io
+
+        from componentize_py_types import Err
+
+        module = ix.Module(tables=[])
+
+        @module.reducer
+        def lookup(ctx):
+            return {}["missing"]
+
+        world = module.world()()
+        ctx = wit.ReducerContext(tx_id=1, timestamp_micros=1, caller="c", seed=0)
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr), self.assertRaises(Err) as raised:
+            world.call_reducer(ctx, 0, b"")
+        self.assertEqual(raised.exception.value, "reducer `lookup` raised KeyError: 'missing'")
+        self.assertIn("Traceback", stderr.getvalue())
+        self.assertIn("KeyError: 'missing'", stderr.getvalue())
+
     def test_declarations_that_cannot_work_are_refused(self):
         module = ix.Module(tables=[])
         with self.assertRaises(TypeError):
