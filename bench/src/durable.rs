@@ -154,7 +154,7 @@ pub fn write_transfers(dir: &std::path::Path, transactions: u64) -> Result<()> {
     let db = Database::open(dir, config(SyncPolicy::Never))?;
     let transfer = db.resolve_reducer("bank", "transfer")?;
     let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let already = db.next_tx_id() - 1;
+    let already = db.next_tx_id()? - 1;
     for _ in already..transactions {
         x ^= x << 13;
         x ^= x >> 7;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use interstice_runtime::fs::fault::{EIO, Fault, FaultFs, Op};
 use interstice_runtime::log::{LogConfig, RecoveryMode};
 use interstice_runtime::{
-    CallError, Database, LOG_DIR, LoadError, REPLAY_REFUSAL, Runner, RuntimeConfig,
+    CallError, Database, LOG_DIR, OpenError, REPLAY_REFUSAL, Runner, RuntimeConfig,
 };
 use interstice_tests::{BANKS, db_with, guest_bytes, guests, test_config};
 use serde_json::json;
@@ -39,11 +39,11 @@ fn bank_with_activity_in(guest: &str) -> (tempfile::TempDir, Database) {
 fn close_and_reopen_gives_identical_state() {
     let (dir, db) = bank_with_activity();
     let state = db.state_json().unwrap();
-    let next_tx = db.next_tx_id();
+    let next_tx = db.next_tx_id().expect("not poisoned");
     drop(db);
     let db = reopen(dir.path());
     assert_eq!(db.state_json().unwrap(), state);
-    assert_eq!(db.next_tx_id(), next_tx);
+    assert_eq!(db.next_tx_id().expect("not poisoned"), next_tx);
     let stats = db.replay_stats();
     assert_eq!(stats.transactions_replayed, next_tx - 1);
     assert_eq!(stats.publications_replayed, 1);
@@ -192,7 +192,7 @@ fn the_replay_guard_refuses_guests() {
 fn a_second_open_of_the_same_directory_is_refused() {
     let (dir, db) = db_with("bank", guests::BANK);
     let err = Database::open(dir.path(), test_config()).err().unwrap();
-    assert!(matches!(err, LoadError::Locked { .. }), "{err}");
+    assert!(matches!(err, OpenError::Locked { .. }), "{err}");
     assert!(
         err.to_string()
             .contains(&format!("(pid {})", std::process::id())),
@@ -272,7 +272,7 @@ fn a_damaged_middle_record_refuses_the_open_unless_told_otherwise() {
 
     let db = Database::open(dir.path(), config(RecoveryMode::PointInTime, 64 << 20)).unwrap();
     assert_eq!(db.replay_stats().last_tx_id, Some(tx - 1));
-    assert_eq!(db.next_tx_id(), tx);
+    assert_eq!(db.next_tx_id().expect("not poisoned"), tx);
     assert_eq!(db.replay_stats().quarantined.len(), 1);
     drop(db);
     // Repaired: the default mode opens it now.
@@ -358,7 +358,7 @@ fn concurrent_callers_each_commit_exactly_once() {
         db.call_json("bank", "open_account", &json!([id, 0]), "t")
             .unwrap();
     }
-    let first = db.next_tx_id();
+    let first = db.next_tx_id().expect("not poisoned");
     let syncs_before = db.log().stats().syncs;
     let mut tx_ids: Vec<u64> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)

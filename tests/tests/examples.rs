@@ -67,7 +67,7 @@ fn bank_refusals_change_nothing_in(language: &str, guest: &str) {
     db.call_json("bank", "open_account", &json!([2, 0]), "t")
         .unwrap();
     let before = rows(&db, "bank", "accounts");
-    let next_tx = db.next_tx_id();
+    let next_tx = db.next_tx_id().expect("not poisoned");
 
     let err = db
         .call_json("bank", "open_account", &json!([1, 7]), "t")
@@ -95,7 +95,7 @@ fn bank_refusals_change_nothing_in(language: &str, guest: &str) {
 
     assert_eq!(rows(&db, "bank", "accounts"), before, "{language}");
     assert_eq!(
-        db.next_tx_id(),
+        db.next_tx_id().expect("not poisoned"),
         next_tx,
         "{language}: failed calls consume no tx id"
     );

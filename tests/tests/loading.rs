@@ -1,6 +1,6 @@
 //! Loading modules: what is accepted, and a clear error for everything else.
 
-use interstice_runtime::LoadError;
+use interstice_runtime::{ModuleError, PublishError};
 use interstice_tests::{fresh_db, guest_bytes, guests};
 use serde_json::json;
 
@@ -8,11 +8,17 @@ use serde_json::json;
 fn a_file_that_is_not_wasm() {
     let (_dir, db) = fresh_db();
     let err = db.publish("x", b"#!/bin/sh\necho hello\n").unwrap_err();
-    assert!(matches!(err, LoadError::NotWasm), "{err}");
+    assert!(
+        matches!(err, PublishError::Module(ModuleError::NotWasm)),
+        "{err}"
+    );
     assert!(err.to_string().contains("not a WebAssembly file"));
     let err = db.publish("x", b"").unwrap_err();
-    assert!(matches!(err, LoadError::NotWasm), "{err}");
-    assert_eq!(db.module_names().len(), 0);
+    assert!(
+        matches!(err, PublishError::Module(ModuleError::NotWasm)),
+        "{err}"
+    );
+    assert_eq!(db.module_names().expect("not poisoned").len(), 0);
 }
 
 #[test]
@@ -20,7 +26,10 @@ fn a_core_module_without_our_metadata() {
     let (_dir, db) = fresh_db();
     // The smallest valid core module: magic and version, no sections.
     let err = db.publish("x", b"\0asm\x01\0\0\0").unwrap_err();
-    assert!(matches!(err, LoadError::NotOurs(_)), "{err}");
+    assert!(
+        matches!(err, PublishError::Module(ModuleError::NotOurs(_))),
+        "{err}"
+    );
     assert!(
         err.to_string().starts_with("not an Interstice module"),
         "{err}"
@@ -32,7 +41,10 @@ fn a_component_that_is_not_ours() {
     let (_dir, db) = fresh_db();
     // The smallest valid component: it exports nothing.
     let err = db.publish("x", b"\0asm\x0d\0\x01\0").unwrap_err();
-    assert!(matches!(err, LoadError::NotOurs(_)), "{err}");
+    assert!(
+        matches!(err, PublishError::Module(ModuleError::NotOurs(_))),
+        "{err}"
+    );
     assert!(err.to_string().contains("no export"), "{err}");
 }
 
@@ -41,7 +53,10 @@ fn truncated_wasm_does_not_compile() {
     let (_dir, db) = fresh_db();
     let bank = guest_bytes(guests::BANK);
     let err = db.publish("x", &bank[..bank.len() / 2]).unwrap_err();
-    assert!(matches!(err, LoadError::Compile(_)), "{err}");
+    assert!(
+        matches!(err, PublishError::Module(ModuleError::Compile(_))),
+        "{err}"
+    );
 }
 
 #[test]
@@ -54,7 +69,7 @@ fn a_malformed_describe_is_refused() {
         err.to_string(),
         "invalid module definition: duplicate table name `things`"
     );
-    assert_eq!(db.module_names().len(), 0);
+    assert_eq!(db.module_names().expect("not poisoned").len(), 0);
     assert!(!db.dir().join("modules/bad.wasm").exists());
 }
 
@@ -72,7 +87,7 @@ fn module_names_are_checked() {
     let (_dir, db) = fresh_db();
     for name in ["", "../x", "a/b", "a b", "-x", &"n".repeat(65)] {
         let err = db.publish(name, &guest_bytes(guests::BANK)).unwrap_err();
-        assert!(matches!(err, LoadError::InvalidName(_)), "{name}: {err}");
+        assert!(matches!(err, PublishError::InvalidName(_)), "{name}: {err}");
     }
 }
 
@@ -89,7 +104,7 @@ fn republishing_keeps_data_and_refuses_schema_changes() {
     let err = db
         .publish("bank", &guest_bytes(guests::COUNTER))
         .unwrap_err();
-    assert!(matches!(err, LoadError::SchemaChanged { .. }), "{err}");
+    assert!(matches!(err, PublishError::SchemaChanged { .. }), "{err}");
     db.call_json("bank", "deposit", &json!([1, 5]), "t")
         .unwrap();
 }
@@ -101,7 +116,7 @@ fn published_modules_load_again_on_open() {
     drop(db);
     let db =
         interstice_runtime::Database::open(dir.path(), interstice_tests::test_config()).unwrap();
-    assert_eq!(db.module_names(), vec!["chat"]);
+    assert_eq!(db.module_names().expect("not poisoned"), vec!["chat"]);
     db.call_json("chat", "register", &json!(["ann", null]), "t")
         .unwrap();
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use interstice_runtime::{Database, LoadError, MODULES_DIR, PublishOptions};
+use interstice_runtime::{Database, MODULES_DIR, PublishError, PublishOptions};
 use interstice_tests::{db_with, guest_bytes, guests, test_config};
 use serde_json::{Value, json};
 
@@ -51,7 +51,7 @@ fn additive_version_migrates_automatically_and_replays() {
             published.changes
         );
     }
-    assert_eq!(db.module_version("bank"), Some(2));
+    assert_eq!(db.module_version("bank").expect("not poisoned"), Some(2));
     // Old rows got the declared default and none.
     assert_eq!(
         accounts(&db)[1],
@@ -77,7 +77,7 @@ fn additive_version_migrates_automatically_and_replays() {
     std::fs::remove_dir_all(dir.path().join(MODULES_DIR)).unwrap();
     let db = reopen(dir.path());
     assert_eq!(db.state_json().unwrap(), state);
-    assert_eq!(db.module_version("bank"), Some(2));
+    assert_eq!(db.module_version("bank").expect("not poisoned"), Some(2));
     assert_eq!(db.replay_stats().publications_replayed, 2);
     assert_eq!(db.replay_stats().guest_instantiations, 0);
 }
@@ -89,7 +89,7 @@ fn refused_changes_are_listed_and_nothing_changes() {
     let err = db
         .publish("bank", &guest_bytes(guests::BANK_V3_BAD))
         .unwrap_err();
-    let LoadError::SchemaChanged { changes, .. } = &err else {
+    let PublishError::SchemaChanged { changes, .. } = &err else {
         panic!("expected a refusal, got {err}");
     };
     for expected in [
@@ -108,7 +108,7 @@ fn refused_changes_are_listed_and_nothing_changes() {
         message.contains("--clear") && message.contains("#[reducer(migrate)]"),
         "{message}"
     );
-    assert_eq!(db.module_version("bank"), Some(2));
+    assert_eq!(db.module_version("bank").expect("not poisoned"), Some(2));
     assert_eq!(db.state_json().unwrap(), before);
     db.call_json("bank", "deposit", &json!([1, 1]), "t")
         .unwrap();
@@ -132,7 +132,7 @@ fn clear_drops_the_data_and_the_new_version_serves() {
     drop(db);
     let db = reopen(dir.path());
     assert_eq!(db.state_json().unwrap(), state);
-    assert_eq!(db.module_version("bank"), Some(3));
+    assert_eq!(db.module_version("bank").expect("not poisoned"), Some(3));
     assert_eq!(
         accounts(&db),
         vec![json!({"id": 9, "balance": -5, "branch": 1})]
@@ -150,7 +150,7 @@ fn migration_reducer_runs_once_and_its_failure_changes_nothing() {
     // the upgrade after it.
     db.snapshot().unwrap().unwrap();
     let before = db.state_json().unwrap();
-    let next = db.next_tx_id();
+    let next = db.next_tx_id().expect("not poisoned");
 
     let err = db
         .publish("bank", &guest_bytes(guests::BANK_V3))
@@ -160,10 +160,10 @@ fn migration_reducer_runs_once_and_its_failure_changes_nothing() {
             .contains("account 1 holds more than 1000000; cannot migrate"),
         "{err}"
     );
-    assert_eq!(db.module_version("bank"), Some(2));
+    assert_eq!(db.module_version("bank").expect("not poisoned"), Some(2));
     assert_eq!(db.state_json().unwrap(), before);
     assert_eq!(
-        db.next_tx_id(),
+        db.next_tx_id().expect("not poisoned"),
         next,
         "a failed publication commits nothing"
     );
@@ -209,7 +209,7 @@ fn migration_reducer_runs_once_and_its_failure_changes_nothing() {
     let db = reopen(dir.path());
     assert!(db.replay_stats().snapshot_tx_id.is_some());
     assert_eq!(db.state_json().unwrap(), state);
-    assert_eq!(db.module_version("bank"), Some(3));
+    assert_eq!(db.module_version("bank").expect("not poisoned"), Some(3));
     // The code of each version is kept under its own name.
     for file in ["bank.wasm", "bank.v2.wasm", "bank.v3.wasm"] {
         assert!(dir.path().join(MODULES_DIR).join(file).is_file(), "{file}");

@@ -165,7 +165,7 @@ fn simulate(seed: u64, calls: u64, tally: &mut Tally) {
             let db = Database::open(dir.path(), config(&crashed)).unwrap_or_else(|e| {
                 panic!("seed {seed}: image {i}, torn {torn}: the database does not open: {e}")
             });
-            let recovered = db.next_tx_id() - 1;
+            let recovered = db.next_tx_id().expect("not poisoned") - 1;
             let acknowledged = image.label;
             // Nothing acknowledged is lost; at most the one record being
             // synced is there beyond it.
@@ -213,7 +213,7 @@ fn simulate(seed: u64, calls: u64, tally: &mut Tally) {
                 assert_eq!(tx, recovered + 1);
                 drop(db);
                 let again = Database::open(dir.path(), config(&crashed.crash(0))).unwrap();
-                assert_eq!(again.next_tx_id() - 1, tx);
+                assert_eq!(again.next_tx_id().expect("not poisoned") - 1, tx);
                 tally.writes_after_recovery += 1;
             }
         }
@@ -275,7 +275,7 @@ fn power_loss_under_concurrent_callers_and_background_snapshots() {
         db.call_json("bank", "open_account", &json!([id, 0]), "sim")
             .unwrap();
     }
-    let setup = db.next_tx_id() - 1;
+    let setup = db.next_tx_id().expect("not poisoned") - 1;
     fs.set_label(0);
     fs.record_before_sync();
     // Acknowledged ids in the order callers learnt of them; an image's
@@ -303,7 +303,7 @@ fn power_loss_under_concurrent_callers_and_background_snapshots() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let last = db.next_tx_id() - 1;
+    let last = db.next_tx_id().expect("not poisoned") - 1;
     drop(db);
     let images = fs.take_images();
     let acked = acked.into_inner().unwrap();
@@ -325,7 +325,7 @@ fn power_loss_under_concurrent_callers_and_background_snapshots() {
                 },
             )
             .unwrap_or_else(|e| panic!("image {i}, torn {torn}: does not open: {e}"));
-            let recovered = db.next_tx_id() - 1;
+            let recovered = db.next_tx_id().expect("not poisoned") - 1;
             assert!(
                 recovered >= required && recovered <= last,
                 "image {i}, torn {torn}: recovered up to {recovered}; {required} was acknowledged"

@@ -287,7 +287,11 @@ fn an_io_error_writing_module_code_fails_the_publication_only() {
             fired += 1;
             let err = result.err().unwrap_or_else(|| panic!("{what}: published"));
             assert!(err.to_string().contains("os error 5"), "{what}: {err}");
-            assert_eq!(db.module_version("bank"), Some(1), "{what}");
+            assert_eq!(
+                db.module_version("bank").expect("not poisoned"),
+                Some(1),
+                "{what}"
+            );
             db.call_json("bank", "deposit", &json!([0, 1]), "t")
                 .unwrap_or_else(|e| panic!("{what}: the old version serves: {e}"));
             let expected = db.state_json().unwrap();
@@ -295,7 +299,11 @@ fn an_io_error_writing_module_code_fails_the_publication_only() {
             check_after_power_loss(&dir, &fs, &expected, &what);
             // The code in force is there after the crash: calls run.
             let db = Database::open(&dir, config(&fs.crash(0))).unwrap();
-            assert_eq!(db.module_version("bank"), Some(1), "{what}");
+            assert_eq!(
+                db.module_version("bank").expect("not poisoned"),
+                Some(1),
+                "{what}"
+            );
             db.call_json("bank", "deposit", &json!([0, 1]), "t")
                 .unwrap_or_else(|e| panic!("{what}: after the crash: {e}"));
         }

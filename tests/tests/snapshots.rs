@@ -94,13 +94,13 @@ fn snapshot_plus_suffix_equals_full_replay() {
     let (dir, db) = published(manual());
     activity(&db, 1);
     let info = db.snapshot().unwrap().expect("a new snapshot");
-    assert_eq!(info.tx_id, db.next_tx_id() - 1);
+    assert_eq!(info.tx_id, db.next_tx_id().expect("not poisoned") - 1);
     assert_eq!(info.modules, 2);
     assert!(info.rows > 20, "{info:?}");
     assert!(db.snapshot().unwrap().is_none(), "nothing new to snapshot");
     activity(&db, 2);
     let state = db.state_json().unwrap();
-    let next_tx = db.next_tx_id();
+    let next_tx = db.next_tx_id().expect("not poisoned");
     drop(db);
 
     // Without the code: the snapshot is loaded and the log replayed with no
@@ -120,8 +120,8 @@ fn snapshot_plus_suffix_equals_full_replay() {
         (0, 0, 0)
     );
     assert_same_state(&db.state_json().unwrap(), &state, "snapshot + suffix");
-    assert_eq!(db.next_tx_id(), next_tx);
-    assert_eq!(db.module_version("bank"), Some(1));
+    assert_eq!(db.next_tx_id().expect("not poisoned"), next_tx);
+    assert_eq!(db.module_version("bank").expect("not poisoned"), Some(1));
     drop(db);
 
     // The same directory without its snapshots replays the whole log.
@@ -305,7 +305,7 @@ fn backup_during_writes_restores_to_its_transaction() {
         assert!(calls > 0);
         manifest
     });
-    let end = db.next_tx_id() - 1;
+    let end = db.next_tx_id().expect("not poisoned") - 1;
     assert!(
         manifest.tx_id > 52 && manifest.tx_id < end,
         "{} of {end}",
@@ -420,10 +420,10 @@ fn deletion_replays_from_the_log_and_from_snapshots() {
         .unwrap()
         .expect("a snapshot before the deletion");
     let tx = db.drop_module("bank").unwrap();
-    assert_eq!(tx, db.next_tx_id() - 1);
+    assert_eq!(tx, db.next_tx_id().expect("not poisoned") - 1);
     assert!(matches!(
         db.drop_module("bank"),
-        Err(interstice_runtime::LoadError::UnknownModule(_))
+        Err(interstice_runtime::DropError::UnknownModule(_))
     ));
     assert!(!dir.path().join(MODULES_DIR).join("bank.wasm").exists());
     let state = db.state_json().unwrap();
@@ -458,7 +458,7 @@ fn deletion_replays_from_the_log_and_from_snapshots() {
     );
     drop(db);
     let db = open(dir.path(), manual());
-    assert_eq!(db.module_version("bank"), Some(1));
+    assert_eq!(db.module_version("bank").expect("not poisoned"), Some(1));
 }
 
 /// Damage in the middle of the log (not a torn tail): a backup and a

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use interstice_runtime::{CallError, Database, LoadError, LogLine, limits, wasi};
+use interstice_runtime::{CallError, Database, LogLine, ModuleError, PublishError, limits, wasi};
 use interstice_tests::{clocked_config, guest_bytes, guests, test_config};
 use serde_json::json;
 
@@ -114,7 +114,7 @@ fn files_environment_and_sockets_are_refused() {
     let addr = listener.local_addr().unwrap().to_string();
     // SAFETY: set before any thread of this test reads the environment.
     unsafe { std::env::set_var("INTERSTICE_PROBE_SECRET", "hunter2") };
-    let before = db.next_tx_id();
+    let before = db.next_tx_id().expect("not poisoned");
 
     let cases = [
         ("read_file", json!([secret.display().to_string()]), "open"),
@@ -151,7 +151,11 @@ fn files_environment_and_sockets_are_refused() {
         matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "a guest connected to the listener"
     );
-    assert_eq!(db.next_tx_id(), before, "refusals commit nothing");
+    assert_eq!(
+        db.next_tx_id().expect("not poisoned"),
+        before,
+        "refusals commit nothing"
+    );
 }
 
 #[test]
@@ -260,15 +264,18 @@ fn imports_beyond_the_grant_are_refused_at_publish() {
             wat::parse_str(format!(r#"(component (import "{import}" (instance)))"#)).unwrap();
         let err = db.publish("m", &wasm).unwrap_err();
         assert!(
-            matches!(&err, LoadError::ImportNotGranted { import: i } if i == import),
+            matches!(&err, PublishError::Module(ModuleError::ImportNotGranted { import: i }) if i == import),
             "{import}: {err}"
         );
         assert!(err.to_string().contains(import), "{err}");
     }
-    assert!(db.module_names().is_empty());
+    assert!(db.module_names().expect("not poisoned").is_empty());
     // Granted imports pass the check (and then fail for want of exports).
     let wasm =
         wat::parse_str(r#"(component (import "wasi:cli/environment@0.2.3" (instance)))"#).unwrap();
     let err = db.publish("m", &wasm).unwrap_err();
-    assert!(matches!(err, LoadError::NotOurs(_)), "{err}");
+    assert!(
+        matches!(err, PublishError::Module(ModuleError::NotOurs(_))),
+        "{err}"
+    );
 }

@@ -19,6 +19,17 @@ pub struct CounterSnapshot {
     pub fuel_consumed: u64,
 }
 
+impl CounterSnapshot {
+    /// What happened between `before` and this snapshot.
+    pub fn since(&self, before: &CounterSnapshot) -> CounterSnapshot {
+        CounterSnapshot {
+            guest_instantiations: self.guest_instantiations - before.guest_instantiations,
+            guest_calls: self.guest_calls - before.guest_calls,
+            fuel_consumed: self.fuel_consumed - before.fuel_consumed,
+        }
+    }
+}
+
 impl Counters {
     pub(crate) fn instantiated(&self) {
         self.instantiations.fetch_add(1, Ordering::Relaxed);

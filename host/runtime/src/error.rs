@@ -5,12 +5,11 @@ use interstice_store::SchemaError;
 use interstice_store::json::JsonError;
 use thiserror::Error;
 
-/// Why a module could not be loaded or published.
+/// Why a module's code was refused: what loading, compiling and asking a
+/// component for its definition can produce.
 #[derive(Debug, Error)]
 #[non_exhaustive]
-pub enum LoadError {
-    #[error("no module named `{0}`")]
-    UnknownModule(String),
+pub enum ModuleError {
     #[error("not a WebAssembly file (it does not start with the `\\0asm` magic)")]
     NotWasm,
     #[error("module file of {len} bytes exceeds the limit of {max} bytes")]
@@ -27,16 +26,44 @@ pub enum LoadError {
     ImportNotGranted { import: String },
     #[error("the module does not compile: {0}")]
     Compile(String),
-    #[error("the WebAssembly engine could not be set up: {0}")]
-    Engine(String),
     #[error("the module could not be instantiated: {0}")]
     Instantiate(String),
     #[error("the module's `describe` failed: {0}")]
     Describe(String),
     #[error("invalid module definition: {0}")]
     Schema(#[from] SchemaError),
+}
+
+/// Why a data directory could not be opened.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data directory {dir} is in use by another process (pid {pid})")]
+    Locked { dir: PathBuf, pid: String },
+    #[error("the WebAssembly engine could not be set up: {0}")]
+    Engine(String),
+    /// Recovery refused the log, or a record did not replay.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// Why a publication (first, new code, or new version) did not happen.
+/// Nothing changed: the old version, if any, keeps serving.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum PublishError {
     #[error("invalid module name {0:?}: use ASCII letters, digits, `_` or `-`, at most 64 bytes")]
     InvalidName(String),
+    #[error(transparent)]
+    Module(#[from] ModuleError),
     /// A new version changes the schema in ways that lose data or break
     /// callers, and neither `clear` nor a migration reducer says so is fine.
     #[error(
@@ -58,30 +85,38 @@ pub enum LoadError {
         #[source]
         source: CallError,
     },
-    #[error("module `{module}`: {source}")]
-    InModule {
-        module: String,
-        #[source]
-        source: Box<LoadError>,
-    },
+    /// The module's code could not be stored.
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("data directory {dir} is in use by another process (pid {pid})")]
-    Locked { dir: PathBuf, pid: String },
-    #[error(transparent)]
-    Log(#[from] LogError),
     /// The publication was not made durable; it must not be taken as done.
     #[error("the publication was not made durable: {0}")]
     Durability(#[source] AppendError),
     #[error("the database is unusable after an internal error in another thread")]
     Poisoned,
-    #[error(transparent)]
-    Snapshot(#[from] SnapshotError),
 }
+
+/// Why a module was not deleted.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DropError {
+    #[error("no module named `{0}`")]
+    UnknownModule(String),
+    /// The deletion was not made durable; it must not be taken as done.
+    #[error("the deletion was not made durable: {0}")]
+    Durability(#[source] AppendError),
+    #[error("the database is unusable after an internal error in another thread")]
+    Poisoned,
+}
+
+/// The database's state could not be read: a panic in another thread
+/// poisoned it. Every read answers this rather than an empty answer.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+#[error("the database is unusable after an internal error in another thread")]
+pub struct Poisoned;
 
 /// Why a reducer call did not commit. Nothing it wrote was kept.
 #[derive(Debug, Error)]
@@ -118,18 +153,6 @@ pub enum CallError {
     Durability(#[source] AppendError),
     #[error("the database is unusable after an internal error in another thread")]
     Poisoned,
-}
-
-/// Renders a wasmtime error with its whole chain of causes.
-pub(crate) fn render(e: &wasmtime::Error) -> String {
-    let mut out = String::new();
-    for (i, cause) in e.chain().enumerate() {
-        if i > 0 {
-            out.push_str(": ");
-        }
-        out.push_str(&cause.to_string());
-    }
-    out
 }
 
 /// Why a snapshot could not be taken or read.

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use interstice_store::{ModuleDef, Mutation};
 
-use crate::state::LogLine;
+use crate::sandbox::LogLine;
 
 /// What a committed transaction was.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,12 +3,27 @@
 //!
 //! Responsibilities: replaying the durable log into the tables at open
 //! (without any guest, behind the replay guard), appending every committed
-//! transaction to the log before its caller is answered, the wasmtime engine and its configuration (determinism,
-//! fuel, memory limits, compiled-code cache), module loading and validation,
-//! the host imports of `wit/interstice.wit`, reducer calls with full rollback
-//! on error or trap, and the [`Database`] that ties modules to a data
-//! directory. Not here: the row encoding and tables (`interstice-store`),
-//! HTTP, and the command line.
+//! transaction to the log before its caller is answered, the wasmtime
+//! engine and its configuration (determinism, fuel, memory limits,
+//! compiled-code cache), module loading and validation, the host imports of
+//! `wit/interstice.wit`, reducer calls with full rollback on error or trap,
+//! and the [`Database`] that ties modules to a data directory. Not here: the
+//! row encoding and tables (`interstice-store`), HTTP, and the command line.
+//!
+//! The rooms (docs/architecture.md follows a call and a start through them):
+//!
+//! | path | owns |
+//! | --- | --- |
+//! | `layout.rs` | the data directory's names and its lock |
+//! | `config.rs` | [`RuntimeConfig`], [`SnapshotConfig`], the clock source |
+//! | `record.rs` | what the runtime puts in a log record's payload |
+//! | `error.rs` | one error type per operation |
+//! | `database/` | the [`Database`]: open, catalog, clock, combining, the one commit path, publication, queries |
+//! | `replay.rs` | applying log records to tables (no wasmtime) |
+//! | `snapshots/` | finding, building and retaining snapshots; the trigger |
+//! | `sandbox/` | everything that touches wasmtime |
+//! | `ops/` | backup and restore, the log tools |
+//! | `feed.rs` | committed transactions to listeners, once durable |
 //!
 //! ```no_run
 //! use interstice_runtime::{Database, RuntimeConfig};
@@ -23,32 +38,33 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod backup;
-mod bindings;
+mod config;
 mod counters;
 mod database;
-mod engine;
 mod error;
 pub mod feed;
+mod layout;
 pub mod limits;
-mod lock;
-mod module;
+pub mod ops;
+mod record;
 mod replay;
+mod sandbox;
 pub mod snapshots;
-mod state;
-pub mod tools;
-pub mod wasi;
 
+pub use config::{ClockSource, RuntimeConfig, SnapshotConfig};
 pub use counters::{CounterSnapshot, Counters, ReplayGuard, ReplayPhase};
 pub use database::{
-    CACHE_DIR, CallOutcome, Database, LOG_DIR, MODULES_DIR, Page, PublishOptions, Published,
-    QueryError, ReplayStats, RowQuery, index_on, value_from_query,
+    CallOutcome, Database, Page, PublishOptions, Published, QueryError, ReplayStats, RowQuery,
+    index_on, value_from_query,
 };
-pub use engine::{ClockSource, Host, RuntimeConfig};
-pub use error::{CallError, LoadError, SnapshotError};
+pub use error::{
+    CallError, DropError, ModuleError, OpenError, Poisoned, PublishError, SnapshotError,
+};
 pub use interstice_fs as fs;
 pub use interstice_log as log;
-pub use lock::LOCK_FILE;
-pub use module::{CallContext, Committed, REPLAY_REFUSAL, Runner, prepare_wasm};
-pub use snapshots::{SNAPSHOTS_DIR, SnapshotConfig, SnapshotInfo};
-pub use state::LogLine;
+pub use layout::{CACHE_DIR, LOCK_FILE, LOG_DIR, MODULES_DIR, SNAPSHOTS_DIR};
+pub use ops::{backup, tools};
+pub use sandbox::{
+    CallContext, Committed, Host, LogLine, REPLAY_REFUSAL, Runner, prepare_wasm, wasi,
+};
+pub use snapshots::SnapshotInfo;

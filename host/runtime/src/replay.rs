@@ -9,11 +9,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use interstice_log::{Op, Record, RecordKind, TxRecord};
+use interstice_log::{Record, RecordKind, TxRecord};
 use interstice_store::snapshot::Loaded;
-use interstice_store::{ModuleDef, MutationOp, Tables, migrate};
+use interstice_store::{ModuleDef, Tables, migrate};
 
-use crate::database::UpgradeDocument;
+use crate::record::{definition_of, op_from_log};
 
 /// One module as replay rebuilt it.
 pub(crate) struct ReplayedModule {
@@ -45,22 +45,6 @@ pub(crate) struct Replayer {
     pub transactions: u64,
     pub publications: u64,
     pub mutations: u64,
-}
-
-pub(crate) fn op_from_log(op: Op) -> MutationOp {
-    match op {
-        Op::Insert => MutationOp::Insert,
-        Op::Update => MutationOp::Update,
-        Op::Delete => MutationOp::Delete,
-    }
-}
-
-pub(crate) fn op_to_log(op: MutationOp) -> Op {
-    match op {
-        MutationOp::Insert => Op::Insert,
-        MutationOp::Update => Op::Update,
-        MutationOp::Delete => Op::Delete,
-    }
 }
 
 impl Replayer {
@@ -224,21 +208,4 @@ impl Replayer {
         self.publications += 1;
         Ok(())
     }
-}
-
-/// The definition a publication record carries, its version, and whether
-/// the module's data was cleared.
-pub(crate) fn definition_of(tx: &TxRecord<'_>) -> Result<(ModuleDef, u32, bool), String> {
-    let json = tx.header.definition.unwrap_or_default();
-    let name = tx.header.module;
-    let parsed = match tx.header.kind {
-        RecordKind::Upgrade => serde_json::from_slice::<UpgradeDocument>(json)
-            .map(|d| (d.definition, d.version, d.clear)),
-        _ => serde_json::from_slice::<ModuleDef>(json).map(|d| (d, 1, false)),
-    };
-    let (def, version, clear) =
-        parsed.map_err(|e| format!("module definition of `{name}` does not parse: {e}"))?;
-    def.validate()
-        .map_err(|e| format!("module definition of `{name}`: {e}"))?;
-    Ok((def, version, clear))
 }

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use interstice_runtime::{CallError, LoadError, QueryError};
+use interstice_runtime::{CallError, DropError, ModuleError, Poisoned, PublishError, QueryError};
 use interstice_store::json::JsonError;
 
 /// An answer other than success.
@@ -114,37 +114,50 @@ impl From<QueryError> for ApiError {
     }
 }
 
-impl From<LoadError> for ApiError {
-    fn from(e: LoadError) -> Self {
+impl From<Poisoned> for ApiError {
+    fn from(e: Poisoned) -> Self {
+        unavailable(e.to_string())
+    }
+}
+
+fn bad_module(message: String) -> ApiError {
+    ApiError {
+        field: Some("body".into()),
+        ..ApiError::new(StatusCode::BAD_REQUEST, "bad_module", message)
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> Self {
         let message = e.to_string();
         match e {
-            LoadError::UnknownModule(_) => ApiError::not_found(message),
-            LoadError::NotWasm
-            | LoadError::NotOurs(_)
-            | LoadError::ImportNotGranted { .. }
-            | LoadError::Compile(_)
-            | LoadError::Instantiate(_)
-            | LoadError::Describe(_)
-            | LoadError::Schema(_)
-            | LoadError::InModule { .. } => ApiError {
-                field: Some("body".into()),
-                ..ApiError::new(StatusCode::BAD_REQUEST, "bad_module", message)
-            },
-            LoadError::InvalidName(_) => ApiError::bad_request("module", message),
-            LoadError::TooLarge { .. } => {
+            PublishError::Module(ModuleError::TooLarge { .. }) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
             }
-            LoadError::SchemaChanged { changes, .. } => ApiError {
+            PublishError::Module(_) => bad_module(message),
+            PublishError::InvalidName(_) => ApiError::bad_request("module", message),
+            PublishError::SchemaChanged { changes, .. } => ApiError {
                 changes,
                 ..ApiError::new(StatusCode::CONFLICT, "schema_changed", message)
             },
-            LoadError::MigrationRefused { .. } => {
+            PublishError::MigrationRefused { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "migration_refused", message)
             }
-            LoadError::InitFailed { .. } => {
+            PublishError::InitFailed { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reducer_failed", message)
             }
-            LoadError::Durability(_) | LoadError::Poisoned => unavailable(message),
+            PublishError::Durability(_) | PublishError::Poisoned => unavailable(message),
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+        }
+    }
+}
+
+impl From<DropError> for ApiError {
+    fn from(e: DropError) -> Self {
+        let message = e.to_string();
+        match e {
+            DropError::UnknownModule(_) => ApiError::not_found(message),
+            DropError::Durability(_) | DropError::Poisoned => unavailable(message),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }

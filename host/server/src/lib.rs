@@ -51,6 +51,8 @@ pub enum ServerError {
     },
     #[error("the server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Database(#[from] interstice_runtime::Poisoned),
 }
 
 /// Binds the listening socket.
@@ -94,7 +96,7 @@ pub async fn serve(
             committed.inc();
             // No receiver: nobody subscribes right now.
             let _ = changes.send(tx.clone());
-        }));
+        }))?;
         db.add_log_sink(Box::new(move |line| {
             let _ = logs.send(Arc::new(line.clone()));
         }));

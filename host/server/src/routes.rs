@@ -122,33 +122,33 @@ async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
         .into_response())
 }
 
-async fn list_modules(State(state): Shared) -> Response {
+async fn list_modules(State(state): Shared) -> Result<Response, ApiError> {
     let db = &state.db;
-    let modules: Vec<serde_json::Value> = db
-        .module_names()
-        .into_iter()
-        .filter_map(|name| {
-            let def = db.module_def(&name)?;
-            Some(serde_json::json!({
-                "name": name,
-                "version": db.module_version(&name),
-                "tables": def.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
-                "reducers": def.reducers.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-            }))
-        })
-        .collect();
-    axum::Json(modules).into_response()
+    let mut modules = Vec::new();
+    for name in db.module_names()? {
+        // A module deleted since the names were read is left out.
+        let (Some(def), Some(version)) = (db.module_def(&name)?, db.module_version(&name)?) else {
+            continue;
+        };
+        modules.push(serde_json::json!({
+            "name": name,
+            "version": version,
+            "tables": def.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            "reducers": def.reducers.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(axum::Json(modules).into_response())
 }
 
 async fn schema(State(state): Shared, Path(module): Path<String>) -> Result<Response, ApiError> {
     let def = state
         .db
-        .module_def(&module)
+        .module_def(&module)?
         .ok_or_else(|| ApiError::not_found(format!("no module named `{module}`")))?;
     let mut doc = serde_json::to_value(&*def)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     doc["name"] = module.as_str().into();
-    doc["version"] = state.db.module_version(&module).into();
+    doc["version"] = state.db.module_version(&module)?.into();
     Ok(axum::Json(doc).into_response())
 }
 

@@ -62,7 +62,7 @@ pub(crate) async fn subscribe(
     }
     let def = state
         .db
-        .module_def(&module)
+        .module_def(&module)?
         .ok_or_else(|| ApiError::not_found(format!("no module named `{module}`")))?;
     let table_def = def
         .tables
@@ -112,7 +112,7 @@ pub(crate) async fn subscribe(
         None => HashSet::new(),
     };
     let sub = Subscription {
-        version: state.db.module_version(&module),
+        version: state.db.module_version(&module)?,
         module,
         table,
         filter: filter.map(|(c, _, v)| (c, v)),
@@ -355,7 +355,7 @@ pub(crate) async fn logs(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     auth::check(&headers, &state.token)?;
-    if state.db.module_def(&module).is_none() {
+    if state.db.module_def(&module)?.is_none() {
         return Err(ApiError::not_found(format!("no module named `{module}`")));
     }
     let ws = ws.map_err(not_websocket)?;

@@ -14,45 +14,11 @@ use interstice_store::ModuleDef;
 use interstice_store::json::{args_to_json, row_to_json};
 use serde::Serialize;
 
-use crate::database::LOG_DIR;
-use crate::error::LoadError;
-use crate::lock::DirLock;
-use crate::replay::{Replayer, definition_of};
-
-/// Progress callback: (bytes of the log read, total bytes).
-pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
-
-/// Progress is reported after every this many bytes of log: often enough
-/// for a bar, rarely enough to cost nothing per record.
-const PROGRESS_STEP_BYTES: u64 = 1 << 20;
-
-/// A [`Progress`] called at most once per [`PROGRESS_STEP_BYTES`].
-pub(crate) struct Throttled<'a> {
-    progress: Progress<'a>,
-    total: u64,
-    reported: u64,
-}
-
-impl<'a> Throttled<'a> {
-    pub(crate) fn new(progress: Progress<'a>, total: u64) -> Self {
-        Throttled {
-            progress,
-            total,
-            reported: 0,
-        }
-    }
-
-    pub(crate) fn at(&mut self, offset: u64) {
-        if offset >= self.reported + PROGRESS_STEP_BYTES {
-            self.reported = offset;
-            (self.progress)(offset, self.total);
-        }
-    }
-
-    pub(crate) fn done(&mut self) {
-        (self.progress)(self.total, self.total);
-    }
-}
+use super::progress::{Progress, Throttled};
+use crate::error::OpenError;
+use crate::layout::{DirLock, LOG_DIR};
+use crate::record::definition_of;
+use crate::replay::Replayer;
 
 /// What `log verify` found.
 #[derive(Clone, Debug, Serialize)]
@@ -405,7 +371,7 @@ pub enum TruncateTo {
 
 /// Cuts the log (the data directory must not be open elsewhere). What is
 /// cut is moved to the log's quarantine directory, never deleted.
-pub fn truncate(data_dir: &Path, to: TruncateTo) -> Result<Recovered, LoadError> {
+pub fn truncate(data_dir: &Path, to: TruncateTo) -> Result<Recovered, OpenError> {
     let _lock = DirLock::acquire(data_dir)?;
     let dir = data_dir.join(LOG_DIR);
     let mut report = match to {
@@ -419,21 +385,21 @@ pub fn truncate(data_dir: &Path, to: TruncateTo) -> Result<Recovered, LoadError>
     let beyond: Vec<_> = snapshots.iter().filter(|(tx, _)| *tx > kept).collect();
     if !beyond.is_empty() {
         let qdir = dir.join(interstice_log::QUARANTINE_DIR);
-        std::fs::create_dir_all(&qdir).map_err(|source| LoadError::Io {
+        std::fs::create_dir_all(&qdir).map_err(|source| OpenError::Io {
             path: qdir.clone(),
             source,
         })?;
         for (_, path) in beyond {
             let name = path.file_name().unwrap_or_default();
             let to = qdir.join(name);
-            std::fs::rename(path, &to).map_err(|source| LoadError::Io {
+            std::fs::rename(path, &to).map_err(|source| OpenError::Io {
                 path: path.clone(),
                 source,
             })?;
             report.quarantined.push(to);
         }
         for d in [&qdir, &crate::snapshots::dir_of(data_dir)] {
-            RealFs.sync_dir(d).map_err(|source| LoadError::Io {
+            RealFs.sync_dir(d).map_err(|source| OpenError::Io {
                 path: d.to_path_buf(),
                 source,
             })?;

@@ -4,7 +4,7 @@ wasmtime::component::bindgen!({
     path: "../../wit",
     world: "module",
     with: {
-        "interstice:module/host.cursor": crate::state::Cursor,
+        "interstice:module/host.cursor": crate::sandbox::state::Cursor,
     },
 });
 

@@ -11,10 +11,10 @@ use interstice_store::{DbError, IndexId, ScanPosition, Tables, TxLog, Value};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
-use crate::bindings::{host, types};
+use super::bindings::{host, types};
+use super::module::CallContext;
+use super::wasi::{self, CallState, GuestOutput};
 use crate::limits;
-use crate::module::CallContext;
-use crate::wasi::{self, CallState, GuestOutput};
 
 /// A host-owned range scan: bounds plus where the last batch stopped.
 pub struct Cursor {

@@ -1,19 +1,13 @@
-//! The one wasmtime engine and linker a database shares across modules.
+//! What a database is opened with: runtime limits, the log's settings, the
+//! file system, when snapshots are taken, and where time comes from.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use interstice_fs::{RealFs, Storage};
 use interstice_log::LogConfig;
-use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Cache, CacheConfig, Engine};
 
-use crate::bindings::Module;
-use crate::counters::{Counters, ReplayGuard};
-use crate::error::{LoadError, render};
 use crate::limits;
-use crate::snapshots::SnapshotConfig;
-use crate::state::InstanceState;
 
 /// Runtime settings.
 #[derive(Clone)]
@@ -71,56 +65,37 @@ impl std::fmt::Debug for RuntimeConfig {
     }
 }
 
-/// Engine, linker and counters shared by every module of a database.
-pub struct Host {
-    pub(crate) engine: Engine,
-    pub(crate) linker: Linker<InstanceState>,
-    pub(crate) config: RuntimeConfig,
-    pub(crate) counters: Arc<Counters>,
-    pub(crate) guard: Arc<ReplayGuard>,
+/// When snapshots are taken and how many are kept.
+#[derive(Clone, Debug)]
+pub struct SnapshotConfig {
+    /// Take a snapshot once this many transactions were committed since the
+    /// last one; 0 turns this trigger off.
+    pub every_tx: u64,
+    /// Take a snapshot once this many bytes of log records were written
+    /// since the last one; 0 turns this trigger off.
+    pub every_log_bytes: u64,
+    /// Snapshots kept; older ones are deleted, and so are the log segments
+    /// that lie wholly before the oldest kept snapshot. At least 1.
+    pub keep: usize,
+    /// Where those segments are moved instead of being deleted (on the same
+    /// file system as the data directory).
+    pub archive_dir: Option<PathBuf>,
 }
 
-impl Host {
-    pub fn new(config: RuntimeConfig) -> Result<Host, LoadError> {
-        let mut wasm = wasmtime::Config::new();
-        // Determinism: the same calls on the same state give the same writes.
-        // Threads and shared memory are compiled out: wasmtime is built
-        // without its `threads` feature.
-        wasm.cranelift_nan_canonicalization(true)
-            .relaxed_simd_deterministic(true)
-            // Bounded work per call.
-            .consume_fuel(true)
-            // Speed: no async machinery in the store.
-            .concurrency_support(false)
-            .wasm_component_model(true);
-        if let Some(dir) = &config.cache_dir {
-            let mut cache = CacheConfig::new();
-            cache.with_directory(dir);
-            let cache = Cache::new(cache).map_err(|e| LoadError::Engine(render(&e)))?;
-            wasm.cache(Some(cache));
+impl SnapshotConfig {
+    /// Whether snapshots are taken without being asked for.
+    pub fn automatic(&self) -> bool {
+        self.every_tx > 0 || self.every_log_bytes > 0
+    }
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            every_tx: 100_000,
+            every_log_bytes: 256 << 20,
+            keep: 3,
+            archive_dir: None,
         }
-        let engine = Engine::new(&wasm).map_err(|e| LoadError::Engine(render(&e)))?;
-        let mut linker = Linker::new(&engine);
-        Module::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)
-            .map_err(|e| LoadError::Engine(render(&e)))?;
-        // For guests that import WASI: deterministic, and closed to the
-        // world (crate::wasi).
-        crate::wasi::add_to_linker(&mut linker).map_err(|e| LoadError::Engine(render(&e)))?;
-        Ok(Host {
-            engine,
-            linker,
-            config,
-            counters: Arc::new(Counters::default()),
-            guard: Arc::new(ReplayGuard::default()),
-        })
-    }
-
-    pub fn counters(&self) -> &Arc<Counters> {
-        &self.counters
-    }
-
-    /// The replay guard shared by every module of this host.
-    pub fn replay_guard(&self) -> &ReplayGuard {
-        &self.guard
     }
 }

@@ -21,11 +21,11 @@ use interstice_store::snapshot;
 use serde::{Deserialize, Serialize};
 
 use crate::Database;
-use crate::database::{LOG_DIR, MODULES_DIR};
-use crate::engine::RuntimeConfig;
-use crate::error::LoadError;
+use crate::config::RuntimeConfig;
+use crate::error::OpenError;
+use crate::layout::{LOG_DIR, MODULES_DIR, SNAPSHOTS_DIR};
 use crate::replay::Replayer;
-use crate::snapshots::{self, SNAPSHOTS_DIR};
+use crate::snapshots;
 
 /// The manifest's file name in a backup directory.
 pub const MANIFEST: &str = "BACKUP.json";
@@ -60,7 +60,7 @@ pub enum BackupError {
     #[error(transparent)]
     Snapshot(#[from] crate::error::SnapshotError),
     #[error("the restored directory does not open: {0}")]
-    Open(#[source] Box<LoadError>),
+    Open(#[source] Box<OpenError>),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -383,7 +383,10 @@ pub fn restore(
     }
     let db = Database::open(data_dir, config).map_err(|e| BackupError::Open(Box::new(e)))?;
     let stats = db.replay_stats().clone();
-    let last = db.next_tx_id() - 1;
+    let last = db
+        .next_tx_id()
+        .map_err(|e| BackupError::Replay(e.to_string()))?
+        - 1;
     drop(db);
     if last != manifest.tx_id {
         return Err(BackupError::Replay(format!(

@@ -9,12 +9,13 @@ use interstice_store::{
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
-use crate::bindings::{Module, ModulePre, types};
+use super::bindings::{Module, ModulePre, types};
+use super::engine::Host;
+use super::render;
+use super::state::{InstanceState, LogLine};
 use crate::counters::{Counters, ReplayGuard};
-use crate::engine::Host;
-use crate::error::{CallError, LoadError, render};
+use crate::error::{CallError, ModuleError};
 use crate::limits;
-use crate::state::{InstanceState, LogLine};
 
 /// What a reducer receives about its call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,18 +60,18 @@ pub struct Committed {
 }
 
 /// Checks the preamble and componentizes a core module.
-pub fn prepare_wasm(wasm: &[u8]) -> Result<Vec<u8>, LoadError> {
+pub fn prepare_wasm(wasm: &[u8]) -> Result<Vec<u8>, ModuleError> {
     if wasm.len() > limits::MODULE_BYTES_MAX {
-        return Err(LoadError::TooLarge {
+        return Err(ModuleError::TooLarge {
             len: wasm.len(),
             max: limits::MODULE_BYTES_MAX,
         });
     }
     if !wasm.starts_with(b"\0asm") {
-        return Err(LoadError::NotWasm);
+        return Err(ModuleError::NotWasm);
     }
     interstice_guest_build::componentize(wasm).map_err(|e| {
-        LoadError::NotOurs(format!(
+        ModuleError::NotOurs(format!(
             "a core module that could not be made into a component (built without the Interstice SDK?): {e}"
         ))
     })
@@ -79,16 +80,16 @@ pub fn prepare_wasm(wasm: &[u8]) -> Result<Vec<u8>, LoadError> {
 impl Runner {
     /// Compiles a component (or componentizes and compiles a core module)
     /// and checks its imports and exports against the contract.
-    pub fn compile(host: &Host, wasm: &[u8]) -> Result<Runner, LoadError> {
+    pub fn compile(host: &Host, wasm: &[u8]) -> Result<Runner, ModuleError> {
         let component_bytes = prepare_wasm(wasm)?;
         let component = Component::new(&host.engine, &component_bytes)
-            .map_err(|e| LoadError::Compile(render(&e)))?;
-        let imports = crate::wasi::check_imports(&host.engine, &component)?;
+            .map_err(|e| ModuleError::Compile(render(&e)))?;
+        let imports = super::wasi::check_imports(&host.engine, &component)?;
         let instance_pre = host
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| LoadError::NotOurs(render(&e)))?;
-        let pre = ModulePre::new(instance_pre).map_err(|e| LoadError::NotOurs(render(&e)))?;
+            .map_err(|e| ModuleError::NotOurs(render(&e)))?;
+        let pre = ModulePre::new(instance_pre).map_err(|e| ModuleError::NotOurs(render(&e)))?;
         Ok(Runner {
             engine: host.engine.clone(),
             pre,
@@ -119,20 +120,20 @@ impl Runner {
 
     /// Drops the live instance, if any, and instantiates the module afresh
     /// (what the first call after open, or after a trap, does).
-    pub fn instantiate(&mut self) -> Result<(), LoadError> {
+    pub fn instantiate(&mut self) -> Result<(), ModuleError> {
         self.live = None;
-        self.live().map(drop).map_err(LoadError::Instantiate)
+        self.live().map(drop).map_err(ModuleError::Instantiate)
     }
 
     /// Asks the module for its definition and validates it.
-    pub fn describe(&mut self) -> Result<ModuleDef, LoadError> {
+    pub fn describe(&mut self) -> Result<ModuleDef, ModuleError> {
         let fuel = self.fuel_per_call;
         let counters = self.counters.clone();
         let uses_wasi = self.uses_wasi;
-        let live = self.live().map_err(LoadError::Instantiate)?;
+        let live = self.live().map_err(ModuleError::Instantiate)?;
         live.store
             .set_fuel(fuel)
-            .map_err(|e| LoadError::Describe(render(&e)))?;
+            .map_err(|e| ModuleError::Describe(render(&e)))?;
         if uses_wasi {
             live.store.data_mut().begin_wasi(None);
         }
@@ -144,7 +145,7 @@ impl Runner {
             Ok(def) => def,
             Err(e) => {
                 self.live = None;
-                return Err(LoadError::Describe(render(&e)));
+                return Err(ModuleError::Describe(render(&e)));
             }
         };
         let def = convert_def(def);

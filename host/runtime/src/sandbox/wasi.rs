@@ -41,11 +41,11 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
-use crate::bindings::types::LogLevel;
-use crate::error::LoadError;
+use super::bindings::types::LogLevel;
+use super::module::CallContext;
+use super::state::{InstanceState, LogLine};
+use crate::error::ModuleError;
 use crate::limits;
-use crate::module::CallContext;
-use crate::state::{InstanceState, LogLine};
 
 /// The interfaces a guest may import, by `namespace:package/interface`
 /// (any 0.2 version). Everything else is refused at publication.
@@ -89,7 +89,10 @@ pub(crate) struct Imports {
 }
 
 /// Refuses a component that imports an interface outside [`GRANTED`].
-pub(crate) fn check_imports(engine: &Engine, component: &Component) -> Result<Imports, LoadError> {
+pub(crate) fn check_imports(
+    engine: &Engine,
+    component: &Component,
+) -> Result<Imports, ModuleError> {
     let mut uses_wasi = false;
     for (name, _) in component.component_type().imports(engine) {
         let unversioned = name.split('@').next().unwrap_or(name);
@@ -100,7 +103,7 @@ pub(crate) fn check_imports(engine: &Engine, component: &Component) -> Result<Im
                 .nth(1)
                 .is_some_and(|v| v.starts_with("0.2."));
         if !GRANTED.contains(&unversioned) || !version_ok {
-            return Err(LoadError::ImportNotGranted {
+            return Err(ModuleError::ImportNotGranted {
                 import: name.to_string(),
             });
         }

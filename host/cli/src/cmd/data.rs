@@ -1,0 +1,131 @@
+//! The data commands: publish, call, query (locally or on a server), and
+//! schema and replay (locally).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::args::{DataDir, Remote};
+use crate::target::Target;
+
+/// Store a module in the data directory and run its init reducer.
+#[derive(clap::Args)]
+pub struct Publish {
+    /// The module: a component, or a core module built with the SDK.
+    wasm: PathBuf,
+    /// The module's name (default: the file name without extension).
+    #[arg(long)]
+    name: Option<String>,
+    /// For a new version whose changes are not additive: drop the
+    /// module's data and start it afresh (its init reducer runs).
+    #[arg(long)]
+    clear: bool,
+    #[command(flatten)]
+    remote: Remote,
+    #[command(flatten)]
+    dir: DataDir,
+}
+
+impl Publish {
+    pub fn run(self) -> Result<()> {
+        let name = match self.name {
+            Some(n) => n,
+            None => self
+                .wasm
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .map(|s| s.trim_end_matches(".component").to_string())
+                .context("cannot derive a module name from the file name; pass --name")?,
+        };
+        Target::new(&self.remote, &self.dir)?.publish(&name, &self.wasm, self.clear)
+    }
+}
+
+/// Call a reducer. Exit 0 when it committed.
+#[derive(clap::Args)]
+pub struct Call {
+    module: String,
+    reducer: String,
+    /// Arguments: a JSON array in declaration order, or an object keyed
+    /// by parameter name.
+    #[arg(default_value = "[]")]
+    args: String,
+    /// Caller identity handed to the reducer.
+    #[arg(long, default_value = "cli")]
+    caller: String,
+    #[command(flatten)]
+    remote: Remote,
+    #[command(flatten)]
+    dir: DataDir,
+}
+
+impl Call {
+    pub fn run(self) -> Result<()> {
+        Target::new(&self.remote, &self.dir)?.call(
+            &self.module,
+            &self.reducer,
+            &self.args,
+            &self.caller,
+        )
+    }
+}
+
+/// Print a table's rows as JSON lines.
+#[derive(clap::Args)]
+pub struct Query {
+    module: String,
+    table: String,
+    /// Only rows whose primary key or indexed column holds a value:
+    /// COLUMN=VALUE.
+    #[arg(long = "where", value_name = "COLUMN=VALUE")]
+    filter: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+    #[command(flatten)]
+    dir: DataDir,
+}
+
+impl Query {
+    pub fn run(self) -> Result<()> {
+        Target::new(&self.remote, &self.dir)?.query(
+            &self.module,
+            &self.table,
+            self.filter.as_deref(),
+        )
+    }
+}
+
+/// Print a module's schema as JSON.
+#[derive(clap::Args)]
+pub struct Schema {
+    module: String,
+    #[command(flatten)]
+    dir: DataDir,
+}
+
+impl Schema {
+    pub fn run(self) -> Result<()> {
+        let db = self.dir.open()?;
+        let def = db
+            .module_def(&self.module)?
+            .with_context(|| format!("no module named `{}`", self.module))?;
+        println!("{}", serde_json::to_string_pretty(&*def)?);
+        Ok(())
+    }
+}
+
+/// Open the data directory, replay the log (no guest runs) and print
+/// what was replayed as JSON.
+#[derive(clap::Args)]
+pub struct Replay {
+    #[command(flatten)]
+    dir: DataDir,
+}
+
+impl Replay {
+    pub fn run(self) -> Result<()> {
+        let db = self.dir.open()?;
+        println!("{}", serde_json::to_string_pretty(db.replay_stats())?);
+        Ok(())
+    }
+}

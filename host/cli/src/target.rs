@@ -1,0 +1,109 @@
+//! Where a data command goes: a local data directory, opened here, or a
+//! running server. Chosen once, from `--server`.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use interstice_runtime::{CallError, CallOutcome, Database, PublishOptions, RowQuery};
+
+use crate::args::{DataDir, Remote, parse_filter};
+use crate::client::Client;
+
+/// A local database or a server.
+pub enum Target {
+    Local(Box<Database>),
+    Server(Client),
+}
+
+impl Target {
+    /// The server when `--server` (or INTERSTICE_SERVER) names one, else the
+    /// data directory, opened.
+    pub fn new(remote: &Remote, dir: &DataDir) -> Result<Target> {
+        match remote.client() {
+            Some(client) => Ok(Target::Server(client)),
+            None => Ok(Target::Local(Box::new(dir.open()?))),
+        }
+    }
+
+    /// Publishes the module in `wasm` as `name`.
+    pub fn publish(&self, name: &str, wasm: &Path, clear: bool) -> Result<()> {
+        let db = match self {
+            Target::Server(client) => return client.publish(name, wasm, clear),
+            Target::Local(db) => db,
+        };
+        let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+        let published = db
+            .publish_with(name, &bytes, PublishOptions { clear })
+            .with_context(|| format!("publishing {}", wasm.display()))?;
+        let verb = match (published.replaced, published.version) {
+            (true, _) => "replaced the code of".to_string(),
+            (false, 1) => "published".to_string(),
+            (false, v) => format!("upgraded to version {v}"),
+        };
+        println!(
+            "{verb} module `{name}`: {} tables, {} reducers",
+            published.def.tables.len(),
+            published.def.reducers.len()
+        );
+        for change in &published.changes {
+            println!("  - {change}");
+        }
+        Ok(())
+    }
+
+    /// Calls a reducer with JSON arguments (text).
+    pub fn call(&self, module: &str, reducer: &str, args: &str, caller: &str) -> Result<()> {
+        let db = match self {
+            Target::Server(client) => return client.call(module, reducer, args, caller),
+            Target::Local(db) => db,
+        };
+        let args: serde_json::Value =
+            serde_json::from_str(args).context("arguments are not valid JSON")?;
+        report_call(
+            module,
+            reducer,
+            db.call_json(module, reducer, &args, caller),
+        )
+    }
+
+    /// Prints a table's rows (or those matching `--where`) as JSON lines.
+    pub fn query(&self, module: &str, table: &str, filter: Option<&str>) -> Result<()> {
+        let db = match self {
+            Target::Server(client) => return client.query(module, table, filter),
+            Target::Local(db) => db,
+        };
+        let query = RowQuery {
+            filter: parse_filter(filter)?,
+            after: None,
+            limit: usize::MAX,
+        };
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        for row in db.query(module, table, &query)?.rows {
+            writeln!(out, "{row}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Prints a call's log lines and transaction, or fails with its error.
+pub fn report_call(
+    module: &str,
+    reducer: &str,
+    outcome: Result<CallOutcome, CallError>,
+) -> Result<()> {
+    match outcome {
+        Ok(outcome) => {
+            for line in &outcome.log {
+                eprintln!("[{module}] {:?}: {}", line.level, line.message);
+            }
+            println!(
+                "{}",
+                serde_json::json!({"tx_id": outcome.tx_id, "timestamp": outcome.timestamp_micros})
+            );
+            Ok(())
+        }
+        Err(e) => bail!("{module}.{reducer}: {e}"),
+    }
+}

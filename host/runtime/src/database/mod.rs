@@ -1,0 +1,433 @@
+//! The database: a data directory's modules, their tables, the durable log
+//! behind them, and the serial transaction pipeline that runs reducers on
+//! them. This file holds the struct and its thin public methods; each room
+//! beside it has one reason to change:
+//!
+//! | file | owns |
+//! | --- | --- |
+//! | `open.rs` | lock → newest snapshot → recover → replay → report |
+//! | `catalog.rs` | the modules in force and loading their code |
+//! | `clock.rs` | transaction ids, timestamps, seeds |
+//! | `combine.rs` | the combining queue; the only way to the held state |
+//! | `call.rs` | a reducer call as a transaction |
+//! | `commit.rs` | the one commit path every transaction goes through |
+//! | `publish.rs` | choosing and carrying out a publication; deletion |
+//! | `query.rs` | reads and JSON |
+
+mod call;
+mod catalog;
+mod clock;
+mod combine;
+mod commit;
+mod open;
+mod publish;
+mod query;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use interstice_log::Log;
+use interstice_store::json::args_from_json;
+use interstice_store::{ModuleDef, ReducerKind, RowBytes, Value};
+
+use crate::config::RuntimeConfig;
+use crate::counters::CounterSnapshot;
+use crate::error::{CallError, DropError, OpenError, Poisoned, PublishError, SnapshotError};
+use crate::feed::{Feed, Listener, LogSink};
+use crate::layout::DirLock;
+use crate::ops::Progress;
+use crate::sandbox::{Host, Runner};
+use crate::snapshots::{SnapshotInfo, Trigger};
+use call::{CallArgs, Calls, Done, Job};
+use catalog::{Catalog, Code};
+use combine::{Combiner, Held};
+use commit::Pipeline;
+use publish::Candidate;
+
+pub use call::CallOutcome;
+pub use open::ReplayStats;
+pub use publish::{PublishOptions, Published};
+pub use query::{Page, QueryError, RowQuery, index_on, value_from_query};
+
+/// The held database, as this file reaches it.
+type HeldCatalog<'a> = Held<'a, Catalog, Job, Done, Calls<'a>>;
+
+/// The database: modules, tables, the log, and the transaction counter.
+///
+/// Calls are serial: one reducer runs at a time. A caller holds the commit
+/// order only while its reducer runs and its record is queued, and waits for
+/// durability afterwards, so the next reducer runs while earlier ones wait
+/// for their fsync, and one fsync serves them all (group commit).
+pub struct Database {
+    /// The engine, the file system and the data directory.
+    code: Code,
+    /// The log, the feed and the snapshot trigger.
+    pipeline: Pipeline,
+    /// The modules and the clock, behind the combining queue.
+    state: Combiner<Catalog, Job, Done>,
+    replay: ReplayStats,
+    _lock: DirLock,
+}
+
+impl Database {
+    /// Opens (creating if needed) the data directory: takes its lock,
+    /// recovers the log and replays it into the tables without running any
+    /// guest. Module code is compiled when a call first needs it.
+    pub fn open(dir: &Path, config: RuntimeConfig) -> Result<Database, OpenError> {
+        Self::open_with_progress(dir, config, &mut |_, _| {})
+    }
+
+    /// [`Database::open`], reporting replay progress as (bytes of the log
+    /// read, total bytes).
+    pub fn open_with_progress(
+        dir: &Path,
+        config: RuntimeConfig,
+        progress: Progress<'_>,
+    ) -> Result<Database, OpenError> {
+        let snapshot_config = config.snapshots.clone();
+        let opened = open::open(dir, config, progress)?;
+        let storage = opened.code.storage.clone();
+        let trigger =
+            Trigger::start(&opened.code.dir, snapshot_config, storage).map_err(|source| {
+                OpenError::Io {
+                    path: opened.code.dir.clone(),
+                    source,
+                }
+            })?;
+        let last_tx_id = opened.catalog.clock.last_tx_id();
+        Ok(Database {
+            code: opened.code,
+            pipeline: Pipeline {
+                log: opened.log,
+                feed: Feed::new(last_tx_id),
+                trigger,
+            },
+            state: Combiner::new(opened.catalog),
+            replay: opened.stats,
+            _lock: opened.lock,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.code.dir
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.code.host
+    }
+
+    /// The durable log.
+    pub fn log(&self) -> &Log {
+        &self.pipeline.log
+    }
+
+    /// What opening found and did.
+    pub fn replay_stats(&self) -> &ReplayStats {
+        &self.replay
+    }
+
+    fn calls(&self) -> Calls<'_> {
+        Calls {
+            code: &self.code,
+            pipeline: &self.pipeline,
+        }
+    }
+
+    /// Runs `f` on the held database; calls queued meanwhile run before it
+    /// is let go.
+    fn read<T>(&self, f: impl FnOnce(&Catalog) -> T) -> Result<T, Poisoned> {
+        let calls = self.calls();
+        let held = self.state.hold(&calls)?;
+        Ok(f(&held))
+    }
+
+    /// A module's definition; `None` when there is no module of that name.
+    pub fn module_def(&self, name: &str) -> Result<Option<Arc<ModuleDef>>, Poisoned> {
+        self.read(|c| c.modules.get(name).map(|m| m.def.clone()))
+    }
+
+    pub fn module_names(&self) -> Result<Vec<String>, Poisoned> {
+        self.read(|c| c.modules.keys().cloned().collect())
+    }
+
+    /// A module's definition version: 1 at first publication, one more at
+    /// each schema change.
+    pub fn module_version(&self, name: &str) -> Result<Option<u32>, Poisoned> {
+        self.read(|c| c.modules.get(name).map(|m| m.version))
+    }
+
+    /// The id the next committed transaction will get.
+    pub fn next_tx_id(&self) -> Result<u64, Poisoned> {
+        self.read(|c| c.clock.next_tx_id())
+    }
+
+    /// Validates, stores and loads a module, then runs its init reducer if it
+    /// is new, as one transaction whose log record carries the definition.
+    /// Over a module of the same name: the code alone is replaced when the
+    /// definition is unchanged (nothing is logged); otherwise the new
+    /// version is migrated to as [`Database::publish_with`] says.
+    pub fn publish(&self, name: &str, wasm: &[u8]) -> Result<Published, PublishError> {
+        self.publish_with(name, wasm, PublishOptions::default())
+    }
+
+    /// [`Database::publish`] with options. A new version of a published
+    /// module is accepted when its changes are additive (new tables, new
+    /// columns at the end with a default, new indexes, new reducers), when
+    /// it has a migration reducer, or with `clear`; anything else is
+    /// refused with the list of changes. Migration, the migration reducer
+    /// (or, with `clear`, the init reducer) and the switch to the new
+    /// version are one transaction: if any of it fails, the old version
+    /// keeps serving and no data changes.
+    pub fn publish_with(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        options: PublishOptions,
+    ) -> Result<Published, PublishError> {
+        publish::check_name(name)?;
+        // Compiled outside the database: reducers keep committing meanwhile.
+        let mut runner = Runner::compile(&self.code.host, wasm)?;
+        let def = Arc::new(runner.describe()?);
+        let candidate = Candidate {
+            name,
+            wasm,
+            runner,
+            def,
+            options,
+        };
+        let calls = self.calls();
+        let mut held = self
+            .state
+            .hold(&calls)
+            .map_err(|_| PublishError::Poisoned)?;
+        let (published, pending) =
+            publish::publish(&mut held, &self.code, &self.pipeline, candidate)?;
+        drop(held);
+        if let Some(pending) = pending {
+            pending
+                .durable(&self.pipeline)
+                .map_err(PublishError::Durability)?;
+        }
+        Ok(published)
+    }
+
+    /// Deletes a module and all its data, as one logged transaction; its
+    /// code files are removed once the deletion is durable. Returns the
+    /// transaction's id.
+    pub fn drop_module(&self, name: &str) -> Result<u64, DropError> {
+        let calls = self.calls();
+        let mut held = self.state.hold(&calls).map_err(|_| DropError::Poisoned)?;
+        let (pending, last_version) = publish::drop_module(&mut held, &self.pipeline, name)?;
+        drop(held);
+        let tx_id = pending
+            .durable(&self.pipeline)
+            .map_err(DropError::Durability)?;
+        // The code is no longer part of the database.
+        self.code.remove_all(name, last_version);
+        Ok(tx_id)
+    }
+
+    /// Calls a reducer with arguments given as JSON (an array in declaration
+    /// order, or an object keyed by parameter name).
+    pub fn call_json(
+        &self,
+        module: &str,
+        reducer: &str,
+        args: &serde_json::Value,
+        caller: &str,
+    ) -> Result<CallOutcome, CallError> {
+        let (reducer_id, def) = self.resolve(module, reducer)?;
+        let encoded = args_from_json(args, &def.reducers[reducer_id as usize].params)?;
+        self.call_encoded(module, reducer_id, &encoded, caller)
+    }
+
+    /// Looks up a reducer's id for [`Database::call_encoded`]. The init
+    /// reducer is not callable.
+    pub fn resolve_reducer(&self, module: &str, reducer: &str) -> Result<u32, CallError> {
+        self.resolve(module, reducer).map(|(id, _)| id)
+    }
+
+    fn resolve(&self, module: &str, reducer: &str) -> Result<(u32, Arc<ModuleDef>), CallError> {
+        let def = self
+            .module_def(module)
+            .map_err(|Poisoned| CallError::Poisoned)?
+            .ok_or_else(|| CallError::UnknownModule(module.to_string()))?;
+        let id = def
+            .reducer_id(reducer)
+            .ok_or_else(|| CallError::UnknownReducer {
+                module: module.to_string(),
+                reducer: reducer.to_string(),
+            })?;
+        if def.reducers[id as usize].kind == ReducerKind::Init {
+            return Err(CallError::InitNotCallable(reducer.to_string()));
+        }
+        Ok((id, def))
+    }
+
+    /// Calls reducer number `reducer_id` with arguments already in the row
+    /// encoding, as the next transaction. Returns once the transaction is
+    /// durable (under the `always` sync policy), or with the reason it did
+    /// not commit. The guest validates the arguments against the parameter
+    /// types.
+    pub fn call_encoded(
+        &self,
+        module: &str,
+        reducer_id: u32,
+        args: &[u8],
+        caller: &str,
+    ) -> Result<CallOutcome, CallError> {
+        if args.len() > crate::limits::ARGS_BYTES_MAX {
+            return Err(CallError::ArgumentsTooLarge {
+                len: args.len(),
+                max: crate::limits::ARGS_BYTES_MAX,
+            });
+        }
+        let call = CallArgs {
+            module,
+            reducer_id,
+            args,
+            caller,
+        };
+        // Uncontended: run the call here. Contended: queue it for whoever
+        // holds the database (that thread runs every queued call before it
+        // lets go) and sleep until the log says the record is durable.
+        let calls = self.calls();
+        match self.state.try_hold(&calls) {
+            Ok(Some(held)) => self.call_here(held, call),
+            Ok(None) => self.call_queued(&calls, call),
+            Err(Poisoned) => Err(CallError::Poisoned),
+        }
+    }
+
+    /// The uncontended path of [`Database::call_encoded`].
+    fn call_here(
+        &self,
+        mut held: HeldCatalog<'_>,
+        call: CallArgs<'_>,
+    ) -> Result<CallOutcome, CallError> {
+        // Writing its own record is worth it only to a caller with nobody
+        // waiting behind it: queued calls are better served by one group
+        // commit than by a sync of their own after this one.
+        let alone = held.alone();
+        let executed = call::execute(&mut held, &self.code, &self.pipeline, call, alone);
+        // Queued calls run, then the database is free for the next caller
+        // while this one waits for its sync.
+        drop(held);
+        let (ctx, committed, pending) = executed?;
+        pending
+            .durable(&self.pipeline)
+            .map_err(CallError::Durability)?;
+        Ok(CallOutcome::new(&ctx, committed))
+    }
+
+    /// The contended path of [`Database::call_encoded`].
+    fn call_queued(&self, calls: &Calls<'_>, call: CallArgs<'_>) -> Result<CallOutcome, CallError> {
+        let job = Job {
+            module: call.module.to_string(),
+            reducer_id: call.reducer_id,
+            args: call.args.to_vec(),
+            caller: call.caller.to_string(),
+        };
+        let (ctx, committed) = self.state.submit(calls, job)?;
+        match self.pipeline.answerable(ctx.tx_id) {
+            Some(Ok(())) => Ok(CallOutcome::new(&ctx, committed)),
+            Some(Err(e)) => Err(CallError::Durability(e)),
+            None => unreachable!("the combining queue answers only once the log has"),
+        }
+    }
+
+    /// Hands every committed transaction, once durable, to `listener`, in
+    /// commit order, from the next commit on. The listener runs on the
+    /// committing thread and must not block.
+    pub fn listen(&self, listener: Listener) -> Result<(), Poisoned> {
+        // Registered with the database held: no transaction is half-way
+        // between executing and joining the feed.
+        self.read(|_| self.pipeline.feed.listen(listener))
+    }
+
+    /// Hands every log line a guest writes to `sink`, as the call ends
+    /// (committed or not). The sink runs on the calling thread and must not
+    /// block.
+    pub fn add_log_sink(&self, sink: LogSink) {
+        self.pipeline.feed.add_log_sink(sink);
+    }
+
+    /// Every transaction up to this one has been handed to the listeners.
+    pub fn released_tx(&self) -> u64 {
+        self.pipeline.feed.released()
+    }
+
+    /// Rows of a table as JSON objects: all of them in primary-key order, or
+    /// those whose indexed column holds a value, in pages.
+    pub fn query(&self, module: &str, table: &str, query: &RowQuery) -> Result<Page, QueryError> {
+        self.read(|c| query::page(c, module, table, query))?
+    }
+
+    /// A table's rows as JSON objects, in primary-key order.
+    pub fn rows_json(
+        &self,
+        module: &str,
+        table: &str,
+    ) -> Result<Vec<serde_json::Value>, QueryError> {
+        self.read(|c| query::rows_json(query::table_of(c, module, table)?.1))?
+    }
+
+    /// The row of `table` whose primary key is `key` (JSON of the key
+    /// column's type), as a JSON object.
+    pub fn get_json(
+        &self,
+        module: &str,
+        table: &str,
+        key: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, QueryError> {
+        self.read(|c| query::get_json(query::table_of(c, module, table)?.1, key))?
+    }
+
+    /// The row of `table` whose primary key is `key`, in the row encoding.
+    pub fn get_row(
+        &self,
+        module: &str,
+        table: &str,
+        key: &Value,
+    ) -> Result<Option<RowBytes>, QueryError> {
+        self.read(|c| Ok(query::get_row(query::table_of(c, module, table)?.1, key)))?
+    }
+
+    /// Every module's every table: rows as JSON in primary-key order, and
+    /// the next auto-increment value. Two databases with equal state give
+    /// equal values.
+    pub fn state_json(&self) -> Result<serde_json::Value, QueryError> {
+        self.read(query::state_json)?
+    }
+
+    /// Takes a snapshot now, at the newest transaction (synced first), and
+    /// applies retention. Reducers keep running meanwhile: the snapshot is
+    /// built from the previous one and the log, not from the live tables.
+    /// `None` when a snapshot at that transaction exists already.
+    pub fn snapshot(&self) -> Result<Option<SnapshotInfo>, SnapshotError> {
+        self.pipeline
+            .log
+            .sync()
+            .map_err(SnapshotError::Durability)?;
+        let upto = self.pipeline.log.acknowledged_tx();
+        self.pipeline
+            .trigger
+            .build_now(&self.code.dir, &*self.code.storage, upto)
+    }
+
+    /// What the last automatic snapshot did, if one was taken since open.
+    pub fn last_automatic_snapshot(&self) -> Option<Result<SnapshotInfo, String>> {
+        self.pipeline.trigger.last()
+    }
+
+    /// Guest activity so far.
+    pub fn counters(&self) -> CounterSnapshot {
+        self.code.host.counters().snapshot()
+    }
+}
+
+impl From<Poisoned> for QueryError {
+    fn from(Poisoned: Poisoned) -> Self {
+        QueryError::Poisoned
+    }
+}

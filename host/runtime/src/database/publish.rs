@@ -1,0 +1,304 @@
+//! Publication and deletion of modules. Which case a publication is (same
+//! code, first, additive, migration, clear, refused) is decided by
+//! [`choose`], a pure function of the two definitions; [`publish`] carries
+//! the choice out through the commit path.
+
+use std::sync::Arc;
+
+use interstice_store::migrate::{self, Plan as MigrationPlan};
+use interstice_store::{ModuleDef, Tables};
+
+use super::call::CallOutcome;
+use super::catalog::{Catalog, Code, ModuleEntry};
+use super::commit::{Change, Draft, Pending, Pipeline};
+use crate::error::{DropError, PublishError};
+use crate::limits;
+use crate::sandbox::{CallContext, Committed, Runner};
+
+/// What publication did.
+#[derive(Debug)]
+pub struct Published {
+    pub def: Arc<ModuleDef>,
+    /// The definition's version now in force.
+    pub version: u32,
+    /// What the init reducer (first publication, or `clear`) or the
+    /// migration reducer (a new version) did, if one ran.
+    pub init: Option<CallOutcome>,
+    /// Whether the module replaced code of the same definition.
+    pub replaced: bool,
+    /// The publication's transaction (none when only the code was replaced).
+    pub tx_id: Option<u64>,
+    /// For a new version: what changed, one line each.
+    pub changes: Vec<String>,
+}
+
+/// How [`crate::Database::publish_with`] treats a new version.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PublishOptions {
+    /// Drop the module's data: the new version starts from empty tables and
+    /// runs its init reducer, whatever changed.
+    pub clear: bool,
+}
+
+/// Which kind of publication a new module definition makes.
+#[derive(Debug)]
+pub(crate) enum Choice {
+    /// The definition is the one in force: only the code is replaced, and
+    /// nothing is logged.
+    SameDefinition { version: u32 },
+    /// No module of that name: empty tables, then the init reducer.
+    First,
+    /// `clear`: the old data is dropped; empty tables, then the init reducer.
+    Clear { version: u32, changes: Vec<String> },
+    /// The old tables migrate (additive changes, or a migration reducer
+    /// that takes care of the rest), then the migration reducer, if any.
+    Migrate {
+        version: u32,
+        plan: MigrationPlan,
+        changes: Vec<String>,
+    },
+}
+
+/// Decides what publishing `def` as `name` over `existing` (its definition
+/// and version) does, or why it is refused.
+pub(crate) fn choose(
+    name: &str,
+    existing: Option<(&ModuleDef, u32)>,
+    def: &ModuleDef,
+    options: PublishOptions,
+) -> Result<Choice, PublishError> {
+    let Some((old, old_version)) = existing else {
+        return Ok(Choice::First);
+    };
+    if *old == *def && !options.clear {
+        return Ok(Choice::SameDefinition {
+            version: old_version,
+        });
+    }
+    let plan = migrate::plan(old, def);
+    let mut changes = plan.additive.clone();
+    changes.extend(plan.breaking.iter().cloned());
+    let version = old_version + 1;
+    if options.clear {
+        changes.push(format!("all data of `{name}` cleared"));
+        return Ok(Choice::Clear { version, changes });
+    }
+    if plan.is_additive() || def.migrate_reducer().is_some() {
+        return Ok(Choice::Migrate {
+            version,
+            plan,
+            changes,
+        });
+    }
+    Err(PublishError::SchemaChanged {
+        module: name.to_string(),
+        changes: plan.breaking,
+    })
+}
+
+/// Module names become file names and URL segments.
+pub(crate) fn check_name(name: &str) -> Result<(), PublishError> {
+    let ok = !name.is_empty()
+        && name.len() <= limits::MODULE_NAME_LEN_MAX
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(PublishError::InvalidName(name.to_string()))
+    }
+}
+
+/// A publication ready to be carried out: the module's compiled code and
+/// the definition it describes.
+pub(crate) struct Candidate<'a> {
+    pub name: &'a str,
+    pub wasm: &'a [u8],
+    pub runner: Runner,
+    pub def: Arc<ModuleDef>,
+    pub options: PublishOptions,
+}
+
+/// Where a publication's transaction starts: its tables before the
+/// reducer runs, and which reducer that is.
+struct Start {
+    first: bool,
+    version: u32,
+    tables: Tables,
+    reducer: Option<u32>,
+    changes: Vec<String>,
+}
+
+fn start(choice: Choice, old: Option<&Tables>, c: &Candidate<'_>) -> Result<Start, PublishError> {
+    let def = &c.def;
+    let (first, version, tables, reducer, changes) = match choice {
+        Choice::SameDefinition { .. } => unreachable!("handled before a transaction starts"),
+        Choice::First => (true, 1, Tables::new(def), def.init_reducer(), Vec::new()),
+        Choice::Clear { version, changes } => (
+            false,
+            version,
+            Tables::new(def),
+            def.init_reducer(),
+            changes,
+        ),
+        Choice::Migrate {
+            version,
+            plan,
+            changes,
+        } => {
+            let old = old.expect("a migration is chosen only over a published module");
+            let tables =
+                migrate::apply(&plan, old, def).map_err(|e| PublishError::MigrationRefused {
+                    module: c.name.to_string(),
+                    reason: e.to_string(),
+                })?;
+            (false, version, tables, def.migrate_reducer(), changes)
+        }
+    };
+    Ok(Start {
+        first,
+        version,
+        tables,
+        reducer,
+        changes,
+    })
+}
+
+/// Runs the init or migration reducer, if there is one, on the new tables.
+fn run_reducer(
+    c: &mut Candidate<'_>,
+    start: &mut Start,
+    ctx: &CallContext,
+) -> Result<Option<(String, Committed)>, PublishError> {
+    let Some(id) = start.reducer else {
+        return Ok(None);
+    };
+    let reducer = c.def.reducers[id as usize].name.clone();
+    match c.runner.call(&mut start.tables, ctx, id, &[]) {
+        Ok(committed) => Ok(Some((reducer, committed))),
+        Err(source) => Err(PublishError::InitFailed {
+            module: c.name.to_string(),
+            reducer,
+            source,
+        }),
+    }
+}
+
+/// Carries out the publication on the held catalog. The returned pending
+/// transaction (none when only the code was replaced) must be made durable
+/// after letting go.
+pub(crate) fn publish<'l>(
+    catalog: &mut Catalog,
+    code: &Code,
+    pipeline: &'l Pipeline,
+    mut c: Candidate<'_>,
+) -> Result<(Published, Option<Pending<'l>>), PublishError> {
+    pipeline.writable().map_err(PublishError::Durability)?;
+    let existing = catalog.modules.get(c.name);
+    let choice = choose(
+        c.name,
+        existing.map(|e| (&*e.def, e.version)),
+        &c.def,
+        c.options,
+    )?;
+    if let Choice::SameDefinition { version } = choice {
+        return replace_code(catalog, code, c, version).map(|p| (p, None));
+    }
+    let mut start = start(choice, existing.map(|e| &e.tables), &c)?;
+    let ctx = catalog.clock.next("publish");
+    let ran = run_reducer(&mut c, &mut start, &ctx)?;
+    // The code is on disk before the record that makes it part of the
+    // database, so a durable publication always has its code. Each version
+    // has its own file: the old version's stays in force (and on disk) if
+    // this record never becomes durable.
+    code.write(c.name, start.version, c.wasm)
+        .map_err(|(path, source)| PublishError::Io { path, source })?;
+    let (reducer, mutations) = match &ran {
+        Some((r, committed)) => (r.as_str(), committed.mutations.as_slice()),
+        None => ("", &[][..]),
+    };
+    let draft = Draft {
+        ctx: &ctx,
+        module: c.name,
+        change: Change::Publish {
+            first: start.first,
+            version: start.version,
+            clear: c.options.clear,
+        },
+        reducer,
+        mutations,
+        def: Some(&c.def),
+    };
+    let pending = pipeline
+        .commit(&mut catalog.clock, draft, false)
+        .map_err(PublishError::Durability)?;
+    let entry = ModuleEntry {
+        def: c.def.clone(),
+        version: start.version,
+        tables: start.tables,
+        runner: Some(c.runner),
+    };
+    catalog.modules.insert(c.name.to_string(), entry);
+    let published = Published {
+        def: c.def,
+        version: start.version,
+        init: ran.map(|(_, committed)| CallOutcome::new(&ctx, committed)),
+        replaced: false,
+        tx_id: Some(ctx.tx_id),
+        changes: start.changes,
+    };
+    Ok((published, Some(pending)))
+}
+
+/// The same definition: the new code replaces the old, nothing is logged.
+fn replace_code(
+    catalog: &mut Catalog,
+    code: &Code,
+    c: Candidate<'_>,
+    version: u32,
+) -> Result<Published, PublishError> {
+    code.write(c.name, version, c.wasm)
+        .map_err(|(path, source)| PublishError::Io { path, source })?;
+    if let Some(existing) = catalog.modules.get_mut(c.name) {
+        existing.runner = Some(c.runner);
+    }
+    Ok(Published {
+        def: c.def,
+        version,
+        init: None,
+        replaced: true,
+        tx_id: None,
+        changes: Vec::new(),
+    })
+}
+
+/// Deletes a module and all its data as one transaction, on the held
+/// catalog. Returns the pending deletion and the last version, whose code
+/// files go once the deletion is durable.
+pub(crate) fn drop_module<'l>(
+    catalog: &mut Catalog,
+    pipeline: &'l Pipeline,
+    name: &str,
+) -> Result<(Pending<'l>, u32), DropError> {
+    pipeline.writable().map_err(DropError::Durability)?;
+    let Some(entry) = catalog.modules.get(name) else {
+        return Err(DropError::UnknownModule(name.to_string()));
+    };
+    let last_version = entry.version;
+    let ctx = catalog.clock.next("admin");
+    let draft = Draft {
+        ctx: &ctx,
+        module: name,
+        change: Change::Drop,
+        reducer: "",
+        mutations: &[],
+        def: None,
+    };
+    let pending = pipeline
+        .commit(&mut catalog.clock, draft, false)
+        .map_err(DropError::Durability)?;
+    catalog.modules.remove(name);
+    Ok((pending, last_version))
+}

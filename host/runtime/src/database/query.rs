@@ -1,0 +1,241 @@
+//! Reads: rows of a table by primary key or indexed value, in pages, as
+//! JSON; a whole module state as JSON, for comparisons.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use interstice_store::json::{row_to_json, value_to_json};
+use interstice_store::{IndexId, ModuleDef, RowBytes, ScanPosition, Table, Value};
+
+use super::catalog::{Catalog, ModuleEntry};
+
+/// Which rows [`Database::query`] returns.
+#[derive(Clone, Debug, Default)]
+pub struct RowQuery {
+    /// Only rows whose column (the primary key or an indexed column) holds
+    /// this value, given as JSON of the column's type (or, for a string
+    /// column, the string itself).
+    pub filter: Option<(String, String)>,
+    /// Only rows after the one with this primary key (as `filter`'s value).
+    pub after: Option<String>,
+    /// At most this many rows.
+    pub limit: usize,
+}
+
+/// One page of [`Database::query`].
+#[derive(Debug)]
+pub struct Page {
+    pub rows: Vec<serde_json::Value>,
+    /// The primary key to pass as `after` for the next page, when more rows
+    /// may follow.
+    pub next_after: Option<serde_json::Value>,
+    /// The last transaction whose changes the rows include.
+    pub tx_id: u64,
+    /// The module's definition the rows were read under.
+    pub def: Arc<ModuleDef>,
+}
+
+/// A module's table by name.
+pub(crate) fn table_of<'a>(
+    catalog: &'a Catalog,
+    module: &str,
+    table: &str,
+) -> Result<(&'a ModuleEntry, &'a Table), QueryError> {
+    let entry = catalog
+        .modules
+        .get(module)
+        .ok_or_else(|| QueryError::UnknownModule(module.to_string()))?;
+    let table_id = entry
+        .def
+        .table_id(table)
+        .ok_or_else(|| QueryError::UnknownTable {
+            module: module.to_string(),
+            table: table.to_string(),
+        })?;
+    let t = entry
+        .tables
+        .table(table_id)
+        .map_err(|e| QueryError::Corrupt(e.to_string()))?;
+    Ok((entry, t))
+}
+
+fn corrupt(e: impl std::fmt::Display) -> QueryError {
+    QueryError::Corrupt(e.to_string())
+}
+
+/// A row as JSON under its table's definition.
+fn json_of(row: &[u8], t: &Table) -> Result<serde_json::Value, QueryError> {
+    row_to_json(row, t.def()).map_err(corrupt)
+}
+
+/// One page of rows: all of them in primary-key order, or those whose
+/// indexed column holds a value.
+pub(crate) fn page(
+    catalog: &Catalog,
+    module: &str,
+    table: &str,
+    query: &RowQuery,
+) -> Result<Page, QueryError> {
+    let (entry, t) = table_of(catalog, module, table)?;
+    let limit = query.limit.max(1);
+    let (index, lower, upper) = bounds(t, query)?;
+    let after = match &query.after {
+        None => None,
+        Some(raw) => {
+            let pk_col = &t.def().columns[t.def().primary_key as usize];
+            let pk = value_from_query(raw, pk_col.ty).map_err(|reason| QueryError::BadValue {
+                column: pk_col.name.clone(),
+                reason,
+            })?;
+            let key = match &lower {
+                Bound::Included(v) => v.clone(),
+                _ => pk.clone(),
+            };
+            Some(ScanPosition { key, pk })
+        }
+    };
+    // One more than asked tells whether another page follows.
+    let mut out = Vec::new();
+    t.scan(
+        index,
+        &lower,
+        &upper,
+        after.as_ref(),
+        limit.saturating_add(1),
+        &mut out,
+    )
+    .map_err(corrupt)?;
+    let more = out.len() > limit;
+    out.truncate(limit);
+    let next_after = match more {
+        true => out.last().map(|(pos, _)| value_to_json(&pos.pk)),
+        false => None,
+    };
+    let rows = out
+        .iter()
+        .map(|(_, row)| json_of(row, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page {
+        rows,
+        next_after,
+        tx_id: catalog.clock.last_tx_id(),
+        def: entry.def.clone(),
+    })
+}
+
+/// The index a query scans and its bounds.
+fn bounds(
+    t: &Table,
+    query: &RowQuery,
+) -> Result<(IndexId, Bound<Value>, Bound<Value>), QueryError> {
+    let Some((column, raw)) = &query.filter else {
+        return Ok((IndexId::PrimaryKey, Bound::Unbounded, Bound::Unbounded));
+    };
+    let (index, ty) = index_on(t.def(), column)?;
+    let value = value_from_query(raw, ty).map_err(|reason| QueryError::BadValue {
+        column: column.clone(),
+        reason,
+    })?;
+    Ok((
+        index,
+        Bound::Included(value.clone()),
+        Bound::Included(value),
+    ))
+}
+
+/// A table's rows as JSON objects, in primary-key order.
+pub(crate) fn rows_json(t: &Table) -> Result<Vec<serde_json::Value>, QueryError> {
+    t.iter().map(|row| json_of(row, t)).collect()
+}
+
+/// The row whose primary key is `key` (JSON of the key column's type).
+pub(crate) fn get_json(
+    t: &Table,
+    key: &serde_json::Value,
+) -> Result<Option<serde_json::Value>, QueryError> {
+    let pk_type = t.def().columns[t.def().primary_key as usize].ty;
+    let pk = interstice_store::json::value_from_json(key, pk_type).map_err(QueryError::BadKey)?;
+    t.get(&pk).map(|row| json_of(row, t)).transpose()
+}
+
+/// The row whose primary key is `key`, in the row encoding.
+pub(crate) fn get_row(t: &Table, key: &Value) -> Option<RowBytes> {
+    t.get(key).cloned()
+}
+
+/// Every module's every table: rows as JSON in primary-key order, and the
+/// next auto-increment value.
+pub(crate) fn state_json(catalog: &Catalog) -> Result<serde_json::Value, QueryError> {
+    let mut out = serde_json::Map::new();
+    for (name, entry) in &catalog.modules {
+        let mut tables = serde_json::Map::new();
+        for t in entry.tables.tables() {
+            tables.insert(
+                t.def().name.clone(),
+                serde_json::json!({"rows": rows_json(t)?, "next_auto_inc": t.next_auto_inc()}),
+            );
+        }
+        out.insert(name.clone(), serde_json::Value::Object(tables));
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
+/// The index over `column` (the primary key's, or a secondary one), and the
+/// column's type.
+pub fn index_on(
+    table: &interstice_store::TableDef,
+    column: &str,
+) -> Result<(IndexId, interstice_store::ColumnType), QueryError> {
+    let not_indexed = || QueryError::NotIndexed {
+        table: table.name.clone(),
+        column: column.to_string(),
+    };
+    let col = table.column_index(column).ok_or_else(not_indexed)?;
+    let ty = table.columns[col].ty;
+    if col == table.primary_key as usize {
+        return Ok((IndexId::PrimaryKey, ty));
+    }
+    let i = table
+        .indexes
+        .iter()
+        .position(|ix| ix.column as usize == col)
+        .ok_or_else(not_indexed)?;
+    Ok((IndexId::Secondary(i), ty))
+}
+
+/// A column value from a query string: JSON of the column's type, or, for
+/// a string column, the text itself when it is not a JSON string.
+pub fn value_from_query(
+    raw: &str,
+    ty: interstice_store::ColumnType,
+) -> Result<interstice_store::Value, String> {
+    use interstice_store::ScalarType;
+    let json = match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(v @ serde_json::Value::String(_)) => v,
+        Ok(v) if ty.scalar != ScalarType::String => v,
+        _ if ty.scalar == ScalarType::String => serde_json::Value::String(raw.to_string()),
+        Ok(v) => v,
+        Err(e) => return Err(format!("`{raw}` is not JSON: {e}")),
+    };
+    interstice_store::json::value_from_json(&json, ty)
+}
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    #[error("no module named `{0}`")]
+    UnknownModule(String),
+    #[error("module `{module}` has no table named `{table}`")]
+    UnknownTable { module: String, table: String },
+    #[error("stored row does not decode: {0}")]
+    Corrupt(String),
+    #[error("bad key: {0}")]
+    BadKey(String),
+    #[error("table `{table}` has no index on a column named `{column}`")]
+    NotIndexed { table: String, column: String },
+    #[error("bad value for column `{column}`: {reason}")]
+    BadValue { column: String, reason: String },
+    #[error("the database is unusable after an internal error in another thread")]
+    Poisoned,
+}
