@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use interstice_runtime::fs::RealFs;
 use interstice_runtime::{Database, MODULES_DIR, PublishError, PublishOptions};
 use interstice_tests::{db_with, guest_bytes, guests, test_config};
 use serde_json::{Value, json};
@@ -225,15 +226,15 @@ fn log_tools_follow_the_versions() {
     db.call_json("bank", "set_owner", &json!([1, "al"]), "t")
         .unwrap();
     drop(db);
-    let report = tools::verify(dir.path(), &mut |_, _| {}).unwrap();
+    let report = tools::verify(&RealFs, dir.path(), &mut |_, _| {}).unwrap();
     assert!(report.intact(), "{report:?}");
-    let inspect = tools::inspect(dir.path(), &mut |_, _| {}).unwrap();
+    let inspect = tools::inspect(&RealFs, dir.path(), &mut |_, _| {}).unwrap();
     let bank = &inspect.modules["bank"];
     assert_eq!(bank.version, 2);
     assert_eq!(bank.transactions, 6);
     assert_eq!(bank.tables["audit"], 1);
     let mut out = Vec::new();
-    tools::dump(dir.path(), &tools::DumpFilter::default(), &mut out).unwrap();
+    tools::dump(&RealFs, dir.path(), &tools::DumpFilter::default(), &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains(": upgrade bank to version 2\n"), "{text}");
     assert!(

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use interstice_runtime::fs::RealFs;
 use interstice_runtime::log::{LogConfig, SyncPolicy};
 use interstice_runtime::{
     Database, LOG_DIR, MODULES_DIR, RuntimeConfig, SNAPSHOTS_DIR, SnapshotConfig,
@@ -232,10 +233,10 @@ fn retention_keeps_disk_use_bounded() {
     // The log tools work on what retention left: verify replays from the
     // oldest kept snapshot; inspect and dump take the definitions from it.
     use interstice_runtime::tools;
-    let report = tools::verify(dir.path(), &mut |_, _| {}).unwrap();
+    let report = tools::verify(&RealFs, dir.path(), &mut |_, _| {}).unwrap();
     assert!(report.intact(), "{report:?}");
     assert!(report.snapshot_tx_id.is_some(), "{report:?}");
-    let inspect = tools::inspect(dir.path(), &mut |_, _| {}).unwrap();
+    let inspect = tools::inspect(&RealFs, dir.path(), &mut |_, _| {}).unwrap();
     assert!(inspect.first_tx_id > Some(1), "{:?}", inspect.first_tx_id);
     assert!(inspect.modules["bank"].tables["accounts"] > 0);
     let mut out = Vec::new();
@@ -243,7 +244,7 @@ fn retention_keeps_disk_use_bounded() {
         table: Some("accounts".into()),
         ..Default::default()
     };
-    tools::dump(dir.path(), &filter, &mut out).unwrap();
+    tools::dump(&RealFs, dir.path(), &filter, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(
         text.contains("call bank.deposit") && text.contains("update accounts {"),
@@ -298,7 +299,7 @@ fn backup_during_writes_restores_to_its_transaction() {
             i
         });
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let manifest = backup::backup(dir.path(), &dest.path().join("b")).unwrap();
+        let manifest = backup::backup(&RealFs, dir.path(), &dest.path().join("b")).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
         stop.store(true, Ordering::Relaxed);
         let calls = writer.join().unwrap();
@@ -316,7 +317,7 @@ fn backup_during_writes_restores_to_its_transaction() {
     // The source cut after the backup's transaction is the expected state.
     let reference = tempfile::tempdir().unwrap();
     copy_tree(dir.path(), reference.path());
-    truncate(reference.path(), TruncateTo::After(manifest.tx_id)).unwrap();
+    truncate(&RealFs, reference.path(), TruncateTo::After(manifest.tx_id)).unwrap();
     let expected = open(reference.path(), manual()).state_json().unwrap();
 
     let restored_dir = dest.path().join("restored");
@@ -481,7 +482,7 @@ fn backup_and_snapshot_refuse_a_log_damaged_in_the_middle() {
     std::fs::write(&segment, &bytes).unwrap();
 
     let dest = tempfile::tempdir().unwrap();
-    let err = backup::backup(dir.path(), &dest.path().join("b")).unwrap_err();
+    let err = backup::backup(&RealFs, dir.path(), &dest.path().join("b")).unwrap_err();
     assert!(err.to_string().contains("damaged"), "{err}");
 
     // Opened skipping damage (an operator's explicit choice), the database

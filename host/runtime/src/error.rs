@@ -48,6 +48,12 @@ pub enum OpenError {
     Locked { dir: PathBuf, pid: String },
     #[error("the WebAssembly engine could not be set up: {0}")]
     Engine(String),
+    /// A restore into this directory did not finish: it holds part of a
+    /// backup at most.
+    #[error(
+        "{0} holds an unfinished restore (its RESTORING file says so); restore the backup again into an empty directory"
+    )]
+    RestoreIncomplete(PathBuf),
     /// Recovery refused the log, or a record did not replay.
     #[error(transparent)]
     Log(#[from] LogError),

@@ -25,6 +25,9 @@ pub const MODULES_DIR: &str = "modules";
 pub const CACHE_DIR: &str = "cache";
 /// Directory (under the data directory) holding the log's segments.
 pub const LOG_DIR: &str = "log";
+/// Present in a data directory while a restore fills it (and after a
+/// restore failed): a database refuses to open it.
+pub const RESTORE_MARKER: &str = "RESTORING";
 /// Directory (under the data directory) holding snapshots.
 pub const SNAPSHOTS_DIR: &str = "snapshots";
 

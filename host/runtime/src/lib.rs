@@ -62,7 +62,7 @@ pub use error::{
 };
 pub use interstice_fs as fs;
 pub use interstice_log as log;
-pub use layout::{CACHE_DIR, LOCK_FILE, LOG_DIR, MODULES_DIR, SNAPSHOTS_DIR};
+pub use layout::{CACHE_DIR, LOCK_FILE, LOG_DIR, MODULES_DIR, RESTORE_MARKER, SNAPSHOTS_DIR};
 pub use ops::{backup, tools};
 pub use sandbox::{
     CallContext, Committed, Host, LogLine, REPLAY_REFUSAL, Runner, prepare_wasm, wasi,

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use interstice_runtime::fs::RealFs;
 use interstice_runtime::{RuntimeConfig, backup};
 
 use crate::args::LogDir;
@@ -18,7 +19,7 @@ pub struct Backup {
 
 impl Backup {
     pub fn run(self) -> Result<()> {
-        let manifest = backup::backup(&self.dir.data_dir, &self.dest)
+        let manifest = backup::backup(&RealFs, &self.dir.data_dir, &self.dest)
             .with_context(|| format!("backing up {}", self.dir.data_dir.display()))?;
         println!(
             "{}",

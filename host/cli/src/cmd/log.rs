@@ -1,6 +1,7 @@
 //! `interstice log`: verify, inspect, dump or repair the durable log.
 
 use anyhow::{Result, bail};
+use interstice_runtime::fs::RealFs;
 use interstice_runtime::tools::{self, DumpFilter, TruncateTo};
 
 use crate::args::{LogDir, with_progress};
@@ -58,7 +59,8 @@ impl LogCommand {
         match self {
             LogCommand::Verify { dir } => verify(&dir),
             LogCommand::Inspect { dir } => {
-                let report = with_progress("reading", |p| tools::inspect(&dir.data_dir, p))?;
+                let report =
+                    with_progress("reading", |p| tools::inspect(&RealFs, &dir.data_dir, p))?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(())
             }
@@ -93,7 +95,7 @@ impl LogCommand {
 }
 
 fn verify(dir: &LogDir) -> Result<()> {
-    let report = with_progress("verifying", |p| tools::verify(&dir.data_dir, p))?;
+    let report = with_progress("verifying", |p| tools::verify(&RealFs, &dir.data_dir, p))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     if !report.intact() {
         for d in &report.damage {
@@ -110,7 +112,7 @@ fn verify(dir: &LogDir) -> Result<()> {
 fn dump(dir: &LogDir, filter: &DumpFilter) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let report = tools::dump(&dir.data_dir, filter, &mut out)?;
+    let report = tools::dump(&RealFs, &dir.data_dir, filter, &mut out)?;
     std::io::Write::flush(&mut out)?;
     for d in &report.skipped {
         eprintln!("damaged: {d}");
@@ -119,7 +121,7 @@ fn dump(dir: &LogDir, filter: &DumpFilter) -> Result<()> {
 }
 
 fn truncate(dir: &LogDir, to: TruncateTo) -> Result<()> {
-    let report = tools::truncate(&dir.data_dir, to)?;
+    let report = tools::truncate(&RealFs, &dir.data_dir, to)?;
     match report.last_tx_id {
         Some(tx) => println!("the log now ends at tx {tx}"),
         None => println!("the log is now empty"),

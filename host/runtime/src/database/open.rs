@@ -15,7 +15,7 @@ use super::clock::Clock;
 use crate::config::RuntimeConfig;
 use crate::counters::CounterSnapshot;
 use crate::error::OpenError;
-use crate::layout::{CACHE_DIR, DirLock, LOG_DIR, MODULES_DIR};
+use crate::layout::{CACHE_DIR, DirLock, LOG_DIR, MODULES_DIR, RESTORE_MARKER};
 use crate::ops::progress::{Progress, Throttled};
 use crate::replay::Replayer;
 use crate::sandbox::Host;
@@ -139,6 +139,9 @@ pub(crate) fn open(
 fn prepare_dir(storage: &dyn Storage, dir: &Path) -> Result<(), OpenError> {
     // The modules directory's entry is made durable before any code is
     // written into it: a publication record must never outlive its code.
+    if storage.exists(&dir.join(RESTORE_MARKER)) {
+        return Err(OpenError::RestoreIncomplete(dir.to_path_buf()));
+    }
     let modules_dir = dir.join(MODULES_DIR);
     storage.create_dir_all(dir).map_err(io_err(dir))?;
     if !storage.exists(&modules_dir) {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use interstice_fs::{RealFs, Storage};
+use interstice_fs::Storage;
 use interstice_log::{
     LogError, Record, RecordKind, Recovered, TxRecord, log_bytes, scan, truncate_after,
     truncate_to_last_valid,
@@ -43,32 +43,37 @@ impl VerifyReport {
 }
 
 /// Total bytes of the log, for a progress bar.
-pub fn total_log_bytes(data_dir: &Path) -> Result<u64, LogError> {
+pub fn total_log_bytes(storage: &dyn Storage, data_dir: &Path) -> Result<u64, LogError> {
     let dir = data_dir.join(LOG_DIR);
-    if !dir.is_dir() {
+    if !storage.exists(&dir) {
         return Ok(0);
     }
-    log_bytes(&RealFs, &dir, 1)
+    log_bytes(storage, &dir, 1)
 }
 
 fn scan_dir(
+    storage: &dyn Storage,
     data_dir: &Path,
     visit: &mut dyn FnMut(Record<'_>) -> Result<(), String>,
 ) -> Result<Recovered, LogError> {
     let dir = data_dir.join(LOG_DIR);
-    if !dir.is_dir() {
+    if !storage.exists(&dir) {
         return Ok(Recovered::default());
     }
-    scan(&RealFs, &dir, visit)
+    scan(storage, &dir, visit)
 }
 
 /// Checks every segment header, record checksum and tx id, and replays every
 /// record into scratch tables (no guest), changing nothing on disk.
-pub fn verify(data_dir: &Path, progress: Progress<'_>) -> Result<VerifyReport, LogError> {
-    let mut progress = Throttled::new(progress, total_log_bytes(data_dir)?);
-    let (mut replayer, snapshot_tx_id) = verify_base(data_dir);
+pub fn verify(
+    storage: &dyn Storage,
+    data_dir: &Path,
+    progress: Progress<'_>,
+) -> Result<VerifyReport, LogError> {
+    let mut progress = Throttled::new(progress, total_log_bytes(storage, data_dir)?);
+    let (mut replayer, snapshot_tx_id) = verify_base(storage, data_dir);
     let mut replay_error = None;
-    let report = scan_dir(data_dir, &mut |rec| {
+    let report = scan_dir(storage, data_dir, &mut |rec| {
         progress.at(rec.log_offset);
         if replay_error.is_none()
             && rec.tx_id >= replayer.next_tx_id()
@@ -98,10 +103,10 @@ pub fn verify(data_dir: &Path, progress: Progress<'_>) -> Result<VerifyReport, L
 /// Where `log verify` starts replaying: from nothing when the log reaches
 /// back to transaction 1, otherwise from the oldest snapshot that reads back
 /// whole (retention removed the log before the oldest kept snapshot).
-fn verify_base(data_dir: &Path) -> (Replayer, Option<u64>) {
+fn verify_base(storage: &dyn Storage, data_dir: &Path) -> (Replayer, Option<u64>) {
     let dir = data_dir.join(LOG_DIR);
-    let first_base = if dir.is_dir() {
-        interstice_log::list_segments(&RealFs, &dir)
+    let first_base = if storage.exists(&dir) {
+        interstice_log::list_segments(storage, &dir)
             .ok()
             .and_then(|s| s.first().map(|(base, _)| *base))
     } else {
@@ -110,8 +115,8 @@ fn verify_base(data_dir: &Path) -> (Replayer, Option<u64>) {
     if first_base.is_none_or(|b| b <= 1) {
         return (Replayer::new(), None);
     }
-    for (tx, path) in crate::snapshots::list(&RealFs, data_dir).unwrap_or_default() {
-        if let Ok(loaded) = interstice_store::snapshot::read(&RealFs, &path) {
+    for (tx, path) in crate::snapshots::list(storage, data_dir).unwrap_or_default() {
+        if let Ok(loaded) = interstice_store::snapshot::read(storage, &path) {
             return (Replayer::from_snapshot(loaded), Some(tx));
         }
     }
@@ -121,9 +126,12 @@ fn verify_base(data_dir: &Path) -> (Replayer, Option<u64>) {
 /// Module definitions in force before the log's first record, from the
 /// oldest snapshot whose definitions read (retention may have removed the
 /// publication records).
-fn definitions_before_log(data_dir: &Path) -> BTreeMap<String, (ModuleDef, u32)> {
-    for (_, path) in crate::snapshots::list(&RealFs, data_dir).unwrap_or_default() {
-        if let Ok((_, modules)) = interstice_store::snapshot::read_definitions(&RealFs, &path) {
+fn definitions_before_log(
+    storage: &dyn Storage,
+    data_dir: &Path,
+) -> BTreeMap<String, (ModuleDef, u32)> {
+    for (_, path) in crate::snapshots::list(storage, data_dir).unwrap_or_default() {
+        if let Ok((_, modules)) = interstice_store::snapshot::read_definitions(storage, &path) {
             return modules
                 .into_iter()
                 .map(|m| (m.name, (m.def, m.version)))
@@ -172,11 +180,15 @@ pub struct InspectReport {
     pub damage: Vec<String>,
 }
 
-pub fn inspect(data_dir: &Path, progress: Progress<'_>) -> Result<InspectReport, LogError> {
-    let mut progress = Throttled::new(progress, total_log_bytes(data_dir)?);
+pub fn inspect(
+    storage: &dyn Storage,
+    data_dir: &Path,
+    progress: Progress<'_>,
+) -> Result<InspectReport, LogError> {
+    let mut progress = Throttled::new(progress, total_log_bytes(storage, data_dir)?);
     let mut first_ts = None;
     let mut last_ts = None;
-    let seeded = definitions_before_log(data_dir);
+    let seeded = definitions_before_log(storage, data_dir);
     let mut modules: BTreeMap<String, ModuleReport> = seeded
         .iter()
         .map(|(name, (def, version))| {
@@ -191,7 +203,7 @@ pub fn inspect(data_dir: &Path, progress: Progress<'_>) -> Result<InspectReport,
         .collect();
     let mut defs: BTreeMap<String, ModuleDef> =
         seeded.into_iter().map(|(n, (d, _))| (n, d)).collect();
-    let report = scan_dir(data_dir, &mut |rec| {
+    let report = scan_dir(storage, data_dir, &mut |rec| {
         progress.at(rec.log_offset);
         let Ok(tx) = TxRecord::decode(rec.payload) else {
             return Ok(());
@@ -266,15 +278,16 @@ pub struct DumpFilter {
 /// Writes the log in readable form: a line per transaction and an indented
 /// line per mutation, rows and arguments as JSON.
 pub fn dump(
+    storage: &dyn Storage,
     data_dir: &Path,
     filter: &DumpFilter,
     out: &mut dyn std::io::Write,
 ) -> Result<Recovered, LogError> {
-    let mut defs: BTreeMap<String, ModuleDef> = definitions_before_log(data_dir)
+    let mut defs: BTreeMap<String, ModuleDef> = definitions_before_log(storage, data_dir)
         .into_iter()
         .map(|(n, (d, _))| (n, d))
         .collect();
-    scan_dir(data_dir, &mut |rec| {
+    scan_dir(storage, data_dir, &mut |rec| {
         let tx = match TxRecord::decode(rec.payload) {
             Ok(tx) => tx,
             Err(e) => {
@@ -371,39 +384,38 @@ pub enum TruncateTo {
 
 /// Cuts the log (the data directory must not be open elsewhere). What is
 /// cut is moved to the log's quarantine directory, never deleted.
-pub fn truncate(data_dir: &Path, to: TruncateTo) -> Result<Recovered, OpenError> {
+pub fn truncate(
+    storage: &dyn Storage,
+    data_dir: &Path,
+    to: TruncateTo,
+) -> Result<Recovered, OpenError> {
     let _lock = DirLock::acquire(data_dir)?;
     let dir = data_dir.join(LOG_DIR);
     let mut report = match to {
-        TruncateTo::After(tx) => truncate_after(&RealFs, &dir, tx)?,
-        TruncateTo::LastValid => truncate_to_last_valid(&RealFs, &dir)?,
+        TruncateTo::After(tx) => truncate_after(storage, &dir, tx)?,
+        TruncateTo::LastValid => truncate_to_last_valid(storage, &dir)?,
     };
     // A snapshot past the cut holds what was cut: it goes aside too, or the
     // next open would start from it.
     let kept = report.last_tx_id.unwrap_or(0);
-    let snapshots = crate::snapshots::list(&RealFs, data_dir)?;
+    let snapshots = crate::snapshots::list(storage, data_dir)?;
     let beyond: Vec<_> = snapshots.iter().filter(|(tx, _)| *tx > kept).collect();
-    if !beyond.is_empty() {
-        let qdir = dir.join(interstice_log::QUARANTINE_DIR);
-        std::fs::create_dir_all(&qdir).map_err(|source| OpenError::Io {
-            path: qdir.clone(),
-            source,
-        })?;
-        for (_, path) in beyond {
-            let name = path.file_name().unwrap_or_default();
-            let to = qdir.join(name);
-            std::fs::rename(path, &to).map_err(|source| OpenError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            report.quarantined.push(to);
-        }
-        for d in [&qdir, &crate::snapshots::dir_of(data_dir)] {
-            RealFs.sync_dir(d).map_err(|source| OpenError::Io {
-                path: d.to_path_buf(),
-                source,
-            })?;
-        }
+    if beyond.is_empty() {
+        return Ok(report);
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OpenError::Io { path, source }
+    };
+    let qdir = dir.join(interstice_log::QUARANTINE_DIR);
+    storage.create_dir_all(&qdir).map_err(io(&qdir))?;
+    for (_, path) in beyond {
+        let to = qdir.join(path.file_name().unwrap_or_default());
+        storage.rename(path, &to).map_err(io(path))?;
+        report.quarantined.push(to);
+    }
+    for d in [&qdir, &crate::snapshots::dir_of(data_dir), &dir] {
+        storage.sync_dir(d).map_err(io(d))?;
     }
     Ok(report)
 }
