@@ -7,7 +7,7 @@ use interstice_fs::{Storage, atomic};
 use interstice_log::{remove_segments_before, scan_range};
 use interstice_store::snapshot::{self, ModuleImage};
 
-use super::{SnapshotInfo, dir_of, list, load_newest};
+use super::files::{SnapshotInfo, dir_of, list, load_newest};
 use crate::config::SnapshotConfig;
 use crate::error::SnapshotError;
 use crate::layout::LOG_DIR;

@@ -8,7 +8,8 @@ use std::thread::JoinHandle;
 
 use interstice_fs::Storage;
 
-use super::SnapshotInfo;
+use super::build::build;
+use super::files::SnapshotInfo;
 use crate::config::SnapshotConfig;
 use crate::error::SnapshotError;
 
@@ -44,7 +45,7 @@ impl Worker {
     fn run(self, requests: Receiver<u64>) {
         while let Ok(upto) = requests.recv() {
             let _one = lock(&self.building);
-            let result = match super::build(&self.dir, &*self.storage, upto, &self.config) {
+            let result = match build(&self.dir, &*self.storage, upto, &self.config) {
                 Ok(Some(info)) => {
                     tracing::info!(
                         "snapshot at tx {} written: {} rows, {} bytes",
@@ -136,7 +137,7 @@ impl Trigger {
         upto: u64,
     ) -> Result<Option<SnapshotInfo>, SnapshotError> {
         let _one = lock(&self.building);
-        super::build(dir, storage, upto, &self.config)
+        build(dir, storage, upto, &self.config)
     }
 
     /// What the last automatic snapshot did, if one was taken.
