@@ -17,7 +17,7 @@ pub enum ModuleError {
     #[error("not an Interstice module: {0}")]
     NotOurs(String),
     /// The component imports an interface the host does not grant
-    /// (`crate::wasi::GRANTED`).
+    /// (`crate::sandbox::wasi::GRANTED`).
     #[error(
         "the module imports `{import}`, which Interstice does not grant to guests \
          (granted: interstice:module/host and WASI 0.2's cli, clocks, filesystem, io, random and sockets \

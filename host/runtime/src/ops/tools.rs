@@ -180,6 +180,64 @@ pub struct InspectReport {
     pub damage: Vec<String>,
 }
 
+/// What `log inspect` counts per module as it reads the log.
+struct Tally {
+    modules: BTreeMap<String, ModuleReport>,
+    defs: BTreeMap<String, ModuleDef>,
+}
+
+impl Tally {
+    /// Starts from the definitions in force before the log's first record.
+    fn new(seeded: BTreeMap<String, (ModuleDef, u32)>) -> Tally {
+        let modules = seeded
+            .iter()
+            .map(|(name, (def, version))| {
+                let report = ModuleReport {
+                    published_tx_id: None,
+                    version: *version,
+                    transactions: 0,
+                    tables: def.tables.iter().map(|t| (t.name.clone(), 0)).collect(),
+                };
+                (name.clone(), report)
+            })
+            .collect();
+        let defs = seeded.into_iter().map(|(n, (d, _))| (n, d)).collect();
+        Tally { modules, defs }
+    }
+
+    fn record(&mut self, tx_id: u64, tx: &TxRecord<'_>) {
+        let module = tx.header.module;
+        if tx.header.kind != RecordKind::Call
+            && let Ok((def, version, _)) = definition_of(tx)
+        {
+            // A new version keeps the counts so far; its new tables join.
+            let report = self
+                .modules
+                .entry(module.to_string())
+                .or_insert_with(|| ModuleReport {
+                    published_tx_id: None,
+                    version: 0,
+                    transactions: 0,
+                    tables: BTreeMap::new(),
+                });
+            report.published_tx_id = Some(tx_id);
+            report.version = version;
+            for t in &def.tables {
+                report.tables.entry(t.name.clone()).or_insert(0);
+            }
+            self.defs.insert(module.to_string(), def);
+        }
+        if let (Some(m), Some(def)) = (self.modules.get_mut(module), self.defs.get(module)) {
+            m.transactions += 1;
+            for mutation in &tx.mutations {
+                if let Some(t) = def.tables.get(mutation.table as usize) {
+                    *m.tables.entry(t.name.clone()).or_default() += 1;
+                }
+            }
+        }
+    }
+}
+
 pub fn inspect(
     storage: &dyn Storage,
     data_dir: &Path,
@@ -188,21 +246,7 @@ pub fn inspect(
     let mut progress = Throttled::new(progress, total_log_bytes(storage, data_dir)?);
     let mut first_ts = None;
     let mut last_ts = None;
-    let seeded = definitions_before_log(storage, data_dir);
-    let mut modules: BTreeMap<String, ModuleReport> = seeded
-        .iter()
-        .map(|(name, (def, version))| {
-            let report = ModuleReport {
-                published_tx_id: None,
-                version: *version,
-                transactions: 0,
-                tables: def.tables.iter().map(|t| (t.name.clone(), 0)).collect(),
-            };
-            (name.clone(), report)
-        })
-        .collect();
-    let mut defs: BTreeMap<String, ModuleDef> =
-        seeded.into_iter().map(|(n, (d, _))| (n, d)).collect();
+    let mut tally = Tally::new(definitions_before_log(storage, data_dir));
     let report = scan_dir(storage, data_dir, &mut |rec| {
         progress.at(rec.log_offset);
         let Ok(tx) = TxRecord::decode(rec.payload) else {
@@ -210,36 +254,7 @@ pub fn inspect(
         };
         first_ts.get_or_insert(tx.header.timestamp_micros);
         last_ts = Some(tx.header.timestamp_micros);
-        if tx.header.kind != RecordKind::Call
-            && let Ok((def, version, _)) = definition_of(&tx)
-        {
-            // A new version keeps the counts so far; its new tables join.
-            let report = modules
-                .entry(tx.header.module.to_string())
-                .or_insert_with(|| ModuleReport {
-                    published_tx_id: None,
-                    version: 0,
-                    transactions: 0,
-                    tables: BTreeMap::new(),
-                });
-            report.published_tx_id = Some(rec.tx_id);
-            report.version = version;
-            for t in &def.tables {
-                report.tables.entry(t.name.clone()).or_insert(0);
-            }
-            defs.insert(tx.header.module.to_string(), def);
-        }
-        if let (Some(m), Some(def)) = (
-            modules.get_mut(tx.header.module),
-            defs.get(tx.header.module),
-        ) {
-            m.transactions += 1;
-            for mutation in &tx.mutations {
-                if let Some(t) = def.tables.get(mutation.table as usize) {
-                    *m.tables.entry(t.name.clone()).or_default() += 1;
-                }
-            }
-        }
+        tally.record(rec.tx_id, &tx);
         Ok(())
     })?;
     progress.done();
@@ -261,7 +276,7 @@ pub fn inspect(
         last_tx_id: report.last_tx_id,
         first_timestamp_micros: first_ts,
         last_timestamp_micros: last_ts,
-        modules,
+        modules: tally.modules,
         damage: report.skipped.iter().map(|d| d.to_string()).collect(),
     })
 }
@@ -309,68 +324,77 @@ pub fn dump(
         if !in_range || !in_module {
             return Ok(());
         }
-        let def = defs.get(tx.header.module);
-        let table_name = |id: u32| {
-            def.and_then(|d| d.tables.get(id as usize))
-                .map_or_else(|| format!("#{id}"), |t| t.name.clone())
-        };
-        let shown: Vec<_> = tx
-            .mutations
-            .iter()
-            .filter(|m| {
-                filter
-                    .table
-                    .as_deref()
-                    .is_none_or(|t| t == table_name(m.table))
-            })
-            .collect();
-        if filter.table.is_some() && shown.is_empty() {
-            return Ok(());
-        }
-        let args = def
-            .and_then(|d| d.reducers.iter().find(|r| r.name == tx.header.reducer))
-            .and_then(|r| args_to_json(tx.header.args, &r.params).ok())
-            .map_or_else(
-                || format!("{} bytes", tx.header.args.len()),
-                |j| j.to_string(),
-            );
-        let what = match tx.header.kind {
-            RecordKind::Publish if tx.header.reducer.is_empty() => {
-                format!("publish {}", tx.header.module)
-            }
-            RecordKind::Publish => {
-                format!("publish {} (init {})", tx.header.module, tx.header.reducer)
-            }
-            RecordKind::Upgrade => {
-                let version = definition_of(&tx).map_or(0, |(_, v, _)| v);
-                match tx.header.reducer {
-                    "" => format!("upgrade {} to version {version}", tx.header.module),
-                    r => format!(
-                        "upgrade {} to version {version} (ran {r})",
-                        tx.header.module
-                    ),
-                }
-            }
-            RecordKind::Drop => format!("delete module {}", tx.header.module),
-            RecordKind::Call => format!("call {}.{} {args}", tx.header.module, tx.header.reducer),
-        };
-        let write = |out: &mut dyn std::io::Write| -> std::io::Result<()> {
-            writeln!(
-                out,
-                "tx {} @{} by {:?}: {what}",
-                rec.tx_id, tx.header.timestamp_micros, tx.header.caller
-            )?;
-            for m in &shown {
-                let table = def.and_then(|d| d.tables.get(m.table as usize));
-                let row = table
-                    .and_then(|t| row_to_json(m.row, t).ok())
-                    .map_or_else(|| format!("{} bytes", m.row.len()), |j| j.to_string());
-                writeln!(out, "  {} {} {row}", m.op.name(), table_name(m.table))?;
-            }
-            Ok(())
-        };
-        write(out).map_err(|e| e.to_string())
+        dump_tx(rec.tx_id, &tx, defs.get(tx.header.module), filter, out).map_err(|e| e.to_string())
     })
+}
+
+/// One transaction of `log dump`, unless the table filter leaves nothing.
+fn dump_tx(
+    tx_id: u64,
+    tx: &TxRecord<'_>,
+    def: Option<&ModuleDef>,
+    filter: &DumpFilter,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let table_name = |id: u32| {
+        def.and_then(|d| d.tables.get(id as usize))
+            .map_or_else(|| format!("#{id}"), |t| t.name.clone())
+    };
+    let shown: Vec<_> = tx
+        .mutations
+        .iter()
+        .filter(|m| {
+            filter
+                .table
+                .as_deref()
+                .is_none_or(|t| t == table_name(m.table))
+        })
+        .collect();
+    if filter.table.is_some() && shown.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "tx {tx_id} @{} by {:?}: {}",
+        tx.header.timestamp_micros,
+        tx.header.caller,
+        describe_tx(tx, def)
+    )?;
+    for m in &shown {
+        let table = def.and_then(|d| d.tables.get(m.table as usize));
+        let row = table
+            .and_then(|t| row_to_json(m.row, t).ok())
+            .map_or_else(|| format!("{} bytes", m.row.len()), |j| j.to_string());
+        writeln!(out, "  {} {} {row}", m.op.name(), table_name(m.table))?;
+    }
+    Ok(())
+}
+
+/// What a transaction did, in a few words.
+fn describe_tx(tx: &TxRecord<'_>, def: Option<&ModuleDef>) -> String {
+    let module = tx.header.module;
+    match tx.header.kind {
+        RecordKind::Publish if tx.header.reducer.is_empty() => format!("publish {module}"),
+        RecordKind::Publish => format!("publish {module} (init {})", tx.header.reducer),
+        RecordKind::Upgrade => {
+            let version = definition_of(tx).map_or(0, |(_, v, _)| v);
+            match tx.header.reducer {
+                "" => format!("upgrade {module} to version {version}"),
+                r => format!("upgrade {module} to version {version} (ran {r})"),
+            }
+        }
+        RecordKind::Drop => format!("delete module {module}"),
+        RecordKind::Call => {
+            let args = def
+                .and_then(|d| d.reducers.iter().find(|r| r.name == tx.header.reducer))
+                .and_then(|r| args_to_json(tx.header.args, &r.params).ok())
+                .map_or_else(
+                    || format!("{} bytes", tx.header.args.len()),
+                    |j| j.to_string(),
+                );
+            format!("call {module}.{} {args}", tx.header.reducer)
+        }
+    }
 }
 
 /// How `log truncate` cuts.
