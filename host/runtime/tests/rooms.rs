@@ -5,7 +5,8 @@
 //!
 //! Read from the source: every `crate::…`, `super::…`, `self::…` path and
 //! every path through a child module is resolved to the file that defines
-//! it. Unit tests at the end of a file (`#[cfg(test)]`) are left out.
+//! it. Comments, and unit tests at the end of a file (`#[cfg(test)]`), are
+//! left out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,12 @@ fn sources() -> BTreeMap<PathBuf, String> {
                     Some(i) => text[..i].to_string(),
                     None => text,
                 };
+                // Comments name paths without importing them.
+                let text: String = text
+                    .lines()
+                    .map(|l| l.split("//").next().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 let rel = path.strip_prefix(SRC).expect("under src").to_path_buf();
                 out.insert(rel, text);
             }
