@@ -297,8 +297,43 @@ impl ModuleDef {
 }
 
 fn validate_table(table: &TableDef) -> Result<(), SchemaError> {
-    let at = format!(" in table `{}`", table.name);
     check_name("table", &table.name)?;
+    validate_columns(table)?;
+    let pk = column_at(table, table.primary_key, "primary key")?;
+    if pk.ty.optional {
+        return Err(SchemaError::Invalid(format!(
+            "primary key `{}` of table `{}` is optional; a primary key must always have a value",
+            pk.name, table.name
+        )));
+    }
+    if let Some(auto) = table.auto_inc {
+        let col = column_at(table, auto, "auto-increment column")?;
+        if !col.ty.scalar.is_integer() || col.ty.optional {
+            return Err(SchemaError::Invalid(format!(
+                "auto-increment column `{}` of table `{}` is {}; it must be a non-optional integer",
+                col.name, table.name, col.ty
+            )));
+        }
+    }
+    validate_indexes(table)
+}
+
+/// The column a table's primary key, auto-increment or index names.
+fn column_at<'t>(
+    table: &'t TableDef,
+    position: u32,
+    role: &str,
+) -> Result<&'t ColumnDef, SchemaError> {
+    table.columns.get(position as usize).ok_or_else(|| {
+        SchemaError::Invalid(format!(
+            "{role} of table `{}` names column {position}, but the table has {} columns",
+            table.name,
+            table.columns.len()
+        ))
+    })
+}
+
+fn validate_columns(table: &TableDef) -> Result<(), SchemaError> {
     if table.columns.is_empty() {
         return Err(SchemaError::Invalid(format!(
             "table `{}` has no columns",
@@ -311,6 +346,7 @@ fn validate_table(table: &TableDef) -> Result<(), SchemaError> {
             max: limits::COLUMNS_PER_TABLE_MAX,
         });
     }
+    let at = format!(" in table `{}`", table.name);
     check_unique_names("column", table.columns.iter().map(|c| c.name.as_str()), &at)?;
     for column in &table.columns {
         check_name("column", &column.name)?;
@@ -323,42 +359,22 @@ fn validate_table(table: &TableDef) -> Result<(), SchemaError> {
             })?;
         }
     }
-    let column = |position: u32, role: &str| -> Result<&ColumnDef, SchemaError> {
-        table.columns.get(position as usize).ok_or_else(|| {
-            SchemaError::Invalid(format!(
-                "{role} of table `{}` names column {position}, but the table has {} columns",
-                table.name,
-                table.columns.len()
-            ))
-        })
-    };
-    let pk = column(table.primary_key, "primary key")?;
-    if pk.ty.optional {
-        return Err(SchemaError::Invalid(format!(
-            "primary key `{}` of table `{}` is optional; a primary key must always have a value",
-            pk.name, table.name
-        )));
-    }
-    if let Some(auto) = table.auto_inc {
-        let col = column(auto, "auto-increment column")?;
-        if !col.ty.scalar.is_integer() || col.ty.optional {
-            return Err(SchemaError::Invalid(format!(
-                "auto-increment column `{}` of table `{}` is {}; it must be a non-optional integer",
-                col.name, table.name, col.ty
-            )));
-        }
-    }
+    Ok(())
+}
+
+fn validate_indexes(table: &TableDef) -> Result<(), SchemaError> {
     if table.indexes.len() > limits::INDEXES_PER_TABLE_MAX {
         return Err(SchemaError::TooMany {
             what: "indexes",
             max: limits::INDEXES_PER_TABLE_MAX,
         });
     }
+    let at = format!(" in table `{}`", table.name);
     check_unique_names("index", table.indexes.iter().map(|i| i.name.as_str()), &at)?;
     let mut indexed = BTreeSet::new();
     for index in &table.indexes {
         check_name("index", &index.name)?;
-        let col = column(index.column, &format!("index `{}`", index.name))?;
+        let col = column_at(table, index.column, &format!("index `{}`", index.name))?;
         if index.column == table.primary_key {
             return Err(SchemaError::Invalid(format!(
                 "index `{}` of table `{}` is on the primary key `{}`, which is already indexed",
