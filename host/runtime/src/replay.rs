@@ -86,6 +86,22 @@ impl Replayer {
         self.last_tx_id + 1
     }
 
+    /// Applies `rec` unless an earlier record failed; the first failure is
+    /// kept in `failed`, with the segment, offset and transaction it is at.
+    /// For scans that go on reading after a record does not replay.
+    pub fn apply_noting(&mut self, rec: Record<'_>, failed: &mut Option<String>) {
+        if failed.is_none()
+            && let Err(e) = self.apply(rec)
+        {
+            *failed = Some(format!(
+                "{}: offset {}: tx {}: {e}",
+                rec.segment.display(),
+                rec.offset,
+                rec.tx_id
+            ));
+        }
+    }
+
     /// Applies one record: a publication creates the module's tables from
     /// the definition it carries; every mutation is validated against the
     /// schema in force and applied.

@@ -179,11 +179,7 @@ fn copy_once(copy: &mut Copy<'_>, data_dir: &Path) -> Result<Option<Manifest>, B
     let dest_log = copy.dest.join(LOG_DIR);
     let mut failed = None;
     let scanned = scan_range(copy.storage, &dest_log, from, u64::MAX, &mut |rec| {
-        if failed.is_none()
-            && let Err(e) = replayer.apply(rec)
-        {
-            failed = Some(format!("tx {}: {e}", rec.tx_id));
-        }
+        replayer.apply_noting(rec, &mut failed);
         Ok(())
     })?;
     // Damage inside the copy (the tail was cut before) means a transaction

@@ -66,16 +66,7 @@ fn replay_upto(
     let from = replayer.next_tx_id();
     let mut failed = None;
     let scanned = scan_range(storage, &log_dir, from, upto, &mut |rec| {
-        if failed.is_none()
-            && let Err(e) = replayer.apply(rec)
-        {
-            failed = Some(format!(
-                "{}: offset {}: tx {}: {e}",
-                rec.segment.display(),
-                rec.offset,
-                rec.tx_id
-            ));
-        }
+        replayer.apply_noting(rec, &mut failed);
         Ok(())
     })?;
     // A read-only scan steps over damage. A snapshot must not: it would be
