@@ -505,30 +505,13 @@ impl Table {
         out: &mut Vec<(ScanPosition, RowBytes)>,
     ) -> Result<(), DbError> {
         self.check_index(index)?;
-        let in_upper = |v: &Value| match upper {
-            Bound::Unbounded => true,
-            Bound::Included(u) => v <= u,
-            Bound::Excluded(u) => v < u,
+        let mut batch = Batch {
+            lower,
+            upper,
+            max,
+            out,
         };
-        let in_lower = |v: &Value| match lower {
-            Bound::Unbounded => true,
-            Bound::Included(l) => v >= l,
-            Bound::Excluded(l) => v > l,
-        };
-        // Pushes one entry; false once the batch is full or past the bound.
-        let mut take = |key: &Value, pk: &Value, row: &RowBytes| -> bool {
-            if out.len() >= max || !in_upper(key) {
-                return false;
-            }
-            if in_lower(key) {
-                let pos = ScanPosition {
-                    key: key.clone(),
-                    pk: pk.clone(),
-                };
-                out.push((pos, row.clone()));
-            }
-            true
-        };
+        let mut take = |key: &Value, pk: &Value, row: &RowBytes| batch.take(key, pk, row);
         match index {
             IndexId::PrimaryKey => {
                 let start = match after {
@@ -572,6 +555,42 @@ impl Table {
             },
         }
         Ok(())
+    }
+}
+
+/// One batch of a scan being filled.
+struct Batch<'a> {
+    lower: &'a Bound<Value>,
+    upper: &'a Bound<Value>,
+    max: usize,
+    out: &'a mut Vec<(ScanPosition, RowBytes)>,
+}
+
+impl Batch<'_> {
+    /// Pushes one entry if its key is within the bounds; false once the
+    /// batch is full or the key is past the upper bound.
+    fn take(&mut self, key: &Value, pk: &Value, row: &RowBytes) -> bool {
+        let in_upper = match self.upper {
+            Bound::Unbounded => true,
+            Bound::Included(u) => key <= u,
+            Bound::Excluded(u) => key < u,
+        };
+        if self.out.len() >= self.max || !in_upper {
+            return false;
+        }
+        let in_lower = match self.lower {
+            Bound::Unbounded => true,
+            Bound::Included(l) => key >= l,
+            Bound::Excluded(l) => key > l,
+        };
+        if in_lower {
+            let pos = ScanPosition {
+                key: key.clone(),
+                pk: pk.clone(),
+            };
+            self.out.push((pos, row.clone()));
+        }
+        true
     }
 }
 
