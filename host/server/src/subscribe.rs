@@ -45,15 +45,17 @@ struct Subscription {
     pk_column: String,
 }
 
-pub(crate) async fn subscribe(
-    State(state): State<Arc<AppState>>,
-    Path((module, table)): Path<(String, String)>,
-    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Result<Response, ApiError> {
-    let params = params
-        .map(|Query(p)| p)
-        .map_err(|e| ApiError::bad_request("query", e.body_text()))?;
+/// A subscription's filter: the column, the value as given, and as JSON.
+type Filter = Option<(String, String, serde_json::Value)>;
+
+/// The table a subscription asks for, and its filter, checked against the
+/// module's definition.
+fn parse_request(
+    state: &AppState,
+    module: &str,
+    table: &str,
+    params: Vec<(String, String)>,
+) -> Result<(TableDef, Filter), ApiError> {
     if params.len() > 1 {
         return Err(ApiError::bad_request(
             params[1].0.clone(),
@@ -62,7 +64,7 @@ pub(crate) async fn subscribe(
     }
     let def = state
         .db
-        .module_def(&module)?
+        .module_def(module)?
         .ok_or_else(|| ApiError::not_found(format!("no module named `{module}`")))?;
     let table_def = def
         .tables
@@ -81,6 +83,19 @@ pub(crate) async fn subscribe(
             Some((column, raw, value_to_json(&value)))
         }
     };
+    Ok((table_def, filter))
+}
+
+pub(crate) async fn subscribe(
+    State(state): State<Arc<AppState>>,
+    Path((module, table)): Path<(String, String)>,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let params = params
+        .map(|Query(p)| p)
+        .map_err(|e| ApiError::bad_request("query", e.body_text()))?;
+    let (table_def, filter) = parse_request(&state, &module, &table, params)?;
     let ws = ws.map_err(not_websocket)?;
     // Join the feed first: every transaction after the rows' will arrive.
     let rx = state.changes.subscribe();
@@ -125,19 +140,24 @@ pub(crate) async fn subscribe(
         let mut socket = socket;
         let reason = run(&state, &mut socket, rx, page, sub).await;
         if let Some((code, reason)) = reason {
-            if code == CLOSE_SLOW {
-                state.metrics.subscribers_dropped.inc();
-            }
-            let note = serde_json::json!({"type": "closed", "reason": reason});
-            let _ = send(&state, &mut socket, note).await;
-            let _ = socket
-                .send(Message::Close(Some(CloseFrame {
-                    code,
-                    reason: Utf8Bytes::from(reason),
-                })))
-                .await;
+            close(&state, &mut socket, code, reason).await;
         }
     }))
+}
+
+/// Tells the subscriber why its subscription ends, then closes.
+async fn close(state: &AppState, socket: &mut WebSocket, code: u16, reason: String) {
+    if code == CLOSE_SLOW {
+        state.metrics.subscribers_dropped.inc();
+    }
+    let note = serde_json::json!({"type": "closed", "reason": reason});
+    let _ = send(state, socket, note).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from(reason),
+        })))
+        .await;
 }
 
 fn not_websocket(e: WebSocketUpgradeRejection) -> ApiError {
