@@ -277,6 +277,32 @@ fn going_away() -> (u16, String) {
 }
 
 /// Sends one transaction's changes to the subscribed table, if it has any.
+impl Subscription {
+    /// What a committed change of one row is to this subscriber: the same
+    /// change, or for a filtered subscription, an insert when the row moves
+    /// into the filter, a delete when it moves out, or nothing.
+    fn seen_as(&mut self, op: MutationOp, row: &serde_json::Value) -> Option<MutationOp> {
+        let Some((column, value)) = &self.filter else {
+            return Some(op);
+        };
+        let pk = row[self.pk_column.as_str()].to_string();
+        let matches = row[column.as_str()] == *value;
+        let held = self.holds.contains(&pk);
+        match (op, matches, held) {
+            (MutationOp::Delete, _, true) | (_, false, true) => {
+                self.holds.remove(&pk);
+                Some(MutationOp::Delete)
+            }
+            (MutationOp::Delete, _, false) | (_, false, false) => None,
+            (_, true, true) => Some(MutationOp::Update),
+            (_, true, false) => {
+                self.holds.insert(pk);
+                Some(MutationOp::Insert)
+            }
+        }
+    }
+}
+
 async fn forward(
     state: &AppState,
     socket: &mut WebSocket,
@@ -319,31 +345,7 @@ async fn forward(
                 )));
             }
         };
-        let op = match &sub.filter {
-            None => Some(m.op),
-            Some((column, value)) => {
-                let pk = row[sub.pk_column.as_str()].to_string();
-                let matches = row[column.as_str()] == *value;
-                let held = sub.holds.contains(&pk);
-                match (m.op, matches, held) {
-                    (MutationOp::Delete, _, true) => {
-                        sub.holds.remove(&pk);
-                        Some(MutationOp::Delete)
-                    }
-                    (MutationOp::Delete, _, false) => None,
-                    (_, true, true) => Some(MutationOp::Update),
-                    (_, true, false) => {
-                        sub.holds.insert(pk);
-                        Some(MutationOp::Insert)
-                    }
-                    (_, false, true) => {
-                        sub.holds.remove(&pk);
-                        Some(MutationOp::Delete)
-                    }
-                    (_, false, false) => None,
-                }
-            }
-        };
+        let op = sub.seen_as(m.op, &row);
         if let Some(op) = op {
             let op = match op {
                 MutationOp::Insert => "insert",
