@@ -225,6 +225,34 @@ struct Writer {
     shared: Arc<Shared>,
 }
 
+/// Where appends go after recovery: the next transaction id, and the
+/// segment it is appended to (the last one, or a new one when the log
+/// resumes past it), with its header and length.
+fn active_segment(
+    storage: &dyn Storage,
+    dir: &Path,
+    config: &LogConfig,
+    from_tx: u64,
+    recovered: &Recovered,
+) -> Result<(u64, Box<dyn WriteFile>, Header, u64), LogError> {
+    let end_next = match (&recovered.end, recovered.last_tx_id) {
+        (Some(end), Some(last)) => (last + 1).max(end.header.base_tx_id),
+        (Some(end), None) => end.header.base_tx_id,
+        (None, last) => last.map_or(from_tx, |t| t + 1),
+    };
+    let next = end_next.max(from_tx);
+    match &recovered.end {
+        Some(end) if end_next == next => {
+            let file = storage.open_append(&end.path).map_err(io_at(&end.path))?;
+            Ok((next, file, end.header, end.len))
+        }
+        _ => {
+            let (file, header) = create_segment(storage, dir, next, config.salt_seed)?;
+            Ok((next, file, header, HEADER_LEN as u64))
+        }
+    }
+}
+
 impl Log {
     /// Recovers the log in `dir` (see [`recovery::recover`]), calling `visit`
     /// for every valid record from `from_tx` on, in order, then starts the
@@ -252,23 +280,8 @@ impl Log {
         if let Some(parent) = dir.parent() {
             storage.sync_dir(parent).map_err(io_at(parent))?;
         }
-        let end_next = match (&recovered.end, recovered.last_tx_id) {
-            (Some(end), Some(last)) => (last + 1).max(end.header.base_tx_id),
-            (Some(end), None) => end.header.base_tx_id,
-            (None, last) => last.map_or(from_tx, |t| t + 1),
-        };
-        let next = end_next.max(from_tx);
-        let (file, header, len) = match &recovered.end {
-            Some(end) if end_next == next => (
-                storage.open_append(&end.path).map_err(io_at(&end.path))?,
-                end.header,
-                end.len,
-            ),
-            _ => {
-                let (file, header) = create_segment(&*storage, dir, next, config.salt_seed)?;
-                (file, header, HEADER_LEN as u64)
-            }
-        };
+        let (next, file, header, len) =
+            active_segment(&*storage, dir, &config, from_tx, &recovered)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 acked: next - 1,
