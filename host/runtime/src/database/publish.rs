@@ -302,3 +302,130 @@ pub(crate) fn drop_module<'l>(
     catalog.modules.remove(name);
     Ok((pending, last_version))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use interstice_store::{
+        ColumnDef, ColumnType, ParamDef, ReducerDef, ReducerKind, ScalarType, TableDef,
+    };
+
+    fn column(name: &str, default: Option<Vec<u8>>) -> ColumnDef {
+        ColumnDef {
+            name: name.into(),
+            ty: ColumnType {
+                scalar: ScalarType::I64,
+                optional: false,
+            },
+            default,
+        }
+    }
+
+    /// A module with one table of these columns, and a migration reducer
+    /// when `migrates`.
+    fn module(columns: Vec<ColumnDef>, migrates: bool) -> ModuleDef {
+        let mut reducers = vec![ReducerDef {
+            name: "put".into(),
+            params: vec![ParamDef {
+                name: "id".into(),
+                ty: columns[0].ty,
+            }],
+            kind: ReducerKind::Normal,
+        }];
+        if migrates {
+            reducers.push(ReducerDef {
+                name: "upgrade".into(),
+                params: Vec::new(),
+                kind: ReducerKind::Migrate,
+            });
+        }
+        ModuleDef {
+            abi_version: 1,
+            tables: vec![TableDef {
+                name: "t".into(),
+                columns,
+                primary_key: 0,
+                auto_inc: None,
+                indexes: Vec::new(),
+                ephemeral: false,
+            }],
+            reducers,
+        }
+    }
+
+    const NO_CLEAR: PublishOptions = PublishOptions { clear: false };
+    const CLEAR: PublishOptions = PublishOptions { clear: true };
+
+    #[test]
+    fn choose_names_every_kind_of_publication() {
+        let v1 = module(vec![column("id", None), column("a", None)], false);
+        assert!(matches!(
+            choose("m", None, &v1, NO_CLEAR),
+            Ok(Choice::First)
+        ));
+        assert!(matches!(choose("m", None, &v1, CLEAR), Ok(Choice::First)));
+        assert!(matches!(
+            choose("m", Some((&v1, 3)), &v1, NO_CLEAR),
+            Ok(Choice::SameDefinition { version: 3 })
+        ));
+        match choose("m", Some((&v1, 3)), &v1, CLEAR) {
+            Ok(Choice::Clear { version, changes }) => {
+                assert_eq!(version, 4);
+                assert_eq!(changes, vec!["all data of `m` cleared".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A new column at the end with a default: additive.
+        let added = module(
+            vec![
+                column("id", None),
+                column("a", None),
+                column("b", Some(vec![0; 8])),
+            ],
+            false,
+        );
+        match choose("m", Some((&v1, 3)), &added, NO_CLEAR) {
+            Ok(Choice::Migrate {
+                version,
+                plan,
+                changes,
+            }) => {
+                assert_eq!(version, 4);
+                assert!(plan.is_additive(), "{changes:?}");
+                assert_eq!(changes.len(), 1, "{changes:?}");
+                assert!(changes[0].contains('b'), "{changes:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A column dropped: refused, unless a migration reducer takes care.
+        let dropped = module(vec![column("id", None)], false);
+        match choose("m", Some((&v1, 3)), &dropped, NO_CLEAR) {
+            Err(PublishError::SchemaChanged { module, changes }) => {
+                assert_eq!(module, "m");
+                assert!(!changes.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        let migrated = module(vec![column("id", None)], true);
+        match choose("m", Some((&v1, 3)), &migrated, NO_CLEAR) {
+            Ok(Choice::Migrate { version, plan, .. }) => {
+                assert_eq!(version, 4);
+                assert!(!plan.is_additive());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn module_names_become_file_names_and_url_segments() {
+        for ok in ["bank", "a-b_c", "x1", &"n".repeat(64)] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "a/b", "..", "a b", "ä", &"n".repeat(65)] {
+            assert!(
+                matches!(check_name(bad), Err(PublishError::InvalidName(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}
