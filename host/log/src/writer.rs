@@ -572,44 +572,55 @@ fn lock_io(io: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
 
 /// The writer thread: takes queued records in batches, writes and syncs each
 /// batch once.
+/// Waits for the writer's next message: polling under a weak policy while
+/// appends keep coming, sleeping otherwise until one arrives or an interval
+/// sync is due (`Some(None)`). `None` once every sender is gone.
+fn next_message(
+    io: &Mutex<Writer>,
+    receiver: &Receiver<Msg>,
+    config: &LogConfig,
+    last_sync: Instant,
+    idle_polls: &mut u32,
+) -> Option<Option<Msg>> {
+    if config.sync.is_weak() && *idle_polls < WEAK_IDLE_POLLS_MAX {
+        // Callers are not waiting: poll, so that appends find the writer
+        // awake and never pay for waking it.
+        return match receiver.try_recv() {
+            Ok(m) => {
+                *idle_polls = 0;
+                Some(Some(m))
+            }
+            Err(TryRecvError::Empty) => {
+                *idle_polls += 1;
+                std::thread::sleep(Duration::from_millis(WEAK_POLL_MS));
+                Some(None)
+            }
+            Err(TryRecvError::Disconnected) => None,
+        };
+    }
+    // Idle (or callers wait for every record): sleep until an append
+    // arrives or an interval sync is due.
+    let timeout = match config.sync {
+        SyncPolicy::Interval(every) if lock_io(io).unsynced() => {
+            every.saturating_sub(last_sync.elapsed())
+        }
+        _ => Duration::from_secs(3600),
+    };
+    match receiver.recv_timeout(timeout) {
+        Ok(m) => {
+            *idle_polls = 0;
+            Some(Some(m))
+        }
+        Err(RecvTimeoutError::Timeout) => Some(None),
+        Err(RecvTimeoutError::Disconnected) => None,
+    }
+}
+
 fn run(io: &Mutex<Writer>, receiver: Receiver<Msg>) {
     let config = lock_io(io).config;
     let mut last_sync = Instant::now();
     let mut idle_polls = 0u32;
-    loop {
-        let first = if config.sync.is_weak() && idle_polls < WEAK_IDLE_POLLS_MAX {
-            // Callers are not waiting: poll, so that appends find the
-            // writer awake and never pay for waking it.
-            match receiver.try_recv() {
-                Ok(m) => {
-                    idle_polls = 0;
-                    Some(m)
-                }
-                Err(TryRecvError::Empty) => {
-                    idle_polls += 1;
-                    std::thread::sleep(Duration::from_millis(WEAK_POLL_MS));
-                    None
-                }
-                Err(TryRecvError::Disconnected) => break,
-            }
-        } else {
-            // Idle (or callers wait for every record): sleep until an
-            // append arrives or an interval sync is due.
-            let timeout = match config.sync {
-                SyncPolicy::Interval(every) if lock_io(io).unsynced() => {
-                    every.saturating_sub(last_sync.elapsed())
-                }
-                _ => Duration::from_secs(3600),
-            };
-            match receiver.recv_timeout(timeout) {
-                Ok(m) => {
-                    idle_polls = 0;
-                    Some(m)
-                }
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        };
+    while let Some(first) = next_message(io, &receiver, &config, last_sync, &mut idle_polls) {
         let mut w = lock_io(io);
         let mut sync_waiters = Vec::new();
         let mut next = first;
