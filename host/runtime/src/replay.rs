@@ -81,6 +81,17 @@ impl Replayer {
         }
     }
 
+    /// Tables of every module, and the rows in them.
+    pub fn tables_and_rows(&self) -> (usize, u64) {
+        let tables = self.modules.values().map(|m| m.tables.tables().len()).sum();
+        let rows = self
+            .modules
+            .values()
+            .flat_map(|m| m.tables.tables().iter().map(|t| t.len() as u64))
+            .sum();
+        (tables, rows)
+    }
+
     /// The first transaction this replayer needs from the log.
     pub fn next_tx_id(&self) -> u64 {
         self.last_tx_id + 1

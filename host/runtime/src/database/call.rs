@@ -28,8 +28,8 @@ pub(crate) struct CallArgs<'a> {
     pub caller: &'a str,
 }
 
-/// What a queued call produced: its transaction, not yet answerable until
-/// the log says it is durable.
+/// What a queued call produced: its transaction, answerable once the log
+/// says it is durable (or why it is not).
 pub(crate) type Done = Result<(CallContext, Committed), CallError>;
 
 /// Runs one call as the next transaction on the held catalog and commits
@@ -115,10 +115,17 @@ impl Executor<Catalog> for Calls<'_> {
         }
     }
 
-    fn ready(&self, done: &Done) -> bool {
-        match done {
-            Ok((ctx, _)) => self.pipeline.log.status(ctx.tx_id).is_some(),
-            Err(_) => true,
+    fn ready(&self, done: &mut Done) -> bool {
+        let Ok((ctx, _)) = done else {
+            return true;
+        };
+        match self.pipeline.answerable(ctx.tx_id) {
+            None => false,
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
+                *done = Err(CallError::Durability(e));
+                true
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 //! clock, and where each module's code lives on disk.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use interstice_fs::{Storage, atomic};
@@ -116,9 +116,7 @@ impl Code {
             if !self.storage.exists(&self.path(name, entry.version)) {
                 tracing::warn!(
                     "module `{name}` has no code in {}; its tables are served but calls fail until it is published again",
-                    Path::new(&self.dir)
-                        .join(crate::layout::MODULES_DIR)
-                        .display()
+                    self.dir.join(crate::layout::MODULES_DIR).display()
                 );
             }
         }

@@ -34,8 +34,10 @@ pub(crate) trait Executor<S> {
     /// [`ready`]: Executor::ready
     fn hand_over(&self, done: &Self::Done, waiter: Thread);
 
-    /// Whether the caller may be answered with `done` now.
-    fn ready(&self, done: &Self::Done) -> bool;
+    /// Whether the caller may be answered with `done` now. It may first
+    /// turn `done` into the final answer (a commit whose record then failed
+    /// to become durable is a failure).
+    fn ready(&self, done: &mut Self::Done) -> bool;
 
     /// The answer to a queued job that will never run: the state was
     /// poisoned by a panic.
@@ -107,8 +109,8 @@ impl<S, J, D> Combiner<S, J, D> {
         loop {
             {
                 let mut done = lock(&slot.done);
-                if let Some(d) = done.take() {
-                    if exec.ready(&d) {
+                if let Some(mut d) = done.take() {
+                    if exec.ready(&mut d) {
                         return d;
                     }
                     *done = Some(d);
@@ -344,7 +346,7 @@ mod tests {
             }
         }
 
-        fn ready(&self, done: &Done) -> bool {
+        fn ready(&self, done: &mut Done) -> bool {
             match done {
                 Ok(tx) => self.log.durable.load(Ordering::SeqCst) >= *tx,
                 Err(_) => true,
@@ -369,11 +371,11 @@ mod tests {
                 let (exec, combiner, answers) = (&exec, &combiner, &answers);
                 s.spawn(move || {
                     for i in 0..per_thread {
-                        let done = match combiner.try_hold(exec).expect("not poisoned") {
+                        let mut done = match combiner.try_hold(exec).expect("not poisoned") {
                             Some(mut held) => {
-                                let done = exec.execute(&mut held, (t, i));
+                                let mut done = exec.execute(&mut held, (t, i));
                                 drop(held);
-                                while !exec.ready(&done) {
+                                while !exec.ready(&mut done) {
                                     exec.hand_over(&done, std::thread::current());
                                     std::thread::park();
                                 }
@@ -382,7 +384,7 @@ mod tests {
                             None => combiner.submit(exec, (t, i)),
                         };
                         // Answered only once durable.
-                        assert!(exec.ready(&done), "answered before durable: {done:?}");
+                        assert!(exec.ready(&mut done), "answered before durable: {done:?}");
                         if let Ok(tx) = done {
                             assert!(log.durable.load(Ordering::SeqCst) >= tx);
                         }

@@ -118,6 +118,7 @@ pub(crate) struct Pipeline {
 /// made [`durable`](Pending::durable) before its caller is answered.
 #[must_use = "a transaction is answered only once durable"]
 pub(crate) struct Pending<'l> {
+    pipeline: &'l Pipeline,
     tx_id: u64,
     /// The reservation and payload of a record this thread writes itself.
     direct: Option<(Direct<'l>, Vec<u8>)>,
@@ -132,7 +133,8 @@ impl Pending<'_> {
     /// Waits until the record is durable (or writes and syncs it here, for a
     /// direct write), then releases the transaction to the feed. Called
     /// after letting go of the database.
-    pub fn durable(self, pipeline: &Pipeline) -> Result<u64, AppendError> {
+    pub fn durable(self) -> Result<u64, AppendError> {
+        let pipeline = self.pipeline;
         match self.direct {
             Some((direct, payload)) => {
                 let bytes = payload.len();
@@ -192,12 +194,16 @@ impl Pipeline {
         if self.feed.active() {
             self.feed.committed(draft.for_feed());
         }
-        Ok(Pending { tx_id, direct })
+        Ok(Pending {
+            pipeline: self,
+            tx_id,
+            direct,
+        })
     }
 
-    /// Whether a transaction committed by the holder for a queued caller may
-    /// be answered: `None` while its record waits for the writer. Once it
-    /// may, it is released to the feed.
+    /// Whether a transaction the holder committed for a queued caller may
+    /// be answered: `None` while its record waits for the writer. Once it is
+    /// durable, it is released to the feed.
     pub fn answerable(&self, tx_id: u64) -> Option<Result<(), AppendError>> {
         let status = self.log.status(tx_id)?;
         if status.is_ok() {
@@ -306,10 +312,17 @@ mod tests {
             }
         }
 
-        fn ready(&self, done: &Self::Done) -> bool {
-            match done {
-                Ok(tx) => self.pipeline.log.status(*tx).is_some(),
-                Err(_) => true,
+        fn ready(&self, done: &mut Self::Done) -> bool {
+            let Ok(tx) = *done else {
+                return true;
+            };
+            match self.pipeline.answerable(tx) {
+                None => false,
+                Some(Ok(())) => true,
+                Some(Err(e)) => {
+                    *done = Err(e);
+                    true
+                }
             }
         }
 
@@ -343,13 +356,9 @@ mod tests {
                                 let pending = commit_one(pipeline, &mut held, &row(t, i), alone)
                                     .expect("commit");
                                 drop(held);
-                                pending.durable(pipeline).expect("durable")
+                                pending.durable().expect("durable")
                             }
-                            None => {
-                                let tx = combiner.submit(exec, row(t, i)).expect("commit");
-                                pipeline.answerable(tx).expect("ready").expect("durable");
-                                tx
-                            }
+                            None => combiner.submit(exec, row(t, i)).expect("durable"),
                         };
                         // Answered only once on stable storage.
                         assert!(
@@ -401,14 +410,14 @@ mod tests {
         let mut clock = Clock::new(1, 0, None);
         let first = commit_one(&pipeline, &mut clock, &row(0, 0), false).expect("commit");
         pipeline.log.sync().expect("sync");
-        first.durable(&pipeline).expect("durable");
+        first.durable().expect("durable");
         assert_eq!(pipeline.trigger.counted().0, 1);
         // The next sync fails: the log is poisoned, and the record after it
         // is refused at append. Whoever committed past the check must not
         // have it counted.
         fs.inject(Fault::error(Op::Sync, EIO));
         let second = commit_one(&pipeline, &mut clock, &row(0, 1), false).expect("appended");
-        assert!(second.durable(&pipeline).is_err());
+        assert!(second.durable().is_err());
         let ctx = clock.next("test");
         let mutation = row(0, 2);
         let draft = Draft {

@@ -204,9 +204,7 @@ impl Database {
             publish::publish(&mut held, &self.code, &self.pipeline, candidate)?;
         drop(held);
         if let Some(pending) = pending {
-            pending
-                .durable(&self.pipeline)
-                .map_err(PublishError::Durability)?;
+            pending.durable().map_err(PublishError::Durability)?;
         }
         Ok(published)
     }
@@ -219,9 +217,7 @@ impl Database {
         let mut held = self.state.hold(&calls).map_err(|_| DropError::Poisoned)?;
         let (pending, last_version) = publish::drop_module(&mut held, &self.pipeline, name)?;
         drop(held);
-        let tx_id = pending
-            .durable(&self.pipeline)
-            .map_err(DropError::Durability)?;
+        let tx_id = pending.durable().map_err(DropError::Durability)?;
         // The code is no longer part of the database.
         self.code.remove_all(name, last_version);
         Ok(tx_id)
@@ -314,9 +310,7 @@ impl Database {
         // while this one waits for its sync.
         drop(held);
         let (ctx, committed, pending) = executed?;
-        pending
-            .durable(&self.pipeline)
-            .map_err(CallError::Durability)?;
+        pending.durable().map_err(CallError::Durability)?;
         Ok(CallOutcome::new(&ctx, committed))
     }
 
@@ -329,11 +323,7 @@ impl Database {
             caller: call.caller.to_string(),
         };
         let (ctx, committed) = self.state.submit(calls, job)?;
-        match self.pipeline.answerable(ctx.tx_id) {
-            Some(Ok(())) => Ok(CallOutcome::new(&ctx, committed)),
-            Some(Err(e)) => Err(CallError::Durability(e)),
-            None => unreachable!("the combining queue answers only once the log has"),
-        }
+        Ok(CallOutcome::new(&ctx, committed))
     }
 
     /// Hands every committed transaction, once durable, to `listener`, in

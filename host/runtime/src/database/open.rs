@@ -100,28 +100,15 @@ pub(crate) fn open(
         recovered,
         replayer,
         snapshot_ms,
-        snapshots_rejected,
     } = replayed;
-    let mut stats = ReplayStats::new(
-        &replayer,
-        &recovered,
-        &log,
-        snapshot_ms,
-        snapshots_rejected,
-        guest,
-    );
+    let mut stats = ReplayStats::new(&replayer, &recovered, &log, snapshot_ms, guest);
+    stats.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let clock = Clock::new(
         log.next_tx_id(),
         replayer.last_timestamp_micros,
         clock_source,
     );
     let modules = modules_of(replayer);
-    stats.tables = modules.values().map(|m| m.def.tables.len()).sum();
-    stats.rows = modules
-        .values()
-        .flat_map(|m| m.tables.tables().iter().map(|t| t.len() as u64))
-        .sum();
-    stats.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     report_open(&stats, log_config.sync.is_weak());
     let code = Code { host, storage, dir };
     code.report_missing(&modules);
@@ -137,11 +124,11 @@ pub(crate) fn open(
 /// Makes the directories a database needs, durably, and removes what an
 /// interrupted snapshot left.
 fn prepare_dir(storage: &dyn Storage, dir: &Path) -> Result<(), OpenError> {
-    // The modules directory's entry is made durable before any code is
-    // written into it: a publication record must never outlive its code.
     if storage.exists(&dir.join(RESTORE_MARKER)) {
         return Err(OpenError::RestoreIncomplete(dir.to_path_buf()));
     }
+    // The modules directory's entry is made durable before any code is
+    // written into it: a publication record must never outlive its code.
     let modules_dir = dir.join(MODULES_DIR);
     storage.create_dir_all(dir).map_err(io_err(dir))?;
     if !storage.exists(&modules_dir) {
@@ -165,7 +152,6 @@ struct Replayed {
     recovered: Recovered,
     replayer: Replayer,
     snapshot_ms: f64,
-    snapshots_rejected: Vec<String>,
 }
 
 /// The replay phase: the newest valid snapshot, then the log after it,
@@ -177,23 +163,23 @@ fn replay(
     progress: Progress<'_>,
 ) -> Result<Replayed, OpenError> {
     let started = Instant::now();
-    let mut snapshots_rejected = Vec::new();
-    let base = snapshots::load_newest(&**storage, dir, u64::MAX, &mut snapshots_rejected)?;
+    let mut rejected = Vec::new();
+    let base = snapshots::load_newest(&**storage, dir, u64::MAX, &mut rejected)?;
     let snapshot_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut replayer = match base {
         Some((_, loaded)) => Replayer::from_snapshot(loaded),
         None => Replayer::new(),
     };
-    replayer.passed_over = snapshots_rejected.clone();
+    replayer.passed_over = rejected;
     let log_dir: PathBuf = dir.join(LOG_DIR);
     // Progress counts only the log replay reads: from the segment holding
     // the snapshot's next transaction on.
+    let from = replayer.next_tx_id();
     let total = match storage.exists(&log_dir) {
-        true => interstice_log::log_bytes(&**storage, &log_dir, replayer.next_tx_id())?,
+        true => interstice_log::log_bytes(&**storage, &log_dir, from)?,
         false => 0,
     };
     let mut progress = Throttled::new(progress, total);
-    let from = replayer.next_tx_id();
     let (log, recovered) = Log::open(storage.clone(), &log_dir, log_config, from, &mut |rec| {
         progress.at(rec.log_offset);
         replayer.apply(rec)
@@ -204,7 +190,6 @@ fn replay(
         recovered,
         replayer,
         snapshot_ms,
-        snapshots_rejected,
     })
 }
 
@@ -230,10 +215,10 @@ impl ReplayStats {
         recovered: &Recovered,
         log: &Log,
         snapshot_ms: f64,
-        snapshots_rejected: Vec<String>,
         guest: CounterSnapshot,
     ) -> ReplayStats {
         let config = log.config();
+        let (tables, rows) = replayer.tables_and_rows();
         ReplayStats {
             transactions_replayed: replayer.transactions,
             publications_replayed: replayer.publications,
@@ -242,12 +227,14 @@ impl ReplayStats {
             segments: recovered.segments.len(),
             last_tx_id: recovered.last_tx_id,
             modules: replayer.modules.len(),
+            tables,
+            rows,
             recovery_mode: config.recovery.to_string(),
             sync_policy: config.sync.to_string(),
             snapshot_tx_id: replayer.snapshot_tx_id,
             snapshot_rows: replayer.snapshot_rows,
             snapshot_ms,
-            snapshots_rejected,
+            snapshots_rejected: replayer.passed_over.clone(),
             cut: recovered.cut.as_ref().map(|d| d.to_string()),
             skipped: recovered.skipped.iter().map(|d| d.to_string()).collect(),
             quarantined: recovered

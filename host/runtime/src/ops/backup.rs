@@ -199,11 +199,7 @@ fn copy_once(copy: &mut Copy<'_>, data_dir: &Path) -> Result<Option<Manifest>, B
             .map(|d| d.as_micros() as i64)
             .unwrap_or(0),
         modules: replayer.modules.keys().cloned().collect(),
-        rows: replayer
-            .modules
-            .values()
-            .flat_map(|m| m.tables.tables().iter().map(|t| t.len() as u64))
-            .sum(),
+        rows: replayer.tables_and_rows().1,
         files: copy.files.clone(),
     };
     write_manifest(copy, &manifest)?;
@@ -382,7 +378,7 @@ pub fn verify(storage: &dyn Storage, backup_dir: &Path) -> Result<Manifest, Back
 }
 
 /// Reads `file` and checks it against its manifest entry.
-fn check_file(storage: &dyn Storage, file: &Path, f: &BackupFile) -> Result<Vec<u8>, BackupError> {
+fn check_file(storage: &dyn Storage, file: &Path, f: &BackupFile) -> Result<(), BackupError> {
     let bytes = storage.read(file).map_err(|e| BackupError::Invalid {
         path: file.to_path_buf(),
         reason: format!("listed in the manifest but unreadable: {e}"),
@@ -399,7 +395,7 @@ fn check_file(storage: &dyn Storage, file: &Path, f: &BackupFile) -> Result<Vec<
             ),
         });
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// What a restore did.
@@ -473,7 +469,9 @@ fn copy_back(
 ) -> Result<(), BackupError> {
     let mut dirs = std::collections::BTreeSet::new();
     for f in &manifest.files {
-        let bytes = check_file(storage, &backup_dir.join(&f.path), f)?;
+        // `verify` checked it; the read-back below checks what arrives.
+        let from = backup_dir.join(&f.path);
+        let bytes = storage.read(&from).map_err(io(&from))?;
         let to = data_dir.join(&f.path);
         if let Some(parent) = to.parent() {
             storage.create_dir_all(parent).map_err(io(parent))?;
