@@ -255,6 +255,9 @@ impl TxRange {
     };
 }
 
+/// Reads segments in order, hands out valid records and acts on damage:
+/// each damaged place is classified ([`decide`]), then the walk does what the
+/// action says. Segments are read one at a time.
 pub(crate) fn walk(
     storage: &dyn Storage,
     dir: &Path,
@@ -264,14 +267,107 @@ pub(crate) fn walk(
     visit: &mut dyn FnMut(Record<'_>) -> Result<(), String>,
 ) -> Result<Recovered, LogError> {
     let all = list_segments(storage, dir)?;
-    let segments = &all[first_needed(&all, range.from)..];
-    let mut out = Recovered::default();
-    let mut expected: Option<u64> = None;
-    let mut log_offset = 0u64;
-    for (i, (base, path)) in segments.iter().enumerate() {
-        let newest = i + 1 == segments.len();
-        let buf = storage.read(path).map_err(io_at(path))?;
-        let mut info = SegmentInfo {
+    let mut walk = Walk {
+        storage,
+        dir,
+        mode,
+        access,
+        range,
+        visit,
+        segments: &all[first_needed(&all, range.from)..],
+        out: Recovered::default(),
+        expected: None,
+        log_offset: 0,
+    };
+    for i in 0..walk.segments.len() {
+        if walk.segment(i)? == Flow::Stop {
+            break;
+        }
+    }
+    Ok(walk.out)
+}
+
+/// Whether the walk goes on to the next segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Go,
+    Stop,
+}
+
+/// What reading one frame of a segment led to.
+enum Step {
+    /// Read on at the cursor.
+    More,
+    /// A record past the wanted range: stop here, nothing cut.
+    Enough,
+    /// Damage where the log is to be cut.
+    Cut(Damage),
+}
+
+/// The state of one walk over the log.
+struct Walk<'s, 'v> {
+    storage: &'s dyn Storage,
+    dir: &'s Path,
+    mode: RecoveryMode,
+    access: Access,
+    range: TxRange,
+    visit: &'v mut dyn FnMut(Record<'_>) -> Result<(), String>,
+    segments: &'s [(u64, PathBuf)],
+    out: Recovered,
+    /// The tx id the next segment must start at, once one was read.
+    expected: Option<u64>,
+    /// Bytes of the log before the segment being read.
+    log_offset: u64,
+}
+
+/// Where reading stands inside one segment.
+struct Cursor<'b> {
+    /// Index of the segment in [`Walk::segments`].
+    index: usize,
+    path: &'b Path,
+    buf: &'b [u8],
+    header: Header,
+    info: SegmentInfo,
+    /// The tx id the next record should carry.
+    next: u64,
+    /// Offset of the next frame.
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn newest(&self, segments: usize) -> bool {
+        self.index + 1 == segments
+    }
+}
+
+fn damage_at(path: &Path, offset: usize, kind: DamageKind) -> Damage {
+    Damage {
+        segment: path.to_path_buf(),
+        offset: offset as u64,
+        kind,
+    }
+}
+
+/// The segment's header, if it is whole and names the base its file name
+/// does.
+fn segment_header(buf: &[u8], base: u64) -> Result<Header, DamageKind> {
+    let header = Header::decode(buf)?;
+    if header.base_tx_id != base {
+        return Err(DamageKind::BaseMismatch {
+            named: base,
+            found: header.base_tx_id,
+        });
+    }
+    Ok(header)
+}
+
+impl Walk<'_, '_> {
+    /// Reads segment `i` whole, or up to where the walk stops.
+    fn segment(&mut self, i: usize) -> Result<Flow, LogError> {
+        let segments = self.segments;
+        let (base, path) = &segments[i];
+        let buf = self.storage.read(path).map_err(io_at(path))?;
+        let info = SegmentInfo {
             path: path.clone(),
             base_tx_id: *base,
             bytes: buf.len() as u64,
@@ -279,181 +375,242 @@ pub(crate) fn walk(
             first_tx_id: None,
             last_tx_id: None,
         };
-        let damage = |offset: usize, kind: DamageKind| Damage {
-            segment: path.clone(),
-            offset: offset as u64,
-            kind,
+        let header = match segment_header(&buf, *base) {
+            Ok(header) => header,
+            Err(kind) => return self.unreadable(i, &buf, info, kind),
         };
-        let header = Header::decode(&buf).and_then(|h| {
-            if h.base_tx_id == *base {
-                Ok(h)
-            } else {
-                Err(DamageKind::BaseMismatch {
-                    named: *base,
-                    found: h.base_tx_id,
-                })
-            }
-        });
-        let header = match header {
-            Ok(h) => h,
-            Err(kind) => {
-                // Nothing in a segment can be trusted without its salt. The
-                // header is synced before any record is appended, so only a
-                // newest segment holding no more than a header can have been
-                // torn while it was created.
-                let d = damage(0, kind);
-                let torn = newest && buf.len() <= HEADER_LEN;
-                let action = decide(mode, access, torn);
-                confirm(storage, path, &buf, access, &d)?;
-                match action {
-                    Action::Refuse => return Err(refuse(d, mode)),
-                    Action::Skip => {
-                        out.skipped.push(d);
-                        out.segments.push(info);
-                        log_offset += buf.len() as u64;
-                        continue;
-                    }
-                    Action::CutTail | Action::CutAll => {
-                        quarantine_from(storage, dir, &segments[i..], 0, &mut out)?;
-                        out.cut = Some(d);
-                        return Ok(out);
-                    }
+        if !self.follows_on(i, &header)? {
+            return Ok(Flow::Stop);
+        }
+        let mut cur = Cursor {
+            index: i,
+            path,
+            buf: &buf,
+            header,
+            info,
+            next: header.base_tx_id,
+            at: HEADER_LEN,
+        };
+        while cur.at < buf.len() {
+            match self.frame(&mut cur)? {
+                Step::More => {}
+                Step::Enough => {
+                    // Read-only scans stop here; the rest is not wanted.
+                    self.out.bytes += cur.at as u64;
+                    self.out.segments.push(cur.info);
+                    return Ok(Flow::Stop);
                 }
-            }
-        };
-        if let Some(exp) = expected
-            && header.base_tx_id != exp
-        {
-            let d = damage(
-                0,
-                DamageKind::MissingTransactions {
-                    expected: exp,
-                    found: header.base_tx_id,
-                },
-            );
-            match decide(mode, access, false) {
-                Action::Refuse => return Err(refuse(d, mode)),
-                Action::Skip => out.skipped.push(d),
-                Action::CutTail | Action::CutAll => {
-                    quarantine_from(storage, dir, &segments[i..], 0, &mut out)?;
-                    out.cut = Some(d);
-                    return Ok(out);
+                Step::Cut(d) => {
+                    self.cut(cur, d)?;
+                    return Ok(Flow::Stop);
                 }
             }
         }
-        let mut next = header.base_tx_id;
-        let mut at = HEADER_LEN;
-        while at < buf.len() {
-            let kind = match frame::decode(header.salt, &buf[at..]) {
-                Ok(f)
-                    if f.tx_id == next
-                        || (f.tx_id > next
-                            && (access == Access::ReadOnly
-                                || mode == RecoveryMode::SkipCorrupt)) =>
-                {
-                    if f.tx_id > range.to {
-                        // Read-only scans stop here; the rest is not wanted.
-                        out.bytes += at as u64;
-                        out.segments.push(info);
-                        return Ok(out);
-                    }
-                    if f.tx_id != next {
-                        out.skipped.push(damage(
-                            at,
-                            DamageKind::TxIdGap {
-                                expected: next,
-                                found: f.tx_id,
-                            },
-                        ));
-                    }
-                    let rec = Record {
-                        tx_id: f.tx_id,
-                        payload: f.payload,
-                        segment: path,
-                        offset: at as u64,
-                        log_offset: log_offset + (at + f.len) as u64,
-                    };
-                    if f.tx_id >= range.from {
-                        visit(rec).map_err(|message| LogError::Apply {
-                            segment: path.clone(),
-                            offset: at as u64,
-                            tx_id: f.tx_id,
-                            message,
-                        })?;
-                    }
-                    info.records += 1;
-                    info.first_tx_id.get_or_insert(f.tx_id);
-                    info.last_tx_id = Some(f.tx_id);
-                    out.records += 1;
-                    out.last_tx_id = Some(f.tx_id);
-                    next = f.tx_id + 1;
-                    at += f.len;
-                    continue;
-                }
-                Ok(f) => DamageKind::TxIdGap {
-                    expected: next,
-                    found: f.tx_id,
-                },
-                Err(kind) => kind,
-            };
-            let d = damage(at, kind);
-            let resume = frame::resync(
-                header.salt,
-                &buf,
-                at + 1,
-                next.saturating_sub(1),
-                RESYNC_TX_WINDOW,
-            );
-            let tail = newest && resume.is_none();
-            let action = decide(mode, access, tail);
-            confirm(storage, path, &buf, access, &d)?;
-            match action {
-                Action::Refuse => return Err(refuse(d, mode)),
-                Action::Skip => {
-                    out.skipped.push(d);
-                    match resume {
-                        Some(r) => {
-                            // The records in between are lost: the gap is
-                            // accepted here and reported above.
-                            let resumed = u64::from_le_bytes(
-                                buf[r + frame::TX_ID_OFFSET..r + frame::FRAME_HEADER_LEN]
-                                    .try_into()
-                                    .expect("8 bytes"),
-                            );
-                            next = resumed;
-                            at = r;
-                        }
-                        None => at = buf.len(),
-                    }
-                }
-                Action::CutTail | Action::CutAll => {
-                    quarantine_from(storage, dir, &segments[i..], at as u64, &mut out)?;
-                    info.bytes = at as u64;
-                    out.bytes += at as u64;
-                    out.segments.push(info);
-                    out.cut = Some(d);
-                    out.end = Some(LogEnd {
-                        path: path.clone(),
-                        header,
-                        len: at as u64,
-                    });
-                    return Ok(out);
-                }
-            }
-        }
-        expected = Some(next);
-        log_offset += buf.len() as u64;
-        out.bytes += buf.len() as u64;
-        out.segments.push(info);
-        if newest {
-            out.end = Some(LogEnd {
+        self.expected = Some(cur.next);
+        self.log_offset += buf.len() as u64;
+        self.out.bytes += buf.len() as u64;
+        if cur.newest(segments.len()) {
+            self.out.end = Some(LogEnd {
                 path: path.clone(),
                 header,
                 len: buf.len() as u64,
             });
         }
+        self.out.segments.push(cur.info);
+        Ok(Flow::Go)
     }
-    Ok(out)
+
+    /// Segment `i`'s header is damaged, so nothing in it can be trusted
+    /// without its salt. The header is synced before any record is
+    /// appended, so only a newest segment holding no more than a header can
+    /// have been torn while it was created.
+    fn unreadable(
+        &mut self,
+        i: usize,
+        buf: &[u8],
+        info: SegmentInfo,
+        kind: DamageKind,
+    ) -> Result<Flow, LogError> {
+        let d = damage_at(&info.path, 0, kind);
+        let torn = i + 1 == self.segments.len() && buf.len() <= HEADER_LEN;
+        let action = decide(self.mode, self.access, torn);
+        confirm(self.storage, &info.path, buf, self.access, &d)?;
+        if !self.from_segment_start(i, d, action)? {
+            return Ok(Flow::Stop);
+        }
+        self.out.segments.push(info);
+        self.log_offset += buf.len() as u64;
+        Ok(Flow::Go)
+    }
+
+    /// Whether segment `i` starts where the one before it ended, or the
+    /// walk reads on past the transactions missing between them.
+    fn follows_on(&mut self, i: usize, header: &Header) -> Result<bool, LogError> {
+        let Some(expected) = self.expected else {
+            return Ok(true);
+        };
+        if header.base_tx_id == expected {
+            return Ok(true);
+        }
+        let d = damage_at(
+            &self.segments[i].1,
+            0,
+            DamageKind::MissingTransactions {
+                expected,
+                found: header.base_tx_id,
+            },
+        );
+        let action = decide(self.mode, self.access, false);
+        self.from_segment_start(i, d, action)
+    }
+
+    /// Acts on damage that spoils segment `i` from its first byte (its
+    /// header, or a gap before it). Returns whether the walk reads on, the
+    /// damage noted as skipped; otherwise the log was cut there.
+    fn from_segment_start(
+        &mut self,
+        i: usize,
+        d: Damage,
+        action: Action,
+    ) -> Result<bool, LogError> {
+        match action {
+            Action::Refuse => Err(refuse(d, self.mode)),
+            Action::Skip => {
+                self.out.skipped.push(d);
+                Ok(true)
+            }
+            Action::CutTail | Action::CutAll => {
+                quarantine_from(
+                    self.storage,
+                    self.dir,
+                    &self.segments[i..],
+                    0,
+                    &mut self.out,
+                )?;
+                self.out.cut = Some(d);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Reads the frame at the cursor: hands it out if it is valid and in
+    /// order, otherwise acts on the damage.
+    fn frame(&mut self, cur: &mut Cursor<'_>) -> Result<Step, LogError> {
+        let kind = match frame::decode(cur.header.salt, &cur.buf[cur.at..]) {
+            Ok(f) if f.tx_id == cur.next || (f.tx_id > cur.next && self.skips_gaps()) => {
+                return self.accept(cur, f);
+            }
+            Ok(f) => DamageKind::TxIdGap {
+                expected: cur.next,
+                found: f.tx_id,
+            },
+            Err(kind) => kind,
+        };
+        let d = damage_at(cur.path, cur.at, kind);
+        let resume = frame::resync(
+            cur.header.salt,
+            cur.buf,
+            cur.at + 1,
+            cur.next.saturating_sub(1),
+            RESYNC_TX_WINDOW,
+        );
+        let tail = cur.newest(self.segments.len()) && resume.is_none();
+        let action = decide(self.mode, self.access, tail);
+        confirm(self.storage, cur.path, cur.buf, self.access, &d)?;
+        match action {
+            Action::Refuse => Err(refuse(d, self.mode)),
+            Action::Skip => {
+                self.out.skipped.push(d);
+                match resume {
+                    Some(r) => {
+                        // The records in between are lost: the gap is
+                        // accepted here and reported above.
+                        cur.next = frame_tx_id(cur.buf, r);
+                        cur.at = r;
+                    }
+                    None => cur.at = cur.buf.len(),
+                }
+                Ok(Step::More)
+            }
+            Action::CutTail | Action::CutAll => Ok(Step::Cut(d)),
+        }
+    }
+
+    /// A later tx id than expected is a gap to report and read past (not
+    /// damage to act on) in read-only scans and in skip-corrupt recovery.
+    fn skips_gaps(&self) -> bool {
+        self.access == Access::ReadOnly || self.mode == RecoveryMode::SkipCorrupt
+    }
+
+    /// Hands a valid record to the visitor (when in range) and counts it.
+    fn accept(&mut self, cur: &mut Cursor<'_>, f: frame::Frame<'_>) -> Result<Step, LogError> {
+        if f.tx_id > self.range.to {
+            return Ok(Step::Enough);
+        }
+        if f.tx_id != cur.next {
+            self.out.skipped.push(damage_at(
+                cur.path,
+                cur.at,
+                DamageKind::TxIdGap {
+                    expected: cur.next,
+                    found: f.tx_id,
+                },
+            ));
+        }
+        if f.tx_id >= self.range.from {
+            let rec = Record {
+                tx_id: f.tx_id,
+                payload: f.payload,
+                segment: cur.path,
+                offset: cur.at as u64,
+                log_offset: self.log_offset + (cur.at + f.len) as u64,
+            };
+            (self.visit)(rec).map_err(|message| LogError::Apply {
+                segment: cur.path.to_path_buf(),
+                offset: cur.at as u64,
+                tx_id: f.tx_id,
+                message,
+            })?;
+        }
+        cur.info.records += 1;
+        cur.info.first_tx_id.get_or_insert(f.tx_id);
+        cur.info.last_tx_id = Some(f.tx_id);
+        self.out.records += 1;
+        self.out.last_tx_id = Some(f.tx_id);
+        cur.next = f.tx_id + 1;
+        cur.at += f.len;
+        Ok(Step::More)
+    }
+
+    /// Cuts the log at the cursor: the rest of this segment and every later
+    /// one go to quarantine, and appends continue at the cut.
+    fn cut(&mut self, mut cur: Cursor<'_>, d: Damage) -> Result<(), LogError> {
+        let at = cur.at as u64;
+        quarantine_from(
+            self.storage,
+            self.dir,
+            &self.segments[cur.index..],
+            at,
+            &mut self.out,
+        )?;
+        cur.info.bytes = at;
+        self.out.bytes += at;
+        self.out.segments.push(cur.info);
+        self.out.cut = Some(d);
+        self.out.end = Some(LogEnd {
+            path: cur.path.to_path_buf(),
+            header: cur.header,
+            len: at,
+        });
+        Ok(())
+    }
+}
+
+/// The tx id of the frame at `at`, which [`frame::resync`] found whole.
+fn frame_tx_id(buf: &[u8], at: usize) -> u64 {
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&buf[at + frame::TX_ID_OFFSET..at + frame::FRAME_HEADER_LEN]);
+    u64::from_le_bytes(id)
 }
 
 /// Before damage is acted on (cut, skipped or refused): the file must read
@@ -630,4 +787,47 @@ pub fn remove_segments_before(
     }
     storage.sync_dir(dir).map_err(io_at(dir))?;
     Ok(doomed.into_iter().cloned().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decide_follows_the_mode_table() {
+        use Action::*;
+        use RecoveryMode::*;
+        // (mode, tail, action) for a walk that may repair.
+        let table = [
+            (TolerateTail, true, CutTail),
+            (TolerateTail, false, Refuse),
+            (Absolute, true, Refuse),
+            (Absolute, false, Refuse),
+            (PointInTime, true, CutAll),
+            (PointInTime, false, CutAll),
+            (SkipCorrupt, true, CutTail),
+            (SkipCorrupt, false, Skip),
+        ];
+        for (mode, tail, want) in table {
+            assert!(
+                decide(mode, Access::Repair, tail) == want,
+                "{mode} tail={tail}"
+            );
+            // A read-only walk changes nothing: it notes damage and reads on.
+            assert!(
+                decide(mode, Access::ReadOnly, tail) == Skip,
+                "{mode} read-only"
+            );
+        }
+    }
+
+    #[test]
+    fn frame_tx_id_reads_the_id_field_of_a_frame() {
+        let mut buf = vec![0xAAu8; 3];
+        let at = buf.len();
+        buf.extend_from_slice(&[0; frame::TX_ID_OFFSET]);
+        buf.extend_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
+        buf.extend_from_slice(&[0xBB; 4]);
+        assert_eq!(frame_tx_id(&buf, at), 0x0102_0304_0506_0708);
+    }
 }

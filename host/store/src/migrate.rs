@@ -126,6 +126,8 @@ fn params(p: &[crate::schema::ParamDef]) -> String {
         .join(", ")
 }
 
+/// Compares one table of the old definition with its namesake in the new
+/// one: notes every change, then says where the new table's rows come from.
 fn plan_table(
     from: u32,
     old: &TableDef,
@@ -133,32 +135,75 @@ fn plan_table(
     additive: &mut Vec<String>,
     breaking: &mut Vec<String>,
 ) -> TableSource {
-    let name = &new.name;
-    let mut reset = false;
+    let mut notes = Notes {
+        table: &new.name,
+        additive,
+        breaking,
+    };
+    let key_reset = key_changes(old, new, &mut notes);
+    let (columns, column_reset) = column_sources(old, new, &mut notes);
+    removed_columns(old, new, &mut notes);
+    index_changes(old, new, &mut notes);
+    if key_reset || column_reset || new.ephemeral {
+        TableSource::Reset { from }
+    } else {
+        TableSource::Carry { from, columns }
+    }
+}
+
+/// Where the lines a table's comparison finds go.
+struct Notes<'a> {
+    table: &'a str,
+    additive: &'a mut Vec<String>,
+    breaking: &'a mut Vec<String>,
+}
+
+/// Logging, primary key and auto-increment. Returns whether the rows cannot
+/// be carried (the primary key changed).
+fn key_changes(old: &TableDef, new: &TableDef, notes: &mut Notes<'_>) -> bool {
+    let name = notes.table;
     if old.ephemeral != new.ephemeral {
-        breaking.push(format!(
+        notes.breaking.push(format!(
             "table `{name}` becomes {}",
             if new.ephemeral { "ephemeral" } else { "logged" }
         ));
     }
+    let mut reset = false;
     let old_pk = &old.columns[old.primary_key as usize].name;
     let new_pk = &new.columns[new.primary_key as usize].name;
     if old_pk != new_pk {
-        breaking.push(format!(
+        notes.breaking.push(format!(
             "table `{name}`: primary key changes from `{old_pk}` to `{new_pk}`"
         ));
         reset = true;
     }
     let auto = |t: &TableDef| t.auto_inc.map(|c| t.columns[c as usize].name.clone());
     if auto(old) != auto(new) {
-        breaking.push(format!("table `{name}`: auto-increment column changes"));
+        notes
+            .breaking
+            .push(format!("table `{name}`: auto-increment column changes"));
     }
+    reset
+}
+
+/// Where each column of `new` gets its values, and whether some column
+/// cannot get them from the old rows (a changed type, or a required column
+/// without a default), so that the table must start empty.
+fn column_sources(
+    old: &TableDef,
+    new: &TableDef,
+    notes: &mut Notes<'_>,
+) -> (Vec<ColumnSource>, bool) {
+    let name = notes.table;
     let mut columns = Vec::with_capacity(new.columns.len());
+    let mut reset = false;
+    // Whether every column added so far came with a default: a defaulted
+    // column after one that did not is not appended to carried rows.
     let mut appended = true;
     for (i, c) in new.columns.iter().enumerate() {
         match old.column_index(&c.name) {
             Some(j) if old.columns[j].ty != c.ty => {
-                breaking.push(format!(
+                notes.breaking.push(format!(
                     "table `{name}`: column `{}` changes type from {} to {}",
                     c.name, old.columns[j].ty, c.ty
                 ));
@@ -166,64 +211,66 @@ fn plan_table(
             }
             Some(j) => {
                 if i != j {
-                    breaking.push(format!(
+                    notes.breaking.push(format!(
                         "table `{name}`: column `{}` moves from position {j} to {i}",
                         c.name
                     ));
                 }
                 columns.push(ColumnSource::Old(j));
-                continue;
             }
-            None => {}
-        }
-        if old.column_index(&c.name).is_some() {
-            continue;
-        }
-        match c.default_bytes() {
-            Some(bytes) => {
-                let at_end = i >= old.columns.len();
-                if at_end && appended {
-                    additive.push(format!(
-                        "table `{name}`: column `{}` ({}) added",
-                        c.name, c.ty
-                    ));
-                } else {
-                    breaking.push(format!(
-                        "table `{name}`: column `{}` added before existing columns",
+            None => match c.default_bytes() {
+                Some(bytes) => {
+                    if i >= old.columns.len() && appended {
+                        notes.additive.push(format!(
+                            "table `{name}`: column `{}` ({}) added",
+                            c.name, c.ty
+                        ));
+                    } else {
+                        notes.breaking.push(format!(
+                            "table `{name}`: column `{}` added before existing columns",
+                            c.name
+                        ));
+                    }
+                    columns.push(ColumnSource::Default(bytes));
+                }
+                None => {
+                    appended = false;
+                    notes.breaking.push(format!(
+                        "table `{name}`: required column `{}` added without a default",
                         c.name
                     ));
+                    reset = true;
                 }
-                columns.push(ColumnSource::Default(bytes));
-            }
-            None => {
-                appended = false;
-                breaking.push(format!(
-                    "table `{name}`: required column `{}` added without a default",
-                    c.name
-                ));
-                reset = true;
-            }
+            },
         }
     }
+    (columns, reset)
+}
+
+fn removed_columns(old: &TableDef, new: &TableDef, notes: &mut Notes<'_>) {
     for c in &old.columns {
         if new.column_index(&c.name).is_none() {
-            breaking.push(format!(
-                "table `{name}`: column `{}` removed, with its values",
-                c.name
+            notes.breaking.push(format!(
+                "table `{}`: column `{}` removed, with its values",
+                notes.table, c.name
             ));
         }
     }
+}
+
+fn index_changes(old: &TableDef, new: &TableDef, notes: &mut Notes<'_>) {
+    let name = notes.table;
     let index_key = |t: &TableDef, i: &crate::schema::IndexDef| {
         (t.columns[i.column as usize].name.clone(), i.unique)
     };
     for i in &new.indexes {
         match old.indexes.iter().find(|o| o.name == i.name) {
-            None => additive.push(format!(
+            None => notes.additive.push(format!(
                 "table `{name}`: {} index `{}` added",
                 if i.unique { "unique" } else { "btree" },
                 i.name
             )),
-            Some(o) if index_key(old, o) != index_key(new, i) => breaking.push(format!(
+            Some(o) if index_key(old, o) != index_key(new, i) => notes.breaking.push(format!(
                 "table `{name}`: index `{}` changes its column or uniqueness",
                 i.name
             )),
@@ -232,13 +279,10 @@ fn plan_table(
     }
     for o in &old.indexes {
         if !new.indexes.iter().any(|i| i.name == o.name) {
-            breaking.push(format!("table `{name}`: index `{}` removed", o.name));
+            notes
+                .breaking
+                .push(format!("table `{name}`: index `{}` removed", o.name));
         }
-    }
-    if reset || new.ephemeral {
-        TableSource::Reset { from }
-    } else {
-        TableSource::Carry { from, columns }
     }
 }
 
