@@ -435,7 +435,7 @@ impl Walk<'_, '_> {
         let torn = i + 1 == self.segments.len() && buf.len() <= HEADER_LEN;
         let action = decide(self.mode, self.access, torn);
         confirm(self.storage, &info.path, buf, self.access, &d)?;
-        if !self.from_segment_start(i, d, action)? {
+        if !self.act_on_segment_start(i, d, action)? {
             return Ok(Flow::Stop);
         }
         self.out.segments.push(info);
@@ -461,13 +461,13 @@ impl Walk<'_, '_> {
             },
         );
         let action = decide(self.mode, self.access, false);
-        self.from_segment_start(i, d, action)
+        self.act_on_segment_start(i, d, action)
     }
 
     /// Acts on damage that spoils segment `i` from its first byte (its
     /// header, or a gap before it). Returns whether the walk reads on, the
     /// damage noted as skipped; otherwise the log was cut there.
-    fn from_segment_start(
+    fn act_on_segment_start(
         &mut self,
         i: usize,
         d: Damage,
