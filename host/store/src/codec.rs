@@ -1,72 +1,129 @@
-//! The canonical row encoding, version 1 (docs/row-encoding.md).
+//! The canonical row encoding, version 2 (docs/row-encoding.md).
 //!
 //! A row is the concatenation of its column values in declaration order, with
-//! no header and no padding:
+//! no header and no padding. Each type's bytes:
 //!
-//! | type     | bytes                                          |
-//! |----------|------------------------------------------------|
-//! | bool     | 1 byte, `0x00` or `0x01`                       |
-//! | i32, u32 | 4 bytes, little-endian                         |
-//! | i64, u64 | 8 bytes, little-endian                         |
-//! | f64      | 8 bytes, IEEE 754 binary64 bits, little-endian |
-//! | string   | u32 LE byte length, then that many UTF-8 bytes |
-//! | bytes    | u32 LE byte length, then that many bytes       |
-//! | option   | tag `0x00` (none) or `0x01` then the value     |
+//! | type                          | bytes                                          |
+//! |-------------------------------|------------------------------------------------|
+//! | bool                          | 1 byte, `0x00` or `0x01`                       |
+//! | u8, i8                        | 1 byte                                         |
+//! | u16, i16                      | 2 bytes, little-endian                         |
+//! | u32, i32                      | 4 bytes, little-endian                         |
+//! | u64, i64, timestamp, duration | 8 bytes, little-endian                         |
+//! | u128, i128                    | 16 bytes, little-endian                        |
+//! | f32, f64                      | 4 or 8 bytes, IEEE 754 bits, little-endian     |
+//! | string                        | u32 LE byte length, then that many UTF-8 bytes |
+//! | bytes                         | u32 LE byte length, then that many bytes       |
+//! | identity                      | 32 bytes                                       |
+//! | option<T>                     | tag `0x00` (none) or `0x01` then the value     |
+//! | vec<T>                        | u32 LE element count, then each element        |
+//! | struct                        | each field, in declaration order               |
+//! | enum                          | variant index (1 byte), then its fields        |
+//!
+//! Version 1 had only bool, i32, i64, u32, u64, f64, string, bytes and
+//! option of those, with the same bytes: every version-1 row is a valid
+//! version-2 row of the same types.
 //!
 //! The same encoding is used for reducer arguments (one "row" of parameters)
 //! and for index keys (the indexed column's value alone).
 
 use crate::error::DecodeError;
 use crate::limits::ROW_BYTES_MAX;
-use crate::schema::{ColumnType, ScalarType};
+use crate::types::{AlgebraicType, Field};
 use crate::value::Value;
 
 /// The encoding version these functions implement.
-pub const ROW_ENCODING_VERSION: u32 = 1;
+pub const ROW_ENCODING_VERSION: u32 = 2;
 
 const _: () = assert!(ROW_BYTES_MAX <= u32::MAX as usize);
 
-/// Appends `value` as a column of type `ty`.
+/// Appends `value` as a value of type `ty`.
 ///
 /// # Panics
 /// If the value does not fit the type: callers convert and check first.
-pub fn encode_value(value: &Value, ty: ColumnType, out: &mut Vec<u8>) {
-    assert!(
-        value.fits(ty),
-        "value {value:?} does not fit column type {ty}"
-    );
-    if ty.optional {
+pub fn encode_value(value: &Value, ty: &AlgebraicType, out: &mut Vec<u8>) {
+    assert!(value.fits(ty), "value {value:?} does not fit type {ty}");
+    put(value, ty, out);
+}
+
+/// [`encode_value`] without the check, for values already checked.
+fn put(value: &Value, ty: &AlgebraicType, out: &mut Vec<u8>) {
+    if let AlgebraicType::Option(inner) = ty {
         if let Value::Null = value {
             out.push(0);
-            return;
+        } else {
+            out.push(1);
+            put(value, inner, out);
         }
-        out.push(1);
+        return;
     }
     match value {
         Value::Null => unreachable!("checked by fits"),
         Value::Bool(v) => out.push(u8::from(*v)),
-        Value::I32(v) => out.extend_from_slice(&v.to_le_bytes()),
-        Value::I64(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Value::U8(v) => out.push(*v),
+        Value::I8(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Value::U16(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Value::I16(v) => out.extend_from_slice(&v.to_le_bytes()),
         Value::U32(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Value::I32(v) => out.extend_from_slice(&v.to_le_bytes()),
         Value::U64(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Value::I64(v) | Value::Timestamp(v) | Value::Duration(v) => {
+            out.extend_from_slice(&v.to_le_bytes())
+        }
+        Value::U128(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Value::I128(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Value::F32(v) => out.extend_from_slice(&v.to_bits().to_le_bytes()),
         Value::F64(v) => out.extend_from_slice(&v.to_bits().to_le_bytes()),
         Value::String(v) => put_len_prefixed(v.as_bytes(), out),
         Value::Bytes(v) => put_len_prefixed(v, out),
+        Value::Identity(v) => out.extend_from_slice(&v[..]),
+        Value::Array(items) => {
+            let AlgebraicType::Vec(inner) = ty else {
+                unreachable!("checked by fits")
+            };
+            put_len(items.len(), out);
+            for item in items.iter() {
+                put(item, inner, out);
+            }
+        }
+        Value::Product(values) => {
+            let AlgebraicType::Product(p) = ty else {
+                unreachable!("checked by fits")
+            };
+            put_fields(values, &p.fields, out);
+        }
+        Value::Sum { tag, fields } => {
+            let AlgebraicType::Sum(s) = ty else {
+                unreachable!("checked by fits")
+            };
+            out.push(*tag);
+            put_fields(fields, &s.variants[*tag as usize].fields, out);
+        }
     }
 }
 
-fn put_len_prefixed(bytes: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(bytes.len()).expect("value longer than u32::MAX bytes");
+fn put_fields(values: &[Value], fields: &[Field], out: &mut Vec<u8>) {
+    for (v, f) in values.iter().zip(fields) {
+        put(v, &f.ty, out);
+    }
+}
+
+fn put_len(len: usize, out: &mut Vec<u8>) {
+    let len = u32::try_from(len).expect("value longer than u32::MAX");
     out.extend_from_slice(&len.to_le_bytes());
+}
+
+fn put_len_prefixed(bytes: &[u8], out: &mut Vec<u8>) {
+    put_len(bytes.len(), out);
     out.extend_from_slice(bytes);
 }
 
 /// Encodes a whole row.
-pub fn encode_row(values: &[Value], types: &[ColumnType]) -> Vec<u8> {
+pub fn encode_row(values: &[Value], types: &[AlgebraicType]) -> Vec<u8> {
     assert_eq!(values.len(), types.len(), "row arity");
     let mut out = Vec::with_capacity(16 * values.len());
     for (value, ty) in values.iter().zip(types) {
-        encode_value(value, *ty, &mut out);
+        encode_value(value, ty, &mut out);
     }
     out
 }
@@ -112,80 +169,191 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?) as usize)
+    }
+
     fn len_prefixed(&mut self) -> Result<&'a [u8], DecodeError> {
-        let len = u32::from_le_bytes(self.array()?) as usize;
+        let len = self.len()?;
         self.take(len)
     }
 
-    /// Decodes the next value as column `column` of type `ty`.
-    pub fn value(&mut self, column: usize, ty: ColumnType) -> Result<Value, DecodeError> {
-        self.column = column;
-        if ty.optional {
-            let offset = self.pos;
-            match self.array::<1>()?[0] {
-                0 => return Ok(Value::Null),
-                1 => {}
-                tag => {
-                    return Err(DecodeError::InvalidOptionTag {
-                        column,
-                        offset,
-                        tag,
-                    });
-                }
-            }
-        }
-        Ok(match ty.scalar {
-            ScalarType::Bool => {
-                let offset = self.pos;
-                match self.array::<1>()?[0] {
-                    0 => Value::Bool(false),
-                    1 => Value::Bool(true),
-                    byte => {
-                        return Err(DecodeError::InvalidBool {
-                            column,
-                            offset,
-                            byte,
-                        });
-                    }
-                }
-            }
-            ScalarType::I32 => Value::I32(i32::from_le_bytes(self.array()?)),
-            ScalarType::I64 => Value::I64(i64::from_le_bytes(self.array()?)),
-            ScalarType::U32 => Value::U32(u32::from_le_bytes(self.array()?)),
-            ScalarType::U64 => Value::U64(u64::from_le_bytes(self.array()?)),
-            ScalarType::F64 => Value::F64(f64::from_bits(u64::from_le_bytes(self.array()?))),
-            ScalarType::String => {
-                let offset = self.pos;
-                let raw = self.len_prefixed()?;
-                let s = std::str::from_utf8(raw)
-                    .map_err(|_| DecodeError::InvalidUtf8 { column, offset })?;
-                Value::String(s.into())
-            }
-            ScalarType::Bytes => Value::Bytes(self.len_prefixed()?.into()),
+    fn string(&mut self) -> Result<&'a str, DecodeError> {
+        let offset = self.pos;
+        let raw = self.len_prefixed()?;
+        std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8 {
+            column: self.column,
+            offset,
         })
+    }
+
+    fn bool(&mut self) -> Result<bool, DecodeError> {
+        let offset = self.pos;
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            byte => Err(DecodeError::InvalidBool {
+                column: self.column,
+                offset,
+                byte,
+            }),
+        }
+    }
+
+    /// Reads an option's tag: whether a value follows.
+    fn some(&mut self) -> Result<bool, DecodeError> {
+        let offset = self.pos;
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            tag => Err(DecodeError::InvalidOptionTag {
+                column: self.column,
+                offset,
+                tag,
+            }),
+        }
+    }
+
+    /// A `vec`'s element count. Every element takes at least one byte
+    /// ([`AlgebraicType::validate`] refuses empty structs), so a count over
+    /// the bytes left is refused before anything is allocated for it.
+    fn count(&mut self) -> Result<usize, DecodeError> {
+        let offset = self.pos;
+        let count = self.len()?;
+        let available = self.bytes.len() - self.pos;
+        if count > available {
+            return Err(DecodeError::Truncated {
+                column: self.column,
+                offset,
+                needed: count,
+                available,
+            });
+        }
+        Ok(count)
+    }
+
+    /// Reads an enum's variant tag, checked against its variant count.
+    fn tag(&mut self, variants: usize) -> Result<u8, DecodeError> {
+        let offset = self.pos;
+        let tag = self.byte()?;
+        if tag as usize >= variants {
+            return Err(DecodeError::InvalidVariant {
+                column: self.column,
+                offset,
+                tag,
+                variants,
+            });
+        }
+        Ok(tag)
+    }
+
+    /// Decodes the next value as column `column` of type `ty`.
+    pub fn value(&mut self, column: usize, ty: &AlgebraicType) -> Result<Value, DecodeError> {
+        self.column = column;
+        self.read(ty)
+    }
+
+    fn read(&mut self, ty: &AlgebraicType) -> Result<Value, DecodeError> {
+        use AlgebraicType as T;
+        Ok(match ty {
+            T::Bool => Value::Bool(self.bool()?),
+            T::U8 => Value::U8(self.byte()?),
+            T::I8 => Value::I8(i8::from_le_bytes(self.array()?)),
+            T::U16 => Value::U16(u16::from_le_bytes(self.array()?)),
+            T::I16 => Value::I16(i16::from_le_bytes(self.array()?)),
+            T::U32 => Value::U32(u32::from_le_bytes(self.array()?)),
+            T::I32 => Value::I32(i32::from_le_bytes(self.array()?)),
+            T::U64 => Value::U64(u64::from_le_bytes(self.array()?)),
+            T::I64 => Value::I64(i64::from_le_bytes(self.array()?)),
+            T::Timestamp => Value::Timestamp(i64::from_le_bytes(self.array()?)),
+            T::Duration => Value::Duration(i64::from_le_bytes(self.array()?)),
+            T::U128 => Value::U128(Box::new(u128::from_le_bytes(self.array()?))),
+            T::I128 => Value::I128(Box::new(i128::from_le_bytes(self.array()?))),
+            T::F32 => Value::F32(f32::from_bits(u32::from_le_bytes(self.array()?))),
+            T::F64 => Value::F64(f64::from_bits(u64::from_le_bytes(self.array()?))),
+            T::String => Value::String(self.string()?.into()),
+            T::Bytes => Value::Bytes(self.len_prefixed()?.into()),
+            T::Identity => Value::Identity(Box::new(self.array()?)),
+            T::Option(inner) => {
+                if self.some()? {
+                    self.read(inner)?
+                } else {
+                    Value::Null
+                }
+            }
+            T::Vec(inner) => {
+                let count = self.count()?;
+                let mut items = Vec::with_capacity(count);
+                for _ in 0..count {
+                    items.push(self.read(inner)?);
+                }
+                Value::Array(items.into())
+            }
+            T::Product(p) => Value::Product(self.read_fields(&p.fields)?),
+            T::Sum(s) => {
+                let tag = self.tag(s.variants.len())?;
+                let fields = self.read_fields(&s.variants[tag as usize].fields)?;
+                Value::Sum { tag, fields }
+            }
+        })
+    }
+
+    fn read_fields(&mut self, fields: &[Field]) -> Result<Box<[Value]>, DecodeError> {
+        fields.iter().map(|f| self.read(&f.ty)).collect()
     }
 
     /// Checks the next value as column `column` of type `ty` without building
     /// it.
-    pub fn skip(&mut self, column: usize, ty: ColumnType) -> Result<(), DecodeError> {
-        match ty.scalar {
-            // Variable-length and tagged types are checked by decoding; the
-            // cost is the copy of one string.
-            ScalarType::String | ScalarType::Bool => self.value(column, ty).map(drop),
-            _ if ty.optional => self.value(column, ty).map(drop),
-            ScalarType::I32 | ScalarType::U32 => {
-                self.column = column;
-                self.take(4).map(drop)
-            }
-            ScalarType::I64 | ScalarType::U64 | ScalarType::F64 => {
-                self.column = column;
-                self.take(8).map(drop)
-            }
-            ScalarType::Bytes => {
-                self.column = column;
-                self.len_prefixed().map(drop)
-            }
+    pub fn skip(&mut self, column: usize, ty: &AlgebraicType) -> Result<(), DecodeError> {
+        self.column = column;
+        self.pass(ty)
+    }
+
+    fn pass(&mut self, ty: &AlgebraicType) -> Result<(), DecodeError> {
+        use AlgebraicType as T;
+        if let Some(n) = ty.fixed_len()
+            && *ty != T::Bool
+        {
+            return self.take(n).map(drop);
         }
+        match ty {
+            T::Bool => self.bool().map(drop),
+            T::String => self.string().map(drop),
+            T::Bytes => self.len_prefixed().map(drop),
+            T::Option(inner) => {
+                if self.some()? {
+                    self.pass(inner)?;
+                }
+                Ok(())
+            }
+            T::Vec(inner) => {
+                let count = self.count()?;
+                if let Some(n) = inner.fixed_len()
+                    && **inner != T::Bool
+                {
+                    // Checked by count: the product fits in what is left.
+                    return self.take(count * n).map(drop);
+                }
+                for _ in 0..count {
+                    self.pass(inner)?;
+                }
+                Ok(())
+            }
+            T::Product(p) => self.pass_fields(&p.fields),
+            T::Sum(s) => {
+                let tag = self.tag(s.variants.len())?;
+                self.pass_fields(&s.variants[tag as usize].fields)
+            }
+            _ => unreachable!("fixed-width types are taken above"),
+        }
+    }
+
+    fn pass_fields(&mut self, fields: &[Field]) -> Result<(), DecodeError> {
+        fields.iter().try_for_each(|f| self.pass(&f.ty))
     }
 
     /// Fails unless every byte has been consumed.
@@ -210,20 +378,20 @@ fn check_len(bytes: &[u8]) -> Result<(), DecodeError> {
 }
 
 /// Decodes a whole row, rejecting any byte that is not part of it.
-pub fn decode_row(bytes: &[u8], types: &[ColumnType]) -> Result<Vec<Value>, DecodeError> {
+pub fn decode_row(bytes: &[u8], types: &[AlgebraicType]) -> Result<Vec<Value>, DecodeError> {
     check_len(bytes)?;
     let mut reader = Reader::new(bytes);
     let row = types
         .iter()
         .enumerate()
-        .map(|(i, ty)| reader.value(i, *ty))
+        .map(|(i, ty)| reader.value(i, ty))
         .collect::<Result<Vec<_>, _>>()?;
     reader.finish()?;
     Ok(row)
 }
 
 /// Decodes a key: one value of type `ty` and nothing else.
-pub fn decode_key(bytes: &[u8], ty: ColumnType) -> Result<Value, DecodeError> {
+pub fn decode_key(bytes: &[u8], ty: &AlgebraicType) -> Result<Value, DecodeError> {
     check_len(bytes)?;
     let mut reader = Reader::new(bytes);
     let value = reader.value(0, ty)?;
@@ -243,7 +411,7 @@ pub struct Extracted {
 /// a guest goes through before it is stored.
 pub fn scan_row(
     bytes: &[u8],
-    types: &[ColumnType],
+    types: &[AlgebraicType],
     wanted: &[bool],
     out: &mut Vec<Extracted>,
 ) -> Result<(), DecodeError> {
@@ -253,10 +421,10 @@ pub fn scan_row(
     for (i, (ty, want)) in types.iter().zip(wanted).enumerate() {
         if *want {
             let offset = reader.position();
-            let value = reader.value(i, *ty)?;
+            let value = reader.value(i, ty)?;
             out.push(Extracted { offset, value });
         } else {
-            reader.skip(i, *ty)?;
+            reader.skip(i, ty)?;
         }
     }
     reader.finish()
@@ -265,23 +433,26 @@ pub fn scan_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::{Variant, VariantShape};
+    use AlgebraicType as T;
 
-    fn t(scalar: ScalarType, optional: bool) -> ColumnType {
-        ColumnType { scalar, optional }
+    fn opt(t: AlgebraicType) -> AlgebraicType {
+        T::option(t)
     }
 
-    /// Golden bytes: the layout in docs/row-encoding.md, byte for byte.
+    /// Golden bytes of version 1 (docs/row-encoding.md, first example):
+    /// unchanged in version 2.
     #[test]
     fn golden_row() {
         let types = [
-            t(ScalarType::Bool, false),
-            t(ScalarType::I32, false),
-            t(ScalarType::U64, false),
-            t(ScalarType::F64, false),
-            t(ScalarType::String, false),
-            t(ScalarType::Bytes, false),
-            t(ScalarType::I64, true),
-            t(ScalarType::U32, true),
+            T::Bool,
+            T::I32,
+            T::U64,
+            T::F64,
+            T::String,
+            T::Bytes,
+            opt(T::I64),
+            opt(T::U32),
         ];
         let values = [
             Value::Bool(true),
@@ -309,9 +480,121 @@ mod tests {
         assert_eq!(decode_row(&bytes, &types).unwrap(), values);
     }
 
+    fn field(name: &str, ty: AlgebraicType) -> Field {
+        Field {
+            name: name.into(),
+            ty,
+        }
+    }
+
+    /// `enum Shape { Dot, Circle(f32), Rect { w: u16, h: u16 } }`
+    pub(crate) fn shape() -> AlgebraicType {
+        T::sum(
+            "Shape",
+            vec![
+                Variant {
+                    name: "Dot".into(),
+                    shape: VariantShape::Unit,
+                    fields: vec![],
+                },
+                Variant {
+                    name: "Circle".into(),
+                    shape: VariantShape::Tuple,
+                    fields: vec![field("0", T::F32)],
+                },
+                Variant {
+                    name: "Rect".into(),
+                    shape: VariantShape::Struct,
+                    fields: vec![field("w", T::U16), field("h", T::U16)],
+                },
+            ],
+        )
+    }
+
+    /// Golden bytes of every type version 2 adds (docs/row-encoding.md,
+    /// second example), one column each.
+    #[test]
+    fn golden_row_v2() {
+        let item = T::product(
+            "Item",
+            vec![field("n", T::U8), field("tags", T::vec(T::String))],
+        );
+        let cases: Vec<(AlgebraicType, Value, Vec<u8>)> = vec![
+            (T::U8, Value::U8(0xFE), vec![0xFE]),
+            (T::I8, Value::I8(-2), vec![0xFE]),
+            (T::U16, Value::U16(0x0102), vec![0x02, 0x01]),
+            (T::I16, Value::I16(-2), vec![0xFE, 0xFF]),
+            (
+                T::U128,
+                Value::U128(Box::new(1 << 64 | 2)),
+                [&[2, 0, 0, 0, 0, 0, 0, 0][..], &[1, 0, 0, 0, 0, 0, 0, 0]].concat(),
+            ),
+            (T::I128, Value::I128(Box::new(-1)), vec![0xFF; 16]),
+            (T::F32, Value::F32(1.5), vec![0x00, 0x00, 0xC0, 0x3F]),
+            (
+                T::Identity,
+                Value::Identity(Box::new([0xAA; 32])),
+                vec![0xAA; 32],
+            ),
+            (T::Timestamp, Value::Timestamp(-1), vec![0xFF; 8]),
+            (
+                T::Duration,
+                Value::Duration(1_000),
+                vec![0xE8, 0x03, 0, 0, 0, 0, 0, 0],
+            ),
+            (
+                T::vec(T::U16),
+                Value::Array(vec![Value::U16(1), Value::U16(2)].into()),
+                vec![2, 0, 0, 0, 1, 0, 2, 0],
+            ),
+            (
+                opt(T::vec(T::Bool)),
+                Value::Array(vec![Value::Bool(true)].into()),
+                vec![1, 1, 0, 0, 0, 1],
+            ),
+            (
+                item.clone(),
+                Value::Product(
+                    vec![
+                        Value::U8(3),
+                        Value::Array(vec![Value::String("a".into())].into()),
+                    ]
+                    .into(),
+                ),
+                vec![3, 1, 0, 0, 0, 1, 0, 0, 0, b'a'],
+            ),
+            (
+                shape(),
+                Value::Sum {
+                    tag: 0,
+                    fields: Box::new([]),
+                },
+                vec![0],
+            ),
+            (
+                shape(),
+                Value::Sum {
+                    tag: 2,
+                    fields: vec![Value::U16(3), Value::U16(4)].into(),
+                },
+                vec![2, 3, 0, 4, 0],
+            ),
+        ];
+        for (ty, value, bytes) in cases {
+            let mut out = Vec::new();
+            encode_value(&value, &ty, &mut out);
+            assert_eq!(out, bytes, "{ty}");
+            assert_eq!(decode_key(&bytes, &ty).unwrap(), value, "{ty}");
+            // Skipping checks the same bytes as decoding.
+            let mut reader = Reader::new(&bytes);
+            reader.skip(0, &ty).unwrap();
+            reader.finish().unwrap();
+        }
+    }
+
     #[test]
     fn rejects_malformed() {
-        let u = [t(ScalarType::U64, false)];
+        let u = [T::U64];
         assert!(matches!(
             decode_row(&[1, 2, 3], &u),
             Err(DecodeError::Truncated { needed: 8, .. })
@@ -320,17 +603,17 @@ mod tests {
             decode_row(&[0; 9], &u),
             Err(DecodeError::TrailingBytes { extra: 1 })
         ));
-        let b = [t(ScalarType::Bool, false)];
+        let b = [T::Bool];
         assert!(matches!(
             decode_row(&[2], &b),
             Err(DecodeError::InvalidBool { byte: 2, .. })
         ));
-        let s = [t(ScalarType::String, false)];
+        let s = [T::String];
         assert!(matches!(
             decode_row(&[2, 0, 0, 0, 0xFF, 0xFE], &s),
             Err(DecodeError::InvalidUtf8 { .. })
         ));
-        let o = [t(ScalarType::U32, true)];
+        let o = [opt(T::U32)];
         assert!(matches!(
             decode_row(&[9], &o),
             Err(DecodeError::InvalidOptionTag { tag: 9, .. })
@@ -339,6 +622,28 @@ mod tests {
         assert!(matches!(
             decode_row(&[0xFF, 0xFF, 0xFF, 0xFF], &s),
             Err(DecodeError::Truncated { .. })
+        ));
+        // An element count larger than the bytes left is refused before
+        // anything is allocated for it.
+        let v = [T::vec(T::vec(T::U8))];
+        assert!(matches!(
+            decode_row(&[0xFF, 0xFF, 0xFF, 0x7F, 0], &v),
+            Err(DecodeError::Truncated { offset: 0, .. })
+        ));
+        let e = [shape()];
+        for bytes in [&[3u8][..], &[0xFF]] {
+            assert!(matches!(
+                decode_row(bytes, &e),
+                Err(DecodeError::InvalidVariant { variants: 3, .. })
+            ));
+            let mut reader = Reader::new(bytes);
+            assert!(reader.skip(0, &e[0]).is_err());
+        }
+        // A bool inside a vec is checked when skipped, too.
+        let mut reader = Reader::new(&[1, 0, 0, 0, 7]);
+        assert!(matches!(
+            reader.skip(0, &T::vec(T::Bool)),
+            Err(DecodeError::InvalidBool { byte: 7, .. })
         ));
     }
 }

@@ -4,8 +4,8 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SchemaError {
-    #[error("module was built for ABI version {found}; this host supports version {supported}")]
-    AbiVersion { found: u32, supported: u32 },
+    #[error("module was built for ABI version {found}; this host supports versions {min} to {max}")]
+    AbiVersion { found: u32, min: u32, max: u32 },
     #[error("duplicate {what} name `{name}`{at}")]
     Duplicate {
         what: String,
@@ -40,6 +40,15 @@ pub enum DecodeError {
         column: usize,
         offset: usize,
         tag: u8,
+    },
+    #[error(
+        "column {column}: variant tag {tag} at offset {offset}, but the enum has {variants} variants"
+    )]
+    InvalidVariant {
+        column: usize,
+        offset: usize,
+        tag: u8,
+        variants: usize,
     },
     #[error("column {column}: string at offset {offset} is not valid UTF-8")]
     InvalidUtf8 { column: usize, offset: usize },

@@ -3,7 +3,7 @@
 //! test suite runs them over the committed seed corpus.
 
 use crate::codec::{decode_row, encode_row};
-use crate::schema::{ColumnType, ScalarType};
+use crate::types::{AlgebraicType, Field, SCALARS, Variant, VariantShape};
 
 /// `data` as a snapshot file: read whole (header, body, every module and
 /// row, every check) and by header alone.
@@ -25,41 +25,83 @@ pub fn snapshot(data: &[u8]) {
 }
 
 /// `data` as a schema and a row: the first byte gives the column count
-/// (1 to 8), the next that many bytes each column's type, the rest is the
-/// row. A row that decodes must encode back to exactly its bytes: the
-/// encoding is canonical.
+/// (1 to 8), then each column's type is read from the bytes that follow
+/// ([`type_from`]), and the rest is the row. A row that decodes must encode
+/// back to exactly its bytes: the encoding is canonical.
 pub fn row(data: &[u8]) {
-    let Some((&count, rest)) = data.split_first() else {
+    let Some((&count, mut rest)) = data.split_first() else {
         return;
     };
     let count = usize::from(count % 8) + 1;
-    if rest.len() < count {
-        return;
+    let mut types = Vec::with_capacity(count);
+    for _ in 0..count {
+        let Some(ty) = type_from(&mut rest, 3) else {
+            return;
+        };
+        types.push(ty);
     }
-    let (kinds, bytes) = rest.split_at(count);
-    let types: Vec<ColumnType> = kinds
-        .iter()
-        .map(|k| ColumnType {
-            scalar: [
-                ScalarType::Bool,
-                ScalarType::I32,
-                ScalarType::I64,
-                ScalarType::U32,
-                ScalarType::U64,
-                ScalarType::F64,
-                ScalarType::String,
-                ScalarType::Bytes,
-            ][usize::from(k % 8)],
-            optional: k & 8 != 0,
-        })
-        .collect();
-    if let Ok(values) = decode_row(bytes, &types) {
+    if let Ok(values) = decode_row(rest, &types) {
         assert_eq!(
             encode_row(&values, &types),
-            bytes,
+            rest,
             "a decoded row re-encodes to other bytes"
         );
     }
+}
+
+/// A valid type read from the front of `input`, nested at most `depth`
+/// levels below its top: each byte `k` picks scalar `k % 18`, or, for
+/// `k / 18` of 8 and up, an option, a vec, a struct or an enum of what
+/// follows.
+pub fn type_from(input: &mut &[u8], depth: usize) -> Option<AlgebraicType> {
+    let (&k, rest) = input.split_first()?;
+    *input = rest;
+    let scalar = SCALARS[usize::from(k) % SCALARS.len()].1.clone();
+    if depth == 0 {
+        return Some(scalar);
+    }
+    let arity = usize::from(k % 3) + 1;
+    Some(match k / 18 {
+        8 => match type_from(input, depth - 1)? {
+            optional @ AlgebraicType::Option(_) => optional,
+            inner => AlgebraicType::option(inner),
+        },
+        9 => AlgebraicType::vec(type_from(input, depth - 1)?),
+        10 | 11 => {
+            let mut fields = Vec::with_capacity(arity);
+            for i in 0..arity {
+                fields.push(Field {
+                    name: format!("f{i}"),
+                    ty: type_from(input, depth - 1)?,
+                });
+            }
+            AlgebraicType::product("P", fields)
+        }
+        12 | 13 => {
+            let mut variants = Vec::with_capacity(arity);
+            for i in 0..arity {
+                let fields = if i % 2 == 0 {
+                    Vec::new()
+                } else {
+                    vec![Field {
+                        name: "0".into(),
+                        ty: type_from(input, depth - 1)?,
+                    }]
+                };
+                variants.push(Variant {
+                    name: format!("V{i}"),
+                    shape: if fields.is_empty() {
+                        VariantShape::Unit
+                    } else {
+                        VariantShape::Tuple
+                    },
+                    fields,
+                });
+            }
+            AlgebraicType::sum("S", variants)
+        }
+        _ => scalar,
+    })
 }
 
 #[cfg(test)]

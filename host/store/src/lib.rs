@@ -8,18 +8,17 @@
 //!
 //! ```
 //! use interstice_store::{
-//!     codec, ColumnDef, ColumnType, ModuleDef, ScalarType, TableDef, Tables, TxLog, Value,
-//!     ABI_VERSION,
+//!     codec, AlgebraicType, ColumnDef, ModuleDef, TableDef, Tables, TxLog, Value, ABI_VERSION,
 //! };
 //!
-//! let u64_col = ColumnType::required(ScalarType::U64);
+//! let u64_col = AlgebraicType::U64;
 //! let def = ModuleDef {
 //!     abi_version: ABI_VERSION,
 //!     tables: vec![TableDef {
 //!         name: "accounts".into(),
 //!         columns: vec![
-//!             ColumnDef::new("id", u64_col),
-//!             ColumnDef::new("balance", u64_col),
+//!             ColumnDef::new("id", u64_col.clone()),
+//!             ColumnDef::new("balance", u64_col.clone()),
 //!         ],
 //!         primary_key: 0,
 //!         auto_inc: None,
@@ -31,7 +30,7 @@
 //! def.validate()?;
 //! let mut tables = Tables::new(&def);
 //! let mut tx = TxLog::new();
-//! let row = codec::encode_row(&[Value::U64(1), Value::U64(100)], &[u64_col, u64_col]);
+//! let row = codec::encode_row(&[Value::U64(1), Value::U64(100)], &[u64_col.clone(), u64_col]);
 //! tables.insert(&mut tx, 0, &row)?;
 //! let mutations = tables.commit(&mut tx);
 //! assert_eq!(mutations.len(), 1);
@@ -50,13 +49,18 @@ mod schema;
 pub mod snapshot;
 mod table;
 mod tables;
+mod types;
 mod value;
 
 pub use error::{DbError, DecodeError, SchemaError};
 pub use schema::{
-    ABI_VERSION, ColumnDef, ColumnType, IndexDef, ModuleDef, ParamDef, ReducerDef, ReducerKind,
-    ScalarType, TableDef,
+    ABI_VERSION, ABI_VERSION_MIN, ColumnDef, IndexDef, ModuleDef, ParamDef, ReducerDef,
+    ReducerKind, TableDef,
 };
 pub use table::{IndexId, RowBytes, ScanPosition, Table};
 pub use tables::{Mutation, MutationOp, Tables, TxLog};
+pub use types::{
+    AlgebraicType, Field, ProductType, SCALARS, SumType, TypeChange, TypeDef, TypeRef, Typespace,
+    Variant, VariantShape, type_change,
+};
 pub use value::Value;

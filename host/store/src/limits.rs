@@ -33,3 +33,14 @@ pub const MUTATIONS_PER_TX_MAX: usize = 1 << 20;
 /// committed transaction becomes one log record, which must stay below the
 /// log's record size limit (128 MiB) together with its arguments and names.
 pub const REDO_BYTES_PER_TX_MAX: usize = 64 << 20;
+
+/// Deepest nesting of a type (`vec<option<Item>>` is 3 deep, more for each
+/// level inside `Item`). Decoding and JSON conversion recurse along the type,
+/// never along the data, so this bounds their stack.
+pub const TYPE_DEPTH_MAX: usize = 32;
+
+/// Variants of one enum: the variant tag is one byte.
+pub const VARIANTS_MAX: usize = 256;
+
+/// Named types one module may declare.
+pub const TYPESPACE_MAX: usize = 1024;

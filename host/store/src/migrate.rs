@@ -8,8 +8,9 @@
 
 use crate::codec;
 use crate::error::DbError;
-use crate::schema::{ModuleDef, ReducerKind, TableDef};
+use crate::schema::{ColumnDef, ModuleDef, ReducerKind, TableDef};
 use crate::tables::Tables;
+use crate::types::{TypeChange, type_change};
 use crate::value::Value;
 
 /// Where one column of a carried table gets its values.
@@ -202,22 +203,10 @@ fn column_sources(
     let mut appended = true;
     for (i, c) in new.columns.iter().enumerate() {
         match old.column_index(&c.name) {
-            Some(j) if old.columns[j].ty != c.ty => {
-                notes.breaking.push(format!(
-                    "table `{name}`: column `{}` changes type from {} to {}",
-                    c.name, old.columns[j].ty, c.ty
-                ));
-                reset = true;
-            }
-            Some(j) => {
-                if i != j {
-                    notes.breaking.push(format!(
-                        "table `{name}`: column `{}` moves from position {j} to {i}",
-                        c.name
-                    ));
-                }
-                columns.push(ColumnSource::Old(j));
-            }
+            Some(j) => match carried(&old.columns[j], j, c, i, notes) {
+                Some(source) => columns.push(source),
+                None => reset = true,
+            },
             None => match c.default_bytes() {
                 Some(bytes) => {
                     if i >= old.columns.len() && appended {
@@ -245,6 +234,48 @@ fn column_sources(
         }
     }
     (columns, reset)
+}
+
+/// Where column `c` (at `i` in the new table) gets its values from its
+/// namesake `from` (at `j` in the old one); `None` when the old values do not
+/// carry over.
+fn carried(
+    from: &ColumnDef,
+    j: usize,
+    c: &ColumnDef,
+    i: usize,
+    notes: &mut Notes<'_>,
+) -> Option<ColumnSource> {
+    let name = notes.table;
+    match type_change(&from.ty, &c.ty) {
+        TypeChange::Same => {}
+        TypeChange::Extended(added) => {
+            for what in added {
+                notes
+                    .additive
+                    .push(format!("table `{name}`: column `{}`: {what}", c.name));
+            }
+        }
+        TypeChange::Breaking(why) => {
+            let detail = if why == format!("{} becomes {}", from.ty, c.ty) {
+                String::new()
+            } else {
+                format!(" ({why})")
+            };
+            notes.breaking.push(format!(
+                "table `{name}`: column `{}` changes type from {} to {}{detail}",
+                c.name, from.ty, c.ty
+            ));
+            return None;
+        }
+    }
+    if i != j {
+        notes.breaking.push(format!(
+            "table `{name}`: column `{}` moves from position {j} to {i}",
+            c.name
+        ));
+    }
+    Some(ColumnSource::Old(j))
 }
 
 fn removed_columns(old: &TableDef, new: &TableDef, notes: &mut Notes<'_>) {
@@ -308,7 +339,7 @@ pub fn apply(plan: &Plan, old: &Tables, new: &ModuleDef) -> Result<Tables, DbErr
             .iter()
             .zip(&new_types)
             .map(|(c, ty)| match c {
-                ColumnSource::Default(bytes) => codec::decode_key(bytes, *ty).map(Some),
+                ColumnSource::Default(bytes) => codec::decode_key(bytes, ty).map(Some),
                 ColumnSource::Old(_) => Ok(None),
             })
             .collect::<Result<_, _>>()
@@ -345,16 +376,15 @@ pub fn apply(plan: &Plan, old: &Tables, new: &ModuleDef) -> Result<Tables, DbErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{
-        ABI_VERSION, ColumnDef, ColumnType, IndexDef, ParamDef, ReducerDef, ScalarType,
-    };
+    use crate::schema::{ABI_VERSION, IndexDef, ParamDef, ReducerDef};
     use crate::tables::TxLog;
+    use crate::types::{AlgebraicType, Field, Variant, VariantShape};
 
     /// A change to the base definition, named by the line it should cause.
     type Change = Box<dyn FnOnce(&mut ModuleDef)>;
 
     fn u64c(name: &str) -> ColumnDef {
-        ColumnDef::new(name, ColumnType::required(ScalarType::U64))
+        ColumnDef::new(name, AlgebraicType::U64)
     }
 
     fn base() -> ModuleDef {
@@ -376,7 +406,7 @@ mod tests {
                 name: "r".into(),
                 params: vec![ParamDef {
                     name: "x".into(),
-                    ty: ColumnType::required(ScalarType::U64),
+                    ty: AlgebraicType::U64,
                 }],
                 kind: ReducerKind::Normal,
             }],
@@ -388,6 +418,89 @@ mod tests {
         f(&mut new);
         new.validate().expect("the changed definition is valid");
         plan(&base(), &new)
+    }
+
+    fn kind(variants: &[&str]) -> AlgebraicType {
+        AlgebraicType::sum(
+            "Kind",
+            variants
+                .iter()
+                .map(|v| Variant {
+                    name: v.to_string(),
+                    shape: VariantShape::Unit,
+                    fields: vec![],
+                })
+                .collect(),
+        )
+    }
+
+    fn pos(fields: &[&str]) -> AlgebraicType {
+        AlgebraicType::product(
+            "Pos",
+            fields
+                .iter()
+                .map(|f| Field {
+                    name: f.to_string(),
+                    ty: AlgebraicType::F32,
+                })
+                .collect(),
+        )
+    }
+
+    /// The base definition with column `b` of type `ty`.
+    fn with_b(ty: AlgebraicType) -> ModuleDef {
+        let mut d = base();
+        d.tables[0].columns[2].ty = ty;
+        d
+    }
+
+    #[test]
+    fn type_changes_follow_the_migration_rules() {
+        let plan_of = |old: AlgebraicType, new: AlgebraicType| {
+            let (old, new) = (with_b(old), with_b(new));
+            old.validate().unwrap();
+            new.validate().unwrap();
+            plan(&old, &new)
+        };
+        // A variant added at the end: additive, the rows carry over as they
+        // are.
+        let p = plan_of(
+            AlgebraicType::vec(kind(&["Sword", "Bow"])),
+            AlgebraicType::vec(kind(&["Sword", "Bow", "Axe"])),
+        );
+        assert_eq!(
+            p.additive,
+            ["table `t`: column `b`: enum `Kind` gains variant `Axe`"]
+        );
+        assert!(p.is_additive(), "{:?}", p.breaking);
+        assert!(
+            matches!(&p.tables[0], TableSource::Carry { columns, .. } if columns[2] == ColumnSource::Old(2))
+        );
+        // Reordered variants, a field added to a struct, a changed type: not
+        // additive, and the table would start empty.
+        for (old, new, why) in [
+            (
+                kind(&["Sword", "Bow"]),
+                kind(&["Bow", "Sword"]),
+                "variant `Sword` changes or moves",
+            ),
+            (pos(&["x"]), pos(&["x", "y"]), "struct `Pos` changes to"),
+            (
+                AlgebraicType::vec(AlgebraicType::U32),
+                AlgebraicType::vec(AlgebraicType::I32),
+                "u32 becomes i32",
+            ),
+        ] {
+            let p = plan_of(old, new);
+            assert_eq!(p.breaking.len(), 1, "{:?}", p.breaking);
+            assert!(
+                p.breaking[0].starts_with("table `t`: column `b` changes type from"),
+                "{}",
+                p.breaking[0]
+            );
+            assert!(p.breaking[0].contains(why), "{}", p.breaking[0]);
+            assert!(matches!(p.tables[0], TableSource::Reset { .. }));
+        }
     }
 
     #[test]
@@ -414,10 +527,7 @@ mod tests {
                 Box::new(|d| {
                     d.tables[0].columns.push(ColumnDef::new(
                         "o",
-                        ColumnType {
-                            scalar: ScalarType::String,
-                            optional: true,
-                        },
+                        AlgebraicType::option(AlgebraicType::String),
                     ));
                 }),
             ),
@@ -467,7 +577,7 @@ mod tests {
             (
                 "column `b` changes type from u64 to i64",
                 Box::new(|d| {
-                    d.tables[0].columns[2].ty = ColumnType::required(ScalarType::I64);
+                    d.tables[0].columns[2].ty = AlgebraicType::I64;
                 }),
             ),
             (
@@ -543,7 +653,7 @@ mod tests {
     }
 
     fn row(values: &[u64]) -> Vec<u8> {
-        let t = ColumnType::required(ScalarType::U64);
+        let t = AlgebraicType::U64;
         codec::encode_row(
             &values.iter().map(|v| Value::U64(*v)).collect::<Vec<_>>(),
             &vec![t; values.len()],
@@ -609,7 +719,7 @@ mod tests {
 
         // A changed type resets the table.
         let mut retyped = base();
-        retyped.tables[0].columns[2].ty = ColumnType::required(ScalarType::I64);
+        retyped.tables[0].columns[2].ty = AlgebraicType::I64;
         let p = plan(&old, &retyped);
         assert_eq!(p.tables[0], TableSource::Reset { from: 0 });
         assert_eq!(

@@ -3,80 +3,23 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::fmt;
 
 use crate::error::SchemaError;
 use crate::limits;
+use crate::types::AlgebraicType;
 
-/// The row-encoding and contract version this host understands.
-pub const ABI_VERSION: u32 = 1;
+/// The row-encoding and contract version this host writes. Version 1
+/// (scalars and `option` of them) is a subset of version 2, with the same
+/// bytes, so definitions of either version are accepted.
+pub const ABI_VERSION: u32 = 2;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScalarType {
-    Bool,
-    I32,
-    I64,
-    U32,
-    U64,
-    F64,
-    String,
-    Bytes,
-}
-
-impl ScalarType {
-    pub fn name(self) -> &'static str {
-        match self {
-            ScalarType::Bool => "bool",
-            ScalarType::I32 => "i32",
-            ScalarType::I64 => "i64",
-            ScalarType::U32 => "u32",
-            ScalarType::U64 => "u64",
-            ScalarType::F64 => "f64",
-            ScalarType::String => "string",
-            ScalarType::Bytes => "bytes",
-        }
-    }
-
-    /// Integer types may carry an auto-increment column.
-    pub fn is_integer(self) -> bool {
-        matches!(
-            self,
-            ScalarType::I32 | ScalarType::I64 | ScalarType::U32 | ScalarType::U64
-        )
-    }
-}
-
-/// A column or parameter type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ColumnType {
-    pub scalar: ScalarType,
-    pub optional: bool,
-}
-
-impl ColumnType {
-    pub const fn required(scalar: ScalarType) -> Self {
-        ColumnType {
-            scalar,
-            optional: false,
-        }
-    }
-}
-
-impl fmt::Display for ColumnType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.optional {
-            write!(f, "option<{}>", self.scalar.name())
-        } else {
-            f.write_str(self.scalar.name())
-        }
-    }
-}
+/// The oldest contract version this host still opens.
+pub const ABI_VERSION_MIN: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnDef {
     pub name: String,
-    pub ty: ColumnType,
+    pub ty: AlgebraicType,
     /// The value existing rows get when a later version of the module adds
     /// this column, in the row encoding of `ty` (`docs/row-encoding.md`).
     /// Optional columns without one default to none.
@@ -86,7 +29,7 @@ pub struct ColumnDef {
 
 impl ColumnDef {
     /// A column with no default.
-    pub fn new(name: impl Into<String>, ty: ColumnType) -> Self {
+    pub fn new(name: impl Into<String>, ty: AlgebraicType) -> Self {
         ColumnDef {
             name: name.into(),
             ty,
@@ -97,7 +40,7 @@ impl ColumnDef {
     /// The encoded value rows get when this column is added: the declared
     /// default, or none for an optional column.
     pub fn default_bytes(&self) -> Option<Vec<u8>> {
-        match (&self.default, self.ty.optional) {
+        match (&self.default, self.ty.is_optional()) {
             (Some(bytes), _) => Some(bytes.clone()),
             (None, true) => Some(vec![0]),
             (None, false) => None,
@@ -155,8 +98,8 @@ pub struct TableDef {
 }
 
 impl TableDef {
-    pub fn column_types(&self) -> Vec<ColumnType> {
-        self.columns.iter().map(|c| c.ty).collect()
+    pub fn column_types(&self) -> Vec<AlgebraicType> {
+        self.columns.iter().map(|c| c.ty.clone()).collect()
     }
 
     pub fn column_index(&self, name: &str) -> Option<usize> {
@@ -177,7 +120,7 @@ pub enum ReducerKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParamDef {
     pub name: String,
-    pub ty: ColumnType,
+    pub ty: AlgebraicType,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,8 +131,8 @@ pub struct ReducerDef {
 }
 
 impl ReducerDef {
-    pub fn param_types(&self) -> Vec<ColumnType> {
-        self.params.iter().map(|p| p.ty).collect()
+    pub fn param_types(&self) -> Vec<AlgebraicType> {
+        self.params.iter().map(|p| p.ty.clone()).collect()
     }
 }
 
@@ -233,10 +176,11 @@ impl ModuleDef {
     /// Checks everything the host relies on. A definition that passes can be
     /// turned into tables without further checks.
     pub fn validate(&self) -> Result<(), SchemaError> {
-        if self.abi_version != ABI_VERSION {
+        if !(ABI_VERSION_MIN..=ABI_VERSION).contains(&self.abi_version) {
             return Err(SchemaError::AbiVersion {
                 found: self.abi_version,
-                supported: ABI_VERSION,
+                min: ABI_VERSION_MIN,
+                max: ABI_VERSION,
             });
         }
         if self.tables.len() > limits::TABLES_PER_MODULE_MAX {
@@ -280,6 +224,14 @@ impl ModuleDef {
                 reducer.params.iter().map(|p| p.name.as_str()),
                 &format!(" of reducer `{}`", reducer.name),
             )?;
+            for param in &reducer.params {
+                param.ty.validate().map_err(|e| {
+                    SchemaError::Invalid(format!(
+                        "parameter `{}` of reducer `{}`: {e}",
+                        param.name, reducer.name
+                    ))
+                })?;
+            }
             if reducer.kind != ReducerKind::Normal && !reducer.params.is_empty() {
                 return Err(SchemaError::Invalid(format!(
                     "{} reducer `{}` takes parameters; it must take none",
@@ -300,7 +252,7 @@ fn validate_table(table: &TableDef) -> Result<(), SchemaError> {
     check_name("table", &table.name)?;
     validate_columns(table)?;
     let pk = column_at(table, table.primary_key, "primary key")?;
-    if pk.ty.optional {
+    if pk.ty.is_optional() {
         return Err(SchemaError::Invalid(format!(
             "primary key `{}` of table `{}` is optional; a primary key must always have a value",
             pk.name, table.name
@@ -308,9 +260,9 @@ fn validate_table(table: &TableDef) -> Result<(), SchemaError> {
     }
     if let Some(auto) = table.auto_inc {
         let col = column_at(table, auto, "auto-increment column")?;
-        if !col.ty.scalar.is_integer() || col.ty.optional {
+        if !col.ty.is_auto_inc_integer() {
             return Err(SchemaError::Invalid(format!(
-                "auto-increment column `{}` of table `{}` is {}; it must be a non-optional integer",
+                "auto-increment column `{}` of table `{}` is {}; it must be a non-optional integer of at most 64 bits",
                 col.name, table.name, col.ty
             )));
         }
@@ -350,8 +302,14 @@ fn validate_columns(table: &TableDef) -> Result<(), SchemaError> {
     check_unique_names("column", table.columns.iter().map(|c| c.name.as_str()), &at)?;
     for column in &table.columns {
         check_name("column", &column.name)?;
+        column.ty.validate().map_err(|e| {
+            SchemaError::Invalid(format!(
+                "column `{}` of table `{}`: {e}",
+                column.name, table.name
+            ))
+        })?;
         if let Some(default) = &column.default {
-            crate::codec::decode_key(default, column.ty).map_err(|e| {
+            crate::codec::decode_key(default, &column.ty).map_err(|e| {
                 SchemaError::Invalid(format!(
                     "default of column `{}` in table `{}` is not a {} value: {e}",
                     column.name, table.name, column.ty
@@ -391,7 +349,7 @@ fn validate_indexes(table: &TableDef) -> Result<(), SchemaError> {
     Ok(())
 }
 
-fn check_name(what: &str, name: &str) -> Result<(), SchemaError> {
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), SchemaError> {
     let ok = !name.is_empty()
         && name.len() <= limits::NAME_LEN_MAX
         && name
@@ -408,7 +366,7 @@ fn check_name(what: &str, name: &str) -> Result<(), SchemaError> {
     }
 }
 
-fn check_unique_names<'a>(
+pub(crate) fn check_unique_names<'a>(
     what: &str,
     names: impl Iterator<Item = &'a str>,
     at: &str,
@@ -430,14 +388,17 @@ fn check_unique_names<'a>(
 mod tests {
     use super::*;
 
-    fn col(name: &str, scalar: ScalarType) -> ColumnDef {
-        ColumnDef::new(name, ColumnType::required(scalar))
+    fn col(name: &str, ty: AlgebraicType) -> ColumnDef {
+        ColumnDef::new(name, ty)
     }
 
     fn table() -> TableDef {
         TableDef {
             name: "t".into(),
-            columns: vec![col("id", ScalarType::U64), col("name", ScalarType::String)],
+            columns: vec![
+                col("id", AlgebraicType::U64),
+                col("name", AlgebraicType::String),
+            ],
             primary_key: 0,
             auto_inc: Some(0),
             indexes: vec![IndexDef {
@@ -474,7 +435,7 @@ mod tests {
         m.abi_version = 9;
         assert_eq!(
             err(m),
-            "module was built for ABI version 9; this host supports version 1"
+            "module was built for ABI version 9; this host supports versions 1 to 2"
         );
 
         let mut t = table();
@@ -482,7 +443,7 @@ mod tests {
         assert!(err(module(vec![t])).contains("primary key of table `t` names column 5"));
 
         let mut t = table();
-        t.columns[0].ty.optional = true;
+        t.columns[0].ty = AlgebraicType::option(AlgebraicType::U64);
         t.auto_inc = None;
         assert!(err(module(vec![t])).contains("is optional"));
 
@@ -534,7 +495,7 @@ mod tests {
         m.reducers.pop();
         m.reducers[0].params.push(ParamDef {
             name: "x".into(),
-            ty: ColumnType::required(ScalarType::U32),
+            ty: AlgebraicType::U32,
         });
         assert!(err(m.clone()).contains("must take none"));
         m.reducers[0].params.clear();

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use crate::codec::{self, Extracted};
 use crate::error::{DbError, DecodeError};
-use crate::schema::{ColumnType, ScalarType, TableDef};
+use crate::schema::TableDef;
+use crate::types::AlgebraicType;
 use crate::value::Value;
 
 /// Most rows [`Table::bulk_load`] reserves room for up front.
@@ -55,7 +56,7 @@ pub struct ScanPosition {
 
 pub struct Table {
     def: TableDef,
-    types: Vec<ColumnType>,
+    types: Vec<AlgebraicType>,
     /// Columns whose values [`codec::scan_row`] extracts.
     wanted: Vec<bool>,
     pk_slot: usize,
@@ -70,7 +71,7 @@ pub struct Table {
 #[derive(Clone, Copy)]
 struct AutoInc {
     slot: usize,
-    scalar: ScalarType,
+    column: usize,
 }
 
 /// What an insert did, for the caller's undo and redo logs.
@@ -98,7 +99,7 @@ impl Table {
         let pk_slot = slot_of(def.primary_key);
         let auto_inc = def.auto_inc.map(|col| AutoInc {
             slot: slot_of(col),
-            scalar: types[col as usize].scalar,
+            column: col as usize,
         });
         let index_slots = def.indexes.iter().map(|i| slot_of(i.column)).collect();
         let indexes = def
@@ -173,7 +174,7 @@ impl Table {
 
     /// Decodes a primary-key value.
     pub fn decode_pk(&self, key: &[u8]) -> Result<Value, DbError> {
-        codec::decode_key(key, self.types[self.def.primary_key as usize])
+        codec::decode_key(key, &self.types[self.def.primary_key as usize])
             .map_err(|e| self.invalid(e))
     }
 
@@ -183,7 +184,7 @@ impl Table {
             IndexId::PrimaryKey => self.def.primary_key,
             IndexId::Secondary(i) => self.def.indexes[i].column,
         };
-        codec::decode_key(key, self.types[col as usize]).map_err(|e| self.invalid(e))
+        codec::decode_key(key, &self.types[col as usize]).map_err(|e| self.invalid(e))
     }
 
     pub fn check_index(&self, index: IndexId) -> Result<(), DbError> {
@@ -266,14 +267,11 @@ impl Table {
             return Ok(self.observe_auto_inc(&slot.value));
         }
         let next = self.next_auto_inc;
-        let (value, width) = match auto.scalar {
-            ScalarType::I32 => (i32::try_from(next).ok().map(Value::I32), 4),
-            ScalarType::U32 => (u32::try_from(next).ok().map(Value::U32), 4),
-            ScalarType::I64 => (i64::try_from(next).ok().map(Value::I64), 8),
-            ScalarType::U64 => (Some(Value::U64(next)), 8),
-            _ => unreachable!("validated: auto-inc column is an integer"),
-        };
-        let value = value.ok_or_else(|| {
+        let ty = &self.types[auto.column];
+        let width = ty
+            .fixed_len()
+            .expect("validated: auto-inc column is an integer");
+        let value = Value::from_auto_inc(next, ty).ok_or_else(|| {
             DbError::LimitExceeded(format!(
                 "auto-increment column of table `{}` is exhausted",
                 self.def.name
@@ -296,8 +294,12 @@ impl Table {
     /// Raises the counter past an explicitly given positive value.
     fn observe_auto_inc(&mut self, value: &Value) -> Option<u64> {
         let positive = match *value {
+            Value::I8(v) => u64::try_from(v).ok(),
+            Value::I16(v) => u64::try_from(v).ok(),
             Value::I32(v) => u64::try_from(v).ok(),
             Value::I64(v) => u64::try_from(v).ok(),
+            Value::U8(v) => Some(v as u64),
+            Value::U16(v) => Some(v as u64),
             Value::U32(v) => Some(v as u64),
             Value::U64(v) => Some(v),
             _ => None,

@@ -2,51 +2,121 @@
 
 use interstice_fs::RealFs;
 use interstice_store::{
-    ABI_VERSION, ColumnDef, ColumnType, IndexDef, ModuleDef, ScalarType, TableDef, Tables, TxLog,
-    Value, codec, snapshot,
+    ABI_VERSION, AlgebraicType, ColumnDef, Field, IndexDef, ModuleDef, SCALARS, TableDef, Tables,
+    TxLog, Value, Variant, VariantShape, codec, json, snapshot,
 };
 use proptest::prelude::*;
 
-fn scalar() -> impl Strategy<Value = ScalarType> {
-    prop_oneof![
-        Just(ScalarType::Bool),
-        Just(ScalarType::I32),
-        Just(ScalarType::I64),
-        Just(ScalarType::U32),
-        Just(ScalarType::U64),
-        Just(ScalarType::F64),
-        Just(ScalarType::String),
-        Just(ScalarType::Bytes),
-    ]
+fn scalar() -> impl Strategy<Value = AlgebraicType> {
+    proptest::sample::select(SCALARS.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>())
 }
 
-fn column_type() -> impl Strategy<Value = ColumnType> {
-    (scalar(), any::<bool>()).prop_map(|(scalar, optional)| ColumnType { scalar, optional })
-}
-
-fn value_of(ty: ColumnType) -> BoxedStrategy<Value> {
-    let inner: BoxedStrategy<Value> = match ty.scalar {
-        ScalarType::Bool => any::<bool>().prop_map(Value::Bool).boxed(),
-        ScalarType::I32 => any::<i32>().prop_map(Value::I32).boxed(),
-        ScalarType::I64 => any::<i64>().prop_map(Value::I64).boxed(),
-        ScalarType::U32 => any::<u32>().prop_map(Value::U32).boxed(),
-        ScalarType::U64 => any::<u64>().prop_map(Value::U64).boxed(),
-        ScalarType::F64 => any::<f64>().prop_map(Value::F64).boxed(),
-        ScalarType::String => ".{0,20}".prop_map(|s| Value::String(s.into())).boxed(),
-        ScalarType::Bytes => proptest::collection::vec(any::<u8>(), 0..20)
-            .prop_map(|b| Value::Bytes(b.into()))
-            .boxed(),
-    };
-    if ty.optional {
-        prop_oneof![Just(Value::Null), inner].boxed()
-    } else {
-        inner
+fn field(i: usize, ty: AlgebraicType) -> Field {
+    Field {
+        name: format!("f{i}"),
+        ty,
     }
 }
 
-fn typed_row() -> impl Strategy<Value = (Vec<ColumnType>, Vec<Value>)> {
+/// Any valid type, up to three levels of `option`, `vec`, struct and enum
+/// around scalars.
+fn column_type() -> impl Strategy<Value = AlgebraicType> {
+    scalar().prop_recursive(3, 24, 3, |inner| {
+        prop_oneof![
+            inner.clone().prop_map(|t| if t.is_optional() {
+                t
+            } else {
+                AlgebraicType::option(t)
+            }),
+            inner.clone().prop_map(AlgebraicType::vec),
+            proptest::collection::vec(inner.clone(), 1..4).prop_map(|ts| {
+                AlgebraicType::product(
+                    "P",
+                    ts.into_iter()
+                        .enumerate()
+                        .map(|(i, t)| field(i, t))
+                        .collect(),
+                )
+            }),
+            proptest::collection::vec(proptest::option::of(inner), 1..4).prop_map(|vs| {
+                AlgebraicType::sum(
+                    "S",
+                    vs.into_iter()
+                        .enumerate()
+                        .map(|(i, payload)| match payload {
+                            None => Variant {
+                                name: format!("V{i}"),
+                                shape: VariantShape::Unit,
+                                fields: vec![],
+                            },
+                            Some(t) => Variant {
+                                name: format!("V{i}"),
+                                shape: VariantShape::Struct,
+                                fields: vec![field(0, t)],
+                            },
+                        })
+                        .collect(),
+                )
+            }),
+        ]
+    })
+}
+
+fn values_of(fields: &[Field]) -> BoxedStrategy<Box<[Value]>> {
+    let parts: Vec<_> = fields.iter().map(|f| value_of(&f.ty)).collect();
+    parts.prop_map(|v| v.into_boxed_slice()).boxed()
+}
+
+fn value_of(ty: &AlgebraicType) -> BoxedStrategy<Value> {
+    use AlgebraicType as T;
+    match ty {
+        T::Bool => any::<bool>().prop_map(Value::Bool).boxed(),
+        T::U8 => any::<u8>().prop_map(Value::U8).boxed(),
+        T::U16 => any::<u16>().prop_map(Value::U16).boxed(),
+        T::U32 => any::<u32>().prop_map(Value::U32).boxed(),
+        T::U64 => any::<u64>().prop_map(Value::U64).boxed(),
+        T::U128 => any::<u128>().prop_map(|v| Value::U128(Box::new(v))).boxed(),
+        T::I8 => any::<i8>().prop_map(Value::I8).boxed(),
+        T::I16 => any::<i16>().prop_map(Value::I16).boxed(),
+        T::I32 => any::<i32>().prop_map(Value::I32).boxed(),
+        T::I64 => any::<i64>().prop_map(Value::I64).boxed(),
+        T::I128 => any::<i128>().prop_map(|v| Value::I128(Box::new(v))).boxed(),
+        T::F32 => any::<f32>().prop_map(Value::F32).boxed(),
+        T::F64 => any::<f64>().prop_map(Value::F64).boxed(),
+        T::String => ".{0,20}".prop_map(|s| Value::String(s.into())).boxed(),
+        T::Bytes => proptest::collection::vec(any::<u8>(), 0..20)
+            .prop_map(|b| Value::Bytes(b.into()))
+            .boxed(),
+        T::Identity => any::<[u8; 32]>()
+            .prop_map(|b| Value::Identity(Box::new(b)))
+            .boxed(),
+        T::Timestamp => any::<i64>().prop_map(Value::Timestamp).boxed(),
+        T::Duration => any::<i64>().prop_map(Value::Duration).boxed(),
+        T::Option(inner) => prop_oneof![Just(Value::Null), value_of(inner)].boxed(),
+        T::Vec(inner) => proptest::collection::vec(value_of(inner), 0..4)
+            .prop_map(|v| Value::Array(v.into()))
+            .boxed(),
+        T::Product(p) => values_of(&p.fields).prop_map(Value::Product).boxed(),
+        T::Sum(s) => {
+            let variants: Vec<_> = s
+                .variants
+                .iter()
+                .enumerate()
+                .map(|(tag, v)| {
+                    values_of(&v.fields).prop_map(move |fields| Value::Sum {
+                        tag: tag as u8,
+                        fields,
+                    })
+                })
+                .collect();
+            proptest::strategy::Union::new(variants).boxed()
+        }
+    }
+}
+
+fn typed_row() -> impl Strategy<Value = (Vec<AlgebraicType>, Vec<Value>)> {
     proptest::collection::vec(column_type(), 1..8).prop_flat_map(|types| {
-        let values: Vec<_> = types.iter().map(|t| value_of(*t)).collect();
+        let values: Vec<_> = types.iter().map(value_of).collect();
         (Just(types), values)
     })
 }
@@ -58,6 +128,20 @@ proptest! {
         let decoded = codec::decode_row(&bytes, &types).unwrap();
         prop_assert_eq!(&decoded, &values);
         prop_assert_eq!(codec::encode_row(&decoded, &types), bytes);
+    }
+
+    #[test]
+    fn types_are_valid_and_values_fit(ty in column_type()) {
+        prop_assert!(ty.validate().is_ok(), "{}", ty);
+    }
+
+    #[test]
+    fn json_round_trips((types, values) in typed_row()) {
+        for (ty, value) in types.iter().zip(&values) {
+            let text = json::value_to_json(value, ty);
+            let back = json::value_from_json(&text, ty);
+            prop_assert_eq!(back.as_ref(), Ok(value), "{} as {}", ty, text);
+        }
     }
 
     #[test]
@@ -90,7 +174,7 @@ proptest! {
 }
 
 fn u64_col(name: &str) -> ColumnDef {
-    ColumnDef::new(name, ColumnType::required(ScalarType::U64))
+    ColumnDef::new(name, AlgebraicType::U64)
 }
 
 /// `t(id pk auto_inc, tag unique, group btree)`.
@@ -121,10 +205,10 @@ fn def() -> ModuleDef {
 }
 
 fn row(id: u64, tag: u64, group: u64) -> Vec<u8> {
-    let t = ColumnType::required(ScalarType::U64);
+    let t = AlgebraicType::U64;
     codec::encode_row(
         &[Value::U64(id), Value::U64(tag), Value::U64(group)],
-        &[t, t, t],
+        &[t.clone(), t.clone(), t],
     )
 }
 
