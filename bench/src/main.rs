@@ -7,6 +7,7 @@
 mod durable;
 mod languages;
 mod peers;
+mod row_codec;
 mod serve;
 mod snapshots;
 
@@ -16,8 +17,7 @@ use anyhow::{Context, Result, bail};
 use interstice_runtime::Database;
 use interstice_runtime::log::SyncPolicy;
 use interstice_store::{
-    ABI_VERSION, ColumnDef, ColumnType, ModuleDef, ScalarType, TableDef, Tables, TxLog, Value,
-    codec,
+    ABI_VERSION, AlgebraicType, ColumnDef, ModuleDef, TableDef, Tables, TxLog, Value, codec,
 };
 use interstice_tests::{guest_bytes, guests};
 
@@ -72,12 +72,15 @@ fn fresh_with(name: &str, guest: &str) -> Result<(tempfile::TempDir, Database)> 
 
 /// Native table inserts, no guest: the table operation alone.
 fn native_insert() -> Result<Duration> {
-    let t = ColumnType::required(ScalarType::U64);
+    let t = AlgebraicType::U64;
     let def = ModuleDef {
         abi_version: ABI_VERSION,
         tables: vec![TableDef {
             name: "rows".into(),
-            columns: vec![ColumnDef::new("id", t), ColumnDef::new("value", t)],
+            columns: vec![
+                ColumnDef::new("id", t.clone()),
+                ColumnDef::new("value", t.clone()),
+            ],
             primary_key: 0,
             auto_inc: None,
             indexes: vec![],
@@ -86,7 +89,7 @@ fn native_insert() -> Result<Duration> {
         reducers: vec![],
     };
     let rows: Vec<Vec<u8>> = (0..CALLS)
-        .map(|i| codec::encode_row(&[Value::U64(i), Value::U64(i)], &[t, t]))
+        .map(|i| codec::encode_row(&[Value::U64(i), Value::U64(i)], &[t.clone(), t.clone()]))
         .collect();
     let mut tables = Tables::new(&def);
     let mut tx = TxLog::new();
@@ -144,10 +147,7 @@ fn reducers() -> Result<Vec<Figure>> {
         "counter.increment (find + update)",
         best_of(|| {
             let (_d, db) = fresh_with("counter", guests::COUNTER)?;
-            let name = codec::encode_row(
-                &[Value::String("c".into())],
-                &[ColumnType::required(ScalarType::String)],
-            );
+            let name = codec::encode_row(&[Value::String("c".into())], &[AlgebraicType::String]);
             time_calls(&db, "counter", "increment", |_| name.clone())
         })?,
     );
@@ -407,6 +407,9 @@ fn main() -> Result<()> {
     if matches!(which.as_str(), "languages" | "all") {
         languages::figures()?;
     }
+    if matches!(which.as_str(), "codec" | "all") {
+        row_codec::figures()?;
+    }
     if matches!(which.as_str(), "durable" | "all") {
         durable_figures()?;
     }
@@ -424,7 +427,7 @@ fn main() -> Result<()> {
         snapshots::figures(rows)?;
     }
     match which.as_str() {
-        "durable" | "replay" | "snapshots" | "peers" | "serve" | "languages" => {}
+        "codec" | "durable" | "replay" | "snapshots" | "peers" | "serve" | "languages" => {}
         "write-log" => {
             let dir = std::env::args()
                 .nth(2)
@@ -460,7 +463,7 @@ fn main() -> Result<()> {
             );
         }
         other => bail!(
-            "unknown benchmark {other:?}; try `reducers`, `languages`, `durable`, `replay`, `serve`, `snapshots`, `peers` or `all`"
+            "unknown benchmark {other:?}; try `reducers`, `codec`, `languages`, `durable`, `replay`, `serve`, `snapshots`, `peers` or `all`"
         ),
     }
     Ok(())

@@ -476,9 +476,19 @@ fn backup_and_snapshot_refuse_a_log_damaged_in_the_middle() {
         .filter(|p| p.extension().is_some_and(|x| x == "log"))
         .max()
         .unwrap();
+    // Damage a record in the middle whose loss leaves the rest consistent:
+    // the third-last chat message (activity ends with five of them), inside
+    // its payload.
+    let mut records = Vec::new();
+    interstice_runtime::log::scan(&RealFs, &dir.path().join(LOG_DIR), &mut |rec| {
+        records.push((rec.segment.to_path_buf(), rec.offset));
+        Ok(())
+    })
+    .unwrap();
+    let (in_segment, offset) = records[records.len() - 3].clone();
+    assert_eq!(in_segment, segment);
     let mut bytes = std::fs::read(&segment).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x40;
+    bytes[offset as usize + 24] ^= 0x40;
     std::fs::write(&segment, &bytes).unwrap();
 
     let dest = tempfile::tempdir().unwrap();

@@ -53,7 +53,7 @@ fn publish_call_query_schema() {
     assert!(out.status.success(), "{}", stderr(&out));
     let schema: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(schema["tables"][0]["name"], "counters");
-    assert_eq!(schema["reducers"][0]["params"][0]["ty"]["scalar"], "string");
+    assert_eq!(schema["reducers"][0]["params"][0]["ty"], "string");
 }
 
 #[test]

@@ -270,9 +270,10 @@ fn publish_call_read_subscribe_then_restart() {
     assert_eq!(schema.status, 200);
     assert_eq!(schema.body["tables"][1]["name"], "messages");
     assert_eq!(schema.body["reducers"][1]["name"], "register");
+    assert_eq!(schema.body["reducers"][1]["params"][0]["ty"], "string");
     assert_eq!(
-        schema.body["reducers"][1]["params"][0]["ty"]["scalar"],
-        "string"
+        schema.body["reducers"][1]["params"][1]["ty"],
+        serde_json::json!({"option": "string"})
     );
 
     // Subscribers: every message, and the `general` channel only.

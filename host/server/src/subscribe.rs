@@ -80,7 +80,8 @@ fn parse_request(
             let (_, ty) = index_on(&table_def, &column).map_err(ApiError::from)?;
             let value = value_from_query(&raw, ty)
                 .map_err(|reason| ApiError::bad_request(column.clone(), reason))?;
-            Some((column, raw, value_to_json(&value)))
+            let json = value_to_json(&value, ty);
+            Some((column, raw, json))
         }
     };
     Ok((table_def, filter))

@@ -144,6 +144,13 @@ pub struct ModuleDef {
 }
 
 impl ModuleDef {
+    /// Whether two definitions declare the same tables and reducers, whatever
+    /// contract version each was built for: a version-1 row is a valid
+    /// version-2 row of the same types.
+    pub fn same_as(&self, other: &ModuleDef) -> bool {
+        self.tables == other.tables && self.reducers == other.reducers
+    }
+
     pub fn table_id(&self, name: &str) -> Option<u32> {
         self.tables
             .iter()

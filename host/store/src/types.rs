@@ -406,8 +406,16 @@ pub enum TypeDef {
     },
     Sum {
         name: String,
-        variants: Vec<(String, VariantShape, Vec<(String, TypeRef)>)>,
+        variants: Vec<VariantDef>,
     },
+}
+
+/// A variant of a typespace enum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VariantDef {
+    pub name: String,
+    pub shape: VariantShape,
+    pub fields: Vec<(String, TypeRef)>,
 }
 
 /// A type that may name an entry of the typespace.
@@ -481,11 +489,11 @@ impl Typespace {
                     TypeDef::Sum { name, variants } => {
                         let variants = variants
                             .iter()
-                            .map(|(vname, shape, f)| {
+                            .map(|v| {
                                 Ok(Variant {
-                                    name: vname.clone(),
-                                    shape: *shape,
-                                    fields: fields(f)?,
+                                    name: v.name.clone(),
+                                    shape: v.shape,
+                                    fields: fields(&v.fields)?,
                                 })
                             })
                             .collect::<Result<Vec<_>, SchemaError>>()?;

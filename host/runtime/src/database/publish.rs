@@ -70,7 +70,7 @@ pub(crate) fn choose(
     let Some((old, old_version)) = existing else {
         return Ok(Choice::First);
     };
-    if *old == *def && !options.clear {
+    if old.same_as(def) && !options.clear {
         return Ok(Choice::SameDefinition {
             version: old_version,
         });
@@ -306,17 +306,12 @@ pub(crate) fn drop_module<'l>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use interstice_store::{
-        ColumnDef, ColumnType, ParamDef, ReducerDef, ReducerKind, ScalarType, TableDef,
-    };
+    use interstice_store::{AlgebraicType, ColumnDef, ParamDef, ReducerDef, ReducerKind, TableDef};
 
     fn column(name: &str, default: Option<Vec<u8>>) -> ColumnDef {
         ColumnDef {
             name: name.into(),
-            ty: ColumnType {
-                scalar: ScalarType::I64,
-                optional: false,
-            },
+            ty: AlgebraicType::I64,
             default,
         }
     }
@@ -328,7 +323,7 @@ mod tests {
             name: "put".into(),
             params: vec![ParamDef {
                 name: "id".into(),
-                ty: columns[0].ty,
+                ty: columns[0].ty.clone(),
             }],
             kind: ReducerKind::Normal,
         }];

@@ -83,7 +83,7 @@ pub(crate) fn page(
         None => None,
         Some(raw) => {
             let pk_col = &t.def().columns[t.def().primary_key as usize];
-            let pk = value_from_query(raw, pk_col.ty).map_err(|reason| QueryError::BadValue {
+            let pk = value_from_query(raw, &pk_col.ty).map_err(|reason| QueryError::BadValue {
                 column: pk_col.name.clone(),
                 reason,
             })?;
@@ -108,7 +108,9 @@ pub(crate) fn page(
     let more = out.len() > limit;
     out.truncate(limit);
     let next_after = match more {
-        true => out.last().map(|(pos, _)| value_to_json(&pos.pk)),
+        true => out.last().map(|(pos, _)| {
+            value_to_json(&pos.pk, &t.def().columns[t.def().primary_key as usize].ty)
+        }),
         false => None,
     };
     let rows = out
@@ -153,7 +155,7 @@ pub(crate) fn get_json(
     t: &Table,
     key: &serde_json::Value,
 ) -> Result<Option<serde_json::Value>, QueryError> {
-    let pk_type = t.def().columns[t.def().primary_key as usize].ty;
+    let pk_type = &t.def().columns[t.def().primary_key as usize].ty;
     let pk = interstice_store::json::value_from_json(key, pk_type).map_err(QueryError::BadKey)?;
     t.get(&pk).map(|row| json_of(row, t)).transpose()
 }
@@ -182,16 +184,16 @@ pub(crate) fn state_json(catalog: &Catalog) -> Result<serde_json::Value, QueryEr
 
 /// The index over `column` (the primary key's, or a secondary one), and the
 /// column's type.
-pub fn index_on(
-    table: &interstice_store::TableDef,
+pub fn index_on<'t>(
+    table: &'t interstice_store::TableDef,
     column: &str,
-) -> Result<(IndexId, interstice_store::ColumnType), QueryError> {
+) -> Result<(IndexId, &'t interstice_store::AlgebraicType), QueryError> {
     let not_indexed = || QueryError::NotIndexed {
         table: table.name.clone(),
         column: column.to_string(),
     };
     let col = table.column_index(column).ok_or_else(not_indexed)?;
-    let ty = table.columns[col].ty;
+    let ty = &table.columns[col].ty;
     if col == table.primary_key as usize {
         return Ok((IndexId::PrimaryKey, ty));
     }
@@ -203,19 +205,22 @@ pub fn index_on(
     Ok((IndexId::Secondary(i), ty))
 }
 
-/// A column value from a query string: JSON of the column's type, or, for
-/// a string column, the text itself when it is not a JSON string.
+/// A column value from a query string: JSON of the column's type, or the
+/// text itself as a JSON string when it is not JSON (`alice`, an identity's
+/// hex, a timestamp) or when the column holds strings.
 pub fn value_from_query(
     raw: &str,
-    ty: interstice_store::ColumnType,
+    ty: &interstice_store::AlgebraicType,
 ) -> Result<interstice_store::Value, String> {
-    use interstice_store::ScalarType;
+    use interstice_store::AlgebraicType;
+    let holds_strings = match ty {
+        AlgebraicType::Option(inner) => **inner == AlgebraicType::String,
+        other => *other == AlgebraicType::String,
+    };
     let json = match serde_json::from_str::<serde_json::Value>(raw) {
         Ok(v @ serde_json::Value::String(_)) => v,
-        Ok(v) if ty.scalar != ScalarType::String => v,
-        _ if ty.scalar == ScalarType::String => serde_json::Value::String(raw.to_string()),
-        Ok(v) => v,
-        Err(e) => return Err(format!("`{raw}` is not JSON: {e}")),
+        Ok(v) if !holds_strings => v,
+        _ => serde_json::Value::String(raw.to_string()),
     };
     interstice_store::json::value_from_json(&json, ty)
 }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use interstice_store::{
-    ColumnDef, ColumnType, IndexDef, ModuleDef, Mutation, ParamDef, ReducerDef, ReducerKind,
-    ScalarType, TableDef, Tables,
+    AlgebraicType, ColumnDef, IndexDef, ModuleDef, Mutation, ParamDef, ReducerDef, ReducerKind,
+    TableDef, Tables,
 };
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
@@ -242,20 +242,22 @@ fn classify_trap(
     }
 }
 
-fn convert_type(ty: types::ColumnType) -> ColumnType {
+/// A type of contract version 1: a scalar, optionally nullable.
+fn convert_type(ty: types::ColumnType) -> AlgebraicType {
     let scalar = match ty.scalar {
-        types::ScalarType::Bool => ScalarType::Bool,
-        types::ScalarType::I32 => ScalarType::I32,
-        types::ScalarType::I64 => ScalarType::I64,
-        types::ScalarType::U32 => ScalarType::U32,
-        types::ScalarType::U64 => ScalarType::U64,
-        types::ScalarType::F64 => ScalarType::F64,
-        types::ScalarType::String => ScalarType::String,
-        types::ScalarType::Bytes => ScalarType::Bytes,
+        types::ScalarType::Bool => AlgebraicType::Bool,
+        types::ScalarType::I32 => AlgebraicType::I32,
+        types::ScalarType::I64 => AlgebraicType::I64,
+        types::ScalarType::U32 => AlgebraicType::U32,
+        types::ScalarType::U64 => AlgebraicType::U64,
+        types::ScalarType::F64 => AlgebraicType::F64,
+        types::ScalarType::String => AlgebraicType::String,
+        types::ScalarType::Bytes => AlgebraicType::Bytes,
     };
-    ColumnType {
-        scalar,
-        optional: ty.optional,
+    if ty.optional {
+        AlgebraicType::option(scalar)
+    } else {
+        scalar
     }
 }
 
