@@ -81,7 +81,7 @@ fn main() {
         }
     }
     for app in ["bank", "bank_v2", "chat"] {
-        let component = build_python(&guests, &root.join("wit"), app);
+        let component = build_python(&guests, &root.join("wit/v1"), app);
         consts.push_str(&format!(
             "/// The Python `{app}` guest (componentize-py), as a component.\npub const {}_PY: &str = {:?};\n",
             app.to_uppercase(),

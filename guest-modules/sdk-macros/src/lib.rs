@@ -28,6 +28,166 @@ pub fn module(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// Makes a struct with named fields, or an enum, usable as a column or
+/// reducer parameter type (`interstice_sdk::Column`). A struct is its fields
+/// in declaration order; an enum is its variant's index (one byte, in
+/// declaration order) and then that variant's fields.
+#[proc_macro_derive(Type)]
+pub fn derive_type(item: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(item as syn::DeriveInput);
+    match expand_type(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn expand_type(input: &syn::DeriveInput) -> Result<TokenStream2> {
+    let sdk = quote!(::interstice_sdk);
+    if !input.generics.params.is_empty() {
+        return Err(Error::new(
+            input.generics.span(),
+            "#[derive(Type)] does not support generic types",
+        ));
+    }
+    let ident = &input.ident;
+    let name = ident.to_string();
+    let (define, encode, decode) = match &input.data {
+        syn::Data::Struct(data) => {
+            let syn::Fields::Named(fields) = &data.fields else {
+                return Err(Error::new(
+                    ident.span(),
+                    "#[derive(Type)] needs a struct with named fields, or an enum",
+                ));
+            };
+            let idents: Vec<_> = fields.named.iter().map(|f| f.ident.clone()).collect();
+            let names: Vec<_> = idents
+                .iter()
+                .map(|i| i.as_ref().expect("named").to_string())
+                .collect();
+            let types: Vec<_> = fields.named.iter().map(|f| &f.ty).collect();
+            (
+                quote! {
+                    #sdk::TypeDef::Product(#sdk::ProductDef {
+                        name: ::std::string::String::from(#name),
+                        fields: ::std::vec![ #( #sdk::__private::field_def::<#types>(space, #names), )* ],
+                    })
+                },
+                quote!( #( #sdk::Column::encode(&self.#idents, out); )* ),
+                quote!( ::core::result::Result::Ok(Self { #( #idents: <#types as #sdk::Column>::decode(r)?, )* }) ),
+            )
+        }
+        syn::Data::Enum(data) => {
+            if data.variants.is_empty() || data.variants.len() > 256 {
+                return Err(Error::new(
+                    ident.span(),
+                    "#[derive(Type)] needs an enum of 1 to 256 variants",
+                ));
+            }
+            let mut variant_defs = Vec::new();
+            let mut encode_arms = Vec::new();
+            let mut decode_arms = Vec::new();
+            for (tag, v) in data.variants.iter().enumerate() {
+                let tag = tag as u8;
+                let vident = &v.ident;
+                let vname = vident.to_string();
+                let (shape, names, types): (TokenStream2, Vec<String>, Vec<&Type>) = match &v.fields
+                {
+                    syn::Fields::Unit => (quote!(Unit), Vec::new(), Vec::new()),
+                    syn::Fields::Unnamed(f) => (
+                        quote!(Tuple),
+                        (0..f.unnamed.len()).map(|i| i.to_string()).collect(),
+                        f.unnamed.iter().map(|f| &f.ty).collect(),
+                    ),
+                    syn::Fields::Named(f) => (
+                        quote!(Struct),
+                        f.named
+                            .iter()
+                            .map(|f| f.ident.as_ref().expect("named").to_string())
+                            .collect(),
+                        f.named.iter().map(|f| &f.ty).collect(),
+                    ),
+                };
+                variant_defs.push(quote! {
+                    #sdk::VariantDef {
+                        name: ::std::string::String::from(#vname),
+                        shape: #sdk::VariantShape::#shape,
+                        fields: ::std::vec![ #( #sdk::__private::field_def::<#types>(space, #names), )* ],
+                    }
+                });
+                let locals: Vec<_> = (0..types.len())
+                    .map(|i| format_ident!("__f{}", i))
+                    .collect();
+                match &v.fields {
+                    syn::Fields::Unit => {
+                        encode_arms.push(quote!(Self::#vident => out.push(#tag),));
+                        decode_arms
+                            .push(quote!(#tag => ::core::result::Result::Ok(Self::#vident),));
+                    }
+                    syn::Fields::Unnamed(_) => {
+                        encode_arms.push(quote! {
+                            Self::#vident( #( #locals ),* ) => {
+                                out.push(#tag);
+                                #( #sdk::Column::encode(#locals, out); )*
+                            }
+                        });
+                        decode_arms.push(quote! {
+                            #tag => ::core::result::Result::Ok(Self::#vident( #( <#types as #sdk::Column>::decode(r)? ),* )),
+                        });
+                    }
+                    syn::Fields::Named(f) => {
+                        let fidents: Vec<_> = f.named.iter().map(|f| f.ident.clone()).collect();
+                        encode_arms.push(quote! {
+                            Self::#vident { #( #fidents: #locals ),* } => {
+                                out.push(#tag);
+                                #( #sdk::Column::encode(#locals, out); )*
+                            }
+                        });
+                        decode_arms.push(quote! {
+                            #tag => ::core::result::Result::Ok(Self::#vident { #( #fidents: <#types as #sdk::Column>::decode(r)?, )* }),
+                        });
+                    }
+                }
+            }
+            (
+                quote! {
+                    #sdk::TypeDef::Sum(#sdk::SumDef {
+                        name: ::std::string::String::from(#name),
+                        variants: ::std::vec![ #( #variant_defs, )* ],
+                    })
+                },
+                quote!( match self { #( #encode_arms )* } ),
+                quote! {
+                    match #sdk::__private::decode_tag(r)? {
+                        #( #decode_arms )*
+                        _ => ::core::result::Result::Err(#sdk::__private::invalid_variant()),
+                    }
+                },
+            )
+        }
+        syn::Data::Union(_) => {
+            return Err(Error::new(
+                ident.span(),
+                "#[derive(Type)] does not support unions",
+            ));
+        }
+    };
+    Ok(quote! {
+        impl #sdk::Column for #ident {
+            fn type_index(space: &mut #sdk::Typespace) -> u32 {
+                space.named::<Self>(|space| #define)
+            }
+            #[inline]
+            fn encode(&self, out: &mut ::std::vec::Vec<u8>) {
+                #encode
+            }
+            #[inline]
+            fn decode(r: &mut #sdk::Reader<'_>) -> ::core::result::Result<Self, #sdk::DecodeError> {
+                #decode
+            }
+        }
+    })
+}
+
 /// Marks a struct as a table. Only meaningful inside `#[module]`.
 #[proc_macro_attribute]
 pub fn table(_attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -318,10 +478,10 @@ fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
             let ty = &c.ty;
             match &c.default {
                 Some(expr) => quote! {
-                    #sdk::__private::column_def_with_default::<#ty>(#name, #expr)
+                    #sdk::__private::column_def_with_default::<#ty>(&mut __ts, #name, #expr)
                 },
                 None => quote! {
-                    #sdk::__private::column_def(#name, <#ty as #sdk::Column>::TYPE)
+                    #sdk::__private::column_def::<#ty>(&mut __ts, #name)
                 },
             }
         });
@@ -425,7 +585,7 @@ fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
             #sdk::ReducerDef {
                 name: ::std::string::String::from(#name),
                 params: ::std::vec![
-                    #( #sdk::__private::param_def(#param_names, <#param_types as #sdk::Column>::TYPE), )*
+                    #( #sdk::__private::param_def::<#param_types>(&mut __ts, #param_names), )*
                 ],
                 kind: #kind,
             }
@@ -446,10 +606,14 @@ fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
 
         impl #sdk::bindings::Guest for __InterstceModule {
             fn describe() -> #sdk::ModuleDef {
+                let mut __ts = #sdk::Typespace::new();
+                let tables = ::std::vec![ #( #table_defs, )* ];
+                let reducers = ::std::vec![ #( #reducer_defs, )* ];
                 #sdk::ModuleDef {
                     abi_version: #sdk::ABI_VERSION,
-                    tables: ::std::vec![ #( #table_defs, )* ],
-                    reducers: ::std::vec![ #( #reducer_defs, )* ],
+                    typespace: __ts.into_types(),
+                    tables,
+                    reducers,
                 }
             }
 

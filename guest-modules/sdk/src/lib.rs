@@ -35,7 +35,7 @@ extern crate self as interstice_sdk;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 
-pub use interstice_sdk_macros::{module, reducer, table};
+pub use interstice_sdk_macros::{Type, module, reducer, table};
 
 #[doc(hidden)]
 pub mod bindings {
@@ -51,20 +51,26 @@ pub mod bindings {
 
 use bindings::interstice::module::host;
 pub use bindings::interstice::module::types::{
-    ColumnDef, ColumnType, IndexDef, LogLevel, ModuleDef, ParamDef, ReducerDef, ReducerKind,
-    ScalarType, TableDef,
+    ColumnDef, FieldDef, IndexDef, IndexKind, LogLevel, ModuleDef, ParamDef, ProductDef,
+    ReducerDef, ReducerKind, ScalarType, SumDef, TableDef, TypeDef, VariantDef, VariantShape,
 };
+
+mod special;
+mod typespace;
+
+pub use special::{Duration, Identity, Timestamp};
+pub use typespace::Typespace;
 
 /// Everything a module usually needs.
 pub mod prelude {
     pub use crate::{
-        BTreeIndex, Column, DbError, ReducerContext, Table, TableHandle, UniqueIndex, log, reducer,
-        table,
+        BTreeIndex, Column, DbError, Duration, Identity, ReducerContext, Table, TableHandle,
+        Timestamp, Type, UniqueIndex, log, reducer, table,
     };
 }
 
 /// The encoding version this SDK writes (docs/row-encoding.md).
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Rows fetched from the host per cursor batch.
 const SCAN_BATCH_ROWS: u32 = 64;
@@ -73,7 +79,9 @@ const SCAN_BATCH_ROWS: u32 = 64;
 pub struct ReducerContext {
     /// Id of this transaction; increases with every committed transaction.
     pub tx_id: u64,
-    /// Logical time of the transaction, in microseconds since the Unix epoch.
+    /// Logical time of the transaction.
+    pub timestamp: Timestamp,
+    /// The same time, in microseconds since the Unix epoch.
     pub timestamp_micros: i64,
     /// Who called the reducer.
     pub caller: String,
@@ -88,6 +96,7 @@ impl ReducerContext {
     pub fn __new(ctx: bindings::interstice::module::types::ReducerContext) -> Self {
         ReducerContext {
             tx_id: ctx.tx_id,
+            timestamp: Timestamp::from_micros(ctx.timestamp_micros),
             timestamp_micros: ctx.timestamp_micros,
             caller: ctx.caller,
             seed: ctx.seed,
@@ -169,6 +178,11 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    /// Bytes not yet read.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+
     pub fn finish(&self) -> Result<(), DecodeError> {
         if self.bytes.is_empty() {
             Ok(())
@@ -178,23 +192,27 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A type that can be a column or a reducer parameter.
-pub trait Column: Sized {
-    const TYPE: ColumnType;
+/// A type that can be a column or a reducer parameter: every scalar,
+/// `Option<T>`, `Vec<T>`, [`Identity`], [`Timestamp`], [`Duration`], and
+/// structs and enums with `#[derive(Type)]`. `docs/row-encoding.md` gives
+/// each one's bytes.
+pub trait Column: Sized + 'static {
+    /// Whether this is `u8`, so that `Vec<u8>` is the `bytes` type.
+    #[doc(hidden)]
+    const IS_BYTE: bool = false;
+    /// Adds this type (and the types inside it) to `space`; returns its
+    /// index there.
+    fn type_index(space: &mut Typespace) -> u32;
     fn encode(&self, out: &mut Vec<u8>);
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
 }
 
-/// Column types that are not `Option`: the ones `Option<T>` may wrap.
-pub trait Scalar: Column {}
-
 macro_rules! fixed_column {
     ($t:ty, $scalar:ident, $n:literal) => {
         impl Column for $t {
-            const TYPE: ColumnType = ColumnType {
-                scalar: ScalarType::$scalar,
-                optional: false,
-            };
+            fn type_index(space: &mut Typespace) -> u32 {
+                space.scalar(ScalarType::$scalar)
+            }
             #[inline]
             fn encode(&self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
@@ -204,21 +222,40 @@ macro_rules! fixed_column {
                 Ok(<$t>::from_le_bytes(r.take::<$n>()?))
             }
         }
-        impl Scalar for $t {}
     };
 }
 
+fixed_column!(i8, I8, 1);
+fixed_column!(i16, I16, 2);
 fixed_column!(i32, I32, 4);
 fixed_column!(i64, I64, 8);
+fixed_column!(i128, I128, 16);
+fixed_column!(u16, U16, 2);
 fixed_column!(u32, U32, 4);
 fixed_column!(u64, U64, 8);
+fixed_column!(u128, U128, 16);
+fixed_column!(f32, F32, 4);
 fixed_column!(f64, F64, 8);
 
+impl Column for u8 {
+    const IS_BYTE: bool = true;
+    fn type_index(space: &mut Typespace) -> u32 {
+        space.scalar(ScalarType::U8)
+    }
+    #[inline]
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(*self);
+    }
+    #[inline]
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(r.take::<1>()?[0])
+    }
+}
+
 impl Column for bool {
-    const TYPE: ColumnType = ColumnType {
-        scalar: ScalarType::Bool,
-        optional: false,
-    };
+    fn type_index(space: &mut Typespace) -> u32 {
+        space.scalar(ScalarType::Bool)
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(u8::from(*self));
     }
@@ -230,24 +267,30 @@ impl Column for bool {
         }
     }
 }
-impl Scalar for bool {}
+
+fn encode_len(len: usize, out: &mut Vec<u8>) {
+    let len = u32::try_from(len).expect("value longer than 4 GiB");
+    out.extend_from_slice(&len.to_le_bytes());
+}
 
 fn encode_len_prefixed(bytes: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(bytes.len()).expect("value longer than 4 GiB");
-    out.extend_from_slice(&len.to_le_bytes());
+    encode_len(bytes.len(), out);
     out.extend_from_slice(bytes);
 }
 
+fn decode_len(r: &mut Reader<'_>) -> Result<usize, DecodeError> {
+    Ok(u32::from_le_bytes(r.take::<4>()?) as usize)
+}
+
 fn decode_len_prefixed<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DecodeError> {
-    let len = u32::from_le_bytes(r.take::<4>()?) as usize;
+    let len = decode_len(r)?;
     r.take_slice(len)
 }
 
 impl Column for String {
-    const TYPE: ColumnType = ColumnType {
-        scalar: ScalarType::String,
-        optional: false,
-    };
+    fn type_index(space: &mut Typespace) -> u32 {
+        space.scalar(ScalarType::String)
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         encode_len_prefixed(self.as_bytes(), out);
     }
@@ -256,27 +299,43 @@ impl Column for String {
         String::from_utf8(raw.to_vec()).map_err(|_| DecodeError("invalid UTF-8"))
     }
 }
-impl Scalar for String {}
 
-impl Column for Vec<u8> {
-    const TYPE: ColumnType = ColumnType {
-        scalar: ScalarType::Bytes,
-        optional: false,
-    };
+/// `Vec<u8>` is the `bytes` type; any other `Vec<T>` is `vec<T>`. Both are
+/// a `u32` count followed by the elements, so the bytes are the same.
+impl<T: Column> Column for Vec<T> {
+    fn type_index(space: &mut Typespace) -> u32 {
+        if T::IS_BYTE {
+            return space.scalar(ScalarType::Bytes);
+        }
+        let inner = T::type_index(space);
+        space.add(TypeDef::Vec(inner))
+    }
     fn encode(&self, out: &mut Vec<u8>) {
-        encode_len_prefixed(self, out);
+        encode_len(self.len(), out);
+        for item in self {
+            item.encode(out);
+        }
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(decode_len_prefixed(r)?.to_vec())
+        let len = decode_len(r)?;
+        // Every element takes at least one byte: a count beyond what is
+        // left cannot be right, and must not allocate.
+        if len > r.remaining() {
+            return Err(DecodeError("truncated value"));
+        }
+        let mut items = Vec::with_capacity(len);
+        for _ in 0..len {
+            items.push(T::decode(r)?);
+        }
+        Ok(items)
     }
 }
-impl Scalar for Vec<u8> {}
 
-impl<T: Scalar> Column for Option<T> {
-    const TYPE: ColumnType = ColumnType {
-        scalar: T::TYPE.scalar,
-        optional: true,
-    };
+impl<T: Column> Column for Option<T> {
+    fn type_index(space: &mut Typespace) -> u32 {
+        let inner = T::type_index(space);
+        space.add(TypeDef::Option(inner))
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             None => out.push(0),
@@ -579,37 +638,58 @@ pub mod __private {
         }
     }
 
-    pub fn column_def(name: &str, ty: ColumnType) -> ColumnDef {
+    pub fn column_def<T: Column>(space: &mut Typespace, name: &str) -> ColumnDef {
         ColumnDef {
             name: name.to_string(),
-            ty,
+            ty: T::type_index(space),
             default: None,
         }
     }
 
     /// A column declared with `#[default(value)]`.
-    pub fn column_def_with_default<T: Column>(name: &str, value: T) -> ColumnDef {
+    pub fn column_def_with_default<T: Column>(
+        space: &mut Typespace,
+        name: &str,
+        value: T,
+    ) -> ColumnDef {
         let mut bytes = Vec::new();
         value.encode(&mut bytes);
         ColumnDef {
             name: name.to_string(),
-            ty: T::TYPE,
+            ty: T::type_index(space),
             default: Some(bytes),
         }
     }
 
-    pub fn param_def(name: &str, ty: ColumnType) -> ParamDef {
+    pub fn param_def<T: Column>(space: &mut Typespace, name: &str) -> ParamDef {
         ParamDef {
             name: name.to_string(),
-            ty,
+            ty: T::type_index(space),
         }
     }
 
     pub fn index_def(name: &str, column: u32, unique: bool) -> IndexDef {
         IndexDef {
             name: name.to_string(),
-            column,
+            columns: vec![column],
             unique,
+            kind: IndexKind::Btree,
         }
+    }
+
+    pub fn field_def<T: Column>(space: &mut Typespace, name: &str) -> FieldDef {
+        FieldDef {
+            name: name.to_string(),
+            ty: T::type_index(space),
+        }
+    }
+
+    /// Reads an enum's variant tag.
+    pub fn decode_tag(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
+        Ok(r.take::<1>()?[0])
+    }
+
+    pub fn invalid_variant() -> DecodeError {
+        DecodeError("invalid variant tag")
     }
 }

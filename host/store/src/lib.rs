@@ -60,7 +60,7 @@ pub use schema::{
 pub use table::{IndexId, RowBytes, ScanPosition, Table};
 pub use tables::{Mutation, MutationOp, Tables, TxLog};
 pub use types::{
-    AlgebraicType, Field, ProductType, SCALARS, SumType, TypeChange, TypeDef, TypeRef, Typespace,
-    Variant, VariantShape, type_change,
+    AlgebraicType, Field, ProductType, SCALARS, SumType, TypeChange, TypeDef, Typespace, Variant,
+    VariantDef, VariantShape, type_change,
 };
 pub use value::Value;

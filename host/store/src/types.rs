@@ -390,19 +390,23 @@ fn describe(t: &AlgebraicType) -> String {
     serde_json::to_string(t).unwrap_or_else(|_| t.to_string())
 }
 
-/// Types as a guest describes them: by index into a list, so that a type
-/// used in many places is written once.
+/// Types as a guest describes them (`module-def.typespace` in the WIT): a
+/// list whose entries refer to each other by index, so that a type used in
+/// many places is written once.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Typespace {
     pub types: Vec<TypeDef>,
 }
 
-/// One entry of a typespace.
+/// One entry of a typespace; `u32`s are indexes of other entries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TypeDef {
+    Scalar(AlgebraicType),
+    Option(u32),
+    Vec(u32),
     Product {
         name: String,
-        fields: Vec<(String, TypeRef)>,
+        fields: Vec<(String, u32)>,
     },
     Sum {
         name: String,
@@ -415,23 +419,14 @@ pub enum TypeDef {
 pub struct VariantDef {
     pub name: String,
     pub shape: VariantShape,
-    pub fields: Vec<(String, TypeRef)>,
-}
-
-/// A type that may name an entry of the typespace.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TypeRef {
-    Scalar(AlgebraicType),
-    Option(Box<TypeRef>),
-    Vec(Box<TypeRef>),
-    /// The typespace entry at this index.
-    Named(u32),
+    pub fields: Vec<(String, u32)>,
 }
 
 impl Typespace {
-    /// The tree of `ty`, every reference followed. Refuses an index past the
-    /// end, a type that contains itself, and a typespace over the limit.
-    pub fn resolve(&self, ty: &TypeRef) -> Result<AlgebraicType, SchemaError> {
+    /// The type at `index`, every reference followed. Refuses an index past
+    /// the end, a type that contains itself, a type nested deeper than
+    /// [`limits::TYPE_DEPTH_MAX`], and a typespace over the limit.
+    pub fn resolve(&self, index: u32) -> Result<AlgebraicType, SchemaError> {
         if self.types.len() > limits::TYPESPACE_MAX {
             return Err(SchemaError::TooMany {
                 what: "types",
@@ -440,78 +435,78 @@ impl Typespace {
         }
         let mut done: Vec<Option<AlgebraicType>> = vec![None; self.types.len()];
         let mut open = Vec::new();
-        self.resolve_in(ty, &mut done, &mut open)
+        self.resolve_in(index, &mut done, &mut open)
     }
 
     fn resolve_in(
         &self,
-        ty: &TypeRef,
+        index: u32,
         done: &mut Vec<Option<AlgebraicType>>,
         open: &mut Vec<u32>,
     ) -> Result<AlgebraicType, SchemaError> {
-        Ok(match ty {
-            TypeRef::Scalar(t) => t.clone(),
-            TypeRef::Option(t) => AlgebraicType::option(self.resolve_in(t, done, open)?),
-            TypeRef::Vec(t) => AlgebraicType::vec(self.resolve_in(t, done, open)?),
-            TypeRef::Named(i) => {
-                let index = *i as usize;
-                let def = self.types.get(index).ok_or_else(|| {
-                    SchemaError::Invalid(format!(
-                        "type reference {i} is past the end of the typespace ({} types)",
-                        self.types.len()
-                    ))
-                })?;
-                if let Some(t) = &done[index] {
-                    return Ok(t.clone());
-                }
-                if open.contains(i) || open.len() >= limits::TYPE_DEPTH_MAX {
-                    return Err(SchemaError::Invalid(format!(
-                        "type `{}` contains itself or is nested more than {} deep",
-                        def.name(),
-                        limits::TYPE_DEPTH_MAX
-                    )));
-                }
-                open.push(*i);
-                let mut fields = |list: &[(String, TypeRef)]| {
-                    list.iter()
-                        .map(|(name, t)| {
-                            Ok(Field {
-                                name: name.clone(),
-                                ty: self.resolve_in(t, done, open)?,
-                            })
-                        })
-                        .collect::<Result<Vec<_>, SchemaError>>()
-                };
-                let t = match def {
-                    TypeDef::Product { name, fields: f } => {
-                        AlgebraicType::product(name.clone(), fields(f)?)
-                    }
-                    TypeDef::Sum { name, variants } => {
-                        let variants = variants
-                            .iter()
-                            .map(|v| {
-                                Ok(Variant {
-                                    name: v.name.clone(),
-                                    shape: v.shape,
-                                    fields: fields(&v.fields)?,
-                                })
-                            })
-                            .collect::<Result<Vec<_>, SchemaError>>()?;
-                        AlgebraicType::sum(name.clone(), variants)
-                    }
-                };
-                open.pop();
-                done[index] = Some(t.clone());
-                t
+        let at = index as usize;
+        let def = self.types.get(at).ok_or_else(|| {
+            SchemaError::Invalid(format!(
+                "type reference {index} is past the end of the typespace ({} types)",
+                self.types.len()
+            ))
+        })?;
+        if let Some(t) = &done[at] {
+            return Ok(t.clone());
+        }
+        if open.contains(&index) || open.len() >= limits::TYPE_DEPTH_MAX {
+            return Err(SchemaError::Invalid(format!(
+                "type {} contains itself or is nested more than {} deep",
+                def.name(),
+                limits::TYPE_DEPTH_MAX
+            )));
+        }
+        open.push(index);
+        let mut fields = |list: &[(String, u32)]| {
+            list.iter()
+                .map(|(name, t)| {
+                    Ok(Field {
+                        name: name.clone(),
+                        ty: self.resolve_in(*t, done, open)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, SchemaError>>()
+        };
+        let t = match def {
+            TypeDef::Scalar(t) => t.clone(),
+            TypeDef::Option(inner) => AlgebraicType::option(self.resolve_in(*inner, done, open)?),
+            TypeDef::Vec(inner) => AlgebraicType::vec(self.resolve_in(*inner, done, open)?),
+            TypeDef::Product { name, fields: f } => {
+                AlgebraicType::product(name.clone(), fields(f)?)
             }
-        })
+            TypeDef::Sum { name, variants } => {
+                let variants = variants
+                    .iter()
+                    .map(|v| {
+                        Ok(Variant {
+                            name: v.name.clone(),
+                            shape: v.shape,
+                            fields: fields(&v.fields)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, SchemaError>>()?;
+                AlgebraicType::sum(name.clone(), variants)
+            }
+        };
+        open.pop();
+        done[at] = Some(t.clone());
+        Ok(t)
     }
 }
 
 impl TypeDef {
-    pub fn name(&self) -> &str {
+    /// How refusals name the entry.
+    pub fn name(&self) -> String {
         match self {
-            TypeDef::Product { name, .. } | TypeDef::Sum { name, .. } => name,
+            TypeDef::Product { name, .. } | TypeDef::Sum { name, .. } => format!("`{name}`"),
+            TypeDef::Scalar(t) => t.to_string(),
+            TypeDef::Option(_) => "option".into(),
+            TypeDef::Vec(_) => "vec".into(),
         }
     }
 }
@@ -689,36 +684,32 @@ mod tests {
     fn typespace_resolves_shared_types_and_refuses_cycles() {
         let space = Typespace {
             types: vec![
+                TypeDef::Scalar(AlgebraicType::F32),
                 TypeDef::Product {
                     name: "Pos".into(),
-                    fields: vec![
-                        ("x".into(), TypeRef::Scalar(AlgebraicType::F32)),
-                        ("y".into(), TypeRef::Scalar(AlgebraicType::F32)),
-                    ],
+                    fields: vec![("x".into(), 0), ("y".into(), 0)],
                 },
+                TypeDef::Vec(1),
                 TypeDef::Product {
                     name: "Path".into(),
-                    fields: vec![
-                        ("from".into(), TypeRef::Named(0)),
-                        ("to".into(), TypeRef::Named(0)),
-                        ("via".into(), TypeRef::Vec(Box::new(TypeRef::Named(0)))),
-                    ],
+                    fields: vec![("from".into(), 1), ("to".into(), 1), ("via".into(), 2)],
                 },
+                TypeDef::Option(5),
                 TypeDef::Product {
                     name: "Node".into(),
-                    fields: vec![("next".into(), TypeRef::Option(Box::new(TypeRef::Named(2))))],
+                    fields: vec![("next".into(), 4)],
                 },
             ],
         };
-        let path = space.resolve(&TypeRef::Named(1)).unwrap();
+        let path = space.resolve(3).unwrap();
         let AlgebraicType::Product(p) = &path else {
             panic!("{path:?}")
         };
         assert_eq!(p.fields[0].ty, p.fields[1].ty);
         assert_eq!(p.fields[2].ty, AlgebraicType::vec(p.fields[0].ty.clone()));
-        let cycle = space.resolve(&TypeRef::Named(2)).unwrap_err().to_string();
+        let cycle = space.resolve(5).unwrap_err().to_string();
         assert!(cycle.contains("`Node` contains itself"), "{cycle}");
-        let past = space.resolve(&TypeRef::Named(9)).unwrap_err().to_string();
+        let past = space.resolve(9).unwrap_err().to_string();
         assert!(past.contains("past the end"), "{past}");
     }
 

@@ -2,7 +2,7 @@
 //! against the raw bindings, for the host's validation tests.
 
 use interstice_sdk::bindings::interstice::module::types::ReducerContext;
-use interstice_sdk::{ColumnDef, ColumnType, ModuleDef, ScalarType, TableDef};
+use interstice_sdk::{ColumnDef, ModuleDef, ScalarType, TableDef, TypeDef};
 
 struct BadDescribe;
 
@@ -11,10 +11,8 @@ fn table(name: &str) -> TableDef {
         name: name.to_string(),
         columns: vec![ColumnDef {
             name: "id".to_string(),
-            ty: ColumnType {
-                scalar: ScalarType::U64,
-                optional: false,
-            },
+            // Entry 0 of the typespace below.
+            ty: 0,
             default: None,
         }],
         primary_key: 0,
@@ -28,6 +26,7 @@ impl interstice_sdk::bindings::Guest for BadDescribe {
     fn describe() -> ModuleDef {
         ModuleDef {
             abi_version: interstice_sdk::ABI_VERSION,
+            typespace: vec![TypeDef::Scalar(ScalarType::U64)],
             tables: vec![table("things"), table("things")],
             reducers: vec![],
         }

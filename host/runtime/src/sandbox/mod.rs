@@ -4,6 +4,7 @@
 //! the replay code cannot reach it (`crate::replay`).
 
 pub(crate) mod bindings;
+pub(crate) mod contract;
 pub(crate) mod engine;
 pub(crate) mod module;
 pub(crate) mod state;

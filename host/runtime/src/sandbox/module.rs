@@ -2,14 +2,12 @@
 
 use std::sync::Arc;
 
-use interstice_store::{
-    AlgebraicType, ColumnDef, IndexDef, ModuleDef, Mutation, ParamDef, ReducerDef, ReducerKind,
-    TableDef, Tables,
-};
+use interstice_store::{ModuleDef, Mutation, Tables};
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
-use super::bindings::{Module, ModulePre, types};
+use super::bindings::types;
+use super::contract::{self, Bindings, Pre};
 use super::engine::Host;
 use super::render;
 use super::state::{InstanceState, LogLine};
@@ -30,7 +28,7 @@ pub struct CallContext {
 /// a trap discards it and the next call starts a fresh one.
 pub struct Runner {
     engine: wasmtime::Engine,
-    pre: ModulePre<InstanceState>,
+    pre: Pre,
     live: Option<Live>,
     fuel_per_call: u64,
     memory_bytes_max: usize,
@@ -48,7 +46,7 @@ pub const REPLAY_REFUSAL: &str = "replay is in progress: no guest may be instant
 
 struct Live {
     store: Store<InstanceState>,
-    bindings: Module,
+    bindings: Bindings,
 }
 
 /// The result of one guest call that committed.
@@ -89,7 +87,8 @@ impl Runner {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| ModuleError::NotOurs(render(&e)))?;
-        let pre = ModulePre::new(instance_pre).map_err(|e| ModuleError::NotOurs(render(&e)))?;
+        let version = contract::version_of(&host.engine, &component);
+        let pre = Pre::new(version, instance_pre).map_err(|e| ModuleError::NotOurs(render(&e)))?;
         Ok(Runner {
             engine: host.engine.clone(),
             pre,
@@ -138,7 +137,7 @@ impl Runner {
             live.store.data_mut().begin_wasi(None);
         }
         counters.called();
-        let result = live.bindings.call_describe(&mut live.store);
+        let result = live.bindings.describe(&mut live.store);
         let left = live.store.get_fuel().unwrap_or(0);
         counters.fuel(fuel.saturating_sub(left));
         let def = match result {
@@ -148,7 +147,7 @@ impl Runner {
                 return Err(ModuleError::Describe(render(&e)));
             }
         };
-        let def = convert_def(def);
+        let def = def.into_def()?;
         def.validate()?;
         Ok(def)
     }
@@ -181,15 +180,9 @@ impl Runner {
             return Err(CallError::Trap(render(&e)));
         }
         counters.called();
-        let wire_ctx = types::ReducerContext {
-            tx_id: ctx.tx_id,
-            timestamp_micros: ctx.timestamp_micros,
-            caller: ctx.caller.clone(),
-            seed: ctx.seed,
-        };
         let result = live
             .bindings
-            .call_call_reducer(&mut live.store, &wire_ctx, reducer, args);
+            .call_reducer(&mut live.store, ctx, reducer, args);
         let fuel_consumed = fuel.saturating_sub(live.store.get_fuel().unwrap_or(0));
         counters.fuel(fuel_consumed);
         let state = live.store.data_mut();
@@ -239,78 +232,5 @@ fn classify_trap(
     match panic {
         Some(line) => CallError::Trap(line.message.clone()),
         None => CallError::Trap(render(trap)),
-    }
-}
-
-/// A type of contract version 1: a scalar, optionally nullable.
-fn convert_type(ty: types::ColumnType) -> AlgebraicType {
-    let scalar = match ty.scalar {
-        types::ScalarType::Bool => AlgebraicType::Bool,
-        types::ScalarType::I32 => AlgebraicType::I32,
-        types::ScalarType::I64 => AlgebraicType::I64,
-        types::ScalarType::U32 => AlgebraicType::U32,
-        types::ScalarType::U64 => AlgebraicType::U64,
-        types::ScalarType::F64 => AlgebraicType::F64,
-        types::ScalarType::String => AlgebraicType::String,
-        types::ScalarType::Bytes => AlgebraicType::Bytes,
-    };
-    if ty.optional {
-        AlgebraicType::option(scalar)
-    } else {
-        scalar
-    }
-}
-
-fn convert_def(def: types::ModuleDef) -> ModuleDef {
-    ModuleDef {
-        abi_version: def.abi_version,
-        tables: def
-            .tables
-            .into_iter()
-            .map(|t| TableDef {
-                name: t.name,
-                columns: t
-                    .columns
-                    .into_iter()
-                    .map(|c| ColumnDef {
-                        name: c.name,
-                        ty: convert_type(c.ty),
-                        default: c.default,
-                    })
-                    .collect(),
-                primary_key: t.primary_key,
-                auto_inc: t.auto_inc,
-                indexes: t
-                    .indexes
-                    .into_iter()
-                    .map(|i| IndexDef {
-                        name: i.name,
-                        column: i.column,
-                        unique: i.unique,
-                    })
-                    .collect(),
-                ephemeral: t.ephemeral,
-            })
-            .collect(),
-        reducers: def
-            .reducers
-            .into_iter()
-            .map(|r| ReducerDef {
-                name: r.name,
-                params: r
-                    .params
-                    .into_iter()
-                    .map(|p| ParamDef {
-                        name: p.name,
-                        ty: convert_type(p.ty),
-                    })
-                    .collect(),
-                kind: match r.kind {
-                    types::ReducerKind::Normal => ReducerKind::Normal,
-                    types::ReducerKind::Init => ReducerKind::Init,
-                    types::ReducerKind::Migrate => ReducerKind::Migrate,
-                },
-            })
-            .collect(),
     }
 }

@@ -1,0 +1,417 @@
+//! The two contract versions a component may be built against, and what
+//! each one's definitions become in the store's terms.
+//!
+//! Version 2 (`wit/interstice.wit`) describes types as a typespace; version
+//! 1 (`wit/v1/interstice.wit`) had scalars and `option` of them only. Their
+//! host interfaces differ only in the package they belong to, so the
+//! version-1 imports convert their arguments and call the version-2 ones.
+//! The row encoding is the same for both: version 1's types are a subset
+//! of version 2's, with the same bytes.
+
+use interstice_store::{
+    ABI_VERSION, AlgebraicType, ColumnDef, IndexDef, ModuleDef, ParamDef, ReducerDef, ReducerKind,
+    SchemaError, TableDef, TypeDef, Typespace, VariantDef, VariantShape,
+};
+use wasmtime::Store;
+use wasmtime::component::{Component, InstancePre, Resource};
+
+use super::bindings::{self, host, types, v1};
+use super::module::CallContext;
+use super::state::{Cursor, InstanceState};
+use crate::error::ModuleError;
+
+/// Which contract a component was built against, from the version of the
+/// `interstice:module` interfaces it imports.
+pub(crate) fn version_of(engine: &wasmtime::Engine, component: &Component) -> u32 {
+    for (name, _) in component.component_type().imports(engine) {
+        if let Some(version) = name
+            .strip_prefix("interstice:module/")
+            .and_then(|rest| rest.split('@').nth(1))
+            && version.starts_with("0.1.")
+        {
+            return 1;
+        }
+    }
+    2
+}
+
+/// A compiled component, ready to instantiate with its contract's bindings.
+pub(crate) enum Pre {
+    V1(v1::ModulePre<InstanceState>),
+    V2(bindings::ModulePre<InstanceState>),
+}
+
+/// A live instance and its contract's bindings.
+pub(crate) enum Bindings {
+    V1(v1::Module),
+    V2(bindings::Module),
+}
+
+impl Pre {
+    pub fn new(version: u32, pre: InstancePre<InstanceState>) -> wasmtime::Result<Pre> {
+        Ok(match version {
+            1 => Pre::V1(v1::ModulePre::new(pre)?),
+            _ => Pre::V2(bindings::ModulePre::new(pre)?),
+        })
+    }
+
+    pub fn instantiate(&self, store: &mut Store<InstanceState>) -> wasmtime::Result<Bindings> {
+        Ok(match self {
+            Pre::V1(pre) => Bindings::V1(pre.instantiate(store)?),
+            Pre::V2(pre) => Bindings::V2(pre.instantiate(store)?),
+        })
+    }
+}
+
+/// What `describe` answered, before it is checked.
+pub(crate) enum Described {
+    V1(v1::types::ModuleDef),
+    V2(types::ModuleDef),
+}
+
+impl Bindings {
+    pub fn describe(&self, store: &mut Store<InstanceState>) -> wasmtime::Result<Described> {
+        Ok(match self {
+            Bindings::V1(b) => Described::V1(b.call_describe(store)?),
+            Bindings::V2(b) => Described::V2(b.call_describe(store)?),
+        })
+    }
+
+    pub fn call_reducer(
+        &self,
+        store: &mut Store<InstanceState>,
+        ctx: &CallContext,
+        reducer: u32,
+        args: &[u8],
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Bindings::V1(b) => {
+                let wire = v1::types::ReducerContext {
+                    tx_id: ctx.tx_id,
+                    timestamp_micros: ctx.timestamp_micros,
+                    caller: ctx.caller.clone(),
+                    seed: ctx.seed,
+                };
+                b.call_call_reducer(store, &wire, reducer, args)
+            }
+            Bindings::V2(b) => {
+                let wire = types::ReducerContext {
+                    tx_id: ctx.tx_id,
+                    timestamp_micros: ctx.timestamp_micros,
+                    caller: ctx.caller.clone(),
+                    seed: ctx.seed,
+                };
+                b.call_call_reducer(store, &wire, reducer, args)
+            }
+        }
+    }
+}
+
+impl Described {
+    /// The definition in the store's terms. A version-1 definition is
+    /// recorded as version 2: its rows are already in that encoding, so the
+    /// log says which encoding its rows use, whatever the guest's contract.
+    pub fn into_def(self) -> Result<ModuleDef, ModuleError> {
+        match self {
+            Described::V1(def) => Ok(from_v1(def)),
+            Described::V2(def) => from_v2(def).map_err(ModuleError::from),
+        }
+    }
+}
+
+fn from_v2(def: types::ModuleDef) -> Result<ModuleDef, SchemaError> {
+    let space = Typespace {
+        types: def.typespace.into_iter().map(type_def).collect(),
+    };
+    let ty = |index: u32| space.resolve(index);
+    let mut tables = Vec::with_capacity(def.tables.len());
+    for t in def.tables {
+        let columns = t
+            .columns
+            .into_iter()
+            .map(|c| {
+                Ok(ColumnDef {
+                    name: c.name,
+                    ty: ty(c.ty)?,
+                    default: c.default,
+                })
+            })
+            .collect::<Result<_, SchemaError>>()?;
+        let indexes = t
+            .indexes
+            .into_iter()
+            .map(|i| index_def(&t.name, i))
+            .collect::<Result<_, SchemaError>>()?;
+        tables.push(TableDef {
+            name: t.name,
+            columns,
+            primary_key: t.primary_key,
+            auto_inc: t.auto_inc,
+            indexes,
+            ephemeral: t.ephemeral,
+        });
+    }
+    let mut reducers = Vec::with_capacity(def.reducers.len());
+    for r in def.reducers {
+        let params = r
+            .params
+            .into_iter()
+            .map(|p| {
+                Ok(ParamDef {
+                    name: p.name,
+                    ty: ty(p.ty)?,
+                })
+            })
+            .collect::<Result<_, SchemaError>>()?;
+        reducers.push(ReducerDef {
+            name: r.name,
+            params,
+            kind: reducer_kind(r.kind),
+        });
+    }
+    Ok(ModuleDef {
+        abi_version: def.abi_version,
+        tables,
+        reducers,
+    })
+}
+
+fn index_def(table: &str, i: types::IndexDef) -> Result<IndexDef, SchemaError> {
+    match (i.columns.as_slice(), i.kind) {
+        (&[column], types::IndexKind::Btree) => Ok(IndexDef {
+            name: i.name,
+            column,
+            unique: i.unique,
+        }),
+        _ => Err(SchemaError::Invalid(format!(
+            "index `{}` of table `{table}`: this host supports B-tree indexes over one column only",
+            i.name
+        ))),
+    }
+}
+
+fn type_def(t: types::TypeDef) -> TypeDef {
+    let fields = |f: Vec<types::FieldDef>| f.into_iter().map(|f| (f.name, f.ty)).collect();
+    match t {
+        types::TypeDef::Scalar(s) => TypeDef::Scalar(scalar(s)),
+        types::TypeDef::Option(i) => TypeDef::Option(i),
+        types::TypeDef::Vec(i) => TypeDef::Vec(i),
+        types::TypeDef::Product(p) => TypeDef::Product {
+            name: p.name,
+            fields: fields(p.fields),
+        },
+        types::TypeDef::Sum(s) => TypeDef::Sum {
+            name: s.name,
+            variants: s
+                .variants
+                .into_iter()
+                .map(|v| VariantDef {
+                    name: v.name,
+                    shape: match v.shape {
+                        types::VariantShape::Unit => VariantShape::Unit,
+                        types::VariantShape::Tuple => VariantShape::Tuple,
+                        types::VariantShape::Struct => VariantShape::Struct,
+                    },
+                    fields: fields(v.fields),
+                })
+                .collect(),
+        },
+    }
+}
+
+fn scalar(s: types::ScalarType) -> AlgebraicType {
+    use types::ScalarType as S;
+    match s {
+        S::Bool => AlgebraicType::Bool,
+        S::U8 => AlgebraicType::U8,
+        S::U16 => AlgebraicType::U16,
+        S::U32 => AlgebraicType::U32,
+        S::U64 => AlgebraicType::U64,
+        S::U128 => AlgebraicType::U128,
+        S::I8 => AlgebraicType::I8,
+        S::I16 => AlgebraicType::I16,
+        S::I32 => AlgebraicType::I32,
+        S::I64 => AlgebraicType::I64,
+        S::I128 => AlgebraicType::I128,
+        S::F32 => AlgebraicType::F32,
+        S::F64 => AlgebraicType::F64,
+        S::String => AlgebraicType::String,
+        S::Bytes => AlgebraicType::Bytes,
+        S::Identity => AlgebraicType::Identity,
+        S::Timestamp => AlgebraicType::Timestamp,
+        S::Duration => AlgebraicType::Duration,
+    }
+}
+
+fn reducer_kind(kind: types::ReducerKind) -> ReducerKind {
+    match kind {
+        types::ReducerKind::Normal => ReducerKind::Normal,
+        types::ReducerKind::Init => ReducerKind::Init,
+        types::ReducerKind::Migrate => ReducerKind::Migrate,
+    }
+}
+
+/// A type of contract version 1: a scalar, optionally nullable.
+fn v1_type(ty: v1::types::ColumnType) -> AlgebraicType {
+    use v1::types::ScalarType as S;
+    let scalar = match ty.scalar {
+        S::Bool => AlgebraicType::Bool,
+        S::I32 => AlgebraicType::I32,
+        S::I64 => AlgebraicType::I64,
+        S::U32 => AlgebraicType::U32,
+        S::U64 => AlgebraicType::U64,
+        S::F64 => AlgebraicType::F64,
+        S::String => AlgebraicType::String,
+        S::Bytes => AlgebraicType::Bytes,
+    };
+    if ty.optional {
+        AlgebraicType::option(scalar)
+    } else {
+        scalar
+    }
+}
+
+fn from_v1(def: v1::types::ModuleDef) -> ModuleDef {
+    let table = |t: v1::types::TableDef| TableDef {
+        name: t.name,
+        columns: t
+            .columns
+            .into_iter()
+            .map(|c| ColumnDef {
+                name: c.name,
+                ty: v1_type(c.ty),
+                default: c.default,
+            })
+            .collect(),
+        primary_key: t.primary_key,
+        auto_inc: t.auto_inc,
+        indexes: t
+            .indexes
+            .into_iter()
+            .map(|i| IndexDef {
+                name: i.name,
+                column: i.column,
+                unique: i.unique,
+            })
+            .collect(),
+        ephemeral: t.ephemeral,
+    };
+    let reducer = |r: v1::types::ReducerDef| ReducerDef {
+        name: r.name,
+        params: r
+            .params
+            .into_iter()
+            .map(|p| ParamDef {
+                name: p.name,
+                ty: v1_type(p.ty),
+            })
+            .collect(),
+        kind: match r.kind {
+            v1::types::ReducerKind::Normal => ReducerKind::Normal,
+            v1::types::ReducerKind::Init => ReducerKind::Init,
+            v1::types::ReducerKind::Migrate => ReducerKind::Migrate,
+        },
+    };
+    ModuleDef {
+        // Only a version the host knows reaches here as 1; anything else is
+        // kept so that validation refuses it by name.
+        abi_version: if def.abi_version == 1 {
+            ABI_VERSION
+        } else {
+            def.abi_version
+        },
+        tables: def.tables.into_iter().map(table).collect(),
+        reducers: def.reducers.into_iter().map(reducer).collect(),
+    }
+}
+
+// The version-1 host interface: the same calls as version 2's, on types
+// that differ only in the package they belong to.
+
+fn v2_bound(b: v1::host::Bound) -> host::Bound {
+    match b {
+        v1::host::Bound::Unbounded => host::Bound::Unbounded,
+        v1::host::Bound::Included(k) => host::Bound::Included(k),
+        v1::host::Bound::Excluded(k) => host::Bound::Excluded(k),
+    }
+}
+
+fn v1_error(e: host::DbError) -> v1::host::DbError {
+    use v1::host::DbError as E;
+    match e {
+        host::DbError::NoSuchTable(t) => E::NoSuchTable(t),
+        host::DbError::NoSuchIndex(i) => E::NoSuchIndex(i),
+        host::DbError::InvalidRow(m) => E::InvalidRow(m),
+        host::DbError::UniqueViolation(m) => E::UniqueViolation(m),
+        host::DbError::NotFound => E::NotFound,
+        host::DbError::LimitExceeded(m) => E::LimitExceeded(m),
+    }
+}
+
+fn v2_level(level: v1::types::LogLevel) -> types::LogLevel {
+    use v1::types::LogLevel as L;
+    match level {
+        L::Error => types::LogLevel::Error,
+        L::Warn => types::LogLevel::Warn,
+        L::Info => types::LogLevel::Info,
+        L::Debug => types::LogLevel::Debug,
+        L::Trace => types::LogLevel::Trace,
+    }
+}
+
+impl v1::types::Host for InstanceState {}
+
+impl v1::host::Host for InstanceState {
+    fn insert(&mut self, table: u32, row: Vec<u8>) -> Result<Vec<u8>, v1::host::DbError> {
+        host::Host::insert(self, table, row).map_err(v1_error)
+    }
+
+    fn update(&mut self, table: u32, row: Vec<u8>) -> Result<(), v1::host::DbError> {
+        host::Host::update(self, table, row).map_err(v1_error)
+    }
+
+    fn delete(&mut self, table: u32, key: Vec<u8>) -> Result<bool, v1::host::DbError> {
+        host::Host::delete(self, table, key).map_err(v1_error)
+    }
+
+    fn get(&mut self, table: u32, key: Vec<u8>) -> Result<Option<Vec<u8>>, v1::host::DbError> {
+        host::Host::get(self, table, key).map_err(v1_error)
+    }
+
+    fn lookup_unique(
+        &mut self,
+        table: u32,
+        index: u32,
+        key: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, v1::host::DbError> {
+        host::Host::lookup_unique(self, table, index, key).map_err(v1_error)
+    }
+
+    fn scan(
+        &mut self,
+        table: u32,
+        index: u32,
+        lower: v1::host::Bound,
+        upper: v1::host::Bound,
+    ) -> Result<Resource<Cursor>, v1::host::DbError> {
+        host::Host::scan(self, table, index, v2_bound(lower), v2_bound(upper)).map_err(v1_error)
+    }
+
+    fn count(&mut self, table: u32) -> Result<u64, v1::host::DbError> {
+        host::Host::count(self, table).map_err(v1_error)
+    }
+
+    fn log(&mut self, level: v1::types::LogLevel, message: String) {
+        host::Host::log(self, v2_level(level), message);
+    }
+}
+
+impl v1::host::HostCursor for InstanceState {
+    fn next_batch(&mut self, cursor: Resource<Cursor>, max_rows: u32) -> Vec<Vec<u8>> {
+        host::HostCursor::next_batch(self, cursor, max_rows)
+    }
+
+    fn drop(&mut self, cursor: Resource<Cursor>) -> wasmtime::Result<()> {
+        host::HostCursor::drop(self, cursor)
+    }
+}
