@@ -121,3 +121,37 @@ pub mod rng {
         state.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 }
+
+/// A row of the `types` guest's `everything` table holding every type of
+/// row encoding 2, in the JSON the host writes for it
+/// (docs/row-encoding.md, "JSON").
+pub fn every_type_row() -> serde_json::Value {
+    serde_json::json!({
+        "id": "340282366920938463463374607431768211455",
+        "flag": true,
+        "a": 255,
+        "b": 65535,
+        "c": 4294967295u32,
+        "d": 18446744073709551615u64,
+        "e": -128,
+        "f": -32768,
+        "g": -2147483648i64,
+        "h": -9223372036854775808i64,
+        "i": "-170141183460469231731687303715884105728",
+        "j": 0.1,
+        "k": "NaN",
+        "text": "hé",
+        "raw": "00ff10",
+        "who": "ab".repeat(32),
+        "at": "2026-12-02T19:31:37.000042Z",
+        "took": -1500,
+        "pos": {"x": 1.5, "y": "-Infinity"},
+        "kind": {"Staff": {"power": 9, "name": "oak"}},
+        "inventory": [
+            {"kind": "Sword", "count": 1, "tags": []},
+            {"kind": {"Bow": 3}, "count": 2, "tags": ["long", "yew"]},
+            {"kind": {"Pair": [1, 2]}, "count": 3, "tags": ["x"]},
+        ],
+        "maybe": [1, null, -3],
+    })
+}

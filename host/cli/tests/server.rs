@@ -1152,3 +1152,47 @@ fn new_version_over_http_ends_subscriptions_with_the_reason() {
     let rows = get(&a, &format!("{url}/tables/accounts?id=1"));
     assert_eq!(rows.body[0]["balance"], deposits);
 }
+
+#[test]
+fn every_type_over_http_is_the_documented_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    server.publish("types", guests::TYPES);
+    let a = agent();
+    let base = format!("{}/v1/modules/types", server.url);
+    let row = interstice_tests::every_type_row();
+    let called = post(
+        &a,
+        &format!("{base}/reducers/put"),
+        &json!([row]).to_string(),
+    );
+    assert_eq!(called.status, 200, "{called:?}");
+    let rows = get(&a, &format!("{base}/tables/everything"));
+    assert_eq!(rows.status, 200);
+    assert_eq!(rows.body, json!([row]));
+    // A point read by the u128 primary key, written as its decimal string.
+    let one = get(
+        &a,
+        &format!("{base}/tables/everything?id=340282366920938463463374607431768211455"),
+    );
+    assert_eq!(one.body, json!([row]), "{one:?}");
+    // A malformed value deep inside is a 400 naming its path; nothing changes.
+    let mut bad = row.clone();
+    bad["inventory"][2]["kind"] = json!({"Pair": [1]});
+    let refused = post(
+        &a,
+        &format!("{base}/reducers/put"),
+        &json!([bad]).to_string(),
+    );
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(
+        refused.body.to_string().contains(
+            r#"field row.inventory[2].kind: variant \"Pair\" is written {\"Pair\": [2 values]}"#
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        get(&a, &format!("{base}/tables/everything")).body,
+        json!([row])
+    );
+}

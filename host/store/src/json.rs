@@ -315,58 +315,58 @@ fn from_json(json: &Json, ty: &AlgebraicType) -> Converted {
             Value::Array(values)
         }
         T::Product(p) => Value::Product(object_fields(json, &p.fields, &p.name)?),
-        T::Sum(s) => {
-            let (name, payload) = match json {
-                Json::String(name) => (name.as_str(), None),
-                Json::Object(map) if map.len() == 1 => {
-                    let (name, payload) = map.iter().next().expect("one entry");
-                    (name.as_str(), Some(payload))
-                }
-                other => {
-                    return Err(Refusal::new(format!(
-                        "expected a variant of enum `{}` (a string, or an object of one entry), got {}",
-                        s.name,
-                        kind(other)
-                    )));
-                }
-            };
-            let Some(tag) = s.variants.iter().position(|v| v.name == name) else {
-                return Err(Refusal::new(format!("unknown variant {name:?}")));
-            };
-            let variant = &s.variants[tag];
-            let at = |r: Refusal| r.at(Step::Field(name.to_string()));
-            let fields: Box<[Value]> = match (variant.shape, payload) {
-                (VariantShape::Unit, None) => Box::new([]),
-                (VariantShape::Tuple, Some(payload)) if variant.fields.len() == 1 => {
-                    Box::new([from_json(payload, &variant.fields[0].ty).map_err(at)?])
-                }
-                (VariantShape::Tuple, Some(Json::Array(items)))
-                    if items.len() == variant.fields.len() =>
-                {
-                    items
-                        .iter()
-                        .zip(&variant.fields)
-                        .enumerate()
-                        .map(|(i, (item, f))| {
-                            from_json(item, &f.ty).map_err(|r| at(r.at(Step::Index(i))))
-                        })
-                        .collect::<Result<_, _>>()?
-                }
-                (VariantShape::Struct, Some(payload)) => {
-                    object_fields(payload, &variant.fields, name).map_err(at)?
-                }
-                _ => {
-                    return Err(Refusal::new(format!(
-                        "variant {name:?} is written {}",
-                        variant_form(variant.shape, variant.fields.len(), name)
-                    )));
-                }
-            };
-            Value::Sum {
-                tag: tag as u8,
-                fields,
-            }
+        T::Sum(s) => sum_from_json(json, s)?,
+    })
+}
+
+/// An enum value: `"Unit"`, or an object of one entry, the variant's name
+/// and its payload.
+fn sum_from_json(json: &Json, s: &crate::types::SumType) -> Converted {
+    let (name, payload) = match json {
+        Json::String(name) => (name.as_str(), None),
+        Json::Object(map) if map.len() == 1 => {
+            let (name, payload) = map.iter().next().expect("one entry");
+            (name.as_str(), Some(payload))
         }
+        other => {
+            return Err(Refusal::new(format!(
+                "expected a variant of enum `{}` (a string, or an object of one entry), got {}",
+                s.name,
+                kind(other)
+            )));
+        }
+    };
+    let Some(tag) = s.variants.iter().position(|v| v.name == name) else {
+        return Err(Refusal::new(format!("unknown variant {name:?}")));
+    };
+    let variant = &s.variants[tag];
+    let at = |r: Refusal| r.at(Step::Field(name.to_string()));
+    let fields: Box<[Value]> = match (variant.shape, payload) {
+        (VariantShape::Unit, None) => Box::new([]),
+        (VariantShape::Tuple, Some(payload)) if variant.fields.len() == 1 => {
+            Box::new([from_json(payload, &variant.fields[0].ty).map_err(at)?])
+        }
+        (VariantShape::Tuple, Some(Json::Array(items))) if items.len() == variant.fields.len() => {
+            items
+                .iter()
+                .zip(&variant.fields)
+                .enumerate()
+                .map(|(i, (item, f))| from_json(item, &f.ty).map_err(|r| at(r.at(Step::Index(i)))))
+                .collect::<Result<_, _>>()?
+        }
+        (VariantShape::Struct, Some(payload)) => {
+            object_fields(payload, &variant.fields, name).map_err(at)?
+        }
+        _ => {
+            return Err(Refusal::new(format!(
+                "variant {name:?} is written {}",
+                variant_form(variant.shape, variant.fields.len(), name)
+            )));
+        }
+    };
+    Ok(Value::Sum {
+        tag: tag as u8,
+        fields,
     })
 }
 

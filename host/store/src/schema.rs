@@ -219,40 +219,45 @@ impl ModuleDef {
             }
         }
         for reducer in &self.reducers {
-            check_name("reducer", &reducer.name)?;
-            if reducer.params.len() > limits::COLUMNS_PER_TABLE_MAX {
-                return Err(SchemaError::TooMany {
-                    what: "reducer parameters",
-                    max: limits::COLUMNS_PER_TABLE_MAX,
-                });
-            }
-            check_unique_names(
-                "parameter",
-                reducer.params.iter().map(|p| p.name.as_str()),
-                &format!(" of reducer `{}`", reducer.name),
-            )?;
-            for param in &reducer.params {
-                param.ty.validate().map_err(|e| {
-                    SchemaError::Invalid(format!(
-                        "parameter `{}` of reducer `{}`: {e}",
-                        param.name, reducer.name
-                    ))
-                })?;
-            }
-            if reducer.kind != ReducerKind::Normal && !reducer.params.is_empty() {
-                return Err(SchemaError::Invalid(format!(
-                    "{} reducer `{}` takes parameters; it must take none",
-                    if reducer.kind == ReducerKind::Init {
-                        "init"
-                    } else {
-                        "migrate"
-                    },
-                    reducer.name
-                )));
-            }
+            validate_reducer(reducer)?;
         }
         Ok(())
     }
+}
+
+fn validate_reducer(reducer: &ReducerDef) -> Result<(), SchemaError> {
+    check_name("reducer", &reducer.name)?;
+    if reducer.params.len() > limits::COLUMNS_PER_TABLE_MAX {
+        return Err(SchemaError::TooMany {
+            what: "reducer parameters",
+            max: limits::COLUMNS_PER_TABLE_MAX,
+        });
+    }
+    check_unique_names(
+        "parameter",
+        reducer.params.iter().map(|p| p.name.as_str()),
+        &format!(" of reducer `{}`", reducer.name),
+    )?;
+    for param in &reducer.params {
+        param.ty.validate().map_err(|e| {
+            SchemaError::Invalid(format!(
+                "parameter `{}` of reducer `{}`: {e}",
+                param.name, reducer.name
+            ))
+        })?;
+    }
+    if reducer.kind != ReducerKind::Normal && !reducer.params.is_empty() {
+        return Err(SchemaError::Invalid(format!(
+            "{} reducer `{}` takes parameters; it must take none",
+            if reducer.kind == ReducerKind::Init {
+                "init"
+            } else {
+                "migrate"
+            },
+            reducer.name
+        )));
+    }
+    Ok(())
 }
 
 fn validate_table(table: &TableDef) -> Result<(), SchemaError> {

@@ -226,60 +226,58 @@ impl AlgebraicType {
                 }
                 validate_fields(&p.fields, &format!(" of struct `{}`", p.name))
             }
-            AlgebraicType::Sum(s) => {
-                crate::schema::check_name("type", &s.name)?;
-                if s.variants.is_empty() || s.variants.len() > limits::VARIANTS_MAX {
-                    return invalid(format!(
-                        "enum `{}` has {} variants; it must have 1 to {}",
-                        s.name,
-                        s.variants.len(),
-                        limits::VARIANTS_MAX
-                    ));
-                }
-                crate::schema::check_unique_names(
-                    "variant",
-                    s.variants.iter().map(|v| v.name.as_str()),
-                    &format!(" of enum `{}`", s.name),
-                )?;
-                for v in &s.variants {
-                    crate::schema::check_name("variant", &v.name)?;
-                    let at = format!(" of variant `{}::{}`", s.name, v.name);
-                    match (v.shape, v.fields.is_empty()) {
-                        (VariantShape::Unit, false) => {
-                            return invalid(format!(
-                                "unit variant `{}::{}` has fields",
-                                s.name, v.name
-                            ));
-                        }
-                        (VariantShape::Tuple | VariantShape::Struct, true) => {
-                            return invalid(format!(
-                                "variant `{}::{}` has no fields",
-                                s.name, v.name
-                            ));
-                        }
-                        _ => {}
-                    }
-                    if v.shape == VariantShape::Tuple {
-                        for (i, f) in v.fields.iter().enumerate() {
-                            if f.name != i.to_string() {
-                                return invalid(format!(
-                                    "field {i}{at} is named `{}`; tuple fields are named by position",
-                                    f.name
-                                ));
-                            }
-                        }
-                        for f in &v.fields {
-                            f.ty.validate_parts()?;
-                        }
-                    } else {
-                        validate_fields(&v.fields, &at)?;
-                    }
-                }
-                Ok(())
-            }
+            AlgebraicType::Sum(s) => validate_sum(s),
             _ => Ok(()),
         }
     }
+}
+
+/// An enum's names, variant count, and each variant's shape and fields.
+fn validate_sum(s: &SumType) -> Result<(), SchemaError> {
+    let invalid = |why: String| Err(SchemaError::Invalid(why));
+    crate::schema::check_name("type", &s.name)?;
+    if s.variants.is_empty() || s.variants.len() > limits::VARIANTS_MAX {
+        return invalid(format!(
+            "enum `{}` has {} variants; it must have 1 to {}",
+            s.name,
+            s.variants.len(),
+            limits::VARIANTS_MAX
+        ));
+    }
+    crate::schema::check_unique_names(
+        "variant",
+        s.variants.iter().map(|v| v.name.as_str()),
+        &format!(" of enum `{}`", s.name),
+    )?;
+    for v in &s.variants {
+        crate::schema::check_name("variant", &v.name)?;
+        let at = format!(" of variant `{}::{}`", s.name, v.name);
+        match (v.shape, v.fields.is_empty()) {
+            (VariantShape::Unit, false) => {
+                return invalid(format!("unit variant `{}::{}` has fields", s.name, v.name));
+            }
+            (VariantShape::Tuple | VariantShape::Struct, true) => {
+                return invalid(format!("variant `{}::{}` has no fields", s.name, v.name));
+            }
+            _ => {}
+        }
+        if v.shape == VariantShape::Tuple {
+            for (i, f) in v.fields.iter().enumerate() {
+                if f.name != i.to_string() {
+                    return invalid(format!(
+                        "field {i}{at} is named `{}`; tuple fields are named by position",
+                        f.name
+                    ));
+                }
+            }
+            for f in &v.fields {
+                f.ty.validate_parts()?;
+            }
+        } else {
+            validate_fields(&v.fields, &at)?;
+        }
+    }
+    Ok(())
 }
 
 fn fields_depth(fields: &[Field]) -> usize {

@@ -102,7 +102,7 @@ impl Code {
         let described = runner
             .describe()
             .map_err(|e| not_loaded(format!("its code {shown} does not load: {e}")))?;
-        if described != *def {
+        if !described.same_as(def) {
             return Err(not_loaded(format!(
                 "its code {shown} describes a different schema from the one published"
             )));
