@@ -213,13 +213,19 @@ pub fn value_from_query(
     ty: &interstice_store::AlgebraicType,
 ) -> Result<interstice_store::Value, String> {
     use interstice_store::AlgebraicType;
-    let holds_strings = match ty {
-        AlgebraicType::Option(inner) => **inner == AlgebraicType::String,
-        other => *other == AlgebraicType::String,
+    let base = match ty {
+        AlgebraicType::Option(inner) => &**inner,
+        other => other,
     };
+    // Strings as typed; 128-bit integers as their digits, which a JSON
+    // number (a float to serde_json) would round.
+    let text_as_is = matches!(
+        base,
+        AlgebraicType::String | AlgebraicType::U128 | AlgebraicType::I128
+    );
     let json = match serde_json::from_str::<serde_json::Value>(raw) {
         Ok(v @ serde_json::Value::String(_)) => v,
-        Ok(v) if !holds_strings => v,
+        Ok(v) if !text_as_is => v,
         _ => serde_json::Value::String(raw.to_string()),
     };
     interstice_store::json::value_from_json(&json, ty)
