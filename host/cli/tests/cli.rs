@@ -1,18 +1,12 @@
 //! The `interstice` binary, run as a real process.
 
+mod common;
+use common::interstice;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 use interstice_tests::guests;
-
-fn interstice(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_interstice"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run interstice")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

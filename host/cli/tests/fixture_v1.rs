@@ -5,8 +5,10 @@
 //!
 //! The fixture is never written to: each test works on a copy.
 
+mod common;
+use common::ok;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use interstice_tests::guests;
 
@@ -34,25 +36,6 @@ const ANSWERS: &[(&str, &[&str])] = &[
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/v1")
-}
-
-fn interstice(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_interstice"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run interstice")
-}
-
-fn ok(data_dir: &Path, args: &[&str]) -> String {
-    let out = interstice(data_dir, args);
-    assert!(
-        out.status.success(),
-        "interstice {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -3,36 +3,11 @@
 //! documented form (docs/row-encoding.md, "JSON"), values survive a restart
 //! (a replay of the log), and malformed values are refused with their path.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+use common::{ok, refused};
 
 use interstice_tests::{every_type_row as everything, guests};
 use serde_json::{Value, json};
-
-fn interstice(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_interstice"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run interstice")
-}
-
-fn ok(data_dir: &Path, args: &[&str]) -> String {
-    let out = interstice(data_dir, args);
-    assert!(
-        out.status.success(),
-        "interstice {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-fn refused(data_dir: &Path, args: &[&str]) -> String {
-    let out = interstice(data_dir, args);
-    assert!(!out.status.success(), "interstice {args:?} succeeded");
-    String::from_utf8(out.stderr).expect("utf-8")
-}
 
 #[test]
 fn every_type_round_trips_through_the_cli_and_a_replay() {

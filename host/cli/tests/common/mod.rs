@@ -1,0 +1,34 @@
+//! Running the `interstice` binary from the CLI's tests.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `interstice ARGS --data-dir DATA_DIR`, as a process of its own.
+pub fn interstice(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_interstice"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run interstice")
+}
+
+/// Its standard output, which must come with success.
+pub fn ok(data_dir: &Path, args: &[&str]) -> String {
+    let out = interstice(data_dir, args);
+    assert!(
+        out.status.success(),
+        "interstice {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Its standard error, which must come with failure.
+pub fn refused(data_dir: &Path, args: &[&str]) -> String {
+    let out = interstice(data_dir, args);
+    assert!(!out.status.success(), "interstice {args:?} succeeded");
+    String::from_utf8(out.stderr).expect("utf-8 output")
+}
