@@ -44,3 +44,9 @@ pub const VARIANTS_MAX: usize = 256;
 
 /// Named types one module may declare.
 pub const TYPESPACE_MAX: usize = 1024;
+
+/// Parts of one column's or parameter's type once expanded, a struct used
+/// in several places counted at each: a guest's typespace shares types by
+/// index, and a type that doubles at every level would otherwise cost
+/// 2^depth to validate, compare and write as JSON.
+pub const TYPE_NODES_MAX: usize = 4096;

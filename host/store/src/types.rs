@@ -421,27 +421,99 @@ pub struct VariantDef {
 }
 
 impl Typespace {
-    /// The type at `index`, every reference followed. Refuses an index past
-    /// the end, a type that contains itself, a type nested deeper than
-    /// [`limits::TYPE_DEPTH_MAX`], and a typespace over the limit.
+    /// The type at `index`, every reference followed. Refuses what
+    /// [`Typespace::resolve_all`] refuses.
     pub fn resolve(&self, index: u32) -> Result<AlgebraicType, SchemaError> {
+        let mut done = self.memo()?;
+        self.resolve_in(index, &mut done, &mut Vec::new())
+            .map(|(t, _)| t)
+    }
+
+    /// Every entry's type, in order. Refuses an index past the end, a type
+    /// that contains itself, a type nested deeper than
+    /// [`limits::TYPE_DEPTH_MAX`] or with more than
+    /// [`limits::TYPE_NODES_MAX`] parts once expanded, and a typespace over
+    /// [`limits::TYPESPACE_MAX`] entries. Each entry is resolved once.
+    pub fn resolve_all(&self) -> Result<Vec<AlgebraicType>, SchemaError> {
+        let mut done = self.memo()?;
+        (0..self.types.len() as u32)
+            .map(|i| {
+                self.resolve_in(i, &mut done, &mut Vec::new())
+                    .map(|(t, _)| t)
+            })
+            .collect()
+    }
+
+    fn memo(&self) -> Result<Vec<Option<(AlgebraicType, usize)>>, SchemaError> {
         if self.types.len() > limits::TYPESPACE_MAX {
             return Err(SchemaError::TooMany {
                 what: "types",
                 max: limits::TYPESPACE_MAX,
             });
         }
-        let mut done: Vec<Option<AlgebraicType>> = vec![None; self.types.len()];
-        let mut open = Vec::new();
-        self.resolve_in(index, &mut done, &mut open)
+        Ok(vec![None; self.types.len()])
     }
 
+    /// The type an entry defines, its parts resolved; adds their sizes to
+    /// `size`.
+    fn build(
+        &self,
+        def: &TypeDef,
+        done: &mut Vec<Option<(AlgebraicType, usize)>>,
+        open: &mut Vec<u32>,
+        size: &mut usize,
+    ) -> Result<AlgebraicType, SchemaError> {
+        let mut fields = |list: &[(String, u32)], size: &mut usize| {
+            list.iter()
+                .map(|(name, t)| {
+                    let (ty, n) = self.resolve_in(*t, done, open)?;
+                    *size = size.saturating_add(n);
+                    Ok(Field {
+                        name: name.clone(),
+                        ty,
+                    })
+                })
+                .collect::<Result<Vec<_>, SchemaError>>()
+        };
+        Ok(match def {
+            TypeDef::Scalar(t) => t.clone(),
+            TypeDef::Option(inner) | TypeDef::Vec(inner) => {
+                let (inner_ty, n) = self.resolve_in(*inner, done, open)?;
+                *size = size.saturating_add(n);
+                if matches!(def, TypeDef::Option(_)) {
+                    AlgebraicType::option(inner_ty)
+                } else {
+                    AlgebraicType::vec(inner_ty)
+                }
+            }
+            TypeDef::Product { name, fields: f } => {
+                AlgebraicType::product(name.clone(), fields(f, size)?)
+            }
+            TypeDef::Sum { name, variants } => {
+                let variants = variants
+                    .iter()
+                    .map(|v| {
+                        Ok(Variant {
+                            name: v.name.clone(),
+                            shape: v.shape,
+                            fields: fields(&v.fields, size)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, SchemaError>>()?;
+                AlgebraicType::sum(name.clone(), variants)
+            }
+        })
+    }
+
+    /// The type at `index` and its size: the parts of its expanded tree,
+    /// a shared struct counted at every use (what serializing, validating
+    /// and comparing it cost).
     fn resolve_in(
         &self,
         index: u32,
-        done: &mut Vec<Option<AlgebraicType>>,
+        done: &mut Vec<Option<(AlgebraicType, usize)>>,
         open: &mut Vec<u32>,
-    ) -> Result<AlgebraicType, SchemaError> {
+    ) -> Result<(AlgebraicType, usize), SchemaError> {
         let at = index as usize;
         let def = self.types.get(at).ok_or_else(|| {
             SchemaError::Invalid(format!(
@@ -460,40 +532,18 @@ impl Typespace {
             )));
         }
         open.push(index);
-        let mut fields = |list: &[(String, u32)]| {
-            list.iter()
-                .map(|(name, t)| {
-                    Ok(Field {
-                        name: name.clone(),
-                        ty: self.resolve_in(*t, done, open)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, SchemaError>>()
-        };
-        let t = match def {
-            TypeDef::Scalar(t) => t.clone(),
-            TypeDef::Option(inner) => AlgebraicType::option(self.resolve_in(*inner, done, open)?),
-            TypeDef::Vec(inner) => AlgebraicType::vec(self.resolve_in(*inner, done, open)?),
-            TypeDef::Product { name, fields: f } => {
-                AlgebraicType::product(name.clone(), fields(f)?)
-            }
-            TypeDef::Sum { name, variants } => {
-                let variants = variants
-                    .iter()
-                    .map(|v| {
-                        Ok(Variant {
-                            name: v.name.clone(),
-                            shape: v.shape,
-                            fields: fields(&v.fields)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, SchemaError>>()?;
-                AlgebraicType::sum(name.clone(), variants)
-            }
-        };
+        let mut size = 1usize;
+        let t = self.build(def, done, open, &mut size)?;
         open.pop();
-        done[at] = Some(t.clone());
-        Ok(t)
+        if size > limits::TYPE_NODES_MAX {
+            return Err(SchemaError::Invalid(format!(
+                "type {} has {size} parts once every use of a shared type is counted; at most {} are allowed",
+                def.name(),
+                limits::TYPE_NODES_MAX
+            )));
+        }
+        done[at] = Some((t.clone(), size));
+        Ok((t, size))
     }
 }
 
@@ -709,6 +759,24 @@ mod tests {
         assert!(cycle.contains("`Node` contains itself"), "{cycle}");
         let past = space.resolve(9).unwrap_err().to_string();
         assert!(past.contains("past the end"), "{past}");
+    }
+
+    #[test]
+    fn a_typespace_that_doubles_at_every_level_is_refused_quickly() {
+        // Entry k is a struct of two entries k-1: 2^30 parts once expanded,
+        // from 31 entries.
+        let mut types = vec![TypeDef::Scalar(AlgebraicType::U8)];
+        for k in 1..31u32 {
+            types.push(TypeDef::Product {
+                name: format!("T{k}"),
+                fields: vec![("a".into(), k - 1), ("b".into(), k - 1)],
+            });
+        }
+        let space = Typespace { types };
+        let err = space.resolve_all().unwrap_err().to_string();
+        assert!(err.contains("parts once every use"), "{err}");
+        // Up to the limit, it resolves.
+        assert!(space.resolve(10).is_ok());
     }
 
     #[test]

@@ -123,7 +123,16 @@ fn from_v2(def: types::ModuleDef) -> Result<ModuleDef, SchemaError> {
     let space = Typespace {
         types: def.typespace.into_iter().map(type_def).collect(),
     };
-    let ty = |index: u32| space.resolve(index);
+    // Each entry resolved once, whatever number of columns use it.
+    let resolved = space.resolve_all()?;
+    let ty = |index: u32| {
+        resolved.get(index as usize).cloned().ok_or_else(|| {
+            SchemaError::Invalid(format!(
+                "type reference {index} is past the end of the typespace ({} types)",
+                resolved.len()
+            ))
+        })
+    };
     let mut tables = Vec::with_capacity(def.tables.len());
     for t in def.tables {
         let columns = t
