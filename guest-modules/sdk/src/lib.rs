@@ -205,6 +205,25 @@ pub trait Column: Sized + 'static {
     fn type_index(space: &mut Typespace) -> u32;
     fn encode(&self, out: &mut Vec<u8>);
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
+
+    /// The elements of a `Vec<Self>`, one after another (`u8` copies them
+    /// at once).
+    #[doc(hidden)]
+    fn encode_all(items: &[Self], out: &mut Vec<u8>) {
+        for item in items {
+            item.encode(out);
+        }
+    }
+
+    /// `len` elements of a `Vec<Self>`.
+    #[doc(hidden)]
+    fn decode_all(r: &mut Reader<'_>, len: usize) -> Result<Vec<Self>, DecodeError> {
+        let mut items = Vec::with_capacity(len);
+        for _ in 0..len {
+            items.push(Self::decode(r)?);
+        }
+        Ok(items)
+    }
 }
 
 macro_rules! fixed_column {
@@ -249,6 +268,12 @@ impl Column for u8 {
     #[inline]
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(r.take::<1>()?[0])
+    }
+    fn encode_all(items: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(items);
+    }
+    fn decode_all(r: &mut Reader<'_>, len: usize) -> Result<Vec<u8>, DecodeError> {
+        Ok(r.take_slice(len)?.to_vec())
     }
 }
 
@@ -312,9 +337,7 @@ impl<T: Column> Column for Vec<T> {
     }
     fn encode(&self, out: &mut Vec<u8>) {
         encode_len(self.len(), out);
-        for item in self {
-            item.encode(out);
-        }
+        T::encode_all(self, out);
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let len = decode_len(r)?;
@@ -323,11 +346,7 @@ impl<T: Column> Column for Vec<T> {
         if len > r.remaining() {
             return Err(DecodeError("truncated value"));
         }
-        let mut items = Vec::with_capacity(len);
-        for _ in 0..len {
-            items.push(T::decode(r)?);
-        }
-        Ok(items)
+        T::decode_all(r, len)
     }
 }
 
