@@ -25,6 +25,20 @@
 //! }
 //! ```
 //!
+//! Columns and reducer parameters may be of any type that implements
+//! [`Column`]: `bool`, every integer from `u8`/`i8` to `u128`/`i128`, `f32`,
+//! `f64`, `String`, `Vec<u8>` (bytes), [`Identity`], [`Timestamp`],
+//! [`Duration`], `Option<T>`, `Vec<T>`, and structs and enums that
+//! `#[derive(Type)]`:
+//!
+//! ```ignore
+//! #[derive(Type, Clone, Debug, PartialEq)]
+//! pub enum Kind { Sword, Bow(u8), Staff { power: u16 } }
+//!
+//! #[derive(Type, Clone, Debug, PartialEq)]
+//! pub struct Item { pub kind: Kind, pub count: u32 }
+//! ```
+//!
 //! Every reducer call is one transaction: returning `Err` (or panicking)
 //! undoes every change it made. Guests have no clock, randomness, files or
 //! network; the [`ReducerContext`] carries the transaction's time, caller
