@@ -192,29 +192,33 @@ impl<'a> Reader<'a> {
     }
 
     fn bool(&mut self) -> Result<bool, DecodeError> {
-        let offset = self.pos;
-        match self.byte()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            byte => Err(DecodeError::InvalidBool {
-                column: self.column,
-                offset,
-                byte,
-            }),
-        }
+        self.zero_or_one(|column, offset, byte| DecodeError::InvalidBool {
+            column,
+            offset,
+            byte,
+        })
     }
 
     /// Reads an option's tag: whether a value follows.
     fn some(&mut self) -> Result<bool, DecodeError> {
+        self.zero_or_one(|column, offset, tag| DecodeError::InvalidOptionTag {
+            column,
+            offset,
+            tag,
+        })
+    }
+
+    /// A byte that must be `0x00` (false) or `0x01` (true); `invalid` names
+    /// any other (column, offset, byte).
+    fn zero_or_one(
+        &mut self,
+        invalid: fn(usize, usize, u8) -> DecodeError,
+    ) -> Result<bool, DecodeError> {
         let offset = self.pos;
         match self.byte()? {
             0 => Ok(false),
             1 => Ok(true),
-            tag => Err(DecodeError::InvalidOptionTag {
-                column: self.column,
-                offset,
-                tag,
-            }),
+            byte => Err(invalid(self.column, offset, byte)),
         }
     }
 

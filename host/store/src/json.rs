@@ -211,7 +211,7 @@ fn encode_hex(bytes: &[u8]) -> String {
 /// A timestamp as RFC 3339 in UTC with six fractional digits; as an integer
 /// of microseconds when its year is outside 0000–9999, which RFC 3339
 /// cannot write.
-pub fn timestamp_to_json(micros: i64) -> Json {
+fn timestamp_to_json(micros: i64) -> Json {
     let nanos = i128::from(micros) * 1_000;
     match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
         Ok(t) if (0..=9999).contains(&t.year()) => Json::String(format!(

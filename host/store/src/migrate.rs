@@ -257,11 +257,7 @@ fn carried(
             }
         }
         TypeChange::Breaking(why) => {
-            let detail = if why == format!("{} becomes {}", from.ty, c.ty) {
-                String::new()
-            } else {
-                format!(" ({why})")
-            };
+            let detail = why.map(|w| format!(" ({w})")).unwrap_or_default();
             notes.breaking.push(format!(
                 "table `{name}`: column `{}` changes type from {} to {}{detail}",
                 c.name, from.ty, c.ty
@@ -484,7 +480,11 @@ mod tests {
                 kind(&["Bow", "Sword"]),
                 "variant `Sword` changes or moves",
             ),
-            (pos(&["x"]), pos(&["x", "y"]), "struct `Pos` changes to"),
+            (
+                pos(&["x"]),
+                pos(&["x", "y"]),
+                "(struct `Pos`: fields (x) become (x, y))",
+            ),
             (
                 AlgebraicType::vec(AlgebraicType::U32),
                 AlgebraicType::vec(AlgebraicType::I32),

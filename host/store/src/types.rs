@@ -319,15 +319,20 @@ pub enum TypeChange {
     /// Every old value is a valid value of the new type with the same bytes:
     /// the only changes are variants added at the end of enums, named here.
     Extended(Vec<String>),
-    /// Old values do not carry over; the reason.
-    Breaking(String),
+    /// Old values do not carry over. The reason, when the difference lies
+    /// inside the type (an element, a field, a variant); `None` when the two
+    /// types differ at the top and their names say it all.
+    Breaking(Option<String>),
 }
 
 /// Compares the type of a column (or field) in the old and new definition.
 pub fn type_change(old: &AlgebraicType, new: &AlgebraicType) -> TypeChange {
     let mut added = Vec::new();
     match extend(old, new, &mut added) {
-        Err(why) => TypeChange::Breaking(why),
+        Err(_) if std::mem::discriminant(old) != std::mem::discriminant(new) => {
+            TypeChange::Breaking(None)
+        }
+        Err(why) => TypeChange::Breaking(Some(why)),
         Ok(()) if added.is_empty() => TypeChange::Same,
         Ok(()) => TypeChange::Extended(added),
     }
@@ -338,8 +343,16 @@ fn extend(old: &AlgebraicType, new: &AlgebraicType, added: &mut Vec<String>) -> 
     match (old, new) {
         (T::Option(a), T::Option(b)) | (T::Vec(a), T::Vec(b)) => extend(a, b, added),
         (T::Product(a), T::Product(b)) => {
-            if a.name != b.name || a.fields.len() != b.fields.len() {
-                return Err(format!("struct `{}` changes to {}", a.name, describe(new)));
+            if a.name != b.name {
+                return Err(format!("struct `{}` becomes struct `{}`", a.name, b.name));
+            }
+            if a.fields.len() != b.fields.len() {
+                return Err(format!(
+                    "struct `{}`: fields ({}) become ({})",
+                    a.name,
+                    field_names(&a.fields),
+                    field_names(&b.fields)
+                ));
             }
             for (fa, fb) in a.fields.iter().zip(&b.fields) {
                 if fa.name != fb.name {
@@ -353,8 +366,14 @@ fn extend(old: &AlgebraicType, new: &AlgebraicType, added: &mut Vec<String>) -> 
             Ok(())
         }
         (T::Sum(a), T::Sum(b)) => {
-            if a.name != b.name || b.variants.len() < a.variants.len() {
-                return Err(format!("enum `{}` changes to {}", a.name, describe(new)));
+            if a.name != b.name {
+                return Err(format!("enum `{}` becomes enum `{}`", a.name, b.name));
+            }
+            if let Some(lost) = a.variants.get(b.variants.len()) {
+                return Err(format!(
+                    "enum `{}`: variant `{}` removed",
+                    a.name, lost.name
+                ));
             }
             for (va, vb) in a.variants.iter().zip(&b.variants) {
                 if va.name != vb.name || va.shape != vb.shape || va.fields.len() != vb.fields.len()
@@ -384,8 +403,12 @@ fn extend(old: &AlgebraicType, new: &AlgebraicType, added: &mut Vec<String>) -> 
     }
 }
 
-fn describe(t: &AlgebraicType) -> String {
-    serde_json::to_string(t).unwrap_or_else(|_| t.to_string())
+fn field_names(fields: &[Field]) -> String {
+    fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Types as a guest describes them (`module-def.typespace` in the WIT): a
@@ -421,14 +444,6 @@ pub struct VariantDef {
 }
 
 impl Typespace {
-    /// The type at `index`, every reference followed. Refuses what
-    /// [`Typespace::resolve_all`] refuses.
-    pub fn resolve(&self, index: u32) -> Result<AlgebraicType, SchemaError> {
-        let mut done = self.memo()?;
-        self.resolve_in(index, &mut done, &mut Vec::new())
-            .map(|(t, _)| t)
-    }
-
     /// Every entry's type, in order. Refuses an index past the end, a type
     /// that contains itself, a type nested deeper than
     /// [`limits::TYPE_DEPTH_MAX`] or with more than
@@ -730,34 +745,45 @@ mod tests {
 
     #[test]
     fn typespace_resolves_shared_types_and_refuses_cycles() {
-        let space = Typespace {
-            types: vec![
-                TypeDef::Scalar(AlgebraicType::F32),
-                TypeDef::Product {
-                    name: "Pos".into(),
-                    fields: vec![("x".into(), 0), ("y".into(), 0)],
-                },
-                TypeDef::Vec(1),
-                TypeDef::Product {
-                    name: "Path".into(),
-                    fields: vec![("from".into(), 1), ("to".into(), 1), ("via".into(), 2)],
-                },
-                TypeDef::Option(5),
-                TypeDef::Product {
-                    name: "Node".into(),
-                    fields: vec![("next".into(), 4)],
-                },
-            ],
-        };
-        let path = space.resolve(3).unwrap();
-        let AlgebraicType::Product(p) = &path else {
-            panic!("{path:?}")
+        let mut types = vec![
+            TypeDef::Scalar(AlgebraicType::F32),
+            TypeDef::Product {
+                name: "Pos".into(),
+                fields: vec![("x".into(), 0), ("y".into(), 0)],
+            },
+            TypeDef::Vec(1),
+            TypeDef::Product {
+                name: "Path".into(),
+                fields: vec![("from".into(), 1), ("to".into(), 1), ("via".into(), 2)],
+            },
+        ];
+        let resolved = Typespace {
+            types: types.clone(),
+        }
+        .resolve_all()
+        .unwrap();
+        let AlgebraicType::Product(p) = &resolved[3] else {
+            panic!("{:?}", resolved[3])
         };
         assert_eq!(p.fields[0].ty, p.fields[1].ty);
+        assert_eq!(p.fields[0].ty, resolved[1]);
         assert_eq!(p.fields[2].ty, AlgebraicType::vec(p.fields[0].ty.clone()));
-        let cycle = space.resolve(5).unwrap_err().to_string();
+        // `Node { next: Option<Node> }`.
+        types.push(TypeDef::Product {
+            name: "Node".into(),
+            fields: vec![("next".into(), 5)],
+        });
+        types.push(TypeDef::Option(4));
+        let cycle = Typespace {
+            types: types.clone(),
+        }
+        .resolve_all()
+        .unwrap_err()
+        .to_string();
         assert!(cycle.contains("`Node` contains itself"), "{cycle}");
-        let past = space.resolve(9).unwrap_err().to_string();
+        types.truncate(4);
+        types.push(TypeDef::Vec(9));
+        let past = Typespace { types }.resolve_all().unwrap_err().to_string();
         assert!(past.contains("past the end"), "{past}");
     }
 
@@ -772,11 +798,16 @@ mod tests {
                 fields: vec![("a".into(), k - 1), ("b".into(), k - 1)],
             });
         }
-        let space = Typespace { types };
-        let err = space.resolve_all().unwrap_err().to_string();
-        assert!(err.contains("parts once every use"), "{err}");
-        // Up to the limit, it resolves.
-        assert!(space.resolve(10).is_ok());
+        let err = Typespace {
+            types: types.clone(),
+        }
+        .resolve_all()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`T12` has 8191 parts"), "{err}");
+        // Entry k has 2^(k+1) - 1 parts: up to T11 (4,095), it resolves.
+        types.truncate(12);
+        assert!(Typespace { types }.resolve_all().is_ok());
     }
 
     #[test]
@@ -817,8 +848,24 @@ mod tests {
         );
         assert!(matches!(type_change(&p1, &p2), TypeChange::Breaking(_)));
         assert_eq!(
+            type_change(&p1, &p2),
+            TypeChange::Breaking(Some("struct `P`: fields (a) become (a, b)".into()))
+        );
+        assert_eq!(
+            type_change(&more, &kind()),
+            TypeChange::Breaking(Some("enum `Kind`: variant `Axe` removed".into()))
+        );
+        // A difference at the top needs no reason; one inside names itself.
+        assert_eq!(
             type_change(&AlgebraicType::U32, &AlgebraicType::U64),
-            TypeChange::Breaking("u32 becomes u64".into())
+            TypeChange::Breaking(None)
+        );
+        assert_eq!(
+            type_change(
+                &AlgebraicType::vec(AlgebraicType::U32),
+                &AlgebraicType::vec(AlgebraicType::U64)
+            ),
+            TypeChange::Breaking(Some("u32 becomes u64".into()))
         );
     }
 }
