@@ -8,6 +8,7 @@
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote};
+use syn::parse::Parse;
 use syn::{
     Attribute, Error, FnArg, Ident, Item, ItemFn, ItemMod, ItemStruct, LitStr, Pat, Result,
     ReturnType, Type, parse_macro_input, spanned::Spanned,
@@ -225,8 +226,118 @@ struct ColumnInfo {
 }
 
 struct IndexInfo {
-    column: usize,
+    name: String,
+    /// The accessor on the table handle: `by_<field>` for a field's index,
+    /// the index's name for one the table attribute declares.
+    method: Ident,
+    columns: Vec<usize>,
     unique: bool,
+    hash: bool,
+}
+
+/// An index the table attribute declares:
+/// `index(name = by_game_turn, [unique,] btree(columns = [game, turn]))`.
+struct TableIndex {
+    name: Ident,
+    columns: Vec<Ident>,
+    unique: bool,
+    hash: bool,
+}
+
+/// The most columns an index's typed handle takes (the host allows more).
+const INDEX_COLUMNS_MAX: usize = 4;
+
+fn parse_table_index(meta: syn::meta::ParseNestedMeta<'_>) -> Result<TableIndex> {
+    let span = meta.path.span();
+    let mut name = None;
+    let mut unique = false;
+    let mut kind = None;
+    meta.parse_nested_meta(|inner| {
+        if inner.path.is_ident("name") {
+            name = Some(inner.value()?.parse::<Ident>()?);
+            Ok(())
+        } else if inner.path.is_ident("unique") {
+            unique = true;
+            Ok(())
+        } else if inner.path.is_ident("btree") || inner.path.is_ident("hash") {
+            let hash = inner.path.is_ident("hash");
+            let mut columns = Vec::new();
+            inner.parse_nested_meta(|c| {
+                if !c.path.is_ident("columns") {
+                    return Err(c.error("expected `columns = [field, ...]`"));
+                }
+                let value = c.value()?;
+                let list;
+                syn::bracketed!(list in value);
+                let idents = list.parse_terminated(Ident::parse, syn::Token![,])?;
+                columns.extend(idents);
+                Ok(())
+            })?;
+            kind = Some((hash, columns));
+            Ok(())
+        } else {
+            Err(inner.error("expected `name = ...`, `unique`, `btree(columns = [...])` or `hash(columns = [...])`"))
+        }
+    })?;
+    let Some(name) = name else {
+        return Err(Error::new(span, "an index needs `name = ...`"));
+    };
+    let Some((hash, columns)) = kind else {
+        return Err(Error::new(
+            span,
+            "an index needs `btree(columns = [...])` or `hash(columns = [...])`",
+        ));
+    };
+    Ok(TableIndex {
+        name,
+        columns,
+        unique,
+        hash,
+    })
+}
+
+/// Resolves the columns a table-level index names.
+fn table_index_info(index: TableIndex, fields: &[Ident]) -> Result<IndexInfo> {
+    if index.columns.is_empty() || index.columns.len() > INDEX_COLUMNS_MAX {
+        return Err(Error::new(
+            index.name.span(),
+            format!("an index has 1 to {INDEX_COLUMNS_MAX} columns"),
+        ));
+    }
+    let columns = index
+        .columns
+        .iter()
+        .map(|c| {
+            fields
+                .iter()
+                .position(|f| f == c)
+                .ok_or_else(|| Error::new(c.span(), format!("the table has no field `{c}`")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(IndexInfo {
+        name: index.name.to_string(),
+        method: index.name,
+        columns,
+        unique: index.unique,
+        hash: index.hash,
+    })
+}
+
+/// `#[index(btree)]` or `#[index(hash)]`: whether it is a hash index.
+fn parse_field_index(a: &Attribute) -> Result<bool> {
+    let mut kind = None;
+    a.parse_nested_meta(|meta| {
+        if meta.path.is_ident("btree") {
+            kind = Some(false);
+            Ok(())
+        } else if meta.path.is_ident("hash") {
+            kind = Some(true);
+            Ok(())
+        } else {
+            Err(meta.error("an index is `btree` or `hash`"))
+        }
+    })?;
+    kind.ok_or_else(|| Error::new(a.span(), "write #[index(btree)] or #[index(hash)]"))
 }
 
 struct TableInfo {
@@ -284,9 +395,13 @@ fn expand_module(mut module: ItemMod) -> Result<TokenStream2> {
 fn parse_table(attr: &Attribute, s: &mut ItemStruct) -> Result<TableInfo> {
     let mut name = None;
     let mut ephemeral = false;
+    let mut table_indexes = Vec::new();
     if !matches!(attr.meta, syn::Meta::Path(_)) {
         attr.parse_nested_meta(|meta| {
-            if meta.path.is_ident("name") {
+            if meta.path.is_ident("index") {
+                table_indexes.push(parse_table_index(meta)?);
+                Ok(())
+            } else if meta.path.is_ident("name") {
                 let value = meta.value()?;
                 name = Some(if value.peek(LitStr) {
                     value.parse::<LitStr>()?.value()
@@ -298,7 +413,7 @@ fn parse_table(attr: &Attribute, s: &mut ItemStruct) -> Result<TableInfo> {
                 ephemeral = true;
                 Ok(())
             } else {
-                Err(meta.error("expected `name = ...` or `ephemeral`"))
+                Err(meta.error("expected `name = ...`, `ephemeral` or `index(...)`"))
             }
         })?;
     }
@@ -314,41 +429,31 @@ fn parse_table(attr: &Attribute, s: &mut ItemStruct) -> Result<TableInfo> {
     let mut indexes = Vec::new();
     for (i, field) in fields.named.iter_mut().enumerate() {
         let ident = field.ident.clone().expect("named field");
-        if let Some(a) = take_attr(&mut field.attrs, "primary_key") {
-            if primary_key.replace(i).is_some() {
-                return Err(Error::new(
-                    a.span(),
-                    "a table has exactly one #[primary_key]",
-                ));
-            }
+        if let Some(a) = take_attr(&mut field.attrs, "primary_key")
+            && primary_key.replace(i).is_some()
+        {
+            return Err(Error::new(
+                a.span(),
+                "a table has exactly one #[primary_key]",
+            ));
         }
-        if let Some(a) = take_attr(&mut field.attrs, "auto_inc") {
-            if auto_inc.replace(i).is_some() {
-                return Err(Error::new(a.span(), "a table has at most one #[auto_inc]"));
-            }
+        if let Some(a) = take_attr(&mut field.attrs, "auto_inc")
+            && auto_inc.replace(i).is_some()
+        {
+            return Err(Error::new(a.span(), "a table has at most one #[auto_inc]"));
         }
-        if take_attr(&mut field.attrs, "unique").is_some() {
+        let unique = take_attr(&mut field.attrs, "unique").is_some();
+        let hash = match take_attr(&mut field.attrs, "index") {
+            Some(a) => Some(parse_field_index(&a)?),
+            None => None,
+        };
+        if unique || hash.is_some() {
             indexes.push(IndexInfo {
-                column: i,
-                unique: true,
-            });
-        }
-        if let Some(a) = take_attr(&mut field.attrs, "index") {
-            let mut btree = false;
-            a.parse_nested_meta(|meta| {
-                if meta.path.is_ident("btree") {
-                    btree = true;
-                    Ok(())
-                } else {
-                    Err(meta.error("the only index kind is `btree`"))
-                }
-            })?;
-            if !btree {
-                return Err(Error::new(a.span(), "write #[index(btree)]"));
-            }
-            indexes.push(IndexInfo {
-                column: i,
-                unique: false,
+                name: ident.to_string(),
+                method: format_ident!("by_{}", ident),
+                columns: vec![i],
+                unique,
+                hash: hash.unwrap_or(false),
             });
         }
         let default = match take_attr(&mut field.attrs, "default") {
@@ -368,7 +473,11 @@ fn parse_table(attr: &Attribute, s: &mut ItemStruct) -> Result<TableInfo> {
         ));
     };
     // A unique index on the primary key is the primary key itself.
-    indexes.retain(|i| i.column != primary_key);
+    indexes.retain(|i| i.columns != [primary_key]);
+    let field_idents: Vec<Ident> = columns.iter().map(|c| c.ident.clone()).collect();
+    for index in table_indexes {
+        indexes.push(table_index_info(index, &field_idents)?);
+    }
     Ok(TableInfo {
         struct_ident: s.ident.clone(),
         name: name.unwrap_or_else(|| snake_case(&s.ident.to_string())),
@@ -486,10 +595,11 @@ fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
             }
         });
         let index_defs = t.indexes.iter().map(|i| {
-            let col = i.column as u32;
-            let name = t.columns[i.column].ident.to_string();
+            let cols = i.columns.iter().map(|c| *c as u32);
+            let name = &i.name;
             let unique = i.unique;
-            quote!(#sdk::__private::index_def(#name, #col, #unique))
+            let hash = i.hash;
+            quote!(#sdk::__private::index_def(#name, &[#(#cols),*], #unique, #hash))
         });
         out.extend(quote! {
             impl #sdk::Table for #ident {
@@ -535,21 +645,31 @@ fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
             let mut impls = Vec::new();
             for (i, index) in t.indexes.iter().enumerate() {
                 let index_id = i as u32 + 1;
-                let col = &t.columns[index.column];
-                let method = format_ident!("by_{}", col.ident);
-                let col_ty = &col.ty;
-                let kind = if index.unique {
-                    quote!(#sdk::UniqueIndex<#ident, #col_ty>)
+                let method = &index.method;
+                let handle = format_ident!(
+                    "{}{}{}Index",
+                    if index.unique { "Unique" } else { "" },
+                    if index.columns.len() > 1 {
+                        "Composite"
+                    } else {
+                        ""
+                    },
+                    match (index.hash, index.unique || index.columns.len() > 1) {
+                        (true, _) => "Hash",
+                        (false, false) => "BTree",
+                        (false, true) => "",
+                    }
+                );
+                let key_types = index.columns.iter().map(|c| &t.columns[*c].ty);
+                let key = if index.columns.len() == 1 {
+                    let ty = &t.columns[index.columns[0]].ty;
+                    quote!(#ty)
                 } else {
-                    quote!(#sdk::BTreeIndex<#ident, #col_ty>)
+                    quote!((#(#key_types,)*))
                 };
-                let ctor = if index.unique {
-                    quote!(#sdk::UniqueIndex::__new(#index_id))
-                } else {
-                    quote!(#sdk::BTreeIndex::__new(#index_id))
-                };
+                let kind = quote!(#sdk::#handle<#ident, #key>);
                 sigs.push(quote!(fn #method(&self) -> #kind;));
-                impls.push(quote!(#[inline] fn #method(&self) -> #kind { #ctor }));
+                impls.push(quote!(#[inline] fn #method(&self) -> #kind { #sdk::#handle::__new(#index_id) }));
             }
             out.extend(quote! {
                 #[doc(hidden)]

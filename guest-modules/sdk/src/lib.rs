@@ -69,17 +69,23 @@ pub use bindings::interstice::module::types::{
     ReducerDef, ReducerKind, ScalarType, SumDef, TableDef, TypeDef, VariantDef, VariantShape,
 };
 
+mod index;
 mod special;
 mod typespace;
 
+pub use index::{
+    BTreeIndex, CompositeHashIndex, CompositeIndex, HashIndex, IndexKey, IndexPrefix,
+    UniqueCompositeHashIndex, UniqueCompositeIndex, UniqueHashIndex, UniqueIndex,
+};
 pub use special::{Duration, Identity, Timestamp};
 pub use typespace::Typespace;
 
 /// Everything a module usually needs.
 pub mod prelude {
     pub use crate::{
-        BTreeIndex, Column, DbError, Duration, Identity, ReducerContext, Table, TableHandle,
-        Timestamp, Type, UniqueIndex, log, reducer, table,
+        BTreeIndex, Column, CompositeHashIndex, CompositeIndex, DbError, Duration, HashIndex,
+        Identity, ReducerContext, Table, TableHandle, Timestamp, Type, UniqueCompositeHashIndex,
+        UniqueCompositeIndex, UniqueHashIndex, UniqueIndex, log, reducer, table,
     };
 }
 
@@ -505,84 +511,6 @@ fn wire_bound(bound: Bound<Vec<u8>>) -> host::Bound {
     }
 }
 
-/// A unique index: at most one row per value.
-pub struct UniqueIndex<T: Table, K: Column> {
-    index_id: u32,
-    _marker: PhantomData<fn() -> (T, K)>,
-}
-
-impl<T: Table, K: Column> UniqueIndex<T, K> {
-    #[doc(hidden)]
-    pub fn __new(index_id: u32) -> Self {
-        UniqueIndex {
-            index_id,
-            _marker: PhantomData,
-        }
-    }
-
-    /// The row holding `key`.
-    pub fn find(&self, key: &K) -> Option<T> {
-        internal(host::lookup_unique(
-            T::TABLE_ID,
-            self.index_id,
-            &encode_key(key),
-        ))
-        .map(|b| decode_row(&b))
-    }
-
-    /// Deletes the row holding `key`; `false` if there was none.
-    pub fn delete(&self, key: &K) -> bool {
-        match self.find(key) {
-            Some(row) => TableHandle::<T>::__new().delete(row.primary_key()),
-            None => false,
-        }
-    }
-
-    /// Rows whose indexed value lies in `range`, in index order.
-    pub fn range(&self, range: impl RangeBounds<K>) -> RowIter<T> {
-        RowIter::open(
-            self.index_id,
-            encode_bound(range.start_bound()),
-            encode_bound(range.end_bound()),
-        )
-    }
-}
-
-/// A non-unique B-tree index.
-pub struct BTreeIndex<T: Table, K: Column> {
-    index_id: u32,
-    _marker: PhantomData<fn() -> (T, K)>,
-}
-
-impl<T: Table, K: Column> BTreeIndex<T, K> {
-    #[doc(hidden)]
-    pub fn __new(index_id: u32) -> Self {
-        BTreeIndex {
-            index_id,
-            _marker: PhantomData,
-        }
-    }
-
-    /// Rows whose indexed value equals `key`, in primary-key order.
-    pub fn filter(&self, key: &K) -> RowIter<T> {
-        let k = encode_key(key);
-        RowIter::open(
-            self.index_id,
-            Bound::Included(k.clone()),
-            Bound::Included(k),
-        )
-    }
-
-    /// Rows whose indexed value lies in `range`, in index order.
-    pub fn range(&self, range: impl RangeBounds<K>) -> RowIter<T> {
-        RowIter::open(
-            self.index_id,
-            encode_bound(range.start_bound()),
-            encode_bound(range.end_bound()),
-        )
-    }
-}
-
 /// Rows of a scan, fetched from the host in batches.
 pub struct RowIter<T: Table> {
     cursor: Option<host::Cursor>,
@@ -701,12 +629,16 @@ pub mod __private {
         }
     }
 
-    pub fn index_def(name: &str, column: u32, unique: bool) -> IndexDef {
+    pub fn index_def(name: &str, columns: &[u32], unique: bool, hash: bool) -> IndexDef {
         IndexDef {
             name: name.to_string(),
-            columns: vec![column],
+            columns: columns.to_vec(),
             unique,
-            kind: IndexKind::Btree,
+            kind: if hash {
+                IndexKind::Hash
+            } else {
+                IndexKind::Btree
+            },
         }
     }
 

@@ -1195,4 +1195,46 @@ fn every_type_over_http_is_the_documented_json() {
         get(&a, &format!("{base}/tables/everything")).body,
         json!([row])
     );
+
+    // Reads by an indexed column: the first column of a composite B-tree
+    // index (a prefix of its key), a hash index, a unique hash index.
+    let player = "ab".repeat(32);
+    for (game, turn, tag, x) in [(1, 2, "a", 0), (2, 1, "b", 1), (1, 1, "c", 2)] {
+        let args = json!([game, turn, player, tag, x, 0, {"Bow": x}]).to_string();
+        let called = post(&a, &format!("{base}/reducers/play"), &args);
+        assert_eq!(called.status, 200, "{called:?}");
+    }
+    let ids = |query: &str| {
+        let page = get(&a, &format!("{base}/tables/moves?{query}"));
+        assert_eq!(page.status, 200, "{query}: {page:?}");
+        page.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].clone())
+            .collect::<Vec<_>>()
+    };
+    // In the order of the index used: (game, turn), then the primary key.
+    assert_eq!(ids("game=1"), vec![json!(3), json!(1)]);
+    assert_eq!(
+        ids(&format!("player={player}")),
+        vec![json!(1), json!(2), json!(3)]
+    );
+    assert_eq!(ids("tag=b"), vec![json!(2)]);
+    assert_eq!(ids("kind=%7B%22Bow%22%3A2%7D"), vec![json!(3)]);
+    let moves = get(&a, &format!("{base}/tables/moves?tag=c")).body;
+    assert_eq!(
+        moves[0],
+        json!({"id": 3, "game": 1, "turn": 1, "player": player, "tag": "c", "x": 2, "y": 0,
+               "kind": {"Bow": 2}, "at": moves[0]["at"]})
+    );
+    // `turn` is the second column of an index, not the first of any.
+    let page = get(&a, &format!("{base}/tables/moves?turn=1"));
+    assert_eq!(page.status, 400, "{page:?}");
+    assert!(
+        page.body
+            .to_string()
+            .contains("table `moves` has no index on a column named `turn`"),
+        "{page:?}"
+    );
 }

@@ -166,8 +166,128 @@ fn the_schema_shows_the_full_types() {
         ])
     );
     // The parameter is the table's own struct, with every type inside it.
+    let put = schema["reducers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "put")
+        .unwrap();
+    assert_eq!(put["params"][0]["ty"]["product"]["name"], "Everything");
+    // Indexes of every kind, as declared.
+    assert_eq!(schema["tables"][1]["name"], "moves");
     assert_eq!(
-        schema["reducers"][0]["params"][0]["ty"]["product"]["name"],
-        "Everything"
+        schema["tables"][1]["indexes"],
+        json!([
+            {"name": "player", "columns": [3], "unique": false, "kind": "hash"},
+            {"name": "tag", "columns": [4], "unique": true, "kind": "hash"},
+            {"name": "kind", "columns": [7], "unique": false, "kind": "btree"},
+            {"name": "at", "columns": [8], "unique": true, "kind": "btree"},
+            {"name": "by_game_turn", "columns": [1, 2], "unique": false, "kind": "btree"},
+            {"name": "by_cell", "columns": [1, 5, 6], "unique": true, "kind": "hash"},
+            {"name": "by_game_kind", "columns": [1, 7], "unique": false, "kind": "hash"},
+        ])
     );
+}
+
+const P1: &str = "abababababababababababababababababababababababababababababababab";
+const P2: &str = "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd";
+
+/// `play` through the CLI: one move.
+fn play(
+    data: &std::path::Path,
+    game: u32,
+    turn: u16,
+    player: &str,
+    tag: &str,
+    cell: (u8, u8),
+    kind: Value,
+) {
+    let args = json!([game, turn, player, tag, cell.0, cell.1, kind]).to_string();
+    ok(data, &["call", "types", "play", &args]);
+}
+
+/// `find` through the CLI, then what each lookup returned.
+fn find(data: &std::path::Path) -> String {
+    let args = json!({
+        "game": 1, "from": 2, "to": 3, "player": P1, "tag": "c", "x": 1, "y": 0, "kind": "Sword"
+    });
+    ok(data, &["call", "types", "find", &args.to_string()]);
+    ok(data, &["query", "types", "found"])
+}
+
+#[test]
+fn composite_and_hash_indexes_answer_every_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    ok(data, &["publish", guests::TYPES, "--name", "types"]);
+    play(data, 1, 1, P1, "a", (0, 0), json!("Sword"));
+    play(data, 1, 2, P2, "b", (1, 0), json!({"Bow": 3}));
+    play(data, 1, 3, P1, "c", (2, 0), json!("Sword"));
+    play(
+        data,
+        2,
+        1,
+        P2,
+        "d",
+        (0, 0),
+        json!({"Staff": {"power": 1, "name": "x"}}),
+    );
+    play(data, 1, 2, P1, "e", (3, 3), json!("Sword"));
+    play(data, 3, 0, P1, "f", (0, 0), json!("Sword"));
+
+    // Rows in each index's order: by key, then by primary key. Every
+    // command is a process of its own, so these indexes were rebuilt by a
+    // replay of the log.
+    let expected = r#"{"ids":[2],"lookup":"cell"}
+{"ids":[1,2,5,3,4,6],"lookup":"everything"}
+{"ids":[1,3,5],"lookup":"game and kind"}
+{"ids":[2,5,3],"lookup":"inclusive range"}
+{"ids":[1,3,5,6,2,4],"lookup":"kind and after"}
+{"ids":[2,5,3],"lookup":"open range"}
+{"ids":[1,3,5,6],"lookup":"player"}
+{"ids":[1,2,5,3],"lookup":"prefix"}
+{"ids":[1,2,5,3,4],"lookup":"range on the first column"}
+{"ids":[2,5],"lookup":"range on the last column"}
+{"ids":[3],"lookup":"tag"}
+{"ids":[2,5],"lookup":"whole key"}
+"#;
+    assert_eq!(find(data), expected);
+
+    // Unique hash indexes, over one column and over three.
+    let again = json!([9, 9, P1, "a", 9, 9, "Sword"]).to_string();
+    let err = refused(data, &["call", "types", "play", &again]);
+    assert!(
+        err.contains("unique constraint `tag` of table `moves` violated by value \"a\""),
+        "{err}"
+    );
+    let same_cell = json!([1, 9, P2, "z", 2, 0, "Sword"]).to_string();
+    let err = refused(data, &["call", "types", "play", &same_cell]);
+    assert!(
+        err.contains("unique constraint `by_cell` of table `moves` violated by value"),
+        "{err}"
+    );
+
+    // A delete through the unique hash index leaves every index without the
+    // row; a snapshot's load rebuilds them the same.
+    ok(data, &["call", "types", "take_back", r#"["c"]"#]);
+    let err = refused(data, &["call", "types", "take_back", r#"["c"]"#]);
+    assert!(err.contains("no move tagged \"c\""), "{err}");
+    let without_3 = find(data);
+    assert_eq!(
+        without_3,
+        expected
+            .replace("[1,3,5]", "[1,5]")
+            .replace("[1,2,5,3,4,6]", "[1,2,5,4,6]")
+            .replace("[2,5,3]", "[2,5]")
+            .replace("[1,3,5,6,2,4]", "[1,5,6,2,4]")
+            .replace("[1,3,5,6]", "[1,5,6]")
+            .replace("[1,2,5,3]", "[1,2,5]")
+            .replace("[1,2,5,3,4]", "[1,2,5,4]")
+            .replace(
+                "{\"ids\":[3],\"lookup\":\"tag\"}",
+                "{\"ids\":[],\"lookup\":\"tag\"}"
+            )
+    );
+    ok(data, &["snapshot", "create"]);
+    assert_eq!(find(data), without_3);
 }

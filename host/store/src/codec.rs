@@ -403,6 +403,24 @@ pub fn decode_key(bytes: &[u8], ty: &AlgebraicType) -> Result<Value, DecodeError
     Ok(value)
 }
 
+/// Decodes the key of an index over columns of `types`, or a prefix of it:
+/// the values of the first one or more columns, one after the other. The
+/// encoding delimits each value, so the prefix's length is known without a
+/// count.
+pub fn decode_key_prefix(bytes: &[u8], types: &[AlgebraicType]) -> Result<Vec<Value>, DecodeError> {
+    check_len(bytes)?;
+    let mut reader = Reader::new(bytes);
+    let mut out = Vec::with_capacity(types.len());
+    for (column, ty) in types.iter().enumerate() {
+        out.push(reader.value(column, ty)?);
+        if reader.position() == bytes.len() {
+            break;
+        }
+    }
+    reader.finish()?;
+    Ok(out)
+}
+
 /// A column whose value [`scan_row`] extracts, with where it starts.
 #[derive(Clone, Debug)]
 pub struct Extracted {

@@ -66,6 +66,15 @@ pub enum DbError {
     NoSuchTable(u32),
     #[error("no index with id {0}")]
     NoSuchIndex(u32),
+    /// The index exists but cannot answer this request (a range over a hash
+    /// index, a lookup of part of a key).
+    #[error("index `{index}` of table `{table}` (id {id}) {reason}")]
+    IndexUse {
+        id: u32,
+        table: String,
+        index: String,
+        reason: &'static str,
+    },
     #[error("invalid row for table `{table}`: {source}")]
     InvalidRow {
         table: String,

@@ -54,7 +54,7 @@ mod value;
 
 pub use error::{DbError, DecodeError, SchemaError};
 pub use schema::{
-    ABI_VERSION, ABI_VERSION_MIN, ColumnDef, IndexDef, ModuleDef, ParamDef, ReducerDef,
+    ABI_VERSION, ABI_VERSION_MIN, ColumnDef, IndexDef, IndexKind, ModuleDef, ParamDef, ReducerDef,
     ReducerKind, TableDef,
 };
 pub use table::{IndexId, RowBytes, ScanPosition, Table};

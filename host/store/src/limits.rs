@@ -20,6 +20,10 @@ pub const COLUMNS_PER_TABLE_MAX: usize = 256;
 /// write.
 pub const INDEXES_PER_TABLE_MAX: usize = 32;
 
+/// Columns of one index: a composite key is decoded and compared column by
+/// column on every write to the table.
+pub const INDEX_COLUMNS_MAX: usize = 16;
+
 /// Largest encoded row. Rows are copied into the log and into snapshots
 /// whole; 1 MiB bounds the cost of one row and the size of one log record's
 /// largest part.

@@ -8,7 +8,7 @@
 
 use crate::codec;
 use crate::error::DbError;
-use crate::schema::{ColumnDef, ModuleDef, ReducerKind, TableDef};
+use crate::schema::{ColumnDef, IndexDef, ModuleDef, ReducerKind, TableDef};
 use crate::tables::Tables;
 use crate::types::{TypeChange, type_change};
 use crate::value::Value;
@@ -285,30 +285,45 @@ fn removed_columns(old: &TableDef, new: &TableDef, notes: &mut Notes<'_>) {
     }
 }
 
+/// Indexes hold no data of their own: the new version's are built from its
+/// rows, so adding, removing or changing an index is additive (a new unique
+/// index over duplicate values fails in [`apply`]).
 fn index_changes(old: &TableDef, new: &TableDef, notes: &mut Notes<'_>) {
     let name = notes.table;
-    let index_key = |t: &TableDef, i: &crate::schema::IndexDef| {
-        (t.columns[i.column as usize].name.clone(), i.unique)
+    let describe = |t: &TableDef, i: &IndexDef| {
+        let columns: Vec<&str> = i
+            .columns
+            .iter()
+            .map(|c| t.columns[*c as usize].name.as_str())
+            .collect();
+        format!(
+            "{}{} index `{}` on ({})",
+            if i.unique { "unique " } else { "" },
+            i.kind,
+            i.name,
+            columns.join(", ")
+        )
     };
     for i in &new.indexes {
         match old.indexes.iter().find(|o| o.name == i.name) {
-            None => notes.additive.push(format!(
-                "table `{name}`: {} index `{}` added",
-                if i.unique { "unique" } else { "btree" },
-                i.name
-            )),
-            Some(o) if index_key(old, o) != index_key(new, i) => notes.breaking.push(format!(
-                "table `{name}`: index `{}` changes its column or uniqueness",
-                i.name
-            )),
-            Some(_) => {}
+            None => notes
+                .additive
+                .push(format!("table `{name}`: {} added", describe(new, i))),
+            Some(o) => {
+                let (before, after) = (describe(old, o), describe(new, i));
+                if before != after {
+                    notes
+                        .additive
+                        .push(format!("table `{name}`: {before} becomes {after}"));
+                }
+            }
         }
     }
     for o in &old.indexes {
         if !new.indexes.iter().any(|i| i.name == o.name) {
             notes
-                .breaking
-                .push(format!("table `{name}`: index `{}` removed", o.name));
+                .additive
+                .push(format!("table `{name}`: {} removed", describe(old, o)));
         }
     }
 }
@@ -372,7 +387,7 @@ pub fn apply(plan: &Plan, old: &Tables, new: &ModuleDef) -> Result<Tables, DbErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{ABI_VERSION, IndexDef, ParamDef, ReducerDef};
+    use crate::schema::{ABI_VERSION, IndexDef, IndexKind, ParamDef, ReducerDef};
     use crate::tables::TxLog;
     use crate::types::{AlgebraicType, Field, Variant, VariantShape};
 
@@ -391,11 +406,7 @@ mod tests {
                 columns: vec![u64c("id"), u64c("a"), u64c("b")],
                 primary_key: 0,
                 auto_inc: Some(0),
-                indexes: vec![IndexDef {
-                    name: "a".into(),
-                    column: 1,
-                    unique: false,
-                }],
+                indexes: vec![IndexDef::btree("a", 1, false)],
                 ephemeral: false,
             }],
             reducers: vec![ReducerDef {
@@ -532,13 +543,39 @@ mod tests {
                 }),
             ),
             (
-                "btree index `b` added",
+                "btree index `b` on (b) added",
+                Box::new(|d| {
+                    d.tables[0].indexes.push(IndexDef::btree("b", 2, false));
+                }),
+            ),
+            (
+                "hash index `ab` on (a, b) added",
                 Box::new(|d| {
                     d.tables[0].indexes.push(IndexDef {
-                        name: "b".into(),
-                        column: 2,
+                        name: "ab".into(),
+                        columns: vec![1, 2],
                         unique: false,
+                        kind: IndexKind::Hash,
                     });
+                }),
+            ),
+            (
+                "btree index `a` on (a) removed",
+                Box::new(|d| {
+                    d.tables[0].indexes.clear();
+                }),
+            ),
+            (
+                "btree index `a` on (a) becomes unique btree index `a` on (a)",
+                Box::new(|d| {
+                    d.tables[0].indexes[0].unique = true;
+                }),
+            ),
+            (
+                "btree index `a` on (a) becomes hash index `a` on (b, a)",
+                Box::new(|d| {
+                    d.tables[0].indexes[0].columns = vec![2, 1];
+                    d.tables[0].indexes[0].kind = IndexKind::Hash;
                 }),
             ),
             (
@@ -584,7 +621,7 @@ mod tests {
                 "column `b` moves from position 2 to 1",
                 Box::new(|d| {
                     d.tables[0].columns.swap(1, 2);
-                    d.tables[0].indexes[0].column = 2;
+                    d.tables[0].indexes[0].columns = vec![2];
                 }),
             ),
             (
@@ -593,7 +630,7 @@ mod tests {
                     let mut c = u64c("c");
                     c.default = Some(vec![0; 8]);
                     d.tables[0].columns.insert(1, c);
-                    d.tables[0].indexes[0].column = 2;
+                    d.tables[0].indexes[0].columns = vec![2];
                 }),
             ),
             (
@@ -612,18 +649,6 @@ mod tests {
             (
                 "auto-increment column changes",
                 Box::new(|d| d.tables[0].auto_inc = None),
-            ),
-            (
-                "index `a` removed",
-                Box::new(|d| {
-                    d.tables[0].indexes.clear();
-                }),
-            ),
-            (
-                "index `a` changes its column or uniqueness",
-                Box::new(|d| {
-                    d.tables[0].indexes[0].unique = true;
-                }),
             ),
             (
                 "becomes ephemeral",

@@ -80,11 +80,86 @@ mod hex_opt {
     }
 }
 
+/// How an index finds rows.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexKind {
+    /// Ordered: point lookups, prefixes of its columns and ranges.
+    #[default]
+    Btree,
+    /// Point lookups of the whole key only.
+    Hash,
+}
+
+impl std::fmt::Display for IndexKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IndexKind::Btree => "btree",
+            IndexKind::Hash => "hash",
+        })
+    }
+}
+
+/// A secondary index over one or more columns; its key is their values in
+/// the order given.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "IndexDefRepr")]
 pub struct IndexDef {
     pub name: String,
-    pub column: u32,
+    pub columns: Vec<u32>,
     pub unique: bool,
+    pub kind: IndexKind,
+}
+
+impl IndexDef {
+    /// A B-tree index over one column, as contract version 1 declared them.
+    pub fn btree(name: impl Into<String>, column: u32, unique: bool) -> Self {
+        IndexDef {
+            name: name.into(),
+            columns: vec![column],
+            unique,
+            kind: IndexKind::Btree,
+        }
+    }
+}
+
+/// What an index definition looks like in JSON: definitions written before
+/// composite and hash indexes have `column` (one) and no `kind`.
+#[derive(Deserialize)]
+struct IndexDefRepr {
+    name: String,
+    #[serde(default)]
+    column: Option<u32>,
+    #[serde(default)]
+    columns: Option<Vec<u32>>,
+    unique: bool,
+    #[serde(default)]
+    kind: IndexKind,
+}
+
+impl TryFrom<IndexDefRepr> for IndexDef {
+    type Error = String;
+
+    fn try_from(r: IndexDefRepr) -> Result<Self, String> {
+        let columns = match (r.columns, r.column) {
+            (Some(columns), None) => columns,
+            (None, Some(column)) => vec![column],
+            _ => {
+                return Err(format!(
+                    "index `{}` needs exactly one of `columns` and `column`",
+                    r.name
+                ));
+            }
+        };
+        Ok(IndexDef {
+            name: r.name,
+            columns,
+            unique: r.unique,
+            kind: r.kind,
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,20 +416,45 @@ fn validate_indexes(table: &TableDef) -> Result<(), SchemaError> {
     }
     let at = format!(" in table `{}`", table.name);
     check_unique_names("index", table.indexes.iter().map(|i| i.name.as_str()), &at)?;
-    let mut indexed = BTreeSet::new();
+    let mut keys = BTreeSet::new();
     for index in &table.indexes {
         check_name("index", &index.name)?;
-        let col = column_at(table, index.column, &format!("index `{}`", index.name))?;
-        if index.column == table.primary_key {
-            return Err(SchemaError::Invalid(format!(
-                "index `{}` of table `{}` is on the primary key `{}`, which is already indexed",
-                index.name, table.name, col.name
+        let invalid = |what: String| {
+            SchemaError::Invalid(format!(
+                "index `{}` of table `{}` {what}",
+                index.name, table.name
+            ))
+        };
+        if index.columns.is_empty() {
+            return Err(invalid("has no columns".into()));
+        }
+        if index.columns.len() > limits::INDEX_COLUMNS_MAX {
+            return Err(invalid(format!(
+                "has {} columns; an index has at most {}",
+                index.columns.len(),
+                limits::INDEX_COLUMNS_MAX
             )));
         }
-        if !indexed.insert(index.column) {
+        let mut names = Vec::with_capacity(index.columns.len());
+        for &column in &index.columns {
+            let col = column_at(table, column, &format!("index `{}`", index.name))?;
+            if names.contains(&col.name.as_str()) {
+                return Err(invalid(format!("names column `{}` twice", col.name)));
+            }
+            names.push(col.name.as_str());
+        }
+        if index.columns == [table.primary_key] {
+            return Err(invalid(format!(
+                "is on the primary key `{}`, which is already indexed",
+                names[0]
+            )));
+        }
+        if !keys.insert((index.columns.clone(), index.kind)) {
             return Err(SchemaError::Invalid(format!(
-                "table `{}` has two indexes on column `{}`",
-                table.name, col.name
+                "table `{}` has two {} indexes on ({})",
+                table.name,
+                index.kind,
+                names.join(", ")
             )));
         }
     }
@@ -413,11 +513,7 @@ mod tests {
             ],
             primary_key: 0,
             auto_inc: Some(0),
-            indexes: vec![IndexDef {
-                name: "name".into(),
-                column: 1,
-                unique: true,
-            }],
+            indexes: vec![IndexDef::btree("name", 1, true)],
             ephemeral: false,
         }
     }
@@ -464,20 +560,16 @@ mod tests {
         assert!(err(module(vec![t])).contains("must be a non-optional integer"));
 
         let mut t = table();
-        t.indexes[0].column = 7;
+        t.indexes[0].columns = vec![7];
         assert!(err(module(vec![t])).contains("index `name` of table `t` names column 7"));
 
         let mut t = table();
-        t.indexes[0].column = 0;
+        t.indexes[0].columns = vec![0];
         assert!(err(module(vec![t])).contains("already indexed"));
 
         let mut t = table();
-        t.indexes.push(IndexDef {
-            name: "again".into(),
-            column: 1,
-            unique: false,
-        });
-        assert!(err(module(vec![t])).contains("two indexes on column `name`"));
+        t.indexes.push(IndexDef::btree("again", 1, false));
+        assert!(err(module(vec![t])).contains("two btree indexes on (name)"));
 
         let mut t = table();
         t.columns[1].name = "id".into();

@@ -6,14 +6,15 @@
 //! table completely or not at all; undo and redo bookkeeping lives in
 //! [`crate::tables`].
 
+use std::cmp::Ordering;
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::codec::{self, Extracted};
 use crate::error::{DbError, DecodeError};
-use crate::schema::TableDef;
+use crate::schema::{IndexKind, TableDef};
 use crate::types::AlgebraicType;
 use crate::value::Value;
 
@@ -23,11 +24,118 @@ const BULK_RESERVE_ROWS_MAX: usize = 1 << 22;
 /// A stored row in the canonical encoding.
 pub type RowBytes = Arc<[u8]>;
 
+/// The entries of one secondary index. A key is the indexed column's value,
+/// or for an index over several columns a [`Value::Product`] of their values
+/// in the index's order.
 enum IndexData {
-    /// Indexed value to primary key.
+    /// Key to primary key, in key order.
     Unique(BTreeMap<Value, Value>),
-    /// (indexed value, primary key) pairs.
+    /// (key, primary key) pairs, in order.
     Multi(BTreeSet<(Value, Value)>),
+    /// Key to primary key, unordered.
+    HashUnique(HashMap<Value, Value>),
+    /// Key to the primary keys holding it, in primary-key order.
+    HashMulti(HashMap<Value, BTreeSet<Value>>),
+}
+
+impl IndexData {
+    fn new(unique: bool, kind: IndexKind) -> Self {
+        match (kind, unique) {
+            (IndexKind::Btree, true) => IndexData::Unique(BTreeMap::new()),
+            (IndexKind::Btree, false) => IndexData::Multi(BTreeSet::new()),
+            (IndexKind::Hash, true) => IndexData::HashUnique(HashMap::new()),
+            (IndexKind::Hash, false) => IndexData::HashMulti(HashMap::new()),
+        }
+    }
+
+    /// The primary key holding `key` in a unique index.
+    fn unique_holder(&self, key: &Value) -> Option<&Value> {
+        match self {
+            IndexData::Unique(map) => map.get(key),
+            IndexData::HashUnique(map) => map.get(key),
+            IndexData::Multi(_) | IndexData::HashMulti(_) => None,
+        }
+    }
+
+    fn is_unique(&self) -> bool {
+        matches!(self, IndexData::Unique(_) | IndexData::HashUnique(_))
+    }
+
+    /// Adds an entry; false if it was already there.
+    fn add(&mut self, key: Value, pk: Value) -> bool {
+        match self {
+            IndexData::Unique(map) => map.insert(key, pk).is_none(),
+            IndexData::Multi(set) => set.insert((key, pk)),
+            IndexData::HashUnique(map) => map.insert(key, pk).is_none(),
+            IndexData::HashMulti(map) => map.entry(key).or_default().insert(pk),
+        }
+    }
+
+    /// Removes an entry; false if it was not there.
+    fn remove(&mut self, key: &Value, pk: &Value) -> bool {
+        match self {
+            IndexData::Unique(map) => map.remove(key).is_some(),
+            IndexData::HashUnique(map) => map.remove(key).is_some(),
+            // The pair is rebuilt to look it up: a set of pairs cannot be
+            // searched by references to its halves.
+            IndexData::Multi(set) => set.remove(&(key.clone(), pk.clone())),
+            IndexData::HashMulti(map) => match map.get_mut(key) {
+                Some(pks) => {
+                    let found = pks.remove(pk);
+                    if pks.is_empty() {
+                        map.remove(key);
+                    }
+                    found
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// Fills an empty index from (key, primary key) pairs sorted by key and
+    /// then primary key; `Err` with a key held twice in a unique index.
+    fn fill(&mut self, list: Vec<(Value, Value)>) -> Result<(), Value> {
+        if self.is_unique()
+            && let Some(pair) = list.windows(2).find(|w| w[0].0 == w[1].0)
+        {
+            return Err(pair[0].0.clone());
+        }
+        match self {
+            IndexData::Unique(map) => *map = list.into_iter().collect(),
+            IndexData::Multi(set) => *set = list.into_iter().collect(),
+            IndexData::HashUnique(map) => *map = list.into_iter().collect(),
+            IndexData::HashMulti(map) => {
+                map.reserve(list.len());
+                for (key, pk) in list {
+                    map.entry(key).or_default().insert(pk);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A secondary index and where its key comes from.
+struct Index {
+    data: IndexData,
+    /// Slot of each of the index's columns among the extracted values.
+    slots: Box<[usize]>,
+    /// Types of the index's columns, in the index's order.
+    types: Box<[AlgebraicType]>,
+}
+
+impl Index {
+    fn composite(&self) -> bool {
+        self.slots.len() > 1
+    }
+
+    /// The index key of a row, from its extracted values.
+    fn key(&self, values: &[Extracted]) -> Value {
+        match *self.slots {
+            [slot] => values[slot].value.clone(),
+            ref slots => Value::Product(slots.iter().map(|s| values[*s].value.clone()).collect()),
+        }
+    }
 }
 
 /// Which index a scan walks.
@@ -61,10 +169,8 @@ pub struct Table {
     wanted: Vec<bool>,
     pk_slot: usize,
     auto_inc: Option<AutoInc>,
-    /// Slot of each secondary index's column among the extracted values.
-    index_slots: Vec<usize>,
     rows: BTreeMap<Value, RowBytes>,
-    indexes: Vec<IndexData>,
+    indexes: Vec<Index>,
     next_auto_inc: u64,
 }
 
@@ -93,7 +199,9 @@ impl Table {
             wanted[col as usize] = true;
         }
         for index in &def.indexes {
-            wanted[index.column as usize] = true;
+            for &column in &index.columns {
+                wanted[column as usize] = true;
+            }
         }
         let slot_of = |col: u32| wanted[..col as usize].iter().filter(|w| **w).count();
         let pk_slot = slot_of(def.primary_key);
@@ -101,16 +209,17 @@ impl Table {
             slot: slot_of(col),
             column: col as usize,
         });
-        let index_slots = def.indexes.iter().map(|i| slot_of(i.column)).collect();
         let indexes = def
             .indexes
             .iter()
-            .map(|i| {
-                if i.unique {
-                    IndexData::Unique(BTreeMap::new())
-                } else {
-                    IndexData::Multi(BTreeSet::new())
-                }
+            .map(|i| Index {
+                data: IndexData::new(i.unique, i.kind),
+                slots: i.columns.iter().map(|c| slot_of(*c)).collect(),
+                types: i
+                    .columns
+                    .iter()
+                    .map(|c| types[*c as usize].clone())
+                    .collect(),
             })
             .collect();
         Table {
@@ -119,7 +228,6 @@ impl Table {
             wanted,
             pk_slot,
             auto_inc,
-            index_slots,
             rows: BTreeMap::new(),
             indexes,
             next_auto_inc: 1,
@@ -156,7 +264,7 @@ impl Table {
     }
 
     fn extract(&self, bytes: &[u8]) -> Result<Vec<Extracted>, DecodeError> {
-        let mut out = Vec::with_capacity(1 + self.index_slots.len());
+        let mut out = Vec::with_capacity(1 + self.indexes.len());
         codec::scan_row(bytes, &self.types, &self.wanted, &mut out)?;
         Ok(out)
     }
@@ -178,71 +286,135 @@ impl Table {
             .map_err(|e| self.invalid(e))
     }
 
-    /// Decodes a key of the given index.
+    /// Decodes a key of the given index: the whole key, or for an index
+    /// over several columns a prefix of one or more of them (a
+    /// [`Value::Product`] of that many values).
     pub fn decode_index_key(&self, index: IndexId, key: &[u8]) -> Result<Value, DbError> {
-        let col = match index {
-            IndexId::PrimaryKey => self.def.primary_key,
-            IndexId::Secondary(i) => self.def.indexes[i].column,
+        match index {
+            IndexId::PrimaryKey => self.decode_pk(key),
+            IndexId::Secondary(i) => {
+                let index = self.index(i)?;
+                if index.composite() {
+                    codec::decode_key_prefix(key, &index.types)
+                        .map(|values| Value::Product(values.into()))
+                        .map_err(|e| self.invalid(e))
+                } else {
+                    codec::decode_key(key, &index.types[0]).map_err(|e| self.invalid(e))
+                }
+            }
+        }
+    }
+
+    /// The key of index `index` made of these leading column values (all of
+    /// them, or for an index over several columns a prefix).
+    pub fn index_key(&self, index: IndexId, mut values: Vec<Value>) -> Result<Value, DbError> {
+        let composite = match index {
+            IndexId::PrimaryKey => false,
+            IndexId::Secondary(i) => self.index(i)?.composite(),
         };
-        codec::decode_key(key, &self.types[col as usize]).map_err(|e| self.invalid(e))
+        if composite {
+            Ok(Value::Product(values.into()))
+        } else if values.len() == 1 {
+            Ok(values.swap_remove(0))
+        } else {
+            Err(DbError::LimitExceeded(format!(
+                "a key of a one-column index has one value, not {}",
+                values.len()
+            )))
+        }
+    }
+
+    fn index(&self, i: usize) -> Result<&Index, DbError> {
+        self.indexes
+            .get(i)
+            .ok_or(DbError::NoSuchIndex(i as u32 + 1))
     }
 
     pub fn check_index(&self, index: IndexId) -> Result<(), DbError> {
         match index {
             IndexId::PrimaryKey => Ok(()),
-            IndexId::Secondary(i) if i < self.indexes.len() => Ok(()),
-            IndexId::Secondary(i) => Err(DbError::NoSuchIndex(i as u32 + 1)),
+            IndexId::Secondary(i) => self.index(i).map(|_| ()),
         }
+    }
+
+    /// Whether `index` keeps its keys in order (the primary key and B-tree
+    /// indexes do; hash indexes answer point lookups only).
+    pub fn is_ordered(&self, index: IndexId) -> Result<bool, DbError> {
+        Ok(match index {
+            IndexId::PrimaryKey => true,
+            IndexId::Secondary(i) => matches!(
+                self.index(i)?.data,
+                IndexData::Unique(_) | IndexData::Multi(_)
+            ),
+        })
     }
 
     pub fn get(&self, pk: &Value) -> Option<&RowBytes> {
         self.rows.get(pk)
     }
 
+    fn misuse(&self, i: usize, reason: &'static str) -> DbError {
+        DbError::IndexUse {
+            id: i as u32 + 1,
+            table: self.def.name.clone(),
+            index: self.def.indexes[i].name.clone(),
+            reason,
+        }
+    }
+
+    /// Whether `key` (from [`Table::decode_index_key`]) is a whole key of
+    /// secondary index `i`, not a prefix.
+    fn is_whole_key(&self, i: usize, key: &Value) -> bool {
+        let index = &self.indexes[i];
+        match key {
+            Value::Product(parts) if index.composite() => parts.len() == index.slots.len(),
+            _ => !index.composite(),
+        }
+    }
+
     /// The row whose unique index `index` holds `key`.
     pub fn lookup_unique(&self, index: usize, key: &Value) -> Result<Option<&RowBytes>, DbError> {
-        match self.indexes.get(index) {
-            Some(IndexData::Unique(map)) => Ok(map.get(key).and_then(|pk| self.rows.get(pk))),
-            _ => Err(DbError::NoSuchIndex(index as u32 + 1)),
+        let data = &self.index(index)?.data;
+        if !data.is_unique() {
+            return Err(DbError::NoSuchIndex(index as u32 + 1));
         }
+        if !self.is_whole_key(index, key) {
+            return Err(self.misuse(index, "looks up whole keys, not a prefix"));
+        }
+        Ok(data.unique_holder(key).and_then(|pk| self.rows.get(pk)))
     }
 
     fn check_unique(&self, values: &[Extracted], owner: Option<&Value>) -> Result<(), DbError> {
         for (i, index) in self.indexes.iter().enumerate() {
-            if let IndexData::Unique(map) = index {
-                let value = &values[self.index_slots[i]].value;
-                if let Some(holder) = map.get(value)
-                    && Some(holder) != owner
-                {
-                    return Err(DbError::UniqueViolation {
-                        table: self.def.name.clone(),
-                        index: self.def.indexes[i].name.clone(),
-                        value: value.to_string(),
-                    });
-                }
+            if !index.data.is_unique() {
+                continue;
+            }
+            let key = index.key(values);
+            if let Some(holder) = index.data.unique_holder(&key)
+                && Some(holder) != owner
+            {
+                return Err(DbError::UniqueViolation {
+                    table: self.def.name.clone(),
+                    index: self.def.indexes[i].name.clone(),
+                    value: key.to_string(),
+                });
             }
         }
         Ok(())
     }
 
     fn add_index_entries(&mut self, values: &[Extracted], pk: &Value) {
-        for (i, index) in self.indexes.iter_mut().enumerate() {
-            let value = values[self.index_slots[i]].value.clone();
-            let fresh = match index {
-                IndexData::Unique(map) => map.insert(value, pk.clone()).is_none(),
-                IndexData::Multi(set) => set.insert((value, pk.clone())),
-            };
+        for index in &mut self.indexes {
+            let key = index.key(values);
+            let fresh = index.data.add(key, pk.clone());
             assert!(fresh, "index entry already present");
         }
     }
 
     fn remove_index_entries(&mut self, values: &[Extracted], pk: &Value) {
-        for (i, index) in self.indexes.iter_mut().enumerate() {
-            let value = &values[self.index_slots[i]].value;
-            let found = match index {
-                IndexData::Unique(map) => map.remove(value).is_some(),
-                IndexData::Multi(set) => set.remove(&(value.clone(), pk.clone())),
-            };
+        for index in &mut self.indexes {
+            let key = index.key(values);
+            let found = index.data.remove(&key, pk);
             assert!(found, "index entry missing");
         }
     }
@@ -344,7 +516,7 @@ impl Table {
         let announced = rows.size_hint().1.unwrap_or(0).min(BULK_RESERVE_ROWS_MAX);
         let mut sorted: Vec<(Value, RowBytes)> = Vec::with_capacity(announced);
         let mut entries: Vec<Vec<(Value, Value)>> = vec![Vec::new(); self.indexes.len()];
-        let mut values = Vec::with_capacity(1 + self.index_slots.len());
+        let mut values = Vec::with_capacity(1 + self.indexes.len());
         for row in rows {
             let row = row?;
             values.clear();
@@ -363,25 +535,19 @@ impl Table {
                 let value = values[auto.slot].value.clone();
                 self.observe_auto_inc(&value);
             }
-            for (i, slot) in self.index_slots.iter().enumerate() {
-                entries[i].push((values[*slot].value.clone(), pk.clone()));
+            for (list, index) in entries.iter_mut().zip(&self.indexes) {
+                list.push((index.key(&values), pk.clone()));
             }
             sorted.push((pk, row));
         }
         for (i, mut list) in entries.into_iter().enumerate() {
             list.sort_unstable();
-            match &mut self.indexes[i] {
-                IndexData::Unique(map) => {
-                    if let Some(pair) = list.windows(2).find(|w| w[0].0 == w[1].0) {
-                        return Err(DbError::UniqueViolation {
-                            table: self.def.name.clone(),
-                            index: self.def.indexes[i].name.clone(),
-                            value: pair[0].0.to_string(),
-                        });
-                    }
-                    *map = list.into_iter().collect();
-                }
-                IndexData::Multi(set) => *set = list.into_iter().collect(),
+            if let Err(key) = self.indexes[i].data.fill(list) {
+                return Err(DbError::UniqueViolation {
+                    table: self.def.name.clone(),
+                    index: self.def.indexes[i].name.clone(),
+                    value: key.to_string(),
+                });
             }
         }
         self.rows = sorted.into_iter().collect();
@@ -496,7 +662,12 @@ impl Table {
         self.rows.insert(pk, row);
     }
 
-    /// Up to `max` rows of `index` within the bounds, after `after`.
+    /// Up to `max` rows of `index` within the bounds, after `after`. For an
+    /// index over several columns a bound may be a prefix of the key
+    /// ([`Table::decode_index_key`]): `Included((a,))` as a lower bound
+    /// starts at the first key beginning with `a`, as an upper bound ends
+    /// after the last. A hash index answers one point: both bounds
+    /// `Included` with the same whole key.
     pub fn scan(
         &self,
         index: IndexId,
@@ -507,13 +678,17 @@ impl Table {
         out: &mut Vec<(ScanPosition, RowBytes)>,
     ) -> Result<(), DbError> {
         self.check_index(index)?;
+        let prefixes = match index {
+            IndexId::PrimaryKey => false,
+            IndexId::Secondary(i) => self.indexes[i].composite(),
+        };
         let mut batch = Batch {
             lower,
             upper,
+            prefixes,
             max,
             out,
         };
-        let mut take = |key: &Value, pk: &Value, row: &RowBytes| batch.take(key, pk, row);
         match index {
             IndexId::PrimaryKey => {
                 let start = match after {
@@ -521,42 +696,94 @@ impl Table {
                     None => as_ref(lower),
                 };
                 for (pk, row) in self.rows.range((start, Bound::Unbounded)) {
-                    if !take(pk, pk, row) {
+                    if !batch.take(pk, pk, row) {
                         break;
                     }
                 }
             }
-            IndexId::Secondary(i) => match &self.indexes[i] {
-                IndexData::Unique(map) => {
-                    let start = match after {
-                        Some(pos) => Bound::Excluded(&pos.key),
-                        None => as_ref(lower),
-                    };
-                    for (key, pk) in map.range((start, Bound::Unbounded)) {
-                        if !take(key, pk, &self.rows[pk]) {
-                            break;
-                        }
-                    }
-                }
-                IndexData::Multi(set) => {
-                    // `Value::Null` sorts first, so (v, Null) precedes every
-                    // (v, pk).
-                    let start = match (after, lower) {
-                        (Some(pos), _) => Bound::Excluded((pos.key.clone(), pos.pk.clone())),
-                        (None, Bound::Unbounded) => Bound::Unbounded,
-                        (None, Bound::Included(v) | Bound::Excluded(v)) => {
-                            Bound::Included((v.clone(), Value::Null))
-                        }
-                    };
-                    for (key, pk) in set.range((start, Bound::Unbounded)) {
-                        if !take(key, pk, &self.rows[pk]) {
-                            break;
-                        }
-                    }
-                }
-            },
+            IndexId::Secondary(i) => self.scan_secondary(i, after, &mut batch)?,
         }
         Ok(())
+    }
+
+    fn scan_secondary(
+        &self,
+        i: usize,
+        after: Option<&ScanPosition>,
+        batch: &mut Batch<'_>,
+    ) -> Result<(), DbError> {
+        // A lower bound that is a prefix is sought as the smallest key
+        // beginning with it; `Batch::take` skips what an excluded prefix
+        // leaves out.
+        let lower = batch.lower;
+        let seek = match lower {
+            Bound::Excluded(v) if batch.prefixes && !self.is_whole_key(i, v) => Bound::Included(v),
+            other => as_ref(other),
+        };
+        match &self.indexes[i].data {
+            IndexData::Unique(map) => {
+                let start = match after {
+                    Some(pos) => Bound::Excluded(&pos.key),
+                    None => seek,
+                };
+                for (key, pk) in map.range((start, Bound::Unbounded)) {
+                    if !batch.take(key, pk, &self.rows[pk]) {
+                        break;
+                    }
+                }
+            }
+            IndexData::Multi(set) => {
+                // `Value::Null` sorts first, so (v, Null) precedes every
+                // (v, pk).
+                let start = match (after, lower) {
+                    (Some(pos), _) => Bound::Excluded((pos.key.clone(), pos.pk.clone())),
+                    (None, Bound::Unbounded) => Bound::Unbounded,
+                    (None, Bound::Included(v) | Bound::Excluded(v)) => {
+                        Bound::Included((v.clone(), Value::Null))
+                    }
+                };
+                for (key, pk) in set.range((start, Bound::Unbounded)) {
+                    if !batch.take(key, pk, &self.rows[pk]) {
+                        break;
+                    }
+                }
+            }
+            IndexData::HashUnique(map) => {
+                let key = self.point(i, batch)?;
+                if after.is_none()
+                    && let Some(pk) = map.get(key)
+                {
+                    batch.take(key, pk, &self.rows[pk]);
+                }
+            }
+            IndexData::HashMulti(map) => {
+                let key = self.point(i, batch)?;
+                let Some(pks) = map.get(key) else {
+                    return Ok(());
+                };
+                let start = match after {
+                    Some(pos) => Bound::Excluded(&pos.pk),
+                    None => Bound::Unbounded,
+                };
+                for pk in pks.range((start, Bound::Unbounded)) {
+                    if !batch.take(key, pk, &self.rows[pk]) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The one key a scan of hash index `i` may ask for.
+    fn point<'b>(&self, i: usize, batch: &Batch<'b>) -> Result<&'b Value, DbError> {
+        match (batch.lower, batch.upper) {
+            (Bound::Included(l), Bound::Included(u)) if l == u && self.is_whole_key(i, l) => Ok(l),
+            _ => Err(self.misuse(
+                i,
+                "is a hash index: it finds the rows of one whole key, not a range or a prefix",
+            )),
+        }
     }
 }
 
@@ -564,26 +791,40 @@ impl Table {
 struct Batch<'a> {
     lower: &'a Bound<Value>,
     upper: &'a Bound<Value>,
+    /// Whether keys are products that bounds may give a prefix of.
+    prefixes: bool,
     max: usize,
     out: &'a mut Vec<(ScanPosition, RowBytes)>,
 }
 
 impl Batch<'_> {
+    /// How `key` compares with a bound: for an index over several columns,
+    /// only as many leading columns as the bound has are compared.
+    fn cmp(&self, key: &Value, bound: &Value) -> Ordering {
+        match (key, bound) {
+            (Value::Product(key), Value::Product(bound)) if self.prefixes => {
+                let n = bound.len().min(key.len());
+                key[..n].cmp(&bound[..n])
+            }
+            _ => key.cmp(bound),
+        }
+    }
+
     /// Pushes one entry if its key is within the bounds; false once the
     /// batch is full or the key is past the upper bound.
     fn take(&mut self, key: &Value, pk: &Value, row: &RowBytes) -> bool {
         let in_upper = match self.upper {
             Bound::Unbounded => true,
-            Bound::Included(u) => key <= u,
-            Bound::Excluded(u) => key < u,
+            Bound::Included(u) => self.cmp(key, u) != Ordering::Greater,
+            Bound::Excluded(u) => self.cmp(key, u) == Ordering::Less,
         };
         if self.out.len() >= self.max || !in_upper {
             return false;
         }
         let in_lower = match self.lower {
             Bound::Unbounded => true,
-            Bound::Included(l) => key >= l,
-            Bound::Excluded(l) => key > l,
+            Bound::Included(l) => self.cmp(key, l) != Ordering::Less,
+            Bound::Excluded(l) => self.cmp(key, l) == Ordering::Greater,
         };
         if in_lower {
             let pos = ScanPosition {

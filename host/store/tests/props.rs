@@ -187,16 +187,8 @@ fn def() -> ModuleDef {
             primary_key: 0,
             auto_inc: Some(0),
             indexes: vec![
-                IndexDef {
-                    name: "tag".into(),
-                    column: 1,
-                    unique: true,
-                },
-                IndexDef {
-                    name: "group".into(),
-                    column: 2,
-                    unique: false,
-                },
+                IndexDef::btree("tag", 1, true),
+                IndexDef::btree("group", 2, false),
             ],
             ephemeral: false,
         }],

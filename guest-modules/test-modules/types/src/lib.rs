@@ -1,6 +1,7 @@
-//! Every column type of row encoding 2, in tables and reducer parameters:
-//! the host's type tests (`host/cli/tests/types.rs`) call it over the CLI and
-//! HTTP and check the JSON exactly.
+//! Every column type of row encoding 2, in tables and reducer parameters,
+//! and every kind of index: the host's type tests
+//! (`host/cli/tests/types.rs`) call it over the CLI and HTTP and check the
+//! JSON exactly.
 
 use interstice_sdk::prelude::*;
 
@@ -60,6 +61,150 @@ mod types {
         pub kind: Kind,
         pub inventory: Vec<Item>,
         pub maybe: Option<Vec<Option<i32>>>,
+    }
+
+    /// A move of a game, indexed every way an index can be declared.
+    #[table(
+        name = moves,
+        index(name = by_game_turn, btree(columns = [game, turn])),
+        index(name = by_cell, unique, hash(columns = [game, x, y])),
+        index(name = by_game_kind, hash(columns = [game, kind]))
+    )]
+    pub struct Move {
+        #[primary_key]
+        #[auto_inc]
+        pub id: u64,
+        pub game: u32,
+        pub turn: u16,
+        #[index(hash)]
+        pub player: Identity,
+        #[unique]
+        #[index(hash)]
+        pub tag: String,
+        pub x: u8,
+        pub y: u8,
+        #[index(btree)]
+        pub kind: Kind,
+        #[unique]
+        pub at: Timestamp,
+    }
+
+    /// What the last `find` saw: the ids each lookup returned, in order.
+    #[table(name = found)]
+    pub struct Found {
+        #[primary_key]
+        pub lookup: String,
+        pub ids: Vec<u64>,
+    }
+
+    /// Records a move at the transaction's time.
+    #[reducer]
+    pub fn play(
+        ctx: &ReducerContext,
+        game: u32,
+        turn: u16,
+        player: Identity,
+        tag: String,
+        x: u8,
+        y: u8,
+        kind: Kind,
+    ) -> Result<(), String> {
+        ctx.db.moves().insert(Move {
+            id: 0,
+            game,
+            turn,
+            player,
+            tag,
+            x,
+            y,
+            kind,
+            at: ctx.timestamp,
+        })?;
+        Ok(())
+    }
+
+    /// Runs every kind of lookup and stores what each returned in `found`.
+    #[reducer]
+    pub fn find(
+        ctx: &ReducerContext,
+        game: u32,
+        from: u16,
+        to: u16,
+        player: Identity,
+        tag: String,
+        x: u8,
+        y: u8,
+        kind: Kind,
+    ) -> Result<(), String> {
+        let moves = ctx.db.moves();
+        let ids = |rows: &mut dyn Iterator<Item = Move>| rows.map(|m| m.id).collect::<Vec<_>>();
+        let by_game_turn = moves.by_game_turn();
+        let lookups: Vec<(&str, Vec<u64>)> = vec![
+            ("whole key", ids(&mut by_game_turn.filter((&game, &from)))),
+            ("prefix", ids(&mut by_game_turn.filter(&game))),
+            (
+                "range on the last column",
+                ids(&mut by_game_turn.filter((&game, from..to))),
+            ),
+            (
+                "inclusive range",
+                ids(&mut by_game_turn.filter((&game, from..=to))),
+            ),
+            ("open range", ids(&mut by_game_turn.filter((&game, from..)))),
+            (
+                "range on the first column",
+                ids(&mut by_game_turn.filter(game..=game + 1)),
+            ),
+            ("everything", ids(&mut by_game_turn.filter(..))),
+            ("player", ids(&mut moves.by_player().filter(&player))),
+            (
+                "tag",
+                moves
+                    .by_tag()
+                    .find(&tag)
+                    .map(|m| m.id)
+                    .into_iter()
+                    .collect(),
+            ),
+            (
+                "cell",
+                moves
+                    .by_cell()
+                    .find((&game, &x, &y))
+                    .map(|m| m.id)
+                    .into_iter()
+                    .collect(),
+            ),
+            (
+                "game and kind",
+                ids(&mut moves.by_game_kind().filter((&game, &kind))),
+            ),
+            (
+                "kind and after",
+                ids(&mut moves.by_kind().range(kind.clone()..)),
+            ),
+        ];
+        let found = ctx.db.found();
+        for row in found.iter().collect::<Vec<_>>() {
+            found.delete(&row.lookup);
+        }
+        for (lookup, ids) in lookups {
+            found.insert(Found {
+                lookup: lookup.to_string(),
+                ids,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the move with this tag through the unique hash index.
+    #[reducer]
+    pub fn take_back(ctx: &ReducerContext, tag: String) -> Result<(), String> {
+        if ctx.db.moves().by_tag().delete(&tag) {
+            Ok(())
+        } else {
+            Err(format!("no move tagged {tag:?}"))
+        }
     }
 
     /// Stores `row`, replacing the row with its id.

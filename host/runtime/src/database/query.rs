@@ -138,11 +138,10 @@ fn bounds(
         column: column.clone(),
         reason,
     })?;
-    Ok((
-        index,
-        Bound::Included(value.clone()),
-        Bound::Included(value),
-    ))
+    let key = t
+        .index_key(index, vec![value])
+        .map_err(|e| QueryError::Corrupt(e.to_string()))?;
+    Ok((index, Bound::Included(key.clone()), Bound::Included(key)))
 }
 
 /// A table's rows as JSON objects, in primary-key order.
@@ -182,8 +181,9 @@ pub(crate) fn state_json(catalog: &Catalog) -> Result<serde_json::Value, QueryEr
     Ok(serde_json::Value::Object(out))
 }
 
-/// The index over `column` (the primary key's, or a secondary one), and the
-/// column's type.
+/// An index that finds the rows holding one value of `column`, and the
+/// column's type: the primary key, an index over that column alone, or a
+/// B-tree index whose first column it is (a prefix of its key).
 pub fn index_on<'t>(
     table: &'t interstice_store::TableDef,
     column: &str,
@@ -197,11 +197,14 @@ pub fn index_on<'t>(
     if col == table.primary_key as usize {
         return Ok((IndexId::PrimaryKey, ty));
     }
-    let i = table
-        .indexes
-        .iter()
-        .position(|ix| ix.column as usize == col)
-        .ok_or_else(not_indexed)?;
+    let col = col as u32;
+    let alone = table.indexes.iter().position(|ix| ix.columns == [col]);
+    let first = || {
+        table.indexes.iter().position(|ix| {
+            ix.kind == interstice_store::IndexKind::Btree && ix.columns.first() == Some(&col)
+        })
+    };
+    let i = alone.or_else(first).ok_or_else(not_indexed)?;
     Ok((IndexId::Secondary(i), ty))
 }
 

@@ -9,7 +9,7 @@
 //! of version 2's, with the same bytes.
 
 use interstice_store::{
-    ABI_VERSION, AlgebraicType, ColumnDef, IndexDef, ModuleDef, ParamDef, ReducerDef, ReducerKind,
+    ABI_VERSION, AlgebraicType, ColumnDef, IndexDef, IndexKind, ModuleDef, ParamDef, ReducerDef, ReducerKind,
     SchemaError, TableDef, TypeDef, Typespace, VariantDef, VariantShape,
 };
 use wasmtime::Store;
@@ -146,11 +146,7 @@ fn from_v2(def: types::ModuleDef) -> Result<ModuleDef, SchemaError> {
                 })
             })
             .collect::<Result<_, SchemaError>>()?;
-        let indexes = t
-            .indexes
-            .into_iter()
-            .map(|i| index_def(&t.name, i))
-            .collect::<Result<_, SchemaError>>()?;
+        let indexes = t.indexes.into_iter().map(index_def).collect();
         tables.push(TableDef {
             name: t.name,
             columns,
@@ -185,17 +181,15 @@ fn from_v2(def: types::ModuleDef) -> Result<ModuleDef, SchemaError> {
     })
 }
 
-fn index_def(table: &str, i: types::IndexDef) -> Result<IndexDef, SchemaError> {
-    match (i.columns.as_slice(), i.kind) {
-        (&[column], types::IndexKind::Btree) => Ok(IndexDef {
-            name: i.name,
-            column,
-            unique: i.unique,
-        }),
-        _ => Err(SchemaError::Invalid(format!(
-            "index `{}` of table `{table}`: this host supports B-tree indexes over one column only",
-            i.name
-        ))),
+fn index_def(i: types::IndexDef) -> IndexDef {
+    IndexDef {
+        name: i.name,
+        columns: i.columns,
+        unique: i.unique,
+        kind: match i.kind {
+            types::IndexKind::Btree => IndexKind::Btree,
+            types::IndexKind::Hash => IndexKind::Hash,
+        },
     }
 }
 
@@ -297,11 +291,7 @@ fn from_v1(def: v1::types::ModuleDef) -> ModuleDef {
         indexes: t
             .indexes
             .into_iter()
-            .map(|i| IndexDef {
-                name: i.name,
-                column: i.column,
-                unique: i.unique,
-            })
+            .map(|i| IndexDef::btree(i.name, i.column, i.unique))
             .collect(),
         ephemeral: t.ephemeral,
     };

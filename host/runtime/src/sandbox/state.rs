@@ -214,6 +214,12 @@ fn wire_error(e: DbError) -> host::DbError {
     match e {
         DbError::NoSuchTable(id) => host::DbError::NoSuchTable(id),
         DbError::NoSuchIndex(id) => host::DbError::NoSuchIndex(id),
+        // The contract's `no-such-index` also means "not of the kind the
+        // operation needs"; the reason is in the host's log.
+        e @ DbError::IndexUse { id, .. } => {
+            tracing::debug!("{e}");
+            host::DbError::NoSuchIndex(id)
+        }
         e @ DbError::InvalidRow { .. } => host::DbError::InvalidRow(e.to_string()),
         e @ DbError::UniqueViolation { .. } => host::DbError::UniqueViolation(e.to_string()),
         DbError::NotFound { .. } => host::DbError::NotFound,
