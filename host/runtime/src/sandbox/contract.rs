@@ -9,8 +9,8 @@
 //! of version 2's, with the same bytes.
 
 use interstice_store::{
-    ABI_VERSION, AlgebraicType, ColumnDef, IndexDef, IndexKind, ModuleDef, ParamDef, ReducerDef, ReducerKind,
-    SchemaError, TableDef, TypeDef, Typespace, VariantDef, VariantShape,
+    ABI_VERSION, AlgebraicType, ColumnDef, IndexDef, IndexKind, ModuleDef, ParamDef, ReducerDef,
+    ReducerKind, SchemaError, TableDef, TypeDef, Typespace, VariantDef, VariantShape,
 };
 use wasmtime::Store;
 use wasmtime::component::{Component, InstancePre, Resource};
