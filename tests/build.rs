@@ -80,8 +80,8 @@ fn main() {
             ));
         }
     }
-    for app in ["bank", "bank_v2", "chat"] {
-        let component = build_python(&guests, &root.join("wit/v1"), app);
+    for app in ["bank", "bank_v2", "chat", "types"] {
+        let component = build_python(&guests, &root.join("wit"), app);
         consts.push_str(&format!(
             "/// The Python `{app}` guest (componentize-py), as a component.\npub const {}_PY: &str = {:?};\n",
             app.to_uppercase(),

@@ -5,7 +5,23 @@ exports them with ``WitWorld = module.world()``; componentize-py builds it
 against ``wit/interstice.wit`` (``interstice build <dir>`` does both). Rows
 are dicts keyed by column name; reducer arguments arrive as Python values.
 Everything crosses the boundary in the canonical row encoding
-(docs/row-encoding.md, version 1), which this file implements.
+(docs/row-encoding.md, version 2), which this file implements.
+
+Types and the Python values of each:
+
+- ``BOOL``: ``bool``; ``U8`` ... ``U128``, ``I8`` ... ``I128``: ``int``;
+  ``F32``, ``F64``: ``float`` (an ``int`` is accepted); ``STRING``: ``str``;
+  ``BYTES``: ``bytes``;
+- ``IDENTITY``: 32 ``bytes``; ``TIMESTAMP`` (µs since the Unix epoch) and
+  ``DURATION`` (µs): ``int``;
+- ``optional(T)``: ``None`` or a value of T; ``vec(T)``: a ``list``;
+- ``Struct("Pos", x=F32, y=F32)``: a ``dict`` keyed by field name;
+- ``Enum("Kind", Sword=None, Bow=U8, Pair=(U8, U16), Staff={"power": U16})``:
+  a unit variant is its name (``"Sword"``), any other a one-key dict whose
+  value is the payload: the value of a one-field tuple variant
+  (``{"Bow": 3}``), a list for several (``{"Pair": [1, 2]}``), a dict for a
+  struct variant (``{"Staff": {"power": 9}}``). This is the JSON form of
+  docs/row-encoding.md.
 
 Raising ``ReducerError(message)`` (or any other exception) rolls the
 transaction back; the call fails with the message. ``print`` goes to the
@@ -21,50 +37,289 @@ from componentize_py_types import Err
 from wit_world.imports import host
 from wit_world.imports import types as wit
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 __all__ = [
-    "ABI_VERSION", "BOOL", "I32", "I64", "U32", "U64", "F64", "STRING", "BYTES",
-    "optional", "Column", "Index", "Table", "Module", "Context", "ReducerError",
-    "log",
+    "ABI_VERSION", "BOOL", "U8", "U16", "U32", "U64", "U128", "I8", "I16", "I32", "I64",
+    "I128", "F32", "F64", "STRING", "BYTES", "IDENTITY", "TIMESTAMP", "DURATION",
+    "optional", "vec", "Struct", "Enum", "Column", "Index", "Table", "Module", "Context",
+    "ReducerError", "log",
 ]
-
 
 class ReducerError(Exception):
     """Rolls the transaction back; the call fails with this message."""
 
 
+class _Typespace:
+    """The typespace a module describes: every type once, by index."""
+
+    def __init__(self):
+        self.types = []
+        self._index = {}
+
+    def add(self, key, make):
+        """The index of the type ``key`` names, adding ``make()`` the first
+        time. The index is reserved first, so a named type's fields may
+        refer to types added after it."""
+        if key in self._index:
+            return self._index[key]
+        index = len(self.types)
+        self._index[key] = index
+        self.types.append(None)
+        self.types[index] = make()
+        return index
+
+
 class Type:
-    """A column or parameter type: a scalar, optionally nullable."""
+    """A column or parameter type."""
 
-    def __init__(self, scalar, optional=False):
-        self.scalar = scalar
-        self.optional = optional
-
-    def __repr__(self):
-        name = self.scalar.name.lower()
-        return f"optional({name})" if self.optional else name
-
-    def wit(self):
-        return wit.ColumnType(scalar=self.scalar, optional=self.optional)
+    optional = False
 
     def encode(self, value, out, what):
-        if self.optional:
-            if value is None:
-                out.append(0)
-                return
-            out.append(1)
-        elif value is None:
-            raise ReducerError(f"{what}: None is not a {self!r}")
-        _ENCODERS[self.scalar](value, out, what)
+        raise NotImplementedError
 
     def decode(self, buf, pos):
-        if self.optional:
-            tag = buf[pos]
-            pos += 1
-            if tag == 0:
-                return None, pos
-        return _DECODERS[self.scalar](buf, pos)
+        raise NotImplementedError
+
+    def index(self, space):
+        """This type's index in ``space``, adding it and what it contains."""
+        raise NotImplementedError
+
+
+class _Scalar(Type):
+    def __init__(self, scalar, encode, decode):
+        self.scalar = scalar
+        self._encode = encode
+        self._decode = decode
+
+    def __repr__(self):
+        return self.scalar.name.lower()
+
+    def encode(self, value, out, what):
+        if value is None:
+            raise ReducerError(f"{what}: None is not a {self!r}")
+        self._encode(value, out, what)
+
+    def decode(self, buf, pos):
+        return self._decode(buf, pos)
+
+    def index(self, space):
+        return space.add(("scalar", self.scalar), lambda: wit.TypeDef_Scalar(self.scalar))
+
+
+class _Option(Type):
+    optional = True
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __repr__(self):
+        return f"optional({self.inner!r})"
+
+    def encode(self, value, out, what):
+        if value is None:
+            out.append(0)
+            return
+        out.append(1)
+        self.inner.encode(value, out, what)
+
+    def decode(self, buf, pos):
+        tag = buf[pos]
+        if tag == 0:
+            return None, pos + 1
+        if tag != 1:
+            raise ValueError(f"invalid option tag {tag}")
+        return self.inner.decode(buf, pos + 1)
+
+    def index(self, space):
+        inner = self.inner.index(space)
+        return space.add(("option", inner), lambda: wit.TypeDef_Option(inner))
+
+
+class _Vec(Type):
+    def __init__(self, element):
+        self.element = element
+
+    def __repr__(self):
+        return f"vec({self.element!r})"
+
+    def encode(self, value, out, what):
+        if type(value) not in (list, tuple):
+            raise ReducerError(f"{what}: {value!r} is not a list")
+        out += struct.pack("<I", len(value))
+        for i, element in enumerate(value):
+            self.element.encode(element, out, f"{what}[{i}]")
+
+    def decode(self, buf, pos):
+        (n,) = struct.unpack_from("<I", buf, pos)
+        pos += 4
+        if n > len(buf) - pos:
+            raise ValueError(f"vec of {n} elements in {len(buf) - pos} bytes")
+        values = []
+        for _ in range(n):
+            value, pos = self.element.decode(buf, pos)
+            values.append(value)
+        return values, pos
+
+    def index(self, space):
+        element = self.element.index(space)
+        return space.add(("vec", element), lambda: wit.TypeDef_Vec(element))
+
+
+def _fields_of(what, fields):
+    fields = list(fields.items())
+    for name, ty in fields:
+        if not isinstance(ty, Type):
+            raise TypeError(f"{what}: field `{name}` needs a type, not {ty!r}")
+    return fields
+
+
+def _encode_fields(fields, value, out, what):
+    if type(value) is not dict:
+        raise ReducerError(f"{what}: {value!r} is not a dict")
+    for name, ty in fields:
+        if name not in value:
+            raise ReducerError(f"{what}.{name}: missing")
+        ty.encode(value[name], out, f"{what}.{name}")
+    extra = set(value) - {name for name, _ in fields}
+    if extra:
+        raise ReducerError(f"{what}: unknown field `{sorted(extra)[0]}`")
+
+
+def _decode_fields(fields, buf, pos):
+    value = {}
+    for name, ty in fields:
+        value[name], pos = ty.decode(buf, pos)
+    return value, pos
+
+
+def _field_defs(space, fields):
+    return [wit.FieldDef(name=name, ty=ty.index(space)) for name, ty in fields]
+
+
+class Struct(Type):
+    """A product type: ``Struct("Pos", x=F32, y=F32)``; values are dicts."""
+
+    def __init__(self, name, /, **fields):
+        if not fields:
+            raise TypeError(f"struct `{name}` needs at least one field")
+        self.name = name
+        self.fields = _fields_of(f"struct `{name}`", fields)
+
+    def __repr__(self):
+        return self.name
+
+    def encode(self, value, out, what):
+        _encode_fields(self.fields, value, out, what)
+
+    def decode(self, buf, pos):
+        return _decode_fields(self.fields, buf, pos)
+
+    def index(self, space):
+        return space.add(
+            ("named", id(self)),
+            lambda: wit.TypeDef_Product(
+                wit.ProductDef(name=self.name, fields=_field_defs(space, self.fields))
+            ),
+        )
+
+
+class _Variant:
+    """One variant of an enum: its shape and its fields (named ``0``, ``1``,
+    ... for a tuple variant)."""
+
+    def __init__(self, enum, name, payload):
+        self.name = name
+        what = f"variant `{enum}.{name}`"
+        if payload is None:
+            self.shape, self.fields = wit.VariantShape.UNIT, []
+        elif isinstance(payload, Type):
+            self.shape, self.fields = wit.VariantShape.TUPLE, [("0", payload)]
+        elif type(payload) is tuple and payload:
+            self.shape = wit.VariantShape.TUPLE
+            self.fields = _fields_of(what, {str(i): t for i, t in enumerate(payload)})
+        elif type(payload) is dict and payload:
+            self.shape, self.fields = wit.VariantShape.STRUCT, _fields_of(what, payload)
+        else:
+            raise TypeError(f"{what}: the payload is None, a type, a tuple or a dict of types")
+
+    def encode(self, payload, out, what):
+        what = f"{what}.{self.name}"
+        if self.shape == wit.VariantShape.STRUCT:
+            _encode_fields(self.fields, payload, out, what)
+        elif len(self.fields) == 1:
+            self.fields[0][1].encode(payload, out, what)
+        else:
+            if type(payload) not in (list, tuple) or len(payload) != len(self.fields):
+                raise ReducerError(f"{what}: {payload!r} is not a list of {len(self.fields)} values")
+            for i, ((_, ty), v) in enumerate(zip(self.fields, payload)):
+                ty.encode(v, out, f"{what}[{i}]")
+
+    def decode(self, buf, pos):
+        if self.shape == wit.VariantShape.UNIT:
+            return self.name, pos
+        fields, pos = _decode_fields(self.fields, buf, pos)
+        if self.shape == wit.VariantShape.STRUCT:
+            payload = fields
+        elif len(self.fields) == 1:
+            payload = fields["0"]
+        else:
+            payload = [fields[name] for name, _ in self.fields]
+        return {self.name: payload}, pos
+
+
+class Enum(Type):
+    """A sum type: ``Enum("Kind", Sword=None, Bow=U8, Pair=(U8, U16),
+    Staff={"power": U16})``, variants in that order; values as the module
+    docstring says."""
+
+    def __init__(self, name, /, **variants):
+        if not 1 <= len(variants) <= 256:
+            raise TypeError(f"enum `{name}` needs 1 to 256 variants")
+        self.name = name
+        self.variants = [_Variant(name, v, payload) for v, payload in variants.items()]
+        self._tags = {v.name: i for i, v in enumerate(self.variants)}
+
+    def __repr__(self):
+        return self.name
+
+    def encode(self, value, out, what):
+        if type(value) is str:
+            name, payload = value, None
+        elif type(value) is dict and len(value) == 1:
+            ((name, payload),) = value.items()
+        else:
+            raise ReducerError(f"{what}: {value!r} is not a variant name or a one-key dict")
+        tag = self._tags.get(name)
+        if tag is None:
+            raise ReducerError(f"{what}: unknown variant {name!r}")
+        variant = self.variants[tag]
+        if (variant.shape == wit.VariantShape.UNIT) != (type(value) is str):
+            form = "its name" if variant.shape == wit.VariantShape.UNIT else "{name: payload}"
+            raise ReducerError(f"{what}: variant {name!r} is written as {form}")
+        out.append(tag)
+        if variant.shape != wit.VariantShape.UNIT:
+            variant.encode(payload, out, what)
+
+    def decode(self, buf, pos):
+        tag = buf[pos]
+        if tag >= len(self.variants):
+            raise ValueError(f"invalid variant tag {tag}")
+        return self.variants[tag].decode(buf, pos + 1)
+
+    def index(self, space):
+        def make():
+            return wit.TypeDef_Sum(
+                wit.SumDef(
+                    name=self.name,
+                    variants=[
+                        wit.VariantDef(name=v.name, shape=v.shape, fields=_field_defs(space, v.fields))
+                        for v in self.variants
+                    ],
+                )
+            )
+
+        return space.add(("named", id(self)), make)
 
 
 def _int_encoder(fmt, low, high):
@@ -76,6 +331,26 @@ def _int_encoder(fmt, low, high):
         out += packer.pack(value)
 
     return encode
+
+
+def _wide_encoder(signed):
+    low, high = (-(2**127), 2**127 - 1) if signed else (0, 2**128 - 1)
+
+    def encode(value, out, what):
+        if type(value) is not int or not low <= value <= high:
+            raise ReducerError(f"{what}: {value!r} is not an integer in [{low}, {high}]")
+        out += value.to_bytes(16, "little", signed=signed)
+
+    return encode
+
+
+def _wide_decoder(signed):
+    def decode(buf, pos):
+        if len(buf) - pos < 16:
+            raise ValueError("truncated 128-bit integer")
+        return int.from_bytes(bytes(buf[pos:pos + 16]), "little", signed=signed), pos + 16
+
+    return decode
 
 
 def _fixed_decoder(fmt):
@@ -93,10 +368,25 @@ def _encode_bool(value, out, what):
     out.append(1 if value else 0)
 
 
-def _encode_f64(value, out, what):
-    if type(value) not in (int, float):
-        raise ReducerError(f"{what}: {value!r} is not a number")
-    out += struct.pack("<d", float(value))
+def _decode_bool(buf, pos):
+    b = buf[pos]
+    if b > 1:
+        raise ValueError(f"invalid bool {b}")
+    return b == 1, pos + 1
+
+
+def _float_encoder(fmt):
+    packer = struct.Struct(fmt)
+
+    def encode(value, out, what):
+        if type(value) not in (int, float):
+            raise ReducerError(f"{what}: {value!r} is not a number")
+        try:
+            out += packer.pack(float(value))
+        except (OverflowError, struct.error):
+            raise ReducerError(f"{what}: {value!r} does not fit in {packer.size * 8} bits") from None
+
+    return encode
 
 
 def _encode_blob(data, out):
@@ -116,9 +406,17 @@ def _encode_bytes(value, out, what):
     _encode_blob(bytes(value), out)
 
 
+def _encode_identity(value, out, what):
+    if type(value) not in (bytes, bytearray) or len(value) != 32:
+        raise ReducerError(f"{what}: {value!r} is not 32 bytes")
+    out += value
+
+
 def _decode_blob(buf, pos):
     (n,) = struct.unpack_from("<I", buf, pos)
     pos += 4
+    if n > len(buf) - pos:
+        raise ValueError(f"{n} bytes announced, {len(buf) - pos} left")
     return bytes(buf[pos:pos + n]), pos + n
 
 
@@ -127,43 +425,44 @@ def _decode_string(buf, pos):
     return data.decode("utf-8"), pos
 
 
-S = wit.ScalarType
-_ENCODERS = {
-    S.BOOL: _encode_bool,
-    S.I32: _int_encoder("<i", -(2**31), 2**31 - 1),
-    S.I64: _int_encoder("<q", -(2**63), 2**63 - 1),
-    S.U32: _int_encoder("<I", 0, 2**32 - 1),
-    S.U64: _int_encoder("<Q", 0, 2**64 - 1),
-    S.F64: _encode_f64,
-    S.STRING: _encode_string,
-    S.BYTES: _encode_bytes,
-}
-_DECODERS = {
-    S.BOOL: lambda buf, pos: (buf[pos] == 1, pos + 1),
-    S.I32: _fixed_decoder("<i"),
-    S.I64: _fixed_decoder("<q"),
-    S.U32: _fixed_decoder("<I"),
-    S.U64: _fixed_decoder("<Q"),
-    S.F64: _fixed_decoder("<d"),
-    S.STRING: _decode_string,
-    S.BYTES: _decode_blob,
-}
+def _decode_identity(buf, pos):
+    if len(buf) - pos < 32:
+        raise ValueError("truncated identity")
+    return bytes(buf[pos:pos + 32]), pos + 32
 
-BOOL = Type(S.BOOL)
-I32 = Type(S.I32)
-I64 = Type(S.I64)
-U32 = Type(S.U32)
-U64 = Type(S.U64)
-F64 = Type(S.F64)
-STRING = Type(S.STRING)
-BYTES = Type(S.BYTES)
+
+S = wit.ScalarType
+_I64 = (_int_encoder("<q", -(2**63), 2**63 - 1), _fixed_decoder("<q"))
+BOOL = _Scalar(S.BOOL, _encode_bool, _decode_bool)
+U8 = _Scalar(S.U8, _int_encoder("<B", 0, 2**8 - 1), _fixed_decoder("<B"))
+U16 = _Scalar(S.U16, _int_encoder("<H", 0, 2**16 - 1), _fixed_decoder("<H"))
+U32 = _Scalar(S.U32, _int_encoder("<I", 0, 2**32 - 1), _fixed_decoder("<I"))
+U64 = _Scalar(S.U64, _int_encoder("<Q", 0, 2**64 - 1), _fixed_decoder("<Q"))
+U128 = _Scalar(S.U128, _wide_encoder(False), _wide_decoder(False))
+I8 = _Scalar(S.I8, _int_encoder("<b", -(2**7), 2**7 - 1), _fixed_decoder("<b"))
+I16 = _Scalar(S.I16, _int_encoder("<h", -(2**15), 2**15 - 1), _fixed_decoder("<h"))
+I32 = _Scalar(S.I32, _int_encoder("<i", -(2**31), 2**31 - 1), _fixed_decoder("<i"))
+I64 = _Scalar(S.I64, *_I64)
+I128 = _Scalar(S.I128, _wide_encoder(True), _wide_decoder(True))
+F32 = _Scalar(S.F32, _float_encoder("<f"), _fixed_decoder("<f"))
+F64 = _Scalar(S.F64, _float_encoder("<d"), _fixed_decoder("<d"))
+STRING = _Scalar(S.STRING, _encode_string, _decode_string)
+BYTES = _Scalar(S.BYTES, _encode_bytes, _decode_blob)
+IDENTITY = _Scalar(S.IDENTITY, _encode_identity, _decode_identity)
+TIMESTAMP = _Scalar(S.TIMESTAMP, *_I64)
+DURATION = _Scalar(S.DURATION, *_I64)
 
 
 def optional(ty):
-    """The nullable form of a scalar type: None or a value."""
+    """``None`` or a value of ``ty``."""
     if ty.optional:
-        raise TypeError("optional(optional(...)) is not a column type")
-    return Type(ty.scalar, optional=True)
+        raise TypeError("optional(optional(...)) is not a type: JSON could not tell the two Nones apart")
+    return _Option(ty)
+
+
+def vec(ty):
+    """A list of values of ``ty``."""
+    return _Vec(ty)
 
 
 class Column:
@@ -177,22 +476,32 @@ class Column:
         self.ty = ty
         self.default = default
 
-    def wit(self):
+    def wit(self, space):
         default = None
         if self.default is not Column._NO_DEFAULT:
             out = bytearray()
             self.ty.encode(self.default, out, f"default of column `{self.name}`")
             default = bytes(out)
-        return wit.ColumnDef(name=self.name, ty=self.ty.wit(), default=default)
+        return wit.ColumnDef(name=self.name, ty=self.ty.index(space), default=default)
 
 
 class Index:
-    """A secondary index over one column; ``unique`` rejects duplicates."""
+    """A secondary index over one column (``column``) or several, in order
+    (``columns``); ``unique`` rejects a second row with the same key. A
+    ``"btree"`` index keeps keys in order and answers prefixes and ranges;
+    a ``"hash"`` index answers whole keys only."""
 
-    def __init__(self, name, column, unique=False):
+    _KINDS = {"btree": wit.IndexKind.BTREE, "hash": wit.IndexKind.HASH}
+
+    def __init__(self, name, column=None, unique=False, *, columns=None, kind="btree"):
+        if (column is None) == (columns is None):
+            raise TypeError(f"index `{name}`: give `column` or `columns`")
+        if kind not in Index._KINDS:
+            raise TypeError(f"index `{name}`: kind is \"btree\" or \"hash\"")
         self.name = name
-        self.column = column
+        self.columns = [column] if columns is None else list(columns)
         self.unique = unique
+        self.kind = kind
 
 
 _MISSING = object()
@@ -214,14 +523,19 @@ class Table:
         self.ephemeral = ephemeral
         self.id = None
 
-    def wit(self):
+    def wit(self, space):
         return wit.TableDef(
             name=self.name,
-            columns=[c.wit() for c in self.columns],
+            columns=[c.wit(space) for c in self.columns],
             primary_key=self.primary_key,
             auto_inc=self.auto_inc,
             indexes=[
-                wit.IndexDef(name=i.name, column=self._pos[i.column], unique=i.unique)
+                wit.IndexDef(
+                    name=i.name,
+                    columns=[self._pos[c] for c in i.columns],
+                    unique=i.unique,
+                    kind=Index._KINDS[i.kind],
+                )
                 for i in self.indexes
             ],
             ephemeral=self.ephemeral,
@@ -250,18 +564,28 @@ class Table:
             row[column.name], pos = column.ty.decode(data, pos)
         return row
 
-    def _key(self, column, value):
+    def _key(self, columns, value):
+        """The encoded key (or key prefix) ``value`` of an index over
+        ``columns``: the value itself for one column, a tuple of the first
+        one or more columns' values for several."""
         out = bytearray()
-        ty = self.columns[column].ty
-        ty.encode(value, out, f"key of `{self.name}.{self.columns[column].name}`")
+        if len(columns) == 1:
+            values = [value]
+        elif type(value) is tuple and 1 <= len(value) <= len(columns):
+            values = value
+        else:
+            values = [value]
+        for column, v in zip(columns, values):
+            name = self.columns[column].name
+            self.columns[column].ty.encode(v, out, f"key of `{self.name}.{name}`")
         return bytes(out)
 
     def _index_id(self, name):
         if name is None:
-            return 0, self.primary_key
+            return 0, [self.primary_key]
         for i, index in enumerate(self.indexes):
             if index.name == name:
-                return i + 1, self._pos[index.column]
+                return i + 1, [self._pos[c] for c in index.columns]
         raise ReducerError(f"table `{self.name}` has no index `{name}`")
 
     # Operations.
@@ -276,31 +600,53 @@ class Table:
 
     def delete(self, key):
         """Deletes the row with this primary key; False if there was none."""
-        return _host(host.delete, self.id, self._key(self.primary_key, key))
+        return _host(host.delete, self.id, self._key([self.primary_key], key))
 
     def find(self, key):
         """The row with this primary key, or None."""
-        data = _host(host.get, self.id, self._key(self.primary_key, key))
+        data = _host(host.get, self.id, self._key([self.primary_key], key))
         return None if data is None else self.decode(data)
 
     def find_by(self, index, key):
-        """The row whose unique index ``index`` holds ``key``, or None."""
-        index_id, column = self._index_id(index)
-        data = _host(host.lookup_unique, self.id, index_id, self._key(column, key))
+        """The row whose unique index ``index`` holds ``key`` (a tuple of
+        values for an index over several columns), or None."""
+        index_id, columns = self._index_id(index)
+        data = _host(host.lookup_unique, self.id, index_id, self._key(columns, key))
         return None if data is None else self.decode(data)
+
+    def delete_by(self, index, key):
+        """Deletes the row whose unique index ``index`` holds ``key``; False
+        if there was none."""
+        row = self.find_by(index, key)
+        return row is not None and self.delete(row[self.columns[self.primary_key].name])
+
+    def filter(self, index, key):
+        """Rows whose key in ``index`` is ``key``, or for an index over
+        several columns begins with it (a tuple of the first values), in
+        index order; a hash index takes whole keys only."""
+        return self.scan(index, low=key, high=key, high_inclusive=True)
 
     def scan(self, index=None, low=None, high=None, high_inclusive=False):
         """Rows in index order (the primary key's when ``index`` is None)
         from ``low`` (included) to ``high`` (excluded, unless
-        ``high_inclusive``); None leaves a side unbounded."""
-        index_id, column = self._index_id(index)
-        lower = wit.Bound_Unbounded() if low is None else wit.Bound_Included(self._key(column, low))
+        ``high_inclusive``); None leaves a side unbounded. For an index over
+        several columns a bound may be a tuple of the first values (a
+        prefix): ``high=(game,)`` with ``high_inclusive`` ends after the last
+        key beginning with ``game``."""
+        index_id, columns = self._index_id(index)
+        if low is None:
+            lower = wit.Bound_Unbounded()
+        else:
+            lower = wit.Bound_Included(self._key(columns, low))
         if high is None:
             upper = wit.Bound_Unbounded()
         elif high_inclusive:
-            upper = wit.Bound_Included(self._key(column, high))
+            upper = wit.Bound_Included(self._key(columns, high))
         else:
-            upper = wit.Bound_Excluded(self._key(column, high))
+            upper = wit.Bound_Excluded(self._key(columns, high))
+        return self._rows(index_id, lower, upper)
+
+    def _rows(self, index_id, lower, upper):
         cursor = _host(host.scan, self.id, index_id, lower, upper)
         with cursor:
             while True:
@@ -340,10 +686,12 @@ def _host(fn, *args):
 class Context:
     """What a reducer learns of its call."""
 
-    __slots__ = ("tx_id", "timestamp_micros", "caller", "seed")
+    __slots__ = ("tx_id", "timestamp", "timestamp_micros", "caller", "seed")
 
     def __init__(self, ctx):
         self.tx_id = ctx.tx_id
+        # The transaction's time, µs since the Unix epoch (a TIMESTAMP).
+        self.timestamp = ctx.timestamp_micros
         self.timestamp_micros = ctx.timestamp_micros
         self.caller = ctx.caller
         self.seed = ctx.seed
@@ -376,10 +724,10 @@ class _Reducer:
         self.name = fn.__name__
         self.kind = kind
 
-    def wit(self):
+    def wit(self, space):
         return wit.ReducerDef(
             name=self.name,
-            params=[wit.ParamDef(name=n, ty=t.wit()) for n, t in self.params],
+            params=[wit.ParamDef(name=n, ty=t.index(space)) for n, t in self.params],
             kind=_KINDS[self.kind],
         )
 
@@ -389,7 +737,7 @@ class _Reducer:
         for name, ty in self.params:
             try:
                 value, pos = ty.decode(data, pos)
-            except (struct.error, IndexError, UnicodeDecodeError) as e:
+            except (struct.error, IndexError, UnicodeDecodeError, ValueError) as e:
                 raise ReducerError(f"argument `{name}`: {e}") from None
             args.append(value)
         if pos != len(data):
@@ -426,10 +774,14 @@ class Module:
 
         class WitWorld:
             def describe(self):
+                space = _Typespace()
+                tables = [t.wit(space) for t in module.tables]
+                reducers = [r.wit(space) for r in module.reducers]
                 return wit.ModuleDef(
                     abi_version=ABI_VERSION,
-                    tables=[t.wit() for t in module.tables],
-                    reducers=[r.wit() for r in module.reducers],
+                    typespace=space.types,
+                    tables=tables,
+                    reducers=reducers,
                 )
 
             def call_reducer(self, ctx, reducer, args):

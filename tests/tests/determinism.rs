@@ -2,7 +2,8 @@
 //! byte for byte: run twice, and across the languages and targets a module
 //! is written in (the Rust bank for `wasm32-unknown-unknown` and for
 //! `wasm32-wasip2`, and the Python bank; the Rust and the Python chat, which
-//! use every feature of the Python SDK's schema and tables; an upgrade to
+//! use every feature of the Python SDK's schema and tables; the Rust and the
+//! Python `types`, with every type and every kind of index; an upgrade to
 //! the second version of the bank in Rust and in Python). Then the Python
 //! module's log replays with its code deleted, running no guest.
 
@@ -58,6 +59,45 @@ fn chat_calls() -> Vec<(&'static str, Value)> {
             "send",
             json!({"sender": "ann", "channel": "general", "text": ""}),
         ),
+    ]
+}
+
+/// Every type as an argument and a column, and every kind of index: the
+/// calls of the type tests (`host/cli/tests/types.rs`), with refusals.
+fn types_calls() -> Vec<(&'static str, Value)> {
+    let p1 = "ab".repeat(32);
+    let p2 = "cd".repeat(32);
+    let mut other = interstice_tests::every_type_row();
+    other["id"] = json!("7");
+    other["kind"] = json!("Sword");
+    other["maybe"] = json!(null);
+    other["k"] = json!(-0.0);
+    let find = json!({
+        "game": 1, "from": 2, "to": 3, "player": p1, "tag": "c", "x": 1, "y": 0, "kind": "Sword"
+    });
+    vec![
+        ("put", json!([interstice_tests::every_type_row()])),
+        ("put", json!({"row": other})),
+        (
+            "move_to",
+            json!(["7", {"x": -2, "y": 0.25}, {"Pair": [4, 65535]}, 0, "cd".repeat(32)]),
+        ),
+        ("move_to", json!(["8", {"x": 0, "y": 0}, "Sword", 0, p1])),
+        ("play", json!([1, 1, p1, "a", 0, 0, "Sword"])),
+        ("play", json!([1, 2, p2, "b", 1, 0, {"Bow": 3}])),
+        ("play", json!([1, 3, p1, "c", 2, 0, "Sword"])),
+        (
+            "play",
+            json!([2, 1, p2, "d", 0, 0, {"Staff": {"power": 1, "name": "x"}}]),
+        ),
+        ("play", json!([1, 2, p1, "e", 3, 3, "Sword"])),
+        ("play", json!([3, 0, p1, "f", 0, 0, "Sword"])),
+        ("play", json!([9, 9, p1, "a", 9, 9, "Sword"])),
+        ("play", json!([1, 9, p2, "z", 2, 0, "Sword"])),
+        ("find", find.clone()),
+        ("take_back", json!(["c"])),
+        ("take_back", json!(["c"])),
+        ("find", find),
     ]
 }
 
@@ -169,6 +209,30 @@ fn the_same_chat_calls_write_the_same_log_in_rust_and_python() {
         5
     );
     assert_same("python chat", &python, &rust);
+}
+
+#[test]
+fn the_same_type_calls_write_the_same_log_in_rust_and_python() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let rust = run_module("types", types_calls(), guests::TYPES, a.path());
+    let python = run_module("types", types_calls(), guests::TYPES_PY, b.path());
+    let failed: Vec<&str> = rust
+        .outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().err().map(String::as_str))
+        .collect();
+    assert_eq!(failed.len(), 4, "{:?}", rust.outcomes);
+    assert_eq!(failed[0], "no row 8");
+    assert!(failed[1].contains("unique constraint `tag` of table `moves`"));
+    assert!(failed[2].contains("unique constraint `by_cell` of table `moves`"));
+    assert_eq!(failed[3], "no move tagged \"c\"");
+    let found = &rust.state["types"]["found"]["rows"];
+    assert_eq!(found[0], json!({"lookup": "cell", "ids": [2]}));
+    assert_eq!(
+        found[1],
+        json!({"lookup": "everything", "ids": [1, 2, 5, 4, 6]})
+    );
+    assert_same("python types", &python, &rust);
 }
 
 fn assert_same(language: &str, run: &Run, first: &Run) {

@@ -43,7 +43,7 @@ fn additive_version_migrates_automatically_and_replays() {
         "table `audit` added",
         "table `accounts`: column `branch` (u32) added",
         "table `accounts`: column `owner` (option<string>) added",
-        "table `accounts`: btree index `branch` added",
+        "table `accounts`: btree index `branch` on (branch) added",
         "reducer `set_owner` added",
     ] {
         assert!(

@@ -30,6 +30,6 @@ fn python_sdk_unit_tests_pass() {
         .expect("run python3");
     let report = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{report}");
-    assert!(report.contains("Ran 9 tests"), "{report}");
+    assert!(report.contains("Ran 14 tests"), "{report}");
     assert!(report.trim_end().ends_with("OK"), "{report}");
 }

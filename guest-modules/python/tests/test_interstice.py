@@ -68,6 +68,16 @@ class RowEncoding(unittest.TestCase):
             (ix.F64, [0.0, -0.0, 1e308, -math.inf, math.inf]),
             (ix.STRING, ["", "a", "ünïcödé ✓", "x" * 70_000]),
             (ix.BYTES, [b"", b"\x00\xff", bytes(range(256))]),
+            (ix.U8, [0, 255]),
+            (ix.U16, [0, 65535]),
+            (ix.U128, [0, 2**128 - 1]),
+            (ix.I8, [-128, 127]),
+            (ix.I16, [-32768, 32767]),
+            (ix.I128, [-(2**127), -1, 2**127 - 1]),
+            (ix.F32, [0.0, -0.0, 1.5, -math.inf, 3.4028234663852886e38]),
+            (ix.IDENTITY, [bytes(32), bytes(range(32))]),
+            (ix.TIMESTAMP, [-(2**63), 0, 1_760_000_000_000_000]),
+            (ix.DURATION, [-1500, 2**63 - 1]),
         ]
         for ty, values in cases:
             for t in (ty, ix.optional(ty)):
@@ -95,6 +105,21 @@ class RowEncoding(unittest.TestCase):
             (ix.BYTES, "text"),
             (ix.F64, "1.5"),
             (ix.U64, None),
+            (ix.U8, 256),
+            (ix.I8, -129),
+            (ix.U128, 2**128),
+            (ix.I128, -(2**127) - 1),
+            (ix.F32, 1e39),
+            (ix.IDENTITY, bytes(31)),
+            (ix.TIMESTAMP, 2**63),
+            (ix.vec(ix.U8), b"\x01"),
+            (POS, {"x": 1.0}),
+            (POS, {"x": 1.0, "y": 2.0, "z": 3.0}),
+            (KIND, "Sward"),
+            (KIND, {"Sword": None}),
+            (KIND, "Bow"),
+            (KIND, {"Pair": [1]}),
+            (KIND, {"Staff": {"power": 70000}}),
         ]
         for ty, value in bad:
             table = ix.Table("t", [ix.Column("v", ty)], primary_key="v")
@@ -111,6 +136,89 @@ class RowEncoding(unittest.TestCase):
         self.assertEqual(table.encode({"n": 3}), bytes(8) + b"\x00" + struct.pack("<I", 3))
         with self.assertRaises(ix.ReducerError):
             table.encode({"id": 1})
+
+
+POS = ix.Struct("Pos", x=ix.F32, y=ix.F32)
+KIND = ix.Enum("Kind", Sword=None, Bow=ix.U8, Pair=(ix.U8, ix.U16), Staff={"power": ix.U16, "name": ix.STRING})
+
+
+class AlgebraicTypes(unittest.TestCase):
+    def encode(self, ty, value):
+        table = ix.Table("t", [ix.Column("v", ty)], primary_key="v")
+        data = table.encode({"v": value})
+        self.assertEqual(table.decode(data), {"v": value}, (ty, value))
+        return data
+
+    def test_golden_bytes_of_every_kind_of_type(self):
+        # docs/row-encoding.md, "Values".
+        cases = [
+            (ix.U128, 1, "01" + "00" * 15),
+            (ix.I128, -2, "FE" + "FF" * 15),
+            (ix.I8, -1, "FF"),
+            (ix.U16, 0x0102, "0201"),
+            (ix.F32, 1.5, "0000C03F"),
+            (ix.TIMESTAMP, -1, "FF" * 8),
+            (ix.IDENTITY, bytes(range(32)), bytes(range(32)).hex()),
+            (POS, {"x": 1.5, "y": -math.inf}, "0000C03F" "000080FF"),
+            (KIND, "Sword", "00"),
+            (KIND, {"Bow": 3}, "0103"),
+            (KIND, {"Pair": [1, 2]}, "02" "01" "0200"),
+            (KIND, {"Staff": {"power": 9, "name": "oak"}}, "03" "0900" "03000000" "6F616B"),
+            (ix.vec(ix.optional(ix.I32)), [1, None, -3], "03000000" "0101000000" "00" "01FDFFFFFF"),
+            (ix.optional(ix.vec(ix.STRING)), ["a"], "01" "01000000" "0100000061"),
+            (ix.vec(ix.U8), [], "00000000"),
+        ]
+        for ty, value, golden in cases:
+            self.assertEqual(self.encode(ty, value), bytes.fromhex(golden), (ty, value))
+
+    def test_invalid_bytes_are_refused(self):
+        table = ix.Table("t", [ix.Column("v", KIND)], primary_key="v")
+        for data in [b"\x04", b"\x01", b"\x03\x09\x00\xff\xff\xff\x7f"]:
+            with self.assertRaises((ValueError, IndexError, struct.error), msg=data):
+                table.decode(data)
+        vec_table = ix.Table("t", [ix.Column("v", ix.vec(ix.U64))], primary_key="v")
+        with self.assertRaises(ValueError):
+            vec_table.decode(b"\xff\xff\xff\xff")
+
+    def test_refusals_name_the_path(self):
+        item = ix.Struct("Item", kind=KIND, tags=ix.vec(ix.STRING))
+        table = ix.Table("t", [ix.Column("id", ix.U64), ix.Column("items", ix.vec(item))], primary_key="id")
+        cases = [
+            ([{"kind": "Sword", "tags": []}, {"kind": "Sward", "tags": []}], "column `t.items`[1].kind: unknown variant 'Sward'"),
+            ([{"kind": {"Staff": {"power": 1}}, "tags": []}], "column `t.items`[0].kind.Staff.name: missing"),
+            ([{"kind": "Sword", "tags": ["a", 1]}], "column `t.items`[0].tags[1]: 1 is not a str"),
+        ]
+        for items, message in cases:
+            with self.assertRaises(ix.ReducerError) as raised:
+                table.encode({"id": 1, "items": items})
+            self.assertEqual(str(raised.exception), message)
+
+    def test_composite_keys_and_prefixes(self):
+        table = ix.Table(
+            "moves",
+            [ix.Column("id", ix.U64), ix.Column("game", ix.U32), ix.Column("turn", ix.U16)],
+            primary_key="id",
+            indexes=[ix.Index("by_game_turn", columns=["game", "turn"]), ix.Index("turn", "turn", kind="hash")],
+        )
+        index_id, columns = table._index_id("by_game_turn")
+        self.assertEqual((index_id, columns), (1, [1, 2]))
+        self.assertEqual(table._key(columns, (7, 3)), bytes.fromhex("07000000" "0300"))
+        self.assertEqual(table._key(columns, (7,)), bytes.fromhex("07000000"))
+        self.assertEqual(table._key(columns, 7), bytes.fromhex("07000000"))
+        with self.assertRaises(ix.ReducerError):
+            table._key(columns, (7, 70000))
+        d = table.wit(ix._Typespace())
+        self.assertEqual(
+            d.indexes,
+            [
+                wit.IndexDef(name="by_game_turn", columns=[1, 2], unique=False, kind=wit.IndexKind.BTREE),
+                wit.IndexDef(name="turn", columns=[2], unique=False, kind=wit.IndexKind.HASH),
+            ],
+        )
+        with self.assertRaises(TypeError):
+            ix.Index("bad", "turn", columns=["turn"])
+        with self.assertRaises(TypeError):
+            ix.Index("bad", "turn", kind="trie")
 
 
 class Definitions(unittest.TestCase):
@@ -138,18 +246,53 @@ class Definitions(unittest.TestCase):
 
         world = module.world()()
         d = world.describe()
-        self.assertEqual(d.abi_version, 1)
+        self.assertEqual(d.abi_version, 2)
         (t,) = d.tables
         self.assertEqual((t.name, t.primary_key, t.auto_inc, t.ephemeral), ("users", 0, 0, False))
         self.assertEqual([c.name for c in t.columns], ["id", "name", "karma"])
-        self.assertEqual(t.columns[1].ty, wit.ColumnType(scalar=wit.ScalarType.STRING, optional=False))
+        ts = d.typespace
+        self.assertEqual(ts[t.columns[1].ty], wit.TypeDef_Scalar(wit.ScalarType.STRING))
         self.assertEqual(t.columns[2].default, struct.pack("<q", 10))
         self.assertIsNone(t.columns[0].default)
-        self.assertEqual(t.indexes, [wit.IndexDef(name="by_name", column=1, unique=True)])
+        self.assertEqual(t.indexes, [wit.IndexDef(name="by_name", columns=[1], unique=True, kind=wit.IndexKind.BTREE)])
         self.assertEqual([(r.name, r.kind) for r in d.reducers], [("init", wit.ReducerKind.INIT), ("give", wit.ReducerKind.NORMAL)])
         self.assertEqual([p.name for p in d.reducers[1].params], ["from", "to", "note"])
-        self.assertTrue(d.reducers[1].params[2].ty.optional)
+        note = ts[d.reducers[1].params[2].ty]
+        self.assertEqual(note, wit.TypeDef_Option(t.columns[1].ty))
+        # Each type once: the two u64 parameters and the u64 column share it.
+        self.assertEqual(d.reducers[1].params[0].ty, t.columns[0].ty)
+        self.assertEqual(d.reducers[1].params[1].ty, t.columns[0].ty)
         self.assertEqual(table.id, 0)
+
+    def test_structs_and_enums_describe_themselves_once(self):
+        item = ix.Struct("Item", kind=KIND, at=POS)
+        module = ix.Module(tables=[ix.Table("t", [ix.Column("id", ix.U64), ix.Column("items", ix.vec(item))], primary_key="id")])
+
+        @module.reducer
+        def r(ctx, kind: KIND, pos: POS):
+            pass
+
+        d = module.world()().describe()
+        ts = d.typespace
+        items = ts[d.tables[0].columns[1].ty]
+        self.assertIsInstance(items, wit.TypeDef_Vec)
+        product = ts[items.value].value
+        self.assertEqual(product.name, "Item")
+        self.assertEqual([f.name for f in product.fields], ["kind", "at"])
+        kind = product.fields[0].ty
+        self.assertEqual(d.reducers[0].params[0].ty, kind)
+        self.assertEqual(d.reducers[0].params[1].ty, product.fields[1].ty)
+        variants = ts[kind].value.variants
+        self.assertEqual(
+            [(v.name, v.shape, [f.name for f in v.fields]) for v in variants],
+            [
+                ("Sword", wit.VariantShape.UNIT, []),
+                ("Bow", wit.VariantShape.TUPLE, ["0"]),
+                ("Pair", wit.VariantShape.TUPLE, ["0", "1"]),
+                ("Staff", wit.VariantShape.STRUCT, ["power", "name"]),
+            ],
+        )
+        self.assertEqual(ts[variants[3].fields[1].ty], wit.TypeDef_Scalar(wit.ScalarType.STRING))
 
     def test_arguments_decode_and_bad_ones_are_refused(self):
         module = ix.Module(tables=[])
@@ -202,6 +345,10 @@ class Definitions(unittest.TestCase):
 
         with self.assertRaises(TypeError):
             ix.optional(ix.optional(ix.U64))
+        with self.assertRaises(TypeError):
+            ix.Struct("Empty")
+        with self.assertRaises(TypeError):
+            ix.Enum("Bad", A="not a type")
         with self.assertRaises(TypeError):
             ix.Table("t", [ix.Column("a", ix.U64), ix.Column("a", ix.U64)], primary_key="a")
 

@@ -4,8 +4,9 @@
 //! with the Interstice Python SDK (`guest-modules/python/interstice.py`,
 //! embedded here) and ends with `WitWorld = module.world()`.
 //! componentize-py, installed from PyPI at a pinned version into a tools
-//! directory on first use, compiles it against `wit/v1/interstice.wit`
-//! (contract version 1, also embedded) into a component that carries CPython and imports WASI.
+//! directory on first use, compiles it against `wit/interstice.wit`
+//! (contract version 2, also embedded) into a component that carries CPython
+//! and imports WASI.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,7 +18,7 @@ pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 
 /// Python guests are built against contract version 1 until the Python SDK
 /// speaks version 2; the host loads both.
-const WIT: &str = include_str!("../../../wit/v1/interstice.wit");
+const WIT: &str = include_str!("../../../wit/interstice.wit");
 
 /// The Python SDK.
 const SDK: &str = include_str!("../../../guest-modules/python/interstice.py");
