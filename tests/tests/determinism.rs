@@ -179,16 +179,32 @@ fn the_same_calls_write_the_same_log_in_every_language() {
     }
 }
 
-#[test]
-fn the_same_chat_calls_write_the_same_log_in_rust_and_python() {
+/// The same calls against the Rust and the Python version of a module.
+fn rust_and_python(
+    module: &str,
+    calls: fn() -> Vec<(&'static str, Value)>,
+    rust: &str,
+    python: &str,
+) -> (Run, Run) {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let rust = run_module("chat", chat_calls(), guests::CHAT, a.path());
-    let python = run_module("chat", chat_calls(), guests::CHAT_PY, b.path());
-    let failed: Vec<&str> = rust
-        .outcomes
+    (
+        run_module(module, calls(), rust, a.path()),
+        run_module(module, calls(), python, b.path()),
+    )
+}
+
+/// The messages of the calls that were refused, in order.
+fn refusals(run: &Run) -> Vec<&str> {
+    run.outcomes
         .iter()
         .filter_map(|o| o.as_ref().err().map(String::as_str))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_same_chat_calls_write_the_same_log_in_rust_and_python() {
+    let (rust, python) = rust_and_python("chat", chat_calls, guests::CHAT, guests::CHAT_PY);
+    let failed = refusals(&rust);
     assert_eq!(
         failed,
         [
@@ -213,14 +229,8 @@ fn the_same_chat_calls_write_the_same_log_in_rust_and_python() {
 
 #[test]
 fn the_same_type_calls_write_the_same_log_in_rust_and_python() {
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let rust = run_module("types", types_calls(), guests::TYPES, a.path());
-    let python = run_module("types", types_calls(), guests::TYPES_PY, b.path());
-    let failed: Vec<&str> = rust
-        .outcomes
-        .iter()
-        .filter_map(|o| o.as_ref().err().map(String::as_str))
-        .collect();
+    let (rust, python) = rust_and_python("types", types_calls, guests::TYPES, guests::TYPES_PY);
+    let failed = refusals(&rust);
     assert_eq!(failed.len(), 4, "{:?}", rust.outcomes);
     assert_eq!(failed[0], "no row 8");
     assert!(failed[1].contains("unique constraint `tag` of table `moves`"));
