@@ -2,9 +2,10 @@
 //! figures it is compared with; compare ratios, not absolute times across
 //! machines or runs.
 //!
-//! `cargo run --release -p interstice-bench -- peers | reducers | languages | durable | replay | snapshots [ROWS] | all`
+//! `cargo run --release -p interstice-bench -- peers | reducers | languages | codec | indexes | durable | replay | snapshots [ROWS] | all`
 
 mod durable;
+mod indexes;
 mod languages;
 mod peers;
 mod row_codec;
@@ -410,6 +411,9 @@ fn main() -> Result<()> {
     if matches!(which.as_str(), "codec" | "all") {
         row_codec::figures()?;
     }
+    if matches!(which.as_str(), "indexes" | "all") {
+        indexes::figures()?;
+    }
     if matches!(which.as_str(), "durable" | "all") {
         durable_figures()?;
     }
@@ -427,7 +431,8 @@ fn main() -> Result<()> {
         snapshots::figures(rows)?;
     }
     match which.as_str() {
-        "codec" | "durable" | "replay" | "snapshots" | "peers" | "serve" | "languages" => {}
+        "codec" | "indexes" | "durable" | "replay" | "snapshots" | "peers" | "serve"
+        | "languages" => {}
         "write-log" => {
             let dir = std::env::args()
                 .nth(2)
