@@ -24,8 +24,10 @@
 //!         auto_inc: None,
 //!         indexes: vec![],
 //!         ephemeral: false,
+//!         public: true,
 //!     }],
 //!     reducers: vec![],
+//!     owner: None,
 //! };
 //! def.validate()?;
 //! let mut tables = Tables::new(&def);
@@ -42,17 +44,20 @@ pub mod codec;
 mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
+mod identity;
 pub mod json;
 pub mod limits;
 pub mod migrate;
 mod schema;
 pub mod snapshot;
+pub mod system;
 mod table;
 mod tables;
 mod types;
 mod value;
 
 pub use error::{DbError, DecodeError, SchemaError};
+pub use identity::{Identity, IdentityParseError};
 pub use schema::{
     ABI_VERSION, ABI_VERSION_MIN, ColumnDef, IndexDef, IndexKind, ModuleDef, ParamDef, ReducerDef,
     ReducerKind, TableDef,

@@ -83,7 +83,16 @@ pub fn plan(old: &ModuleDef, new: &ModuleDef) -> Plan {
     }
     for t in &old.tables {
         if new.table_id(&t.name).is_none() {
-            breaking.push(format!("table `{}` removed, with all its rows", t.name));
+            if t.name == crate::system::SESSIONS_TABLE {
+                // The host's own table: a module without lifecycle reducers
+                // has no sessions to end.
+                additive.push(format!(
+                    "table `{}` removed: the module no longer has lifecycle reducers",
+                    t.name
+                ));
+            } else {
+                breaking.push(format!("table `{}` removed, with all its rows", t.name));
+            }
         }
     }
     // Init and migration reducers run only at publication: they are not
@@ -167,6 +176,12 @@ fn key_changes(old: &TableDef, new: &TableDef, notes: &mut Notes<'_>) -> bool {
         notes.breaking.push(format!(
             "table `{name}` becomes {}",
             if new.ephemeral { "ephemeral" } else { "logged" }
+        ));
+    }
+    if old.public != new.public {
+        notes.additive.push(format!(
+            "table `{name}` becomes {}",
+            if new.public { "public" } else { "private" }
         ));
     }
     let mut reset = false;
@@ -400,8 +415,10 @@ mod tests {
 
     fn base() -> ModuleDef {
         ModuleDef {
+            owner: None,
             abi_version: ABI_VERSION,
             tables: vec![TableDef {
+                public: false,
                 name: "t".into(),
                 columns: vec![u64c("id"), u64c("a"), u64c("b")],
                 primary_key: 0,

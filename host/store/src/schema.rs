@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 use crate::error::SchemaError;
+use crate::identity::Identity;
 use crate::limits;
 use crate::types::AlgebraicType;
 
@@ -170,6 +171,11 @@ pub struct TableDef {
     pub auto_inc: Option<u32>,
     pub indexes: Vec<IndexDef>,
     pub ephemeral: bool,
+    /// Whether clients may read the table (rows, subscriptions, counts).
+    /// A private table is readable by reducers, the operator and the
+    /// local CLI only. Definitions written before this field are private.
+    #[serde(default)]
+    pub public: bool,
 }
 
 impl TableDef {
@@ -190,6 +196,32 @@ pub enum ReducerKind {
     /// Runs once, in the publication transaction of a new version of the
     /// module, after its tables were migrated (`docs/migrations.md`).
     Migrate,
+    /// Runs when a client with a token opens a session; an error refuses
+    /// the session.
+    #[serde(rename = "client_connected")]
+    ClientConnected,
+    /// Runs when a session closes, or at the next start for a session that
+    /// was open when the server stopped.
+    #[serde(rename = "client_disconnected")]
+    ClientDisconnected,
+}
+
+impl ReducerKind {
+    /// The name definitions and messages use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReducerKind::Normal => "normal",
+            ReducerKind::Init => "init",
+            ReducerKind::Migrate => "migrate",
+            ReducerKind::ClientConnected => "client_connected",
+            ReducerKind::ClientDisconnected => "client_disconnected",
+        }
+    }
+
+    /// Whether a client may call a reducer of this kind by name.
+    pub fn callable(self) -> bool {
+        self == ReducerKind::Normal
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +248,11 @@ pub struct ModuleDef {
     pub abi_version: u32,
     pub tables: Vec<TableDef>,
     pub reducers: Vec<ReducerDef>,
+    /// Who owns the module: set by the host at first publication and
+    /// carried to every later version. `None` in definitions written
+    /// before owners existed, which the operator owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Identity>,
 }
 
 impl ModuleDef {
@@ -224,6 +261,11 @@ impl ModuleDef {
     /// version-2 row of the same types.
     pub fn same_as(&self, other: &ModuleDef) -> bool {
         self.tables == other.tables && self.reducers == other.reducers
+    }
+
+    /// The module's owner; the operator for definitions from before owners.
+    pub fn owner(&self) -> Identity {
+        self.owner.unwrap_or_else(Identity::operator)
     }
 
     pub fn table_id(&self, name: &str) -> Option<u32> {
@@ -282,17 +324,21 @@ impl ModuleDef {
             validate_table(table)?;
         }
         check_unique_names("reducer", self.reducers.iter().map(|r| r.name.as_str()), "")?;
-        for (kind, what) in [
-            (ReducerKind::Init, "init"),
-            (ReducerKind::Migrate, "migrate"),
+        for kind in [
+            ReducerKind::Init,
+            ReducerKind::Migrate,
+            ReducerKind::ClientConnected,
+            ReducerKind::ClientDisconnected,
         ] {
             let count = self.reducers.iter().filter(|r| r.kind == kind).count();
             if count > 1 {
                 return Err(SchemaError::Invalid(format!(
-                    "{count} {what} reducers; a module has at most one"
+                    "{count} {} reducers; a module has at most one",
+                    kind.name()
                 )));
             }
         }
+        crate::system::check(self)?;
         for reducer in &self.reducers {
             validate_reducer(reducer)?;
         }
@@ -324,11 +370,7 @@ fn validate_reducer(reducer: &ReducerDef) -> Result<(), SchemaError> {
     if reducer.kind != ReducerKind::Normal && !reducer.params.is_empty() {
         return Err(SchemaError::Invalid(format!(
             "{} reducer `{}` takes parameters; it must take none",
-            if reducer.kind == ReducerKind::Init {
-                "init"
-            } else {
-                "migrate"
-            },
+            reducer.kind.name(),
             reducer.name
         )));
     }
@@ -506,6 +548,7 @@ mod tests {
 
     fn table() -> TableDef {
         TableDef {
+            public: false,
             name: "t".into(),
             columns: vec![
                 col("id", AlgebraicType::U64),
@@ -520,6 +563,7 @@ mod tests {
 
     fn module(tables: Vec<TableDef>) -> ModuleDef {
         ModuleDef {
+            owner: None,
             abi_version: ABI_VERSION,
             tables,
             reducers: vec![],

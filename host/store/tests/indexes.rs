@@ -23,8 +23,10 @@ fn def() -> ModuleDef {
         kind,
     };
     ModuleDef {
+        owner: None,
         abi_version: ABI_VERSION,
         tables: vec![TableDef {
+            public: false,
             name: "moves".into(),
             columns: vec![
                 ColumnDef::new("id", AlgebraicType::U64),

@@ -180,8 +180,10 @@ fn u64_col(name: &str) -> ColumnDef {
 /// `t(id pk auto_inc, tag unique, group btree)`.
 fn def() -> ModuleDef {
     ModuleDef {
+        owner: None,
         abi_version: ABI_VERSION,
         tables: vec![TableDef {
+            public: false,
             name: "t".into(),
             columns: vec![u64_col("id"), u64_col("tag"), u64_col("group")],
             primary_key: 0,
