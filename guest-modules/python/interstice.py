@@ -510,7 +510,9 @@ _MISSING = object()
 class Table:
     """A table of the module, and the operations reducers use on it."""
 
-    def __init__(self, name, columns, primary_key, auto_inc=None, indexes=(), ephemeral=False):
+    def __init__(
+        self, name, columns, primary_key, auto_inc=None, indexes=(), ephemeral=False, public=False
+    ):
         self.name = name
         self.columns = list(columns)
         names = [c.name for c in self.columns]
@@ -521,6 +523,8 @@ class Table:
         self.auto_inc = None if auto_inc is None else self._pos[auto_inc]
         self.indexes = list(indexes)
         self.ephemeral = ephemeral
+        # Private unless declared public: clients cannot read it.
+        self.public = public
         self.id = None
 
     def wit(self, space):
@@ -539,6 +543,7 @@ class Table:
                 for i in self.indexes
             ],
             ephemeral=self.ephemeral,
+            public=self.public,
         )
 
     # Encoding.
@@ -684,16 +689,34 @@ def _host(fn, *args):
 
 
 class Context:
-    """What a reducer learns of its call."""
+    """What a reducer learns of its call.
 
-    __slots__ = ("tx_id", "timestamp", "timestamp_micros", "caller", "seed")
+    ``sender`` and ``owner`` are IDENTITY values (32 bytes): who made the
+    call, as the host verified it, and the module's owner. ``token`` is
+    None for the operator, else an object with ``issuer``, ``subject`` and
+    ``audience``. ``connection_id`` is the session's, in lifecycle reducers.
+    """
+
+    __slots__ = (
+        "tx_id",
+        "timestamp",
+        "timestamp_micros",
+        "sender",
+        "token",
+        "connection_id",
+        "owner",
+        "seed",
+    )
 
     def __init__(self, ctx):
         self.tx_id = ctx.tx_id
         # The transaction's time, µs since the Unix epoch (a TIMESTAMP).
         self.timestamp = ctx.timestamp_micros
         self.timestamp_micros = ctx.timestamp_micros
-        self.caller = ctx.caller
+        self.sender = bytes(ctx.sender)
+        self.token = ctx.token
+        self.connection_id = ctx.connection_id
+        self.owner = bytes(ctx.owner)
         self.seed = ctx.seed
 
 
@@ -701,6 +724,8 @@ _KINDS = {
     "normal": wit.ReducerKind.NORMAL,
     "init": wit.ReducerKind.INIT,
     "migrate": wit.ReducerKind.MIGRATE,
+    "client_connected": wit.ReducerKind.CLIENT_CONNECTED,
+    "client_disconnected": wit.ReducerKind.CLIENT_DISCONNECTED,
 }
 
 
@@ -758,7 +783,8 @@ class Module:
     def reducer(self, fn=None, *, kind="normal"):
         """Decorator: ``@module.reducer``, or ``@module.reducer(kind="init")``
         for the reducer run once at first publication (``"migrate"``: at
-        each publication of a new version)."""
+        each publication of a new version; ``"client_connected"`` and
+        ``"client_disconnected"``: when a session opens and ends)."""
         if kind not in _KINDS:
             raise TypeError(f"reducer kind must be one of {sorted(_KINDS)}")
 

@@ -300,12 +300,20 @@ class Definitions(unittest.TestCase):
 
         @module.reducer
         def r(ctx, a: ix.U32, b: ix.optional(ix.STRING)):
-            seen.append((ctx.tx_id, a, b))
+            seen.append((ctx.tx_id, a, b, ctx.sender, ctx.owner))
 
         world = module.world()()
-        ctx = wit.ReducerContext(tx_id=7, timestamp_micros=1, caller="c", seed=2)
+        ctx = wit.ReducerContext(
+            tx_id=7,
+            timestamp_micros=1,
+            sender=b"\x01" * 32,
+            token=None,
+            connection_id=None,
+            owner=b"\x02" * 32,
+            seed=2,
+        )
         world.call_reducer(ctx, 0, struct.pack("<I", 5) + b"\x01\x02\x00\x00\x00hi")
-        self.assertEqual(seen, [(7, 5, "hi")])
+        self.assertEqual(seen, [(7, 5, "hi", b"\x01" * 32, b"\x02" * 32)])
         from componentize_py_types import Err
 
         for args in [b"", struct.pack("<I", 5) + b"\x00trailing", struct.pack("<I", 5) + b"\x01\xff"]:
@@ -327,7 +335,15 @@ class Definitions(unittest.TestCase):
             return {}["missing"]
 
         world = module.world()()
-        ctx = wit.ReducerContext(tx_id=1, timestamp_micros=1, caller="c", seed=0)
+        ctx = wit.ReducerContext(
+            tx_id=1,
+            timestamp_micros=1,
+            sender=b"\x01" * 32,
+            token=None,
+            connection_id=None,
+            owner=b"\x02" * 32,
+            seed=0,
+        )
         stderr = io.StringIO()
         with contextlib.redirect_stderr(stderr), self.assertRaises(Err) as raised:
             world.call_reducer(ctx, 0, b"")

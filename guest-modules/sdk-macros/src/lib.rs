@@ -344,6 +344,7 @@ struct TableInfo {
     struct_ident: Ident,
     name: String,
     ephemeral: bool,
+    public: bool,
     columns: Vec<ColumnInfo>,
     primary_key: usize,
     auto_inc: Option<usize>,
@@ -355,6 +356,8 @@ enum Lifecycle {
     Normal,
     Init,
     Migrate,
+    ClientConnected,
+    ClientDisconnected,
 }
 
 struct ReducerInfo {
@@ -395,6 +398,7 @@ fn expand_module(mut module: ItemMod) -> Result<TokenStream2> {
 fn parse_table(attr: &Attribute, s: &mut ItemStruct) -> Result<TableInfo> {
     let mut name = None;
     let mut ephemeral = false;
+    let mut public = false;
     let mut table_indexes = Vec::new();
     if !matches!(attr.meta, syn::Meta::Path(_)) {
         attr.parse_nested_meta(|meta| {
@@ -412,8 +416,11 @@ fn parse_table(attr: &Attribute, s: &mut ItemStruct) -> Result<TableInfo> {
             } else if meta.path.is_ident("ephemeral") {
                 ephemeral = true;
                 Ok(())
+            } else if meta.path.is_ident("public") {
+                public = true;
+                Ok(())
             } else {
-                Err(meta.error("expected `name = ...`, `ephemeral` or `index(...)`"))
+                Err(meta.error("expected `name = ...`, `public`, `ephemeral` or `index(...)`"))
             }
         })?;
     }
@@ -482,6 +489,7 @@ fn parse_table(attr: &Attribute, s: &mut ItemStruct) -> Result<TableInfo> {
         struct_ident: s.ident.clone(),
         name: name.unwrap_or_else(|| snake_case(&s.ident.to_string())),
         ephemeral,
+        public,
         columns,
         primary_key,
         auto_inc,
@@ -499,8 +507,16 @@ fn parse_reducer(attr: &Attribute, f: &ItemFn) -> Result<ReducerInfo> {
             } else if meta.path.is_ident("migrate") {
                 kind = Lifecycle::Migrate;
                 Ok(())
+            } else if meta.path.is_ident("client_connected") {
+                kind = Lifecycle::ClientConnected;
+                Ok(())
+            } else if meta.path.is_ident("client_disconnected") {
+                kind = Lifecycle::ClientDisconnected;
+                Ok(())
             } else {
-                Err(meta.error("expected `init` or `migrate`"))
+                Err(meta.error(
+                    "expected `init`, `migrate`, `client_connected` or `client_disconnected`",
+                ))
             }
         })?;
     }
@@ -582,6 +598,7 @@ fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
             None => quote!(::core::option::Option::None),
         };
         let ephemeral = t.ephemeral;
+        let public = t.public;
         let column_defs = t.columns.iter().map(|c| {
             let name = c.ident.to_string();
             let ty = &c.ty;
@@ -631,6 +648,7 @@ fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
                 auto_inc: #auto_inc,
                 indexes: ::std::vec![ #( #index_defs, )* ],
                 ephemeral: #ephemeral,
+                public: #public,
             }
         });
         let accessor = format_ident!("{}", t.name.replace('-', "_"));
@@ -695,6 +713,8 @@ fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
             Lifecycle::Init => quote!(#sdk::ReducerKind::Init),
             Lifecycle::Migrate => quote!(#sdk::ReducerKind::Migrate),
             Lifecycle::Normal => quote!(#sdk::ReducerKind::Normal),
+            Lifecycle::ClientConnected => quote!(#sdk::ReducerKind::ClientConnected),
+            Lifecycle::ClientDisconnected => quote!(#sdk::ReducerKind::ClientDisconnected),
         };
         let param_names: Vec<_> = r.params.iter().map(|(n, _)| n.clone()).collect();
         let param_types: Vec<_> = r.params.iter().map(|(_, t)| t.clone()).collect();

@@ -84,7 +84,7 @@ pub use typespace::Typespace;
 pub mod prelude {
     pub use crate::{
         BTreeIndex, Column, CompositeHashIndex, CompositeIndex, DbError, Duration, HashIndex,
-        Identity, ReducerContext, Table, TableHandle, Timestamp, Type, UniqueCompositeHashIndex,
+        Identity, ReducerContext, Table, TableHandle, Timestamp, TokenClaims, Type, UniqueCompositeHashIndex,
         UniqueCompositeIndex, UniqueHashIndex, UniqueIndex, log, reducer, table,
     };
 }
@@ -103,25 +103,57 @@ pub struct ReducerContext {
     pub timestamp: Timestamp,
     /// The same time, in microseconds since the Unix epoch.
     pub timestamp_micros: i64,
-    /// Who called the reducer.
-    pub caller: String,
+    /// Who made the call, as the host verified it from their token (or the
+    /// operator's identity, for the admin token and the local CLI).
+    pub sender: Identity,
+    /// What the caller's token said: issuer, subject and audience. `None`
+    /// for the operator and for calls the host makes itself.
+    pub token: Option<TokenClaims>,
+    /// The session, in `client_connected` and `client_disconnected`.
+    pub connection_id: Option<u64>,
     /// A per-transaction seed: the only source of randomness.
     pub seed: u64,
     /// The module's tables.
     pub db: Db,
+    owner: Identity,
+}
+
+/// The claims of a verified token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenClaims {
+    pub issuer: String,
+    pub subject: String,
+    pub audience: Vec<String>,
 }
 
 impl ReducerContext {
     #[doc(hidden)]
     pub fn __new(ctx: bindings::interstice::module::types::ReducerContext) -> Self {
+        let identity = |bytes: Vec<u8>| {
+            // The host always sends 32 bytes; anything else is a host bug
+            // and names nobody.
+            Identity::from_bytes(bytes.try_into().unwrap_or([0; 32]))
+        };
         ReducerContext {
             tx_id: ctx.tx_id,
             timestamp: Timestamp::from_micros(ctx.timestamp_micros),
             timestamp_micros: ctx.timestamp_micros,
-            caller: ctx.caller,
+            sender: identity(ctx.sender),
+            token: ctx.token.map(|t| TokenClaims {
+                issuer: t.issuer,
+                subject: t.subject,
+                audience: t.audience,
+            }),
+            connection_id: ctx.connection_id,
             seed: ctx.seed,
             db: Db { _private: () },
+            owner: identity(ctx.owner),
         }
+    }
+
+    /// The module's owner: whoever it was first published for.
+    pub fn owner(&self) -> Identity {
+        self.owner
     }
 }
 

@@ -87,13 +87,17 @@ pub struct Remote {
     /// INTERSTICE_ADMIN_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// An identity token (from `POST /v1/identity` or an outside issuer) to
+    /// act as, instead of the admin token.
+    #[arg(long, env = "INTERSTICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 impl Remote {
     pub fn client(&self) -> Option<client::Client> {
         self.server
             .as_deref()
-            .map(|s| client::Client::new(s, self.token_file.clone()))
+            .map(|s| client::Client::new(s, self.token_file.clone(), self.token.clone()))
     }
 }
 

@@ -7,10 +7,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use tungstenite::client::IntoClientRequest;
 
-/// A server and, for admin routes, its token.
+/// A server and the tokens to show it: an identity token (`--token`),
+/// else the admin token.
 pub struct Client {
     base: String,
     token_file: Option<PathBuf>,
+    identity_token: Option<String>,
     agent: ureq::Agent,
 }
 
@@ -22,7 +24,11 @@ struct Answer {
 }
 
 impl Client {
-    pub fn new(server: &str, token_file: Option<PathBuf>) -> Client {
+    pub fn new(
+        server: &str,
+        token_file: Option<PathBuf>,
+        identity_token: Option<String>,
+    ) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(600)))
@@ -31,8 +37,25 @@ impl Client {
         Client {
             base: server.trim_end_matches('/').to_string(),
             token_file,
+            identity_token: identity_token
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty()),
             agent,
         }
+    }
+
+    /// The bearer token for routes that need one: `--token`, else the
+    /// admin token.
+    fn bearer(&self) -> Result<String> {
+        match &self.identity_token {
+            Some(token) => Ok(token.clone()),
+            None => self.token(),
+        }
+    }
+
+    /// The bearer token, if there is any, for routes that take one.
+    fn bearer_if_any(&self) -> Option<String> {
+        self.bearer().ok()
     }
 
     /// The admin token: `INTERSTICE_ADMIN_TOKEN`, else `--token-file`.
@@ -95,16 +118,17 @@ impl Client {
         Err(anyhow!("server answered {}: {message}", answer.status))
     }
 
-    pub fn publish(&self, name: &str, wasm: &Path, clear: bool) -> Result<()> {
+    pub fn publish(&self, name: &str, wasm: &Path, clear: bool, owner: Option<&str>) -> Result<()> {
         let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
-        let token = self.token()?;
-        let mut url = self.url(&format!("/v1/modules/{name}"));
+        let token = self.bearer()?;
+        let mut request = self.agent.put(&self.url(&format!("/v1/modules/{name}")));
         if clear {
-            url.push_str("?clear=true");
+            request = request.query("clear", "true");
         }
-        let response = self
-            .agent
-            .put(&url)
+        if let Some(owner) = owner {
+            request = request.query("owner", owner);
+        }
+        let response = request
             .header("Authorization", &format!("Bearer {token}"))
             .header("Content-Type", "application/wasm")
             .send(&bytes[..]);
@@ -117,12 +141,13 @@ impl Client {
         Ok(())
     }
 
-    pub fn call(&self, module: &str, reducer: &str, args: &str, caller: &str) -> Result<()> {
+    pub fn call(&self, module: &str, reducer: &str, args: &str) -> Result<()> {
+        let token = self.bearer()?;
         let response = self
             .agent
             .post(&self.url(&format!("/v1/modules/{module}/reducers/{reducer}")))
             .header("Content-Type", "application/json")
-            .header("x-interstice-caller", caller)
+            .header("Authorization", &format!("Bearer {token}"))
             .send(args.as_bytes());
         let body = Self::expect_ok(self.finish(response)?)?;
         println!("{}", body.trim());
@@ -139,6 +164,9 @@ impl Client {
                 .agent
                 .get(&self.url(&format!("/v1/modules/{module}/tables/{table}")))
                 .query("limit", "10000");
+            if let Some(token) = self.bearer_if_any() {
+                request = request.header("Authorization", &format!("Bearer {token}"));
+            }
             if let Some((column, value)) = filter.and_then(|f| f.split_once('=')) {
                 request = request.query(column, value);
             }
@@ -177,8 +205,13 @@ impl Client {
             .as_str()
             .into_client_request()
             .with_context(|| format!("bad server address {ws_url}"))?;
-        if admin {
-            let value = format!("Bearer {}", self.token()?)
+        let token = if admin {
+            Some(self.token()?)
+        } else {
+            self.bearer_if_any()
+        };
+        if let Some(token) = token {
+            let value = format!("Bearer {token}")
                 .parse()
                 .context("the token is not a valid header value")?;
             request.headers_mut().insert("Authorization", value);

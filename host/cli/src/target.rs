@@ -5,7 +5,9 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use interstice_runtime::{CallError, CallOutcome, Database, PublishOptions, RowQuery};
+use interstice_runtime::{
+    CallError, CallOutcome, Caller, Database, Identity, PublishOptions, RowQuery,
+};
 
 use crate::args::{DataDir, Remote, parse_filter};
 use crate::client::Client;
@@ -27,14 +29,20 @@ impl Target {
     }
 
     /// Publishes the module in `wasm` as `name`.
-    pub fn publish(&self, name: &str, wasm: &Path, clear: bool) -> Result<()> {
+    pub fn publish(&self, name: &str, wasm: &Path, clear: bool, owner: Option<&str>) -> Result<()> {
         let db = match self {
-            Target::Server(client) => return client.publish(name, wasm, clear),
+            Target::Server(client) => return client.publish(name, wasm, clear, owner),
             Target::Local(db) => db,
         };
+        let owner = owner.map(parse_identity).transpose()?;
         let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+        let options = PublishOptions {
+            clear,
+            owner,
+            ..PublishOptions::default()
+        };
         let published = db
-            .publish_with(name, &bytes, PublishOptions { clear })
+            .publish_with(name, &bytes, options)
             .with_context(|| format!("publishing {}", wasm.display()))?;
         let verb = match (published.replaced, published.version) {
             (true, _) => "replaced the code of".to_string(),
@@ -53,17 +61,32 @@ impl Target {
     }
 
     /// Calls a reducer with JSON arguments (text).
-    pub fn call(&self, module: &str, reducer: &str, args: &str, caller: &str) -> Result<()> {
+    pub fn call(
+        &self,
+        module: &str,
+        reducer: &str,
+        args: &str,
+        as_identity: Option<&str>,
+    ) -> Result<()> {
         let db = match self {
-            Target::Server(client) => return client.call(module, reducer, args, caller),
+            Target::Server(_) if as_identity.is_some() => {
+                bail!(
+                    "--as works on a data directory only; over a server, the token says who calls"
+                )
+            }
+            Target::Server(client) => return client.call(module, reducer, args),
             Target::Local(db) => db,
+        };
+        let caller = match as_identity {
+            Some(text) => Caller::identity(parse_identity(text)?),
+            None => Caller::operator(),
         };
         let args: serde_json::Value =
             serde_json::from_str(args).context("arguments are not valid JSON")?;
         report_call(
             module,
             reducer,
-            db.call_json(module, reducer, &args, caller),
+            db.call_json(module, reducer, &args, &caller),
         )
     }
 
@@ -106,4 +129,10 @@ pub fn report_call(
         }
         Err(e) => bail!("{module}.{reducer}: {e}"),
     }
+}
+
+/// An identity given on the command line.
+fn parse_identity(text: &str) -> Result<Identity> {
+    text.parse()
+        .map_err(|_| anyhow::anyhow!("`{text}` is not an identity: expected 64 hex digits"))
 }

@@ -101,6 +101,18 @@ pub enum PublishError {
     /// The publication was not made durable; it must not be taken as done.
     #[error("the publication was not made durable: {0}")]
     Durability(#[source] AppendError),
+    /// Only the module's owner (and the operator) may publish over it.
+    #[error("module `{module}` belongs to {owner}; only its owner or the operator may change it")]
+    NotOwner {
+        module: String,
+        owner: interstice_store::Identity,
+    },
+    /// Only the operator may create modules, unless the server allows it.
+    #[error("only the operator may publish a new module `{0}` on this server")]
+    MayNotCreate(String),
+    /// An identity who is not the operator named an owner other than itself.
+    #[error("only the operator may publish a module for another owner")]
+    OwnerNotSelf,
     #[error("the database is unusable after an internal error in another thread")]
     Poisoned,
 }
@@ -111,6 +123,11 @@ pub enum PublishError {
 pub enum DropError {
     #[error("no module named `{0}`")]
     UnknownModule(String),
+    #[error("module `{module}` belongs to {owner}; only its owner or the operator may delete it")]
+    NotOwner {
+        module: String,
+        owner: interstice_store::Identity,
+    },
     /// The deletion was not made durable; it must not be taken as done.
     #[error("the deletion was not made durable: {0}")]
     Durability(#[source] AppendError),
@@ -132,8 +149,18 @@ pub enum CallError {
     UnknownModule(String),
     #[error("module `{module}` has no reducer named `{reducer}`")]
     UnknownReducer { module: String, reducer: String },
-    #[error("reducer `{0}` is the init reducer; it runs only at publication")]
+    #[error(
+        "reducer `{0}` is run by the host (init, migrate, client_connected or client_disconnected); it cannot be called"
+    )]
     InitNotCallable(String),
+    /// A session was opened or closed on a module without lifecycle reducers.
+    #[error("the module keeps no sessions: it has no lifecycle reducers")]
+    NoSessions,
+    #[error("no open session with connection id {0}")]
+    NoSuchSession(u64),
+    /// The host's own row in `st_client` was refused (an internal error).
+    #[error("the session could not be recorded: {0}")]
+    Session(String),
     #[error("bad arguments: {0}")]
     BadArguments(#[from] JsonError),
     #[error("arguments of {len} bytes exceed the limit of {max} bytes")]

@@ -24,7 +24,10 @@ use crate::sandbox::LogLine;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TxEvent {
     /// A reducer call.
-    Call { reducer: String, caller: String },
+    Call {
+        reducer: String,
+        caller: interstice_store::Identity,
+    },
     /// A first publication or a new version; `clear` dropped the old data.
     Publish { version: u32, clear: bool },
     /// The module and its data were deleted.

@@ -26,18 +26,19 @@
 //! | `feed.rs` | committed transactions to listeners, once durable |
 //!
 //! ```no_run
-//! use interstice_runtime::{Database, RuntimeConfig};
+//! use interstice_runtime::{Caller, Database, RuntimeConfig};
 //!
 //! let db = Database::open("./interstice-data".as_ref(), RuntimeConfig::default())?;
 //! let wasm = std::fs::read("bank.wasm")?;
 //! db.publish("bank", &wasm)?;
-//! db.call_json("bank", "open_account", &serde_json::json!([1, 100]), "example")?;
+//! db.call_json("bank", "open_account", &serde_json::json!([1, 100]), &Caller::operator())?;
 //! for row in db.rows_json("bank", "accounts")? {
 //!     println!("{row}");
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod caller;
 mod config;
 mod counters;
 mod database;
@@ -51,6 +52,7 @@ mod replay;
 mod sandbox;
 pub mod snapshots;
 
+pub use caller::{Caller, Identity, TokenClaims};
 pub use config::{ClockSource, RuntimeConfig, SnapshotConfig};
 pub use counters::{CounterSnapshot, Counters, ReplayGuard, ReplayPhase};
 pub use database::{

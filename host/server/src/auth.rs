@@ -1,5 +1,6 @@
-//! The admin token: what publishing, deleting and reading module logs
-//! require, as `Authorization: Bearer <token>`.
+//! Who a request comes from: the admin token (the operator), an identity
+//! token (the server's own or an outside issuer's, `crate::identity`), or
+//! nobody. Every route that needs someone asks [`who`].
 
 use std::path::{Path, PathBuf};
 
@@ -82,7 +83,7 @@ pub fn admin_token(
 
 /// Narrows an existing token file that others could read back to 0600.
 #[cfg(unix)]
-fn restrict(path: &Path) -> std::io::Result<()> {
+pub(crate) fn restrict(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)?.permissions().mode();
     if mode & 0o077 != 0 {
@@ -99,6 +100,94 @@ fn restrict(path: &Path) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn restrict(_path: &Path) -> std::io::Result<()> {
     Ok(())
+}
+
+/// The header that once named the caller, taken as given. It is refused
+/// so that old clients learn at once that it no longer names anyone.
+pub const OLD_CALLER_HEADER: &str = "x-interstice-caller";
+
+/// Who a request comes from.
+#[derive(Clone, Debug)]
+pub enum Who {
+    /// No `Authorization` header.
+    Anonymous,
+    /// The admin token.
+    Operator,
+    /// A verified identity token.
+    Identity(interstice_runtime::Caller),
+}
+
+impl Who {
+    /// The caller a reducer sees; `None` for an anonymous request.
+    pub fn caller(&self) -> Option<interstice_runtime::Caller> {
+        match self {
+            Who::Anonymous => None,
+            Who::Operator => Some(interstice_runtime::Caller::operator()),
+            Who::Identity(caller) => Some(caller.clone()),
+        }
+    }
+
+    pub fn is_operator(&self) -> bool {
+        matches!(self, Who::Operator)
+    }
+}
+
+/// Reads a request's `Authorization: Bearer <token>`. A token that is
+/// neither the admin token nor a valid identity token is a 401 that says
+/// only `invalid token`; the reason goes to the server's log.
+pub fn who(
+    headers: &HeaderMap,
+    admin: &str,
+    tokens: &crate::identity::Tokens,
+) -> Result<Who, ApiError> {
+    if headers.contains_key(OLD_CALLER_HEADER) {
+        return Err(ApiError::bad_request(
+            OLD_CALLER_HEADER,
+            "this header no longer names the caller; send Authorization: Bearer <token> \
+             (POST /v1/identity gives one)",
+        ));
+    }
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Who::Anonymous);
+    };
+    let invalid = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            crate::identity::INVALID_TOKEN,
+        )
+    };
+    let bytes = value.as_bytes();
+    if bytes.len() > crate::identity::TOKEN_BYTES_MAX + 7 {
+        tracing::debug!("refused a token: {} bytes", bytes.len());
+        return Err(invalid());
+    }
+    let token = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(invalid)?;
+    if constant_time_eq(token.as_bytes(), admin.as_bytes()) {
+        return Ok(Who::Operator);
+    }
+    match tokens.verify(token) {
+        Ok(caller) => Ok(Who::Identity(caller)),
+        Err(reason) => {
+            tracing::debug!("refused a token: {reason}");
+            Err(invalid())
+        }
+    }
+}
+
+/// 401 for a route that needs a token and got none.
+pub fn needs_token(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        format!(
+            "{what} needs a token: Authorization: Bearer <token> (POST /v1/identity gives one)"
+        ),
+    )
 }
 
 /// Checks a request's bearer token: 401 when there is none, 403 when it is

@@ -1,7 +1,7 @@
 //! The server's settings: defaults, then `interstice.toml` (if given), then
 //! command-line flags.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -27,6 +27,28 @@ pub struct ServerConfig {
     /// and the most `limit` may ask for.
     pub page_default: usize,
     pub page_max: usize,
+    /// Whether identities other than the operator may publish modules
+    /// under new names (they become the owners).
+    pub anyone_may_publish: bool,
+    /// Outside OpenID Connect issuers whose tokens are accepted
+    /// (`[[issuer]]` tables).
+    #[serde(rename = "issuer")]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// An outside OpenID Connect issuer (docs/security.md).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The `iss` its tokens carry, exactly.
+    pub issuer: String,
+    /// The `aud` values accepted: a token must name one of them.
+    pub audience: Vec<String>,
+    /// Its JSON Web Key Set, as a file (the server does not fetch it).
+    pub jwks_file: PathBuf,
+    /// The algorithms accepted from it, e.g. `["RS256"]`. Shared-secret
+    /// (HS*) algorithms are refused.
+    pub algorithms: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +61,8 @@ impl Default for ServerConfig {
             send_timeout_secs: 10,
             page_default: 1000,
             page_max: 10_000,
+            anyone_may_publish: false,
+            issuers: Vec::new(),
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod identity;
 pub mod metrics;
 mod routes;
 mod subscribe;
@@ -27,6 +28,8 @@ pub use config::ServerConfig;
 pub(crate) struct AppState {
     pub db: Arc<Database>,
     pub token: String,
+    /// Issues and verifies identity tokens.
+    pub tokens: identity::Tokens,
     pub config: ServerConfig,
     pub metrics: metrics::Metrics,
     /// Every committed, durable transaction, in commit order.
@@ -53,6 +56,10 @@ pub enum ServerError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     Database(#[from] interstice_runtime::Poisoned),
+    #[error("identity tokens: {0}")]
+    Keys(#[from] identity::KeyError),
+    #[error("ending the sessions left open: {0}")]
+    Sessions(#[from] interstice_runtime::CallError),
 }
 
 /// Binds the listening socket.
@@ -80,9 +87,22 @@ pub async fn serve(
     let (logs, _) = broadcast::channel(config.subscription_buffer.max(1));
     let (stop, stopping) = watch::channel(false);
     let (sessions, mut sessions_done) = mpsc::channel::<()>(1);
+    let tokens = identity::Tokens::load(db.dir(), &config.issuers)?;
+    // Sessions a crash or kill left open end before anyone is served: each
+    // runs `client_disconnected`, so no client stays "connected" forever.
+    let ended = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || db.end_stale_sessions())
+            .await
+            .map_err(|e| ServerError::Serve(std::io::Error::other(e)))??
+    };
+    if ended > 0 {
+        tracing::info!("ended {ended} sessions left open when the server last stopped");
+    }
     let state = Arc::new(AppState {
         db: db.clone(),
         token,
+        tokens,
         metrics: metrics::Metrics::new(db.clone()),
         config,
         changes: changes.clone(),

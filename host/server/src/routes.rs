@@ -16,8 +16,6 @@ use crate::AppState;
 use crate::auth;
 use crate::error::ApiError;
 
-/// Header naming the caller identity a reducer is given (default `http`).
-pub const CALLER_HEADER: &str = "x-interstice-caller";
 /// Response header: the primary key to pass as `after` for the next page.
 pub const NEXT_AFTER_HEADER: &str = "x-interstice-next-after";
 /// Response header: the last transaction a read includes.
@@ -31,6 +29,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/v1/identity", post(new_identity))
         .route("/v1/modules", get(list_modules))
         .route(
             "/v1/modules/{module}",
@@ -122,6 +121,39 @@ async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
         .into_response())
 }
 
+/// A new identity and its token.
+async fn new_identity(State(state): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    // A bad token here is refused like anywhere else.
+    auth::who(&headers, &state.token, &state.tokens)?;
+    let (identity, token) = state
+        .tokens
+        .issue()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({
+            "identity": identity.to_string(),
+            "token": token,
+        })),
+    )
+        .into_response())
+}
+
+/// Who may publish or delete: anyone with a token, as far as the route is
+/// concerned; the database checks ownership.
+fn publisher(
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<interstice_runtime::Identity, ApiError> {
+    match auth::who(headers, &state.token, &state.tokens)? {
+        auth::Who::Anonymous => Err(auth::needs_token("publishing and deleting modules")),
+        who => Ok(who
+            .caller()
+            .map(|c| c.identity)
+            .unwrap_or_else(interstice_runtime::Identity::operator)),
+    }
+}
+
 async fn list_modules(State(state): Shared) -> Result<Response, ApiError> {
     let db = &state.db;
     let mut modules = Vec::new();
@@ -159,13 +191,23 @@ async fn publish(
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
     wasm: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    auth::check(&headers, &state.token)?;
-    let mut clear = false;
+    let by = publisher(&headers, &state)?;
+    let mut options = PublishOptions {
+        by,
+        anyone_may_create: state.config.anyone_may_publish,
+        ..PublishOptions::default()
+    };
     for (key, value) in query_params(params)? {
         match (key.as_str(), value.as_str()) {
-            ("clear", "true" | "1" | "") => clear = true,
-            ("clear", "false" | "0") => clear = false,
+            ("clear", "true" | "1" | "") => options.clear = true,
+            ("clear", "false" | "0") => options.clear = false,
             ("clear", _) => return Err(ApiError::bad_request("clear", "expected true or false")),
+            ("owner", owner) => {
+                options.owner =
+                    Some(owner.parse().map_err(|_| {
+                        ApiError::bad_request("owner", "an identity is 64 hex digits")
+                    })?);
+            }
             (other, _) => {
                 return Err(ApiError::bad_request(
                     other,
@@ -178,7 +220,7 @@ async fn publish(
     let db = state.db.clone();
     let name = module.clone();
     let published = blocking(move || {
-        db.publish_with(&name, &wasm, PublishOptions { clear })
+        db.publish_with(&name, &wasm, options)
             .map_err(ApiError::from)
     })
     .await?;
@@ -208,10 +250,10 @@ async fn delete_module(
     Path(module): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::check(&headers, &state.token)?;
+    let by = publisher(&headers, &state)?;
     let db = state.db.clone();
     let name = module.clone();
-    let tx_id = blocking(move || db.drop_module(&name).map_err(ApiError::from)).await?;
+    let tx_id = blocking(move || db.drop_module_as(&name, by).map_err(ApiError::from)).await?;
     tracing::info!("module `{module}` deleted in tx {tx_id}");
     Ok(axum::Json(serde_json::json!({ "module": module, "tx_id": tx_id })).into_response())
 }
@@ -223,6 +265,9 @@ async fn call(
     args: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    let caller = auth::who(&headers, &state.token, &state.tokens)?
+        .caller()
+        .ok_or_else(|| auth::needs_token("calling a reducer"))?;
     let args = body(args)?;
     let args: serde_json::Value = if args.iter().all(u8::is_ascii_whitespace) {
         serde_json::Value::Array(Vec::new())
@@ -230,17 +275,6 @@ async fn call(
         serde_json::from_slice(&args).map_err(|e| {
             ApiError::bad_request("body", format!("arguments are not valid JSON: {e}"))
         })?
-    };
-    let caller = match headers.get(CALLER_HEADER) {
-        None => "http".to_string(),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .filter(|c| !c.is_empty() && c.len() <= 256)
-            .ok_or_else(|| {
-                ApiError::bad_request(CALLER_HEADER, "must be 1 to 256 bytes of visible ASCII")
-            })?
-            .to_string(),
     };
     let db = state.db.clone();
     let result = blocking(move || {
@@ -271,8 +305,11 @@ async fn call(
 async fn read_table(
     State(state): Shared,
     Path((module, table)): Path<(String, String)>,
+    headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let who = auth::who(&headers, &state.token, &state.tokens)?;
+    check_readable(&state, &who, &module, &table)?;
     let config = &state.config;
     let mut query = RowQuery {
         limit: config.page_default,
@@ -314,6 +351,39 @@ async fn read_table(
         headers.insert(NEXT_AFTER_HEADER, value);
     }
     Ok(response)
+}
+
+/// Refuses a private table to everyone but the operator (403, naming the
+/// table). A table that does not exist is left to the read itself (404).
+pub(crate) fn check_readable(
+    state: &AppState,
+    who: &auth::Who,
+    module: &str,
+    table: &str,
+) -> Result<(), ApiError> {
+    if who.is_operator() {
+        return Ok(());
+    }
+    let private = state
+        .db
+        .module_def(module)?
+        .and_then(|def| {
+            def.tables
+                .iter()
+                .find(|t| t.name == table)
+                .map(|t| !t.public)
+        })
+        .unwrap_or(false);
+    if private {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "table `{table}` of module `{module}` is private: only its reducers and the operator read it"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// JSON text with every character outside printable ASCII escaped, so that

@@ -90,14 +90,52 @@ fn parse_request(
 pub(crate) async fn subscribe(
     State(state): State<Arc<AppState>>,
     Path((module, table)): Path<(String, String)>,
+    headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let who = auth::who(&headers, &state.token, &state.tokens)?;
     let params = params
         .map(|Query(p)| p)
         .map_err(|e| ApiError::bad_request("query", e.body_text()))?;
     let (table_def, filter) = parse_request(&state, &module, &table, params)?;
+    crate::routes::check_readable(&state, &who, &module, &table)?;
     let ws = ws.map_err(not_websocket)?;
+    // A client with a token opens a session: `client_connected` runs (and
+    // may refuse it) before the socket is accepted.
+    let session = match who.caller() {
+        None => None,
+        Some(caller) => {
+            let db = state.db.clone();
+            let m = module.clone();
+            let c = caller.clone();
+            let opened = tokio::task::spawn_blocking(move || db.connect(&m, &c))
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        e.to_string(),
+                    )
+                })?;
+            match opened {
+                Ok(Some(id)) => Some(Session {
+                    module: module.clone(),
+                    connection_id: id,
+                    caller,
+                }),
+                Ok(None) => None,
+                Err(interstice_runtime::CallError::Reducer(message)) => {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "refused",
+                        message,
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
     // Join the feed first: every transaction after the rows' will arrive.
     let rx = state.changes.subscribe();
     let query = RowQuery {
@@ -135,15 +173,71 @@ pub(crate) async fn subscribe(
         holds,
         pk_column,
     };
-    let session = state.sessions.clone();
+    let alive = state.sessions.clone();
+    let guard = SessionGuard {
+        state: state.clone(),
+        session,
+    };
     Ok(ws.on_upgrade(move |socket| async move {
-        let _session = session;
+        let _alive = alive;
         let mut socket = socket;
         let reason = run(&state, &mut socket, rx, page, sub).await;
         if let Some((code, reason)) = reason {
             close(&state, &mut socket, code, reason).await;
         }
+        // Ended before shutdown lets go of the database.
+        guard.end().await;
     }))
+}
+
+/// A session that `client_connected` opened.
+struct Session {
+    module: String,
+    connection_id: u64,
+    caller: interstice_runtime::Caller,
+}
+
+/// Ends its session when dropped: when the socket closes, however it
+/// closes, and also when the upgrade never completes.
+struct SessionGuard {
+    state: Arc<AppState>,
+    session: Option<Session>,
+}
+
+impl SessionGuard {
+    async fn end(mut self) {
+        if let Some(end) = self.ending() {
+            let _ = tokio::task::spawn_blocking(end).await;
+        }
+    }
+
+    fn ending(&mut self) -> Option<impl FnOnce() + Send + 'static> {
+        let s = self.session.take()?;
+        let db = self.state.db.clone();
+        Some(move || {
+            if let Err(e) = db.disconnect(&s.module, s.connection_id, &s.caller) {
+                tracing::warn!(
+                    "session {} of `{}` did not end cleanly: {e}; it ends at the next start",
+                    s.connection_id,
+                    s.module
+                );
+            }
+        })
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let Some(end) = self.ending() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(end);
+            }
+            Err(_) => end(),
+        }
+    }
 }
 
 /// Tells the subscriber why its subscription ends, then closes.

@@ -290,6 +290,11 @@ impl ModuleDef {
         self.reducer_of_kind(ReducerKind::Migrate)
     }
 
+    /// The reducer of a kind a module has at most one of.
+    pub fn reducer_of(&self, kind: ReducerKind) -> Option<u32> {
+        self.reducer_of_kind(kind)
+    }
+
     fn reducer_of_kind(&self, kind: ReducerKind) -> Option<u32> {
         self.reducers
             .iter()

@@ -138,7 +138,10 @@ mod tests {
         assert_eq!(plain.sessions_table_id(), None);
         assert_eq!(plain.guest_table_count(), 1);
         plain.validate().unwrap();
-        for kind in [ReducerKind::ClientConnected, ReducerKind::ClientDisconnected] {
+        for kind in [
+            ReducerKind::ClientConnected,
+            ReducerKind::ClientDisconnected,
+        ] {
             let def = module(&[ReducerKind::Normal, kind])
                 .with_system_tables()
                 .unwrap();

@@ -19,6 +19,7 @@ fn table(name: &str) -> TableDef {
         auto_inc: None,
         indexes: vec![],
         ephemeral: false,
+        public: false,
     }
 }
 

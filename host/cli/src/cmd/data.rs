@@ -20,6 +20,11 @@ pub struct Publish {
     /// module's data and start it afresh (its init reducer runs).
     #[arg(long)]
     clear: bool,
+    /// The owner of a new module (64 hex digits): who may later publish
+    /// over it or delete it with their own token. Default: whoever
+    /// publishes (the operator, with the admin token or locally).
+    #[arg(long, value_name = "IDENTITY")]
+    owner: Option<String>,
     #[command(flatten)]
     remote: Remote,
     #[command(flatten)]
@@ -37,7 +42,12 @@ impl Publish {
                 .map(|s| s.trim_end_matches(".component").to_string())
                 .context("cannot derive a module name from the file name; pass --name")?,
         };
-        Target::new(&self.remote, &self.dir)?.publish(&name, &self.wasm, self.clear)
+        Target::new(&self.remote, &self.dir)?.publish(
+            &name,
+            &self.wasm,
+            self.clear,
+            self.owner.as_deref(),
+        )
     }
 }
 
@@ -50,9 +60,11 @@ pub struct Call {
     /// by parameter name.
     #[arg(default_value = "[]")]
     args: String,
-    /// Caller identity handed to the reducer.
-    #[arg(long, default_value = "cli")]
-    caller: String,
+    /// Call as this identity (64 hex digits): the local CLI is the operator
+    /// and may act as anyone. Default: the operator's identity. Over a
+    /// server, the token says who calls.
+    #[arg(long = "as", value_name = "IDENTITY")]
+    as_identity: Option<String>,
     #[command(flatten)]
     remote: Remote,
     #[command(flatten)]
@@ -65,7 +77,7 @@ impl Call {
             &self.module,
             &self.reducer,
             &self.args,
-            &self.caller,
+            self.as_identity.as_deref(),
         )
     }
 }

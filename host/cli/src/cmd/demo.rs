@@ -75,7 +75,12 @@ fn write(db: &Database, dir: &DataDir, wasm: &[u8]) -> Result<Vec<serde_json::Va
         report_call(
             "bank",
             reducer,
-            db.call_json("bank", reducer, &args, "demo"),
+            db.call_json(
+                "bank",
+                reducer,
+                &args,
+                &interstice_runtime::Caller::operator(),
+            ),
         )
     };
     if db.rows_json("bank", "accounts")?.is_empty() {
@@ -90,7 +95,7 @@ fn write(db: &Database, dir: &DataDir, wasm: &[u8]) -> Result<Vec<serde_json::Va
         "bank",
         "transfer",
         &serde_json::json!([3, 1, 1_000_000]),
-        "demo",
+        &interstice_runtime::Caller::operator(),
     ) {
         Ok(_) => bail!("an overdraft was accepted"),
         Err(e) => println!("refused as expected: transfer 3 -> 1 of 1000000: {e}"),

@@ -21,11 +21,19 @@ pub struct Subscribe {
     /// The server's URL.
     #[arg(long, env = "INTERSTICE_SERVER")]
     server: String,
+    /// An identity token to subscribe with: a module with lifecycle
+    /// reducers then runs `client_connected` and `client_disconnected`.
+    #[arg(long, env = "INTERSTICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the admin token, to read a private table (or set
+    /// INTERSTICE_ADMIN_TOKEN).
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
 }
 
 impl Subscribe {
     pub fn run(self) -> Result<()> {
-        Client::new(&self.server, None).subscribe(
+        Client::new(&self.server, self.token_file, self.token).subscribe(
             &self.module,
             &self.table,
             self.filter.as_deref(),

@@ -3,29 +3,59 @@
 
 use std::thread::Thread;
 
-use interstice_store::{Mutation, ReducerKind};
+use interstice_store::{Mutation, ReducerKind, Tables, TxLog, Value, codec};
 
 use super::catalog::{Catalog, Code};
 use super::combine::Executor;
 use super::commit::{Change, Draft, Pending, Pipeline};
+use crate::caller::Caller;
 use crate::error::CallError;
 use crate::sandbox::{CallContext, Committed, LogLine};
+
+/// What a transaction of [`execute`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallKind {
+    /// A client's call of reducer `reducer_id` (a normal one).
+    Reducer,
+    /// A session opens: a row in `st_client`, then `client_connected`.
+    Connect,
+    /// Session `connection_id` ends: `client_disconnected`, then its row
+    /// leaves `st_client`.
+    Disconnect { connection_id: u64 },
+    /// Session `connection_id` ends without a reducer: what is left when
+    /// `client_disconnected` failed.
+    Forget { connection_id: u64 },
+}
 
 /// One call, as the combining queue carries it.
 pub(crate) struct Job {
     pub module: String,
+    pub kind: CallKind,
     pub reducer_id: u32,
     pub args: Vec<u8>,
-    pub caller: String,
+    pub caller: Caller,
 }
 
 /// A call's arguments, borrowed.
 #[derive(Clone, Copy)]
 pub(crate) struct CallArgs<'a> {
     pub module: &'a str,
+    pub kind: CallKind,
     pub reducer_id: u32,
     pub args: &'a [u8],
-    pub caller: &'a str,
+    pub caller: &'a Caller,
+}
+
+impl CallArgs<'_> {
+    pub fn to_job(self) -> Job {
+        Job {
+            module: self.module.to_string(),
+            kind: self.kind,
+            reducer_id: self.reducer_id,
+            args: self.args.to_vec(),
+            caller: self.caller.clone(),
+        }
+    }
 }
 
 /// What a queued call produced: its transaction, answerable once the log
@@ -46,36 +76,70 @@ pub(crate) fn execute<'l>(
         .modules
         .get_mut(call.module)
         .ok_or_else(|| CallError::UnknownModule(call.module.to_string()))?;
-    let reducer = match entry.def.reducers.get(call.reducer_id as usize) {
-        Some(r) if r.kind == ReducerKind::Normal => r.name.as_str(),
-        Some(r) => return Err(CallError::InitNotCallable(r.name.clone())),
-        None => {
-            return Err(CallError::UnknownReducer {
-                module: call.module.to_string(),
-                reducer: format!("#{}", call.reducer_id),
-            });
+    let reducer = match call.kind {
+        CallKind::Reducer => match entry.def.reducers.get(call.reducer_id as usize) {
+            Some(r) if r.kind.callable() => Some(call.reducer_id),
+            Some(r) => return Err(CallError::InitNotCallable(r.name.clone())),
+            None => {
+                return Err(CallError::UnknownReducer {
+                    module: call.module.to_string(),
+                    reducer: format!("#{}", call.reducer_id),
+                });
+            }
+        },
+        CallKind::Connect => entry.def.reducer_of(ReducerKind::ClientConnected),
+        CallKind::Disconnect { .. } => entry.def.reducer_of(ReducerKind::ClientDisconnected),
+        CallKind::Forget { .. } => None,
+    };
+    let name = reducer.map_or("", |id| entry.def.reducers[id as usize].name.as_str());
+    let mut ctx = catalog.clock.next(call.caller, entry.def.owner());
+    // The host's own change to `st_client`, in a transaction of its own
+    // that commits or rolls back with the reducer's.
+    let mut session = TxLog::new();
+    if call.kind != CallKind::Reducer {
+        ctx.connection_id = Some(session_change(
+            &mut entry.tables,
+            &mut session,
+            &entry.def,
+            &ctx,
+            call.kind,
+        )?);
+    }
+    let ran = match reducer {
+        None => Ok(Committed::default()),
+        Some(id) => {
+            let runner = code.runner(call.module, &mut entry.runner, entry.version, &entry.def)?;
+            runner
+                .call(&mut entry.tables, &ctx, id, call.args)
+                .map_err(|e| {
+                    let lines = runner.take_failed_log();
+                    pipeline
+                        .feed
+                        .log_lines(call.module, name, ctx.tx_id, false, &lines);
+                    e
+                })
         }
     };
-    let runner = code.runner(call.module, &mut entry.runner, entry.version, &entry.def)?;
-    let ctx = catalog.clock.next(call.caller);
-    let committed = match runner.call(&mut entry.tables, &ctx, call.reducer_id, call.args) {
+    let mut committed = match ran {
         Ok(committed) => committed,
         Err(e) => {
-            let lines = runner.take_failed_log();
-            pipeline
-                .feed
-                .log_lines(call.module, reducer, ctx.tx_id, false, &lines);
+            entry.tables.rollback(&mut session);
             return Err(e);
         }
     };
+    let mut mutations = entry.tables.commit(&mut session);
+    if !mutations.is_empty() {
+        mutations.append(&mut committed.mutations);
+        committed.mutations = mutations;
+    }
     pipeline
         .feed
-        .log_lines(call.module, reducer, ctx.tx_id, true, &committed.log);
+        .log_lines(call.module, name, ctx.tx_id, true, &committed.log);
     let draft = Draft {
         ctx: &ctx,
         module: call.module,
         change: Change::Call { args: call.args },
-        reducer,
+        reducer: name,
         mutations: &committed.mutations,
         def: Some(&entry.def),
     };
@@ -83,6 +147,50 @@ pub(crate) fn execute<'l>(
         .commit(&mut catalog.clock, draft, direct)
         .map_err(CallError::Durability)?;
     Ok((ctx, committed, pending))
+}
+
+/// Records a session opening (a new `st_client` row; its connection id is
+/// the auto-increment value) or closing (its row removed). Returns the
+/// connection id.
+fn session_change(
+    tables: &mut Tables,
+    tx: &mut TxLog,
+    def: &interstice_store::ModuleDef,
+    ctx: &CallContext,
+    kind: CallKind,
+) -> Result<u64, CallError> {
+    let no_sessions = || CallError::NoSessions;
+    let table = def.sessions_table_id().ok_or_else(no_sessions)?;
+    let host = |e: interstice_store::DbError| CallError::Session(e.to_string());
+    match kind {
+        CallKind::Connect => {
+            let types = tables.table(table).map_err(host)?.def().column_types();
+            let row = codec::encode_row(
+                &[
+                    Value::U64(0),
+                    Value::Identity(Box::new(*ctx.caller.identity.as_bytes())),
+                    Value::Timestamp(ctx.timestamp_micros),
+                ],
+                &types,
+            );
+            let stored = tables.insert(tx, table, &row).map_err(host)?;
+            match codec::decode_row(&stored, &types).as_deref() {
+                Ok([Value::U64(id), ..]) => Ok(*id),
+                _ => Err(CallError::Session(
+                    "an st_client row does not decode".into(),
+                )),
+            }
+        }
+        CallKind::Disconnect { connection_id } | CallKind::Forget { connection_id } => {
+            let key = connection_id.to_le_bytes();
+            if tables.delete(tx, table, &key).map_err(host)? {
+                Ok(connection_id)
+            } else {
+                Err(CallError::NoSuchSession(connection_id))
+            }
+        }
+        CallKind::Reducer => unreachable!("a reducer call changes no session"),
+    }
 }
 
 /// Runs queued calls for the combining queue.
@@ -98,6 +206,7 @@ impl Executor<Catalog> for Calls<'_> {
     fn execute(&self, catalog: &mut Catalog, job: Job) -> Done {
         let call = CallArgs {
             module: &job.module,
+            kind: job.kind,
             reducer_id: job.reducer_id,
             args: &job.args,
             caller: &job.caller,
@@ -138,6 +247,8 @@ impl Executor<Catalog> for Calls<'_> {
 #[derive(Debug)]
 pub struct CallOutcome {
     pub tx_id: u64,
+    /// The session a lifecycle transaction opened or closed.
+    pub connection_id: Option<u64>,
     pub timestamp_micros: i64,
     pub mutations: Vec<Mutation>,
     pub log: Vec<LogLine>,
@@ -148,6 +259,7 @@ impl CallOutcome {
     pub(crate) fn new(ctx: &CallContext, committed: Committed) -> CallOutcome {
         CallOutcome {
             tx_id: ctx.tx_id,
+            connection_id: ctx.connection_id,
             timestamp_micros: ctx.timestamp_micros,
             mutations: committed.mutations,
             log: committed.log,

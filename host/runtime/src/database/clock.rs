@@ -2,6 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use interstice_store::Identity;
+
+use crate::caller::Caller;
 use crate::config::ClockSource;
 use crate::sandbox::CallContext;
 
@@ -39,7 +42,7 @@ impl Clock {
 
     /// Context of the next transaction: its id, a timestamp after the last
     /// one's, and a seed that is a function of both.
-    pub fn next(&self, caller: &str) -> CallContext {
+    pub fn next(&self, caller: &Caller, owner: Identity) -> CallContext {
         let tx_id = self.next_tx_id;
         let now = match &self.source {
             Some(source) => source(),
@@ -49,7 +52,9 @@ impl Clock {
         CallContext {
             tx_id,
             timestamp_micros,
-            caller: caller.to_string(),
+            caller: caller.clone(),
+            connection_id: None,
+            owner,
             seed: seed_for(tx_id, timestamp_micros),
         }
     }

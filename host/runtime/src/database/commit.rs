@@ -73,13 +73,14 @@ impl Draft<'_> {
             Change::Call { args } => args,
             _ => &[],
         };
+        let caller = self.ctx.caller.identity.to_string();
         let header = TxHeader {
             kind,
             timestamp_micros: self.ctx.timestamp_micros,
             module: self.module,
             definition: definition.as_deref(),
             reducer: self.reducer,
-            caller: &self.ctx.caller,
+            caller: &caller,
             args,
         };
         encode_tx(&header, self.mutations)
@@ -90,7 +91,7 @@ impl Draft<'_> {
         let event = match self.change {
             Change::Call { .. } => TxEvent::Call {
                 reducer: self.reducer.to_string(),
-                caller: self.ctx.caller.clone(),
+                caller: self.ctx.caller.identity,
             },
             Change::Publish { version, clear, .. } => TxEvent::Publish { version, clear },
             Change::Drop => TxEvent::Drop,

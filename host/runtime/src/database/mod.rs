@@ -28,8 +28,9 @@ use std::sync::Arc;
 
 use interstice_log::Log;
 use interstice_store::json::args_from_json;
-use interstice_store::{ModuleDef, ReducerKind, RowBytes, Value};
+use interstice_store::{ModuleDef, RowBytes, Value};
 
+use crate::caller::{Caller, Identity};
 use crate::config::RuntimeConfig;
 use crate::counters::CounterSnapshot;
 use crate::error::{CallError, DropError, OpenError, Poisoned, PublishError, SnapshotError};
@@ -38,7 +39,7 @@ use crate::layout::DirLock;
 use crate::ops::Progress;
 use crate::sandbox::{Host, Runner};
 use crate::snapshots::{SnapshotInfo, Trigger};
-use call::{CallArgs, Calls, Done, Job};
+use call::{CallArgs, CallKind, Calls, Done, Job};
 use catalog::{Catalog, Code};
 use combine::{Combiner, Held};
 use commit::Pipeline;
@@ -187,7 +188,7 @@ impl Database {
         publish::check_name(name)?;
         // Compiled outside the database: reducers keep committing meanwhile.
         let mut runner = Runner::compile(&self.code.host, wasm)?;
-        let def = Arc::new(runner.describe()?);
+        let def = runner.describe()?;
         let candidate = Candidate {
             name,
             wasm,
@@ -213,9 +214,15 @@ impl Database {
     /// code files are removed once the deletion is durable. Returns the
     /// transaction's id.
     pub fn drop_module(&self, name: &str) -> Result<u64, DropError> {
+        self.drop_module_as(name, Identity::operator())
+    }
+
+    /// [`Database::drop_module`] on behalf of `by`: the operator, or the
+    /// module's owner.
+    pub fn drop_module_as(&self, name: &str, by: Identity) -> Result<u64, DropError> {
         let calls = self.calls();
         let mut held = self.state.hold(&calls).map_err(|_| DropError::Poisoned)?;
-        let (pending, last_version) = publish::drop_module(&mut held, &self.pipeline, name)?;
+        let (pending, last_version) = publish::drop_module(&mut held, &self.pipeline, name, by)?;
         drop(held);
         let tx_id = pending.durable().map_err(DropError::Durability)?;
         // The code is no longer part of the database.
@@ -230,7 +237,7 @@ impl Database {
         module: &str,
         reducer: &str,
         args: &serde_json::Value,
-        caller: &str,
+        caller: &Caller,
     ) -> Result<CallOutcome, CallError> {
         let (reducer_id, def) = self.resolve(module, reducer)?;
         let encoded = args_from_json(args, &def.reducers[reducer_id as usize].params)?;
@@ -254,7 +261,7 @@ impl Database {
                 module: module.to_string(),
                 reducer: reducer.to_string(),
             })?;
-        if def.reducers[id as usize].kind == ReducerKind::Init {
+        if !def.reducers[id as usize].kind.callable() {
             return Err(CallError::InitNotCallable(reducer.to_string()));
         }
         Ok((id, def))
@@ -270,7 +277,7 @@ impl Database {
         module: &str,
         reducer_id: u32,
         args: &[u8],
-        caller: &str,
+        caller: &Caller,
     ) -> Result<CallOutcome, CallError> {
         if args.len() > crate::limits::ARGS_BYTES_MAX {
             return Err(CallError::ArgumentsTooLarge {
@@ -278,12 +285,110 @@ impl Database {
                 max: crate::limits::ARGS_BYTES_MAX,
             });
         }
-        let call = CallArgs {
+        self.run(CallArgs {
             module,
+            kind: CallKind::Reducer,
             reducer_id,
             args,
             caller,
+        })
+    }
+
+    /// Opens a session of `caller` on `module`: one transaction that adds
+    /// a row to the module's `st_client` table and runs its
+    /// `client_connected` reducer, if it has one. `None`, with nothing
+    /// logged, when the module has no lifecycle reducers. An error from
+    /// `client_connected` refuses the session: nothing is kept.
+    pub fn connect(&self, module: &str, caller: &Caller) -> Result<Option<u64>, CallError> {
+        if !self.keeps_sessions(module)? {
+            return Ok(None);
+        }
+        let outcome = self.run(CallArgs {
+            module,
+            kind: CallKind::Connect,
+            reducer_id: 0,
+            args: &[],
+            caller,
+        })?;
+        Ok(outcome.connection_id)
+    }
+
+    /// Ends session `connection_id` of `module`: one transaction that runs
+    /// `client_disconnected`, if the module has one, and removes the
+    /// session's row. If the reducer fails, the row is removed all the same,
+    /// in a transaction of its own, so that no session stays open forever.
+    pub fn disconnect(
+        &self,
+        module: &str,
+        connection_id: u64,
+        caller: &Caller,
+    ) -> Result<CallOutcome, CallError> {
+        let args = |kind| CallArgs {
+            module,
+            kind,
+            reducer_id: 0,
+            args: &[],
+            caller,
         };
+        match self.run(args(CallKind::Disconnect { connection_id })) {
+            Err(CallError::Reducer(_) | CallError::OutOfFuel { .. } | CallError::Trap(_))
+            | Err(CallError::MemoryLimit(_) | CallError::NotLoaded { .. }) => {
+                self.run(args(CallKind::Forget { connection_id }))
+            }
+            other => other,
+        }
+    }
+
+    fn keeps_sessions(&self, module: &str) -> Result<bool, CallError> {
+        let def = self
+            .module_def(module)
+            .map_err(|Poisoned| CallError::Poisoned)?
+            .ok_or_else(|| CallError::UnknownModule(module.to_string()))?;
+        Ok(def.has_lifecycle())
+    }
+
+    /// The sessions every module's `st_client` holds: (module, connection
+    /// id, identity). At start these are sessions that were open when the
+    /// server stopped.
+    pub fn open_sessions(&self) -> Result<Vec<(String, u64, Identity)>, Poisoned> {
+        self.read(|c| {
+            let mut out = Vec::new();
+            for (name, entry) in &c.modules {
+                let Some(table) = entry.def.sessions_table_id() else {
+                    continue;
+                };
+                let Ok(t) = entry.tables.table(table) else {
+                    continue;
+                };
+                for row in t.iter() {
+                    if let Ok(values) =
+                        interstice_store::codec::decode_row(row, &t.def().column_types())
+                        && let [Value::U64(id), Value::Identity(who), ..] = values.as_slice()
+                    {
+                        out.push((name.clone(), *id, Identity(**who)));
+                    }
+                }
+            }
+            out
+        })
+    }
+
+    /// Ends every session left open by a server that stopped without ending
+    /// them (a crash, a kill): `client_disconnected` runs for each, as its
+    /// sender. Returns how many were ended. The server runs this before it
+    /// serves.
+    pub fn end_stale_sessions(&self) -> Result<usize, CallError> {
+        let sessions = self
+            .open_sessions()
+            .map_err(|Poisoned| CallError::Poisoned)?;
+        for (module, connection_id, identity) in &sessions {
+            self.disconnect(module, *connection_id, &Caller::identity(*identity))?;
+        }
+        Ok(sessions.len())
+    }
+
+    /// Runs one transaction of [`call::execute`].
+    fn run(&self, call: CallArgs<'_>) -> Result<CallOutcome, CallError> {
         // Uncontended: run the call here. Contended: queue it for whoever
         // holds the database (that thread runs every queued call before it
         // lets go) and sleep until the log says the record is durable.
@@ -316,12 +421,7 @@ impl Database {
 
     /// The contended path of [`Database::call_encoded`].
     fn call_queued(&self, calls: &Calls<'_>, call: CallArgs<'_>) -> Result<CallOutcome, CallError> {
-        let job = Job {
-            module: call.module.to_string(),
-            reducer_id: call.reducer_id,
-            args: call.args.to_vec(),
-            caller: call.caller.to_string(),
-        };
+        let job = call.to_job();
         let (ctx, committed) = self.state.submit(calls, job)?;
         Ok(CallOutcome::new(&ctx, committed))
     }

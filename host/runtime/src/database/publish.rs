@@ -6,11 +6,12 @@
 use std::sync::Arc;
 
 use interstice_store::migrate::{self, Plan as MigrationPlan};
-use interstice_store::{ModuleDef, Tables};
+use interstice_store::{Identity, ModuleDef, Tables};
 
 use super::call::CallOutcome;
 use super::catalog::{Catalog, Code, ModuleEntry};
 use super::commit::{Change, Draft, Pending, Pipeline};
+use crate::caller::Caller;
 use crate::error::{DropError, PublishError};
 use crate::limits;
 use crate::sandbox::{CallContext, Committed, Runner};
@@ -32,12 +33,56 @@ pub struct Published {
     pub changes: Vec<String>,
 }
 
-/// How [`crate::Database::publish_with`] treats a new version.
-#[derive(Clone, Copy, Debug, Default)]
+/// How [`crate::Database::publish_with`] treats a new version, and who
+/// publishes it.
+#[derive(Clone, Copy, Debug)]
 pub struct PublishOptions {
     /// Drop the module's data: the new version starts from empty tables and
     /// runs its init reducer, whatever changed.
     pub clear: bool,
+    /// Who publishes: the operator may publish anything; anyone else only
+    /// over a module they own, or a new one when `anyone_may_create`.
+    pub by: Identity,
+    /// The owner of a new module: the operator may name anyone; anyone else
+    /// only themselves. Default: whoever publishes. Ignored for a module
+    /// that exists, whose owner never changes.
+    pub owner: Option<Identity>,
+    /// Whether identities other than the operator may publish new names.
+    pub anyone_may_create: bool,
+}
+
+impl Default for PublishOptions {
+    fn default() -> Self {
+        PublishOptions {
+            clear: false,
+            by: Identity::operator(),
+            owner: None,
+            anyone_may_create: false,
+        }
+    }
+}
+
+/// Who may publish over `existing` (the owner in force, if the module
+/// exists), and who owns the result.
+pub(crate) fn owner_for(
+    name: &str,
+    existing: Option<Identity>,
+    options: &PublishOptions,
+) -> Result<Identity, PublishError> {
+    let operator = options.by == Identity::operator();
+    match existing {
+        Some(owner) if operator || owner == options.by => Ok(owner),
+        Some(owner) => Err(PublishError::NotOwner {
+            module: name.to_string(),
+            owner,
+        }),
+        None if operator => Ok(options.owner.unwrap_or(options.by)),
+        None if !options.anyone_may_create => Err(PublishError::MayNotCreate(name.to_string())),
+        None => match options.owner {
+            Some(owner) if owner != options.by => Err(PublishError::OwnerNotSelf),
+            _ => Ok(options.by),
+        },
+    }
 }
 
 /// Which kind of publication a new module definition makes.
@@ -117,6 +162,16 @@ pub(crate) struct Candidate<'a> {
     pub name: &'a str,
     pub wasm: &'a [u8],
     pub runner: Runner,
+    /// As described; its owner is set by [`publish`].
+    pub def: ModuleDef,
+    pub options: PublishOptions,
+}
+
+/// A candidate whose owner is settled.
+pub(crate) struct Prepared<'a> {
+    pub name: &'a str,
+    pub wasm: &'a [u8],
+    pub runner: Runner,
     pub def: Arc<ModuleDef>,
     pub options: PublishOptions,
 }
@@ -131,7 +186,7 @@ struct Start {
     changes: Vec<String>,
 }
 
-fn start(choice: Choice, old: Option<&Tables>, c: &Candidate<'_>) -> Result<Start, PublishError> {
+fn start(choice: Choice, old: Option<&Tables>, c: &Prepared<'_>) -> Result<Start, PublishError> {
     let def = &c.def;
     let (first, version, tables, reducer, changes) = match choice {
         Choice::SameDefinition { .. } => unreachable!("handled before a transaction starts"),
@@ -168,7 +223,7 @@ fn start(choice: Choice, old: Option<&Tables>, c: &Candidate<'_>) -> Result<Star
 
 /// Runs the init or migration reducer, if there is one, on the new tables.
 fn run_reducer(
-    c: &mut Candidate<'_>,
+    c: &mut Prepared<'_>,
     start: &mut Start,
     ctx: &CallContext,
 ) -> Result<Option<(String, Committed)>, PublishError> {
@@ -193,10 +248,20 @@ pub(crate) fn publish<'l>(
     catalog: &mut Catalog,
     code: &Code,
     pipeline: &'l Pipeline,
-    mut c: Candidate<'_>,
+    c: Candidate<'_>,
 ) -> Result<(Published, Option<Pending<'l>>), PublishError> {
     pipeline.writable().map_err(PublishError::Durability)?;
     let existing = catalog.modules.get(c.name);
+    let owner = owner_for(c.name, existing.map(|e| e.def.owner()), &c.options)?;
+    let mut def = c.def;
+    def.owner = Some(owner);
+    let mut c = Prepared {
+        name: c.name,
+        wasm: c.wasm,
+        runner: c.runner,
+        def: Arc::new(def),
+        options: c.options,
+    };
     let choice = choose(
         c.name,
         existing.map(|e| (&*e.def, e.version)),
@@ -207,7 +272,7 @@ pub(crate) fn publish<'l>(
         return replace_code(catalog, code, c, version).map(|p| (p, None));
     }
     let mut start = start(choice, existing.map(|e| &e.tables), &c)?;
-    let ctx = catalog.clock.next("publish");
+    let ctx = catalog.clock.next(&Caller::identity(c.options.by), owner);
     let ran = run_reducer(&mut c, &mut start, &ctx)?;
     // The code is on disk before the record that makes it part of the
     // database, so a durable publication always has its code. Each version
@@ -256,7 +321,7 @@ pub(crate) fn publish<'l>(
 fn replace_code(
     catalog: &mut Catalog,
     code: &Code,
-    c: Candidate<'_>,
+    c: Prepared<'_>,
     version: u32,
 ) -> Result<Published, PublishError> {
     code.write(c.name, version, c.wasm)
@@ -281,13 +346,21 @@ pub(crate) fn drop_module<'l>(
     catalog: &mut Catalog,
     pipeline: &'l Pipeline,
     name: &str,
+    by: Identity,
 ) -> Result<(Pending<'l>, u32), DropError> {
     pipeline.writable().map_err(DropError::Durability)?;
     let Some(entry) = catalog.modules.get(name) else {
         return Err(DropError::UnknownModule(name.to_string()));
     };
+    let owner = entry.def.owner();
+    if by != Identity::operator() && by != owner {
+        return Err(DropError::NotOwner {
+            module: name.to_string(),
+            owner,
+        });
+    }
     let last_version = entry.version;
-    let ctx = catalog.clock.next("admin");
+    let ctx = catalog.clock.next(&Caller::identity(by), owner);
     let draft = Draft {
         ctx: &ctx,
         module: name,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Cache, CacheConfig, Engine};
 
-use super::bindings::{Module, v1};
+use super::bindings::{Module, v1, v2};
 use super::render;
 use super::state::InstanceState;
 use crate::config::RuntimeConfig;
@@ -44,7 +44,9 @@ impl Host {
         let mut linker = Linker::new(&engine);
         Module::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)
             .map_err(|e| OpenError::Engine(render(&e)))?;
-        // Components built against contract version 1 import its package.
+        // Components built against older contracts import their packages.
+        v2::Module::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)
+            .map_err(|e| OpenError::Engine(render(&e)))?;
         v1::Module::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)
             .map_err(|e| OpenError::Engine(render(&e)))?;
         // For guests that import WASI: deterministic, and closed to the

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use interstice_store::{ModuleDef, Mutation, Tables};
+use interstice_store::{Identity, ModuleDef, Mutation, Tables};
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
@@ -11,6 +11,7 @@ use super::contract::{self, Bindings, Pre};
 use super::engine::Host;
 use super::render;
 use super::state::{InstanceState, LogLine};
+use crate::caller::Caller;
 use crate::counters::{Counters, ReplayGuard};
 use crate::error::{CallError, ModuleError};
 use crate::limits;
@@ -20,7 +21,11 @@ use crate::limits;
 pub struct CallContext {
     pub tx_id: u64,
     pub timestamp_micros: i64,
-    pub caller: String,
+    pub caller: Caller,
+    /// The session a lifecycle reducer runs for.
+    pub connection_id: Option<u64>,
+    /// The module's owner.
+    pub owner: Identity,
     pub seed: u64,
 }
 
@@ -39,6 +44,9 @@ pub struct Runner {
     /// Whether the component imports WASI, and so needs the call's time and
     /// seed set before each call.
     uses_wasi: bool,
+    /// How many tables the guest declared, from `describe`: the ids its
+    /// calls may use. 0, refusing every table, until `describe` ran.
+    guest_tables: u32,
 }
 
 /// What the replay guard answers to an attempt to run a guest.
@@ -50,7 +58,7 @@ struct Live {
 }
 
 /// The result of one guest call that committed.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Committed {
     pub mutations: Vec<Mutation>,
     pub log: Vec<LogLine>,
@@ -99,6 +107,7 @@ impl Runner {
             guard: host.guard.clone(),
             failed_log: Vec::new(),
             uses_wasi: imports.uses_wasi,
+            guest_tables: 0,
         })
     }
 
@@ -147,8 +156,9 @@ impl Runner {
                 return Err(ModuleError::Describe(render(&e)));
             }
         };
-        let def = def.into_def()?;
+        let def = def.into_def()?.with_system_tables()?;
         def.validate()?;
+        self.guest_tables = def.guest_table_count() as u32;
         Ok(def)
     }
 
@@ -169,9 +179,10 @@ impl Runner {
         let fuel = self.fuel_per_call;
         let counters = self.counters.clone();
         let uses_wasi = self.uses_wasi;
+        let guest_tables = self.guest_tables;
         let live = self.live().map_err(CallError::Instantiate)?;
         let state = live.store.data_mut();
-        state.begin_call(std::mem::replace(tables, Tables::empty()));
+        state.begin_call(std::mem::replace(tables, Tables::empty()), guest_tables);
         if uses_wasi {
             state.begin_wasi(Some(ctx));
         }

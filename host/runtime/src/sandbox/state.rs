@@ -48,6 +48,9 @@ impl LogLine {
 
 pub struct InstanceState {
     pub(crate) tables: Tables,
+    /// The table ids the guest declared; the host's own tables
+    /// (`interstice_store::system`) come after them and are not the guest's.
+    guest_tables: u32,
     pub(crate) tx: TxLog,
     resources: ResourceTable,
     limits: StoreLimits,
@@ -72,6 +75,7 @@ impl InstanceState {
         let wasi_call = CallState::default();
         InstanceState {
             tables: Tables::empty(),
+            guest_tables: 0,
             tx: TxLog::new(),
             resources: {
                 let mut table = ResourceTable::new();
@@ -95,8 +99,9 @@ impl InstanceState {
     }
 
     /// Clears per-call state before a call.
-    pub(crate) fn begin_call(&mut self, tables: Tables) {
+    pub(crate) fn begin_call(&mut self, tables: Tables, guest_tables: u32) {
         self.tables = tables;
+        self.guest_tables = guest_tables;
         debug_assert!(
             self.tx.is_empty(),
             "the previous call ended its transaction"
@@ -243,8 +248,20 @@ fn decode_bound(
 
 impl types::Host for InstanceState {}
 
+impl InstanceState {
+    /// Refuses a table id past the guest's own tables.
+    fn guest_table(&self, table: u32) -> Result<(), host::DbError> {
+        if table < self.guest_tables {
+            Ok(())
+        } else {
+            Err(host::DbError::NoSuchTable(table))
+        }
+    }
+}
+
 impl host::Host for InstanceState {
     fn insert(&mut self, table: u32, row: Vec<u8>) -> Result<Vec<u8>, host::DbError> {
+        self.guest_table(table)?;
         self.tables
             .insert(&mut self.tx, table, &row)
             .map(|stored| stored.to_vec())
@@ -252,18 +269,21 @@ impl host::Host for InstanceState {
     }
 
     fn update(&mut self, table: u32, row: Vec<u8>) -> Result<(), host::DbError> {
+        self.guest_table(table)?;
         self.tables
             .update(&mut self.tx, table, &row)
             .map_err(wire_error)
     }
 
     fn delete(&mut self, table: u32, key: Vec<u8>) -> Result<bool, host::DbError> {
+        self.guest_table(table)?;
         self.tables
             .delete(&mut self.tx, table, &key)
             .map_err(wire_error)
     }
 
     fn get(&mut self, table: u32, key: Vec<u8>) -> Result<Option<Vec<u8>>, host::DbError> {
+        self.guest_table(table)?;
         self.tables
             .get(table, &key)
             .map(|row| row.map(|r| r.to_vec()))
@@ -276,6 +296,7 @@ impl host::Host for InstanceState {
         index: u32,
         key: Vec<u8>,
     ) -> Result<Option<Vec<u8>>, host::DbError> {
+        self.guest_table(table)?;
         self.tables
             .lookup_unique(table, index, &key)
             .map(|row| row.map(|r| r.to_vec()))
@@ -289,6 +310,7 @@ impl host::Host for InstanceState {
         lower: host::Bound,
         upper: host::Bound,
     ) -> Result<Resource<Cursor>, host::DbError> {
+        self.guest_table(table)?;
         let index_id = IndexId::from_wire(index);
         let t = self.tables.table(table).map_err(wire_error)?;
         t.check_index(index_id).map_err(wire_error)?;
@@ -317,6 +339,7 @@ impl host::Host for InstanceState {
     }
 
     fn count(&mut self, table: u32) -> Result<u64, host::DbError> {
+        self.guest_table(table)?;
         self.tables.count(table).map_err(wire_error)
     }
 

@@ -320,7 +320,9 @@ fn idle() -> CallContext {
     CallContext {
         tx_id: 0,
         timestamp_micros: 0,
-        caller: String::new(),
+        caller: crate::caller::Caller::operator(),
+        connection_id: None,
+        owner: interstice_store::Identity::operator(),
         seed: 0,
     }
 }
