@@ -66,7 +66,12 @@ fn seed_bank(dir: &std::path::Path) -> Result<()> {
     db.publish("bank", &guest_bytes(guests::BANK))?;
     let open = db.resolve_reducer("bank", "open_account")?;
     for id in 0..ACCOUNTS {
-        db.call_encoded("bank", open, &u64_args(&[id, 1_000_000]), "bench")?;
+        db.call_encoded(
+            "bank",
+            open,
+            &u64_args(&[id, 1_000_000]),
+            &interstice_runtime::Caller::operator(),
+        )?;
     }
     Ok(())
 }
@@ -115,8 +120,13 @@ pub fn durable_transfers(db: &Database, callers: usize, run: Duration) -> Result
                         x ^= x << 17;
                         let args = u64_args(&[x % ACCOUNTS, (x >> 32) % ACCOUNTS, 1]);
                         let t = Instant::now();
-                        db.call_encoded("bank", transfer, &args, "bench")
-                            .context("durable transfer")?;
+                        db.call_encoded(
+                            "bank",
+                            transfer,
+                            &args,
+                            &interstice_runtime::Caller::operator(),
+                        )
+                        .context("durable transfer")?;
                         lat.push(t.elapsed());
                     }
                     Ok(lat)
@@ -163,7 +173,7 @@ pub fn write_transfers(dir: &std::path::Path, transactions: u64) -> Result<()> {
             "bank",
             transfer,
             &u64_args(&[x % ACCOUNTS, (x >> 32) % ACCOUNTS, 1]),
-            "bench",
+            &interstice_runtime::Caller::operator(),
         )?;
     }
     Ok(())

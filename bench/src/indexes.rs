@@ -49,8 +49,10 @@ fn table(kind: IndexKind) -> (ModuleDef, Vec<AlgebraicType>) {
         AlgebraicType::U32,
     ];
     let def = ModuleDef {
+        owner: None,
         abi_version: ABI_VERSION,
         tables: vec![TableDef {
+            public: false,
             name: "t".into(),
             columns: ["id", "key", "game", "turn"]
                 .iter()

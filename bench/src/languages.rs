@@ -33,7 +33,12 @@ fn transfers(guest: &str, calls: u64) -> Result<(Duration, u64)> {
         db.publish("bank", &guest_bytes(guest))?;
         let open = db.resolve_reducer("bank", "open_account")?;
         for id in 0..ACCOUNTS {
-            db.call_encoded("bank", open, &u64_args(&[id, 1_000_000]), "bench")?;
+            db.call_encoded(
+                "bank",
+                open,
+                &u64_args(&[id, 1_000_000]),
+                &interstice_runtime::Caller::operator(),
+            )?;
         }
         let transfer = db.resolve_reducer("bank", "transfer")?;
         let mut x = 0x2545_F491_4F6C_DD1Du64;
@@ -49,7 +54,7 @@ fn transfers(guest: &str, calls: u64) -> Result<(Duration, u64)> {
         let start = Instant::now();
         for a in &args {
             fuel += db
-                .call_encoded("bank", transfer, a, "bench")
+                .call_encoded("bank", transfer, a, &interstice_runtime::Caller::operator())
                 .context("bank.transfer")?
                 .fuel_consumed;
         }

@@ -56,7 +56,7 @@ fn time_calls(
     let encoded: Vec<Vec<u8>> = (0..CALLS).map(&mut args).collect();
     let start = Instant::now();
     for a in &encoded {
-        db.call_encoded(module, id, a, "bench")
+        db.call_encoded(module, id, a, &interstice_runtime::Caller::operator())
             .with_context(|| format!("{module}.{reducer}"))?;
     }
     Ok(start.elapsed() / CALLS as u32)
@@ -75,8 +75,10 @@ fn fresh_with(name: &str, guest: &str) -> Result<(tempfile::TempDir, Database)> 
 fn native_insert() -> Result<Duration> {
     let t = AlgebraicType::U64;
     let def = ModuleDef {
+        owner: None,
         abi_version: ABI_VERSION,
         tables: vec![TableDef {
+            public: false,
             name: "rows".into(),
             columns: vec![
                 ColumnDef::new("id", t.clone()),
@@ -158,7 +160,12 @@ fn reducers() -> Result<Vec<Figure>> {
             let (_d, db) = fresh_with("bank", guests::BANK)?;
             let open = db.resolve_reducer("bank", "open_account")?;
             for id in 0..100_000u64 {
-                db.call_encoded("bank", open, &u64_args(&[id, 1_000_000]), "bench")?;
+                db.call_encoded(
+                    "bank",
+                    open,
+                    &u64_args(&[id, 1_000_000]),
+                    &interstice_runtime::Caller::operator(),
+                )?;
             }
             let mut x = 0x2545_F491_4F6C_DD1Du64;
             time_calls(&db, "bank", "transfer", |_| {

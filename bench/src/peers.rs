@@ -76,10 +76,12 @@ struct IntersticeWorker<'a>(&'a IntersticeSide);
 impl Worker for IntersticeWorker<'_> {
     fn transfer(&mut self, from: u64, to: u64, amount: u64) -> Result<bool> {
         let s = self.0;
-        match s
-            .db
-            .call_encoded("bank", s.transfer, &u64_args(&[from, to, amount]), "bench")
-        {
+        match s.db.call_encoded(
+            "bank",
+            s.transfer,
+            &u64_args(&[from, to, amount]),
+            &interstice_runtime::Caller::operator(),
+        ) {
             Ok(_) => Ok(true),
             Err(CallError::Reducer(_)) => Ok(false),
             Err(e) => Err(e.into()),
@@ -88,7 +90,12 @@ impl Worker for IntersticeWorker<'_> {
 
     fn insert(&mut self, id: u64) -> Result<()> {
         let s = self.0;
-        s.db.call_encoded("bank", s.open, &u64_args(&[id, 0]), "bench")?;
+        s.db.call_encoded(
+            "bank",
+            s.open,
+            &u64_args(&[id, 0]),
+            &interstice_runtime::Caller::operator(),
+        )?;
         Ok(())
     }
 
@@ -598,7 +605,12 @@ pub fn memory_child(side: &str, rows: u64) -> Result<()> {
             db.publish("bank", &guest_bytes(guests::BANK))?;
             let open = db.resolve_reducer("bank", "open_account")?;
             for id in 0..rows {
-                db.call_encoded("bank", open, &u64_args(&[id, START_BALANCE]), "bench")?;
+                db.call_encoded(
+                    "bank",
+                    open,
+                    &u64_args(&[id, START_BALANCE]),
+                    &interstice_runtime::Caller::operator(),
+                )?;
             }
             db.log().sync()?;
             Box::new((db, dir))

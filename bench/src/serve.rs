@@ -110,7 +110,12 @@ pub fn figures() -> Result<()> {
         })?;
         let local = drive(clients, calls, |c, i| {
             let args: serde_json::Value = serde_json::from_str(&transfer_args(c, i))?;
-            db.call_json("bank", "transfer", &args, "bench")?;
+            db.call_json(
+                "bank",
+                "transfer",
+                &args,
+                &interstice_runtime::Caller::operator(),
+            )?;
             Ok(())
         })?;
         let bare = drive(clients, calls, |c, i| {

@@ -34,7 +34,12 @@ fn latencies(db: &Database, during: impl FnOnce()) -> Result<Latencies> {
     let transfer = db.resolve_reducer("bank", "transfer")?;
     // The first call after open loads the module's code: not a pause of
     // interest here.
-    db.call_encoded("bank", transfer, &u64_args(&[0, 1, 0]), "bench")?;
+    db.call_encoded(
+        "bank",
+        transfer,
+        &u64_args(&[0, 1, 0]),
+        &interstice_runtime::Caller::operator(),
+    )?;
     let stop = std::sync::atomic::AtomicBool::new(false);
     let mut all = std::thread::scope(|s| -> Result<Vec<Duration>> {
         let caller = s.spawn(|| -> Result<Vec<Duration>> {
@@ -43,7 +48,12 @@ fn latencies(db: &Database, during: impl FnOnce()) -> Result<Latencies> {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let args = u64_args(&[i % 1000, (i * 7 + 1) % 1000, 1]);
                 let t = Instant::now();
-                db.call_encoded("bank", transfer, &args, "bench")?;
+                db.call_encoded(
+                    "bank",
+                    transfer,
+                    &args,
+                    &interstice_runtime::Caller::operator(),
+                )?;
                 out.push(t.elapsed());
                 i += 1;
             }
@@ -79,7 +89,12 @@ pub fn figures(rows: u64) -> Result<()> {
         db.publish("bank", &guest_bytes(guests::BANK))?;
         let open = db.resolve_reducer("bank", "open_account")?;
         for id in 0..rows {
-            db.call_encoded("bank", open, &u64_args(&[id, 1_000]), "bench")?;
+            db.call_encoded(
+                "bank",
+                open,
+                &u64_args(&[id, 1_000]),
+                &interstice_runtime::Caller::operator(),
+            )?;
         }
         db.log().sync()?;
     }
@@ -96,7 +111,12 @@ pub fn figures(rows: u64) -> Result<()> {
     let first = db.snapshot()?.expect("a first snapshot");
     let transfer = db.resolve_reducer("bank", "transfer")?;
     for i in 0..10_000u64 {
-        db.call_encoded("bank", transfer, &u64_args(&[i, i + 1, 1]), "bench")?;
+        db.call_encoded(
+            "bank",
+            transfer,
+            &u64_args(&[i, i + 1, 1]),
+            &interstice_runtime::Caller::operator(),
+        )?;
     }
     let second = db.snapshot()?.expect("a second snapshot");
     drop(db);

@@ -29,8 +29,13 @@ fn source(dir: &Path) -> (FaultFs, Value) {
     let db = Database::open(dir, config(&fs)).unwrap();
     db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
     for id in 0..ACCOUNTS {
-        db.call_json("bank", "open_account", &json!([id, 1_000]), "t")
-            .unwrap();
+        db.call_json(
+            "bank",
+            "open_account",
+            &json!([id, 1_000]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     }
     db.snapshot().unwrap().expect("a snapshot");
     for i in 0..20 {
@@ -39,7 +44,7 @@ fn source(dir: &Path) -> (FaultFs, Value) {
             "bank",
             "transfer",
             &json!([from, (from + 1) % ACCOUNTS, 7]),
-            "t",
+            &interstice_runtime::Caller::operator(),
         )
         .unwrap();
     }

@@ -58,7 +58,8 @@ fn call(db: &Database, op: &Op) -> Result<(), CallError> {
         Op::Deposit { id, amount } => ("deposit", json!([id, amount])),
         Op::Transfer { from, to, amount } => ("transfer", json!([from, to, amount])),
     };
-    db.call_json("bank", name, &args, "prop").map(drop)
+    db.call_json("bank", name, &args, &interstice_runtime::Caller::operator())
+        .map(drop)
 }
 
 fn accounts(db: &Database) -> BTreeMap<u64, u64> {

@@ -105,12 +105,17 @@ fn workload(db: &Database, module: &str, calls: Vec<(&str, Value)>) -> Vec<Resul
     calls
         .into_iter()
         .map(|(reducer, args)| {
-            db.call_json(module, reducer, &args, "determinism")
-                .map(|out| out.tx_id)
-                .map_err(|e| match e {
-                    CallError::Reducer(m) => m,
-                    other => panic!("{reducer} {args}: {other}"),
-                })
+            db.call_json(
+                module,
+                reducer,
+                &args,
+                &interstice_runtime::Caller::operator(),
+            )
+            .map(|out| out.tx_id)
+            .map_err(|e| match e {
+                CallError::Reducer(m) => m,
+                other => panic!("{reducer} {args}: {other}"),
+            })
         })
         .collect()
 }
@@ -361,7 +366,12 @@ fn python_module_replays_without_its_code() {
         (0, 0)
     );
     let err = db
-        .call_json("bank", "deposit", &json!([1, 1]), "t")
+        .call_json(
+            "bank",
+            "deposit",
+            &json!([1, 1]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap_err();
     assert!(matches!(err, CallError::NotLoaded { .. }), "{err}");
 }

@@ -23,15 +23,30 @@ fn bank_with_activity() -> (tempfile::TempDir, Database) {
 fn bank_with_activity_in(guest: &str) -> (tempfile::TempDir, Database) {
     let (dir, db) = db_with("bank", guest);
     for id in 1..=5 {
-        db.call_json("bank", "open_account", &json!([id, 100 * id]), "t")
-            .unwrap();
+        db.call_json(
+            "bank",
+            "open_account",
+            &json!([id, 100 * id]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     }
     for (from, to, amount) in [(1, 2, 50), (5, 1, 400), (3, 4, 1), (2, 3, 150)] {
-        db.call_json("bank", "transfer", &json!([from, to, amount]), "t")
-            .unwrap();
+        db.call_json(
+            "bank",
+            "transfer",
+            &json!([from, to, amount]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     }
-    db.call_json("bank", "transfer", &json!([1, 2, 1_000_000]), "t")
-        .unwrap_err();
+    db.call_json(
+        "bank",
+        "transfer",
+        &json!([1, 2, 1_000_000]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap_err();
     (dir, db)
 }
 
@@ -51,7 +66,12 @@ fn close_and_reopen_gives_identical_state() {
     // The clock goes on: new ids follow, timestamps keep increasing.
     let last_ts = {
         let out = db
-            .call_json("bank", "deposit", &json!([1, 1]), "t")
+            .call_json(
+                "bank",
+                "deposit",
+                &json!([1, 1]),
+                &interstice_runtime::Caller::operator(),
+            )
             .unwrap();
         assert_eq!(out.tx_id, next_tx);
         out.timestamp_micros
@@ -59,7 +79,12 @@ fn close_and_reopen_gives_identical_state() {
     drop(db);
     let db = reopen(dir.path());
     let out = db
-        .call_json("bank", "deposit", &json!([1, 1]), "t")
+        .call_json(
+            "bank",
+            "deposit",
+            &json!([1, 1]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap();
     assert_eq!(out.tx_id, next_tx + 1);
     assert!(out.timestamp_micros > last_ts);
@@ -70,21 +95,36 @@ fn close_and_reopen_gives_identical_state() {
 #[test]
 fn chat_indexes_counters_and_ephemeral_tables_after_reopen() {
     let (dir, db) = db_with("chat", guests::CHAT);
-    db.call_json("chat", "register", &json!(["ann", null]), "ann")
-        .unwrap();
-    db.call_json("chat", "register", &json!(["bob", "hi"]), "bob")
-        .unwrap();
+    db.call_json(
+        "chat",
+        "register",
+        &json!(["ann", null]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
+    db.call_json(
+        "chat",
+        "register",
+        &json!(["bob", "hi"]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     for i in 0..3 {
         db.call_json(
             "chat",
             "send",
             &json!(["ann", "general", format!("m{i}")]),
-            "ann",
+            &interstice_runtime::Caller::operator(),
         )
         .unwrap();
     }
-    db.call_json("chat", "start_typing", &json!(["bob", "general"]), "bob")
-        .unwrap();
+    db.call_json(
+        "chat",
+        "start_typing",
+        &json!(["bob", "general"]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     assert_eq!(db.rows_json("chat", "typing").unwrap().len(), 1);
     let mut state = db.state_json().unwrap();
     drop(db);
@@ -94,12 +134,22 @@ fn chat_indexes_counters_and_ephemeral_tables_after_reopen() {
     assert_eq!(db.state_json().unwrap(), state);
     // The unique index on user names holds after replay.
     let err = db
-        .call_json("chat", "register", &json!(["ann", null]), "x")
+        .call_json(
+            "chat",
+            "register",
+            &json!(["ann", null]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap_err();
     assert!(err.to_string().contains("ann"), "{err}");
     // The next message id follows the replayed ones.
-    db.call_json("chat", "send", &json!(["bob", "general", "after"]), "bob")
-        .unwrap();
+    db.call_json(
+        "chat",
+        "send",
+        &json!(["bob", "general", "after"]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     let messages = db.rows_json("chat", "messages").unwrap();
     let ids: Vec<u64> = messages.iter().map(|m| m["id"].as_u64().unwrap()).collect();
     // 1 is the init reducer's welcome, logged with the publication.
@@ -144,7 +194,12 @@ fn replay_runs_no_guest_even_without_the_modules_code() {
             (0, 0, 0)
         );
         let err = db
-            .call_json("bank", "deposit", &json!([1, 1]), "t")
+            .call_json(
+                "bank",
+                "deposit",
+                &json!([1, 1]),
+                &interstice_runtime::Caller::operator(),
+            )
             .unwrap_err();
         assert!(matches!(err, CallError::NotLoaded { .. }), "{err}");
         assert_eq!(db.state_json().unwrap(), state);
@@ -157,11 +212,21 @@ fn only_the_first_call_after_replay_instantiates_the_guest() {
     drop(db);
     let db = reopen(dir.path());
     assert_eq!(db.counters().guest_instantiations, 0);
-    db.call_json("bank", "deposit", &json!([1, 1]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "deposit",
+        &json!([1, 1]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     assert_eq!(db.counters().guest_instantiations, 1);
-    db.call_json("bank", "deposit", &json!([1, 1]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "deposit",
+        &json!([1, 1]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     assert_eq!(db.counters().guest_instantiations, 1);
 }
 
@@ -178,14 +243,24 @@ fn the_replay_guard_refuses_guests() {
         let err = runner.describe().unwrap_err();
         assert!(err.to_string().contains(REPLAY_REFUSAL), "{err}");
         let err = db
-            .call_json("bank", "open_account", &json!([1, 1]), "t")
+            .call_json(
+                "bank",
+                "open_account",
+                &json!([1, 1]),
+                &interstice_runtime::Caller::operator(),
+            )
             .unwrap_err();
         assert!(err.to_string().contains(REPLAY_REFUSAL), "{err}");
     }
     assert_eq!(db.counters(), before);
     assert!(runner.describe().is_ok());
-    db.call_json("bank", "open_account", &json!([1, 1]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "open_account",
+        &json!([1, 1]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -231,8 +306,13 @@ fn rotation_and_replay_across_segments() {
     db.publish("counter", &guest_bytes(guests::COUNTER))
         .unwrap();
     for i in 0..400 {
-        db.call_json("counter", "increment", &json!([format!("c{}", i % 7)]), "t")
-            .unwrap();
+        db.call_json(
+            "counter",
+            "increment",
+            &json!([format!("c{}", i % 7)]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     }
     let state = db.state_json().unwrap();
     drop(db);
@@ -296,8 +376,13 @@ fn fsync_failure_under_concurrent_callers_never_acknowledges_lost_work() {
         db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
         const THREADS: u64 = 4;
         for id in 0..THREADS {
-            db.call_json("bank", "open_account", &json!([id, 0]), "t")
-                .unwrap();
+            db.call_json(
+                "bank",
+                "open_account",
+                &json!([id, 0]),
+                &interstice_runtime::Caller::operator(),
+            )
+            .unwrap();
         }
         fs.inject(Fault::error(Op::Sync, EIO).nth(fail_at));
         let acked: Vec<u64> = std::thread::scope(|s| {
@@ -307,7 +392,12 @@ fn fsync_failure_under_concurrent_callers_never_acknowledges_lost_work() {
                     s.spawn(move || {
                         let mut acked = 0;
                         for _ in 0..50 {
-                            match db.call_json("bank", "deposit", &json!([id, 1]), "t") {
+                            match db.call_json(
+                                "bank",
+                                "deposit",
+                                &json!([id, 1]),
+                                &interstice_runtime::Caller::operator(),
+                            ) {
                                 Ok(_) => acked += 1,
                                 Err(CallError::Durability(_)) => {}
                                 Err(e) => panic!("unexpected error: {e}"),
@@ -322,7 +412,12 @@ fn fsync_failure_under_concurrent_callers_never_acknowledges_lost_work() {
         assert_eq!(fs.injected(), 1, "fail at {fail_at}");
         assert!(acked.iter().sum::<u64>() < THREADS * 50);
         let err = db
-            .call_json("bank", "deposit", &json!([0, 1]), "t")
+            .call_json(
+                "bank",
+                "deposit",
+                &json!([0, 1]),
+                &interstice_runtime::Caller::operator(),
+            )
             .unwrap_err();
         assert!(matches!(err, CallError::Durability(_)), "{err}");
         assert!(err.to_string().contains("reopen"), "{err}");
@@ -355,8 +450,13 @@ fn concurrent_callers_each_commit_exactly_once() {
     const CALLS: u64 = 60;
     let (dir, db) = db_with("bank", guests::BANK);
     for id in 0..THREADS {
-        db.call_json("bank", "open_account", &json!([id, 0]), "t")
-            .unwrap();
+        db.call_json(
+            "bank",
+            "open_account",
+            &json!([id, 0]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     }
     let first = db.next_tx_id().expect("not poisoned");
     let syncs_before = db.log().stats().syncs;
@@ -368,13 +468,23 @@ fn concurrent_callers_each_commit_exactly_once() {
                     let mut ids = Vec::new();
                     for i in 0..CALLS {
                         let out = db
-                            .call_json("bank", "deposit", &json!([id, i + 1]), "t")
+                            .call_json(
+                                "bank",
+                                "deposit",
+                                &json!([id, i + 1]),
+                                &interstice_runtime::Caller::operator(),
+                            )
                             .unwrap();
                         ids.push(out.tx_id);
                     }
                     // A refusal on the contended path reaches its caller.
                     let err = db
-                        .call_json("bank", "deposit", &json!([999, 1]), "t")
+                        .call_json(
+                            "bank",
+                            "deposit",
+                            &json!([999, 1]),
+                            &interstice_runtime::Caller::operator(),
+                        )
                         .unwrap_err();
                     assert_eq!(err.to_string(), "account 999 does not exist");
                     ids
@@ -419,12 +529,22 @@ fn fsync_failure_for_a_single_caller() {
         };
         let db = Database::open(dir.path(), cfg).unwrap();
         db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
-        db.call_json("bank", "open_account", &json!([1, 0]), "t")
-            .unwrap();
+        db.call_json(
+            "bank",
+            "open_account",
+            &json!([1, 0]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
         fs.inject(Fault::error(Op::Sync, EIO).nth(fail_at));
         let mut acked = 0;
         let err = loop {
-            match db.call_json("bank", "deposit", &json!([1, 1]), "t") {
+            match db.call_json(
+                "bank",
+                "deposit",
+                &json!([1, 1]),
+                &interstice_runtime::Caller::operator(),
+            ) {
                 Ok(_) => acked += 1,
                 Err(e) => break e,
             }
@@ -432,7 +552,12 @@ fn fsync_failure_for_a_single_caller() {
         assert_eq!(acked, fail_at - 1);
         assert!(matches!(err, CallError::Durability(_)), "{err}");
         let again = db
-            .call_json("bank", "deposit", &json!([1, 1]), "t")
+            .call_json(
+                "bank",
+                "deposit",
+                &json!([1, 1]),
+                &interstice_runtime::Caller::operator(),
+            )
             .unwrap_err();
         assert!(matches!(again, CallError::Durability(_)), "{again}");
         drop(db);

@@ -12,11 +12,21 @@ fn rows(db: &interstice_runtime::Database, module: &str, table: &str) -> Vec<Val
 fn counter_increments_and_creates() {
     let (_dir, db) = db_with("counter", guests::COUNTER);
     for _ in 0..3 {
-        db.call_json("counter", "increment", &json!(["a"]), "t")
-            .unwrap();
-    }
-    db.call_json("counter", "increment", &json!({"name": "b"}), "t")
+        db.call_json(
+            "counter",
+            "increment",
+            &json!(["a"]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap();
+    }
+    db.call_json(
+        "counter",
+        "increment",
+        &json!({"name": "b"}),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     assert_eq!(
         rows(&db, "counter", "counters"),
         vec![
@@ -35,14 +45,34 @@ fn bank_open_deposit_transfer() {
 
 fn bank_open_deposit_transfer_in(language: &str, guest: &str) {
     let (_dir, db) = db_with("bank", guest);
-    db.call_json("bank", "open_account", &json!([1, 100]), "t")
-        .unwrap();
-    db.call_json("bank", "open_account", &json!([2, 5]), "t")
-        .unwrap();
-    db.call_json("bank", "deposit", &json!([2, 10]), "t")
-        .unwrap();
-    db.call_json("bank", "transfer", &json!([1, 2, 30]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "open_account",
+        &json!([1, 100]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
+    db.call_json(
+        "bank",
+        "open_account",
+        &json!([2, 5]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
+    db.call_json(
+        "bank",
+        "deposit",
+        &json!([2, 10]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
+    db.call_json(
+        "bank",
+        "transfer",
+        &json!([1, 2, 30]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     assert_eq!(
         rows(&db, "bank", "accounts"),
         vec![
@@ -62,34 +92,69 @@ fn bank_refusals_change_nothing() {
 
 fn bank_refusals_change_nothing_in(language: &str, guest: &str) {
     let (_dir, db) = db_with("bank", guest);
-    db.call_json("bank", "open_account", &json!([1, 100]), "t")
-        .unwrap();
-    db.call_json("bank", "open_account", &json!([2, 0]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "open_account",
+        &json!([1, 100]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
+    db.call_json(
+        "bank",
+        "open_account",
+        &json!([2, 0]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     let before = rows(&db, "bank", "accounts");
     let next_tx = db.next_tx_id().expect("not poisoned");
 
     let err = db
-        .call_json("bank", "open_account", &json!([1, 7]), "t")
+        .call_json(
+            "bank",
+            "open_account",
+            &json!([1, 7]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap_err();
     assert_eq!(err.to_string(), "account 1 already exists");
     let err = db
-        .call_json("bank", "transfer", &json!([1, 2, 101]), "t")
+        .call_json(
+            "bank",
+            "transfer",
+            &json!([1, 2, 101]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap_err();
     assert!(
         matches!(err, CallError::Reducer(ref m) if m.contains("insufficient funds")),
         "{err}"
     );
     let err = db
-        .call_json("bank", "transfer", &json!([1, 9, 1]), "t")
+        .call_json(
+            "bank",
+            "transfer",
+            &json!([1, 9, 1]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap_err();
     assert_eq!(err.to_string(), "account 9 does not exist");
     let err = db
-        .call_json("bank", "deposit", &json!([9, 1]), "t")
+        .call_json(
+            "bank",
+            "deposit",
+            &json!([9, 1]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap_err();
     assert_eq!(err.to_string(), "account 9 does not exist");
     let err = db
-        .call_json("bank", "deposit", &json!([1, u64::MAX]), "t")
+        .call_json(
+            "bank",
+            "deposit",
+            &json!([1, u64::MAX]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap_err();
     assert!(err.to_string().contains("overflow"), "{err}");
 
@@ -107,7 +172,12 @@ fn transaction_ids_and_timestamps_increase() {
     let mut last = (0, 0);
     for id in 0..20 {
         let out = db
-            .call_json("bank", "open_account", &json!([id, 1]), "t")
+            .call_json(
+                "bank",
+                "open_account",
+                &json!([id, 1]),
+                &interstice_runtime::Caller::operator(),
+            )
             .unwrap();
         assert!(out.tx_id > last.0 && out.timestamp_micros > last.1);
         last = (out.tx_id, out.timestamp_micros);
@@ -125,7 +195,14 @@ fn chat_init_runs_once_at_first_publication() {
         (&json!(1), &json!("system"))
     );
     assert_eq!(rows(&db, "chat", "messages")[0]["text"], "welcome");
-    let err = db.call_json("chat", "init", &json!([]), "t").unwrap_err();
+    let err = db
+        .call_json(
+            "chat",
+            "init",
+            &json!([]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap_err();
     assert!(matches!(err, CallError::InitNotCallable(_)), "{err}");
     let again = db
         .publish("chat", &interstice_tests::guest_bytes(guests::CHAT))
@@ -137,14 +214,34 @@ fn chat_init_runs_once_at_first_publication() {
 #[test]
 fn chat_auto_increment_unique_and_index() {
     let (_dir, db) = db_with("chat", guests::CHAT);
-    db.call_json("chat", "clear_channel", &json!(["general"]), "t")
-        .unwrap();
-    db.call_json("chat", "register", &json!(["ann", null]), "t")
-        .unwrap();
-    db.call_json("chat", "register", &json!(["bob", "hi there"]), "t")
-        .unwrap();
+    db.call_json(
+        "chat",
+        "clear_channel",
+        &json!(["general"]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
+    db.call_json(
+        "chat",
+        "register",
+        &json!(["ann", null]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
+    db.call_json(
+        "chat",
+        "register",
+        &json!(["bob", "hi there"]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     let err = db
-        .call_json("chat", "register", &json!(["ann", null]), "t")
+        .call_json(
+            "chat",
+            "register",
+            &json!(["ann", null]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap_err();
     assert_eq!(err.to_string(), "user name \"ann\" is taken");
 
@@ -153,8 +250,13 @@ fn chat_auto_increment_unique_and_index() {
         ("bob", "random", "x"),
         ("bob", "general", "hey ann"),
     ] {
-        db.call_json("chat", "send", &json!([who, channel, text]), "t")
-            .unwrap();
+        db.call_json(
+            "chat",
+            "send",
+            &json!([who, channel, text]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     }
     let users = rows(&db, "chat", "users");
     assert_eq!(users.len(), 3);
@@ -170,8 +272,13 @@ fn chat_auto_increment_unique_and_index() {
     assert_eq!(messages[2]["sender"], 3);
 
     // The btree index finds exactly the channel's messages.
-    db.call_json("chat", "clear_channel", &json!(["general"]), "t")
-        .unwrap();
+    db.call_json(
+        "chat",
+        "clear_channel",
+        &json!(["general"]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     let left = rows(&db, "chat", "messages");
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["channel"], "random");
@@ -179,13 +286,28 @@ fn chat_auto_increment_unique_and_index() {
     // Renaming onto a taken name violates the unique index and changes
     // nothing; renaming to a free name frees the old one.
     let err = db
-        .call_json("chat", "rename", &json!(["bob", "ann"]), "t")
+        .call_json(
+            "chat",
+            "rename",
+            &json!(["bob", "ann"]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap_err();
     assert!(err.to_string().contains("unique"), "{err}");
-    db.call_json("chat", "rename", &json!(["bob", "rob"]), "t")
-        .unwrap();
-    db.call_json("chat", "register", &json!(["bob", null]), "t")
-        .unwrap();
+    db.call_json(
+        "chat",
+        "rename",
+        &json!(["bob", "rob"]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
+    db.call_json(
+        "chat",
+        "register",
+        &json!(["bob", null]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     let names: Vec<_> = rows(&db, "chat", "users")
         .iter()
         .map(|u| u["name"].as_str().unwrap().to_string())
@@ -196,10 +318,20 @@ fn chat_auto_increment_unique_and_index() {
 #[test]
 fn ephemeral_tables_are_not_logged() {
     let (_dir, db) = db_with("chat", guests::CHAT);
-    db.call_json("chat", "register", &json!(["ann", null]), "t")
-        .unwrap();
+    db.call_json(
+        "chat",
+        "register",
+        &json!(["ann", null]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     let out = db
-        .call_json("chat", "start_typing", &json!(["ann", "general"]), "t")
+        .call_json(
+            "chat",
+            "start_typing",
+            &json!(["ann", "general"]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap();
     assert!(
         out.mutations.is_empty(),
@@ -207,7 +339,12 @@ fn ephemeral_tables_are_not_logged() {
     );
     assert_eq!(rows(&db, "chat", "typing").len(), 1);
     let out = db
-        .call_json("chat", "send", &json!(["ann", "general", "hi"]), "t")
+        .call_json(
+            "chat",
+            "send",
+            &json!(["ann", "general", "hi"]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap();
     assert_eq!(out.mutations.len(), 1, "only the message is logged");
     assert!(rows(&db, "chat", "typing").is_empty());
@@ -217,7 +354,12 @@ fn ephemeral_tables_are_not_logged() {
 fn module_log_lines_reach_the_host() {
     let (_dir, db) = db_with("chat", guests::CHAT);
     let out = db
-        .call_json("chat", "clear_channel", &json!(["x"]), "t")
+        .call_json(
+            "chat",
+            "clear_channel",
+            &json!(["x"]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap();
     assert_eq!(out.log.len(), 1);
     assert_eq!(out.log[0].message, "cleared channel x");

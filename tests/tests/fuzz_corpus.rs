@@ -35,15 +35,35 @@ fn write_fuzz_seed_corpus() {
     db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
     db.publish("chat", &guest_bytes(guests::CHAT)).unwrap();
     for id in 0..60u64 {
-        db.call_json("bank", "open_account", &json!([id, 100]), "seed")
-            .unwrap();
-        db.call_json("bank", "transfer", &json!([id, 0, 7]), "seed")
-            .unwrap();
+        db.call_json(
+            "bank",
+            "open_account",
+            &json!([id, 100]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
+        db.call_json(
+            "bank",
+            "transfer",
+            &json!([id, 0, 7]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     }
-    db.call_json("chat", "register", &json!(["ann", "bio"]), "seed")
-        .unwrap();
-    db.call_json("chat", "send", &json!(["ann", "general", "hi"]), "seed")
-        .unwrap();
+    db.call_json(
+        "chat",
+        "register",
+        &json!(["ann", "bio"]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
+    db.call_json(
+        "chat",
+        "send",
+        &json!(["ann", "general", "hi"]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     db.drop_module("bank").unwrap();
 
     let write = |target: &str, name: String, bytes: &[u8]| {

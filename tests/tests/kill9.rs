@@ -165,7 +165,8 @@ fn run(data: &Path, scenario: &Scenario) -> Report {
                 .iter()
                 .flat_map(|v| v.to_le_bytes())
                 .collect();
-            db.call_encoded("bank", open, &args, "t").unwrap();
+            db.call_encoded("bank", open, &args, &interstice_runtime::Caller::operator())
+                .unwrap();
         }
         db.log().sync().unwrap();
         if scenario.kill_during_snapshot_writes {

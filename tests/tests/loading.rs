@@ -77,8 +77,13 @@ fn a_malformed_describe_is_refused() {
 fn core_modules_built_with_the_sdk_are_componentized() {
     let (_dir, db) = fresh_db();
     db.publish("bank", &guest_bytes(guests::BANK_CORE)).unwrap();
-    db.call_json("bank", "open_account", &json!([1, 5]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "open_account",
+        &json!([1, 5]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     assert_eq!(db.rows_json("bank", "accounts").unwrap().len(), 1);
 }
 
@@ -96,8 +101,13 @@ fn republishing_keeps_data_and_refuses_schema_changes() {
     let (_dir, db) = fresh_db();
     let bank = guest_bytes(guests::BANK);
     db.publish("bank", &bank).unwrap();
-    db.call_json("bank", "open_account", &json!([1, 5]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "open_account",
+        &json!([1, 5]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     let again = db.publish("bank", &bank).unwrap();
     assert!(again.replaced);
     assert_eq!(db.rows_json("bank", "accounts").unwrap().len(), 1);
@@ -105,8 +115,13 @@ fn republishing_keeps_data_and_refuses_schema_changes() {
         .publish("bank", &guest_bytes(guests::COUNTER))
         .unwrap_err();
     assert!(matches!(err, PublishError::SchemaChanged { .. }), "{err}");
-    db.call_json("bank", "deposit", &json!([1, 5]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "deposit",
+        &json!([1, 5]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -117,8 +132,13 @@ fn published_modules_load_again_on_open() {
     let db =
         interstice_runtime::Database::open(dir.path(), interstice_tests::test_config()).unwrap();
     assert_eq!(db.module_names().expect("not poisoned"), vec!["chat"]);
-    db.call_json("chat", "register", &json!(["ann", null]), "t")
-        .unwrap();
+    db.call_json(
+        "chat",
+        "register",
+        &json!(["ann", null]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
 }
 
 /// Replay needs no code: a damaged module file does not stop the open, and
@@ -127,8 +147,13 @@ fn published_modules_load_again_on_open() {
 fn a_damaged_module_file_fails_the_first_call_not_the_open() {
     let (dir, db) = fresh_db();
     db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
-    db.call_json("bank", "open_account", &json!([1, 10]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "open_account",
+        &json!([1, 10]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     drop(db);
     let path = dir.path().join("modules/bank.wasm");
     std::fs::write(&path, b"garbage!").unwrap();
@@ -139,7 +164,12 @@ fn a_damaged_module_file_fails_the_first_call_not_the_open() {
         vec![json!({"id": 1, "balance": 10})]
     );
     let err = db
-        .call_json("bank", "deposit", &json!([1, 5]), "t")
+        .call_json(
+            "bank",
+            "deposit",
+            &json!([1, 5]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap_err();
     let path = std::fs::canonicalize(&path).unwrap();
     assert_eq!(
@@ -155,8 +185,13 @@ fn a_damaged_module_file_fails_the_first_call_not_the_open() {
     ));
     // Publishing the code again brings the module back, data intact.
     db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
-    db.call_json("bank", "deposit", &json!([1, 5]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "deposit",
+        &json!([1, 5]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     assert_eq!(
         db.rows_json("bank", "accounts").unwrap(),
         vec![json!({"id": 1, "balance": 15})]

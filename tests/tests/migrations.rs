@@ -21,8 +21,13 @@ fn accounts(db: &Database) -> Vec<Value> {
 fn at_v2() -> (tempfile::TempDir, Database) {
     let (dir, db) = db_with("bank", guests::BANK);
     for (id, balance) in [(1, 100), (2, 250), (3, 0)] {
-        db.call_json("bank", "open_account", &json!([id, balance]), "t")
-            .unwrap();
+        db.call_json(
+            "bank",
+            "open_account",
+            &json!([id, balance]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     }
     let published = db.publish("bank", &guest_bytes(guests::BANK_V2)).unwrap();
     assert_eq!(published.version, 2);
@@ -34,8 +39,13 @@ fn at_v2() -> (tempfile::TempDir, Database) {
 fn additive_version_migrates_automatically_and_replays() {
     let (dir, db) = db_with("bank", guests::BANK);
     for (id, balance) in [(1, 100), (2, 250), (3, 0)] {
-        db.call_json("bank", "open_account", &json!([id, balance]), "t")
-            .unwrap();
+        db.call_json(
+            "bank",
+            "open_account",
+            &json!([id, balance]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     }
     let published = db.publish("bank", &guest_bytes(guests::BANK_V2)).unwrap();
     assert_eq!(published.version, 2);
@@ -60,12 +70,27 @@ fn additive_version_migrates_automatically_and_replays() {
     );
     // The new version serves: new reducer, new table (whose id moved the
     // old table's), old reducers on migrated rows.
-    db.call_json("bank", "set_owner", &json!([2, "ann"]), "t")
-        .unwrap();
-    db.call_json("bank", "transfer", &json!([2, 3, 50]), "t")
-        .unwrap();
-    db.call_json("bank", "open_account", &json!([4, 1]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "set_owner",
+        &json!([2, "ann"]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
+    db.call_json(
+        "bank",
+        "transfer",
+        &json!([2, 3, 50]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
+    db.call_json(
+        "bank",
+        "open_account",
+        &json!([4, 1]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     let audit = db.rows_json("bank", "audit").unwrap();
     assert_eq!(
         audit,
@@ -111,8 +136,13 @@ fn refused_changes_are_listed_and_nothing_changes() {
     );
     assert_eq!(db.module_version("bank").expect("not poisoned"), Some(2));
     assert_eq!(db.state_json().unwrap(), before);
-    db.call_json("bank", "deposit", &json!([1, 1]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "deposit",
+        &json!([1, 1]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -122,13 +152,21 @@ fn clear_drops_the_data_and_the_new_version_serves() {
         .publish_with(
             "bank",
             &guest_bytes(guests::BANK_V3_BAD),
-            PublishOptions { clear: true },
+            PublishOptions {
+                clear: true,
+                ..PublishOptions::default()
+            },
         )
         .unwrap();
     assert_eq!(published.version, 3);
     assert!(accounts(&db).is_empty());
-    db.call_json("bank", "open_account", &json!([9, -5]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "open_account",
+        &json!([9, -5]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     let state = db.state_json().unwrap();
     drop(db);
     let db = reopen(dir.path());
@@ -143,10 +181,20 @@ fn clear_drops_the_data_and_the_new_version_serves() {
 #[test]
 fn migration_reducer_runs_once_and_its_failure_changes_nothing() {
     let (dir, db) = at_v2();
-    db.call_json("bank", "set_owner", &json!([1, "bo"]), "t")
-        .unwrap();
-    db.call_json("bank", "deposit", &json!([1, 2_000_000]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "set_owner",
+        &json!([1, "bo"]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
+    db.call_json(
+        "bank",
+        "deposit",
+        &json!([1, 2_000_000]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     // A snapshot of version 2: reopening later starts from it and replays
     // the upgrade after it.
     db.snapshot().unwrap().unwrap();
@@ -168,14 +216,29 @@ fn migration_reducer_runs_once_and_its_failure_changes_nothing() {
         next,
         "a failed publication commits nothing"
     );
-    db.call_json("bank", "set_owner", &json!([2, "cy"]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "set_owner",
+        &json!([2, "cy"]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
 
-    db.call_json("bank", "open_account", &json!([4, 0]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "open_account",
+        &json!([4, 0]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     for to in [3, 4] {
-        db.call_json("bank", "transfer", &json!([1, to, 999_995]), "t")
-            .unwrap();
+        db.call_json(
+            "bank",
+            "transfer",
+            &json!([1, to, 999_995]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     }
     let published = db.publish("bank", &guest_bytes(guests::BANK_V3)).unwrap();
     assert_eq!(published.version, 3);
@@ -199,11 +262,21 @@ fn migration_reducer_runs_once_and_its_failure_changes_nothing() {
     );
     assert!(db.rows_json("bank", "audit").is_err());
     assert!(
-        db.call_json("bank", "set_owner", &json!([2, "x"]), "t")
-            .is_err()
+        db.call_json(
+            "bank",
+            "set_owner",
+            &json!([2, "x"]),
+            &interstice_runtime::Caller::operator()
+        )
+        .is_err()
     );
-    db.call_json("bank", "deposit", &json!([2, 50]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "deposit",
+        &json!([2, 50]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     let state = db.state_json().unwrap();
     drop(db);
 
@@ -215,16 +288,26 @@ fn migration_reducer_runs_once_and_its_failure_changes_nothing() {
     for file in ["bank.wasm", "bank.v2.wasm", "bank.v3.wasm"] {
         assert!(dir.path().join(MODULES_DIR).join(file).is_file(), "{file}");
     }
-    db.call_json("bank", "deposit", &json!([1, 1]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "deposit",
+        &json!([1, 1]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
 }
 
 #[test]
 fn log_tools_follow_the_versions() {
     use interstice_runtime::tools;
     let (dir, db) = at_v2();
-    db.call_json("bank", "set_owner", &json!([1, "al"]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "set_owner",
+        &json!([1, "al"]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     drop(db);
     let report = tools::verify(&RealFs, dir.path(), &mut |_, _| {}).unwrap();
     assert!(report.intact(), "{report:?}");

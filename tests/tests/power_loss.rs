@@ -55,29 +55,44 @@ fn call(db: &Database, r: &mut u64, users: &mut Vec<String>) -> Option<u64> {
             "bank",
             "transfer",
             &json!([next(r) % 12, next(r) % 12, next(r) % 400]),
-            "sim",
+            &interstice_runtime::Caller::operator(),
         ),
         45..=59 => db.call_json(
             "bank",
             "deposit",
             &json!([next(r) % 12, next(r) % 50]),
-            "sim",
+            &interstice_runtime::Caller::operator(),
         ),
         60..=79 => {
             let user = &users[(next(r) % users.len() as u64) as usize];
             let text = "m".repeat((next(r) % 200) as usize);
-            db.call_json("chat", "send", &json!([user, channel, text]), "sim")
+            db.call_json(
+                "chat",
+                "send",
+                &json!([user, channel, text]),
+                &interstice_runtime::Caller::operator(),
+            )
         }
         80..=94 => {
             // Sometimes a name that is taken: the call fails.
             let name = format!("u{}", next(r) % 40);
-            let result = db.call_json("chat", "register", &json!([name, null]), "sim");
+            let result = db.call_json(
+                "chat",
+                "register",
+                &json!([name, null]),
+                &interstice_runtime::Caller::operator(),
+            );
             if result.is_ok() {
                 users.push(name);
             }
             result
         }
-        _ => db.call_json("chat", "clear_channel", &json!([channel]), "sim"),
+        _ => db.call_json(
+            "chat",
+            "clear_channel",
+            &json!([channel]),
+            &interstice_runtime::Caller::operator(),
+        ),
     };
     result.ok().map(|o| o.tx_id)
 }
@@ -97,7 +112,12 @@ fn run_workload(dir: &Path, fs: &FaultFs, seed: u64, calls: u64) -> Run {
     }
     for id in 0..10u64 {
         let tx = db
-            .call_json("bank", "open_account", &json!([id, 500]), "sim")
+            .call_json(
+                "bank",
+                "open_account",
+                &json!([id, 500]),
+                &interstice_runtime::Caller::operator(),
+            )
             .unwrap()
             .tx_id;
         states.insert(tx, db.state_json().unwrap());
@@ -206,7 +226,7 @@ fn simulate(seed: u64, calls: u64, tally: &mut Tally) {
                         "chat",
                         "send",
                         &json!(["system", "general", "after"]),
-                        "sim",
+                        &interstice_runtime::Caller::operator(),
                     )
                     .unwrap()
                     .tx_id;
@@ -272,8 +292,13 @@ fn power_loss_under_concurrent_callers_and_background_snapshots() {
     let db = Database::open(dir.path(), cfg.clone()).unwrap();
     db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
     for id in 0..THREADS {
-        db.call_json("bank", "open_account", &json!([id, 0]), "sim")
-            .unwrap();
+        db.call_json(
+            "bank",
+            "open_account",
+            &json!([id, 0]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     }
     let setup = db.next_tx_id().expect("not poisoned") - 1;
     fs.set_label(0);
@@ -289,7 +314,12 @@ fn power_loss_under_concurrent_callers_and_background_snapshots() {
                     let mut mine = Vec::new();
                     for _ in 0..calls {
                         let tx = db
-                            .call_json("bank", "deposit", &json!([id, 1]), "sim")
+                            .call_json(
+                                "bank",
+                                "deposit",
+                                &json!([id, 1]),
+                                &interstice_runtime::Caller::operator(),
+                            )
                             .unwrap()
                             .tx_id;
                         mine.push(tx);

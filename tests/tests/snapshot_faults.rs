@@ -38,7 +38,7 @@ fn transfers(db: &Database, round: u64) {
             "bank",
             "transfer",
             &json!([from, (from + 3) % ACCOUNTS, 5]),
-            "t",
+            &interstice_runtime::Caller::operator(),
         )
         .unwrap();
     }
@@ -51,8 +51,13 @@ fn prepared(dir: &Path) -> (FaultFs, Database) {
     let db = Database::open(dir, config(&fs)).unwrap();
     db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
     for id in 0..ACCOUNTS {
-        db.call_json("bank", "open_account", &json!([id, 1_000]), "t")
-            .unwrap();
+        db.call_json(
+            "bank",
+            "open_account",
+            &json!([id, 1_000]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     }
     transfers(&db, 0);
     db.snapshot().unwrap().expect("a first snapshot");
@@ -142,7 +147,12 @@ fn an_io_error_at_any_step_of_a_snapshot_loses_nothing_and_serving_goes_on() {
             }
             // Serving goes on, or the log refuses every write (a failed
             // sync of the log itself).
-            let served = db.call_json("bank", "transfer", &json!([0, 1, 1]), "t");
+            let served = db.call_json(
+                "bank",
+                "transfer",
+                &json!([0, 1, 1]),
+                &interstice_runtime::Caller::operator(),
+            );
             match served {
                 Ok(_) => {
                     transfers(&db, 2);
@@ -292,8 +302,13 @@ fn an_io_error_writing_module_code_fails_the_publication_only() {
                 Some(1),
                 "{what}"
             );
-            db.call_json("bank", "deposit", &json!([0, 1]), "t")
-                .unwrap_or_else(|e| panic!("{what}: the old version serves: {e}"));
+            db.call_json(
+                "bank",
+                "deposit",
+                &json!([0, 1]),
+                &interstice_runtime::Caller::operator(),
+            )
+            .unwrap_or_else(|e| panic!("{what}: the old version serves: {e}"));
             let expected = db.state_json().unwrap();
             drop(db);
             check_after_power_loss(&dir, &fs, &expected, &what);
@@ -304,8 +319,13 @@ fn an_io_error_writing_module_code_fails_the_publication_only() {
                 Some(1),
                 "{what}"
             );
-            db.call_json("bank", "deposit", &json!([0, 1]), "t")
-                .unwrap_or_else(|e| panic!("{what}: after the crash: {e}"));
+            db.call_json(
+                "bank",
+                "deposit",
+                &json!([0, 1]),
+                &interstice_runtime::Caller::operator(),
+            )
+            .unwrap_or_else(|e| panic!("{what}: after the crash: {e}"));
         }
     }
     assert_eq!(fired, 5);

@@ -32,19 +32,34 @@ fn open(dir: &Path, config: RuntimeConfig) -> Database {
 fn activity(db: &Database, round: u64) {
     for i in 0..20 {
         let id = round * 100 + i;
-        db.call_json("bank", "open_account", &json!([id, 1_000]), "t")
-            .unwrap();
-        db.call_json("bank", "transfer", &json!([id, round * 100, 7]), "t")
-            .unwrap();
-    }
-    db.call_json("chat", "register", &json!([format!("u{round}"), null]), "t")
+        db.call_json(
+            "bank",
+            "open_account",
+            &json!([id, 1_000]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap();
+        db.call_json(
+            "bank",
+            "transfer",
+            &json!([id, round * 100, 7]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
+    }
+    db.call_json(
+        "chat",
+        "register",
+        &json!([format!("u{round}"), null]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     for i in 0..5 {
         db.call_json(
             "chat",
             "send",
             &json!([format!("u{round}"), "general", format!("m{round}.{i}")]),
-            "t",
+            &interstice_runtime::Caller::operator(),
         )
         .unwrap();
     }
@@ -194,8 +209,13 @@ fn retention_keeps_disk_use_bounded() {
     let db = open(dir.path(), config.clone());
     db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
     for id in 0..100 {
-        db.call_json("bank", "open_account", &json!([id, 1_000]), "t")
-            .unwrap();
+        db.call_json(
+            "bank",
+            "open_account",
+            &json!([id, 1_000]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     }
     let deposit = db.resolve_reducer("bank", "deposit").unwrap();
     let mut sizes = Vec::new();
@@ -204,7 +224,13 @@ fn retention_keeps_disk_use_bounded() {
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        db.call_encoded("bank", deposit, &args, "t").unwrap();
+        db.call_encoded(
+            "bank",
+            deposit,
+            &args,
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
         if i % 10_000 == 9_999 {
             sizes.push(disk_use(dir.path()));
         }
@@ -274,8 +300,13 @@ fn backup_during_writes_restores_to_its_transaction() {
 
     let (dir, db) = published(manual());
     for id in 0..50 {
-        db.call_json("bank", "open_account", &json!([id, 1_000]), "t")
-            .unwrap();
+        db.call_json(
+            "bank",
+            "open_account",
+            &json!([id, 1_000]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     }
     db.snapshot().unwrap().unwrap();
     let stop = AtomicBool::new(false);
@@ -288,7 +319,7 @@ fn backup_during_writes_restores_to_its_transaction() {
                     "bank",
                     "transfer",
                     &json!([i % 50, (i * 7 + 1) % 50, 3]),
-                    "t",
+                    &interstice_runtime::Caller::operator(),
                 );
                 i += 1;
                 if i.is_multiple_of(200) {
@@ -336,7 +367,12 @@ fn backup_during_writes_restores_to_its_transaction() {
     // The restored directory works: calls run and commit after the backup's
     // transaction.
     let out = db
-        .call_json("bank", "deposit", &json!([1, 5]), "t")
+        .call_json(
+            "bank",
+            "deposit",
+            &json!([1, 5]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap();
     assert_eq!(out.tx_id, manifest.tx_id + 1);
     drop(db);
@@ -383,15 +419,25 @@ fn snapshots_follow_log_bytes_too() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path(), config.clone());
     db.publish("bank", &guest_bytes(guests::BANK)).unwrap();
-    db.call_json("bank", "open_account", &json!([1, 0]), "t")
-        .unwrap();
+    db.call_json(
+        "bank",
+        "open_account",
+        &json!([1, 0]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     assert!(db.last_automatic_snapshot().is_none());
     let before = db.log().stats().bytes;
     let mut calls = 0u32;
     // Each deposit record is about 90 bytes: well over 32 KiB after 1,000.
     while db.last_automatic_snapshot().is_none() && calls < 5_000 {
-        db.call_json("bank", "deposit", &json!([1, 1]), "t")
-            .unwrap();
+        db.call_json(
+            "bank",
+            "deposit",
+            &json!([1, 1]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
         calls += 1;
         if calls.is_multiple_of(500) {
             std::thread::sleep(std::time::Duration::from_millis(50));

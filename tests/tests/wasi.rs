@@ -32,7 +32,12 @@ fn facts(db: &Database) -> BTreeMap<String, String> {
 }
 
 fn refusal(db: &Database, reducer: &str, args: serde_json::Value) -> String {
-    match db.call_json("probe", reducer, &args, "t") {
+    match db.call_json(
+        "probe",
+        reducer,
+        &args,
+        &interstice_runtime::Caller::operator(),
+    ) {
         Err(CallError::Reducer(message)) => message,
         other => panic!("{reducer}: expected a refusal, got {other:?}"),
     }
@@ -56,12 +61,31 @@ fn time_and_randomness_come_from_the_transaction() {
     );
     let mut seen = Vec::new();
     for db in [&db_a, &db_b, &db_c] {
-        let first = db.call_json("probe", "observe", &json!([]), "t").unwrap();
-        let f1 = facts(db);
-        let second = db.call_json("probe", "observe", &json!([]), "t").unwrap();
-        let f2 = facts(db);
-        db.call_json("probe", "hash_order", &json!([]), "t")
+        let first = db
+            .call_json(
+                "probe",
+                "observe",
+                &json!([]),
+                &interstice_runtime::Caller::operator(),
+            )
             .unwrap();
+        let f1 = facts(db);
+        let second = db
+            .call_json(
+                "probe",
+                "observe",
+                &json!([]),
+                &interstice_runtime::Caller::operator(),
+            )
+            .unwrap();
+        let f2 = facts(db);
+        db.call_json(
+            "probe",
+            "hash_order",
+            &json!([]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
         let f3 = facts(db);
         // Both clocks read the transaction's timestamp and stand still.
         assert_eq!(f1["wall_micros"], first.timestamp_micros.to_string());
@@ -162,11 +186,22 @@ fn files_environment_and_sockets_are_refused() {
 fn sleeping_and_exiting_trap_and_roll_back() {
     let dir = tempfile::tempdir().unwrap();
     let db = probe(dir.path(), T0);
-    db.call_json("probe", "observe", &json!([]), "t").unwrap();
+    db.call_json(
+        "probe",
+        "observe",
+        &json!([]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
     let state = db.state_json().unwrap();
     let started = std::time::Instant::now();
     let err = db
-        .call_json("probe", "nap", &json!([60_000]), "t")
+        .call_json(
+            "probe",
+            "nap",
+            &json!([60_000]),
+            &interstice_runtime::Caller::operator(),
+        )
         .unwrap_err();
     assert!(
         started.elapsed() < std::time::Duration::from_secs(30),
@@ -176,11 +211,24 @@ fn sleeping_and_exiting_trap_and_roll_back() {
         matches!(&err, CallError::Trap(m) if m.contains(wasi::SLEEP_REFUSAL)),
         "{err}"
     );
-    let err = db.call_json("probe", "exit", &json!([3]), "t").unwrap_err();
+    let err = db
+        .call_json(
+            "probe",
+            "exit",
+            &json!([3]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap_err();
     assert!(matches!(err, CallError::Trap(_)), "{err}");
     assert_eq!(db.state_json().unwrap(), state);
     // A fresh instance serves the next call.
-    db.call_json("probe", "observe", &json!([]), "t").unwrap();
+    db.call_json(
+        "probe",
+        "observe",
+        &json!([]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -189,7 +237,12 @@ fn output_without_bound_is_cut_at_the_limit() {
     let db = probe(dir.path(), T0);
     let (count, width) = (3000u32, 1000usize);
     let out = db
-        .call_json("probe", "shout", &json!([count, width]), "t")
+        .call_json(
+            "probe",
+            "shout",
+            &json!([count, width]),
+            &interstice_runtime::Caller::operator(),
+        )
         .expect("a guest that prints too much is cut, not failed");
     let printed: usize = (0..count).map(|i| format!("{i} ").len() + width + 1).sum();
     let kept_lines = limits::LOG_LINES_PER_CALL_MAX;
@@ -220,7 +273,14 @@ fn output_without_bound_is_cut_at_the_limit() {
         )
     );
     // The next call starts with nothing left over.
-    let out = db.call_json("probe", "observe", &json!([]), "t").unwrap();
+    let out = db
+        .call_json(
+            "probe",
+            "observe",
+            &json!([]),
+            &interstice_runtime::Caller::operator(),
+        )
+        .unwrap();
     assert_eq!(out.log.len(), 2);
 }
 
@@ -233,7 +293,12 @@ fn leaked_handles_are_bounded() {
     let per_call = 1000;
     let mut committed = 0;
     let err = loop {
-        match db.call_json("probe", "leak_handles", &json!([per_call]), "t") {
+        match db.call_json(
+            "probe",
+            "leak_handles",
+            &json!([per_call]),
+            &interstice_runtime::Caller::operator(),
+        ) {
             Ok(_) => committed += 1,
             Err(e) => break e,
         }
@@ -244,8 +309,13 @@ fn leaked_handles_are_bounded() {
         matches!(&err, CallError::Trap(m) if m.contains("resource table has no free keys")),
         "{err}"
     );
-    db.call_json("probe", "leak_handles", &json!([per_call]), "t")
-        .expect("a fresh instance, with an empty table");
+    db.call_json(
+        "probe",
+        "leak_handles",
+        &json!([per_call]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .expect("a fresh instance, with an empty table");
 }
 
 /// A component importing an interface outside the grant is refused at

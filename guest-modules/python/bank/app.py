@@ -7,6 +7,7 @@ accounts = Table(
     "accounts",
     [Column("id", U64), Column("balance", U64)],
     primary_key="id",
+    public=True,
 )
 
 module = Module(tables=[accounts])

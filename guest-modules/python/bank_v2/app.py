@@ -11,6 +11,7 @@ audit = Table(
     [Column("id", U64), Column("account", U64), Column("note", STRING)],
     primary_key="id",
     auto_inc="id",
+    public=True,
 )
 
 accounts = Table(
@@ -23,6 +24,7 @@ accounts = Table(
     ],
     primary_key="id",
     indexes=[Index("branch", "branch")],
+    public=True,
 )
 
 module = Module(tables=[audit, accounts])

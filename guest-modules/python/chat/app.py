@@ -27,6 +27,7 @@ users = Table(
     primary_key="id",
     auto_inc="id",
     indexes=[Index("name", "name", unique=True)],
+    public=True,
 )
 
 messages = Table(
@@ -41,6 +42,7 @@ messages = Table(
     primary_key="id",
     auto_inc="id",
     indexes=[Index("channel", "channel")],
+    public=True,
 )
 
 # Users currently typing: never logged, empty after every restart.
@@ -49,6 +51,7 @@ typing = Table(
     [Column("user", U64), Column("channel", STRING)],
     primary_key="user",
     ephemeral=True,
+    public=True,
 )
 
 module = Module(tables=[users, messages, typing])

@@ -66,6 +66,7 @@ everything = Table(
     "everything",
     [Column(name, ty) for name, ty in EVERYTHING_COLUMNS],
     primary_key="id",
+    public=True,
 )
 
 moves = Table(
@@ -92,9 +93,10 @@ moves = Table(
         Index("by_cell", columns=["game", "x", "y"], unique=True, kind="hash"),
         Index("by_game_kind", columns=["game", "kind"], kind="hash"),
     ],
+    public=True,
 )
 
-found = Table("found", [Column("lookup", STRING), Column("ids", vec(U64))], primary_key="lookup")
+found = Table("found", [Column("lookup", STRING), Column("ids", vec(U64))], primary_key="lookup", public=True)
 
 module = Module(tables=[everything, moves, found])
 

@@ -126,9 +126,13 @@ fn bank_dir() -> tempfile::TempDir {
     run(&["publish", guests::BANK, "--name", "bank"]);
     run(&["call", "bank", "open_account", "[1, 100]"]);
     run(&["call", "bank", "open_account", "[2, 0]"]);
-    run(&["call", "bank", "transfer", "[1, 2, 30]"]);
+    // The local CLI may act as anyone: the log records that identity.
+    run(&["call", "bank", "transfer", "[1, 2, 30]", "--as", CALLER]);
     dir
 }
+
+/// The identity `bank_dir` makes its transfer as.
+const CALLER: &str = "a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0";
 
 #[test]
 fn replay_prints_its_stats_and_runs_no_guest() {
@@ -177,7 +181,9 @@ fn log_verify_inspect_dump() {
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[0].starts_with("tx 4 @"), "{text}");
     assert!(
-        lines[0].ends_with(r#"by "cli": call bank.transfer {"amount":30,"from":1,"to":2}"#),
+        lines[0].ends_with(&format!(
+            r#"by "{CALLER}": call bank.transfer {{"amount":30,"from":1,"to":2}}"#
+        )),
         "{text}"
     );
     assert_eq!(lines[1], r#"  update accounts {"balance":70,"id":1}"#);

@@ -53,6 +53,12 @@ impl Server {
             .unwrap()
             .trim()
             .to_string();
+        if let Some(authority) = url.strip_prefix("http://") {
+            ADMIN_TOKENS
+                .lock()
+                .unwrap()
+                .insert(authority.to_string(), token.clone());
+        }
         Server {
             child: Some(child),
             url,
@@ -124,10 +130,37 @@ impl Drop for Server {
 
 type Ws = tungstenite::WebSocket<MaybeTlsStream<TcpStream>>;
 
+/// The admin token of every test server, by `host:port`: [`agent`] calls
+/// reducers as the operator of whichever server it talks to.
+static ADMIN_TOKENS: std::sync::Mutex<BTreeMap<String, String>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// An HTTP client that calls reducers (`POST .../reducers/...` without an
+/// `Authorization` header of its own) with the server's admin token, and
+/// reads anonymously: what these tests check is served to anyone who may.
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(120)))
+        .middleware(
+            |mut request: ureq::http::Request<ureq::SendBody>,
+             next: ureq::middleware::MiddlewareNext| {
+                let uri = request.uri();
+                let call = request.method() == "POST" && uri.path().contains("/reducers/");
+                let token = uri
+                    .authority()
+                    .and_then(|a| ADMIN_TOKENS.lock().unwrap().get(a.as_str()).cloned());
+                if call
+                    && !request.headers().contains_key("authorization")
+                    && let Some(token) = token
+                {
+                    request
+                        .headers_mut()
+                        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+                }
+                next.handle(request)
+            },
+        )
         .build()
         .into()
 }

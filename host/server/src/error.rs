@@ -59,6 +59,10 @@ impl IntoResponse for ApiError {
     }
 }
 
+fn forbidden(message: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
 fn unavailable(message: String) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
 }
@@ -146,6 +150,9 @@ impl From<PublishError> for ApiError {
             PublishError::InitFailed { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reducer_failed", message)
             }
+            PublishError::NotOwner { .. }
+            | PublishError::MayNotCreate(_)
+            | PublishError::OwnerNotSelf => forbidden(message),
             PublishError::Durability(_) | PublishError::Poisoned => unavailable(message),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
@@ -157,6 +164,7 @@ impl From<DropError> for ApiError {
         let message = e.to_string();
         match e {
             DropError::UnknownModule(_) => ApiError::not_found(message),
+            DropError::NotOwner { .. } => forbidden(message),
             DropError::Durability(_) | DropError::Poisoned => unavailable(message),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }

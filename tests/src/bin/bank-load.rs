@@ -70,7 +70,12 @@ fn main() -> ExitCode {
                         .iter()
                         .flat_map(|v| v.to_le_bytes())
                         .collect::<Vec<u8>>();
-                    if let Ok(outcome) = db.call_encoded("bank", transfer, &args, "load") {
+                    if let Ok(outcome) = db.call_encoded(
+                        "bank",
+                        transfer,
+                        &args,
+                        &interstice_runtime::Caller::operator(),
+                    ) {
                         // One write of one short line: atomic on a pipe.
                         let line = format!("ok {} {from} {to} {amount}\n", outcome.tx_id);
                         let _ = std::io::stdout().lock().write_all(line.as_bytes());

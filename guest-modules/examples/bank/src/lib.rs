@@ -5,7 +5,7 @@
 mod bank {
     use interstice_sdk::prelude::*;
 
-    #[table(name = accounts)]
+    #[table(name = accounts, public)]
     pub struct Account {
         #[primary_key]
         pub id: u64,

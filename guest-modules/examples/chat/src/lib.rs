@@ -5,7 +5,7 @@
 mod chat {
     use interstice_sdk::prelude::*;
 
-    #[table(name = users)]
+    #[table(name = users, public)]
     pub struct User {
         #[primary_key]
         #[auto_inc]
@@ -17,7 +17,7 @@ mod chat {
         pub joined_micros: i64,
     }
 
-    #[table(name = messages)]
+    #[table(name = messages, public)]
     pub struct Message {
         #[primary_key]
         #[auto_inc]
@@ -30,7 +30,7 @@ mod chat {
     }
 
     /// Users currently typing: never logged, empty after every restart.
-    #[table(name = typing, ephemeral)]
+    #[table(name = typing, ephemeral, public)]
     pub struct Typing {
         #[primary_key]
         pub user: u64,

@@ -4,7 +4,7 @@
 mod counter {
     use interstice_sdk::prelude::*;
 
-    #[table(name = counters)]
+    #[table(name = counters, public)]
     pub struct Counter {
         #[primary_key]
         pub name: String,

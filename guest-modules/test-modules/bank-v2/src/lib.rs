@@ -8,7 +8,7 @@ mod bank {
     use interstice_sdk::prelude::*;
 
     /// A new table, listed before the old one: table ids move, names hold.
-    #[table(name = audit)]
+    #[table(name = audit, public)]
     pub struct Audit {
         #[primary_key]
         #[auto_inc]
@@ -17,7 +17,7 @@ mod bank {
         pub note: String,
     }
 
-    #[table(name = accounts)]
+    #[table(name = accounts, public)]
     pub struct Account {
         #[primary_key]
         pub id: u64,

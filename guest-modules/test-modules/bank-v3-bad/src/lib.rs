@@ -7,7 +7,7 @@
 mod bank {
     use interstice_sdk::prelude::*;
 
-    #[table(name = accounts)]
+    #[table(name = accounts, public)]
     pub struct Account {
         #[primary_key]
         pub id: u64,
@@ -17,7 +17,7 @@ mod bank {
         pub branch: u32,
     }
 
-    #[table(name = audit)]
+    #[table(name = audit, public)]
     pub struct Audit {
         #[primary_key]
         #[auto_inc]

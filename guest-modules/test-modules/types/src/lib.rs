@@ -35,7 +35,7 @@ mod types {
     }
 
     /// One column of every type; also a reducer parameter type.
-    #[table(name = everything)]
+    #[table(name = everything, public)]
     #[derive(Type, Clone, Debug, PartialEq)]
     pub struct Everything {
         #[primary_key]
@@ -66,6 +66,7 @@ mod types {
     /// A move of a game, indexed every way an index can be declared.
     #[table(
         name = moves,
+        public,
         index(name = by_game_turn, btree(columns = [game, turn])),
         index(name = by_cell, unique, hash(columns = [game, x, y])),
         index(name = by_game_kind, hash(columns = [game, kind]))
@@ -90,7 +91,7 @@ mod types {
     }
 
     /// What the last `find` saw: the ids each lookup returned, in order.
-    #[table(name = found)]
+    #[table(name = found, public)]
     pub struct Found {
         #[primary_key]
         pub lookup: String,

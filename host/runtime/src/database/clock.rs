@@ -94,13 +94,13 @@ mod tests {
     #[test]
     fn timestamps_increase_even_when_the_source_goes_back() {
         let mut clock = Clock::new(1, 0, Some(Arc::new(|| 100)));
-        let a = clock.next("t");
+        let a = clock.next(&Caller::operator(), Identity::operator());
         clock.committed(&a);
-        let b = clock.next("t");
+        let b = clock.next(&Caller::operator(), Identity::operator());
         assert_eq!((a.tx_id, a.timestamp_micros), (1, 100));
         assert_eq!((b.tx_id, b.timestamp_micros), (2, 101));
         assert_ne!(a.seed, b.seed);
         // Nothing advances until a commit: asking twice gives the same.
-        assert_eq!(clock.next("t"), b);
+        assert_eq!(clock.next(&Caller::operator(), Identity::operator()), b);
     }
 }

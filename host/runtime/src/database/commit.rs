@@ -282,7 +282,10 @@ mod tests {
         direct: bool,
     ) -> Result<Pending<'l>, AppendError> {
         pipeline.writable()?;
-        let ctx = clock.next("test");
+        let ctx = clock.next(
+            &crate::caller::Caller::operator(),
+            interstice_store::Identity::operator(),
+        );
         let draft = Draft {
             ctx: &ctx,
             module: "m",
@@ -419,7 +422,10 @@ mod tests {
         fs.inject(Fault::error(Op::Sync, EIO));
         let second = commit_one(&pipeline, &mut clock, &row(0, 1), false).expect("appended");
         assert!(second.durable().is_err());
-        let ctx = clock.next("test");
+        let ctx = clock.next(
+            &crate::caller::Caller::operator(),
+            interstice_store::Identity::operator(),
+        );
         let mutation = row(0, 2);
         let draft = Draft {
             ctx: &ctx,

@@ -408,8 +408,10 @@ mod tests {
             });
         }
         ModuleDef {
+            owner: None,
             abi_version: 1,
             tables: vec![TableDef {
+                public: false,
                 name: "t".into(),
                 columns,
                 primary_key: 0,
@@ -421,8 +423,66 @@ mod tests {
         }
     }
 
-    const NO_CLEAR: PublishOptions = PublishOptions { clear: false };
-    const CLEAR: PublishOptions = PublishOptions { clear: true };
+    const NO_CLEAR: PublishOptions = options(false);
+    const CLEAR: PublishOptions = options(true);
+
+    const fn options(clear: bool) -> PublishOptions {
+        PublishOptions {
+            clear,
+            by: Identity([0; 32]),
+            owner: None,
+            anyone_may_create: false,
+        }
+    }
+
+    #[test]
+    fn only_the_operator_and_the_owner_may_publish_over_a_module() {
+        let operator = Identity::operator();
+        let (ann, bob) = (Identity([1; 32]), Identity([2; 32]));
+        let by = |by, owner, anyone_may_create| PublishOptions {
+            by,
+            owner,
+            anyone_may_create,
+            ..PublishOptions::default()
+        };
+        // A new module: the operator names anyone, default itself.
+        assert_eq!(
+            owner_for("m", None, &by(operator, None, false)).unwrap(),
+            operator
+        );
+        assert_eq!(
+            owner_for("m", None, &by(operator, Some(ann), false)).unwrap(),
+            ann
+        );
+        // Anyone else only when the server allows it, and only for itself.
+        assert!(matches!(
+            owner_for("m", None, &by(ann, None, false)),
+            Err(PublishError::MayNotCreate(_))
+        ));
+        assert_eq!(owner_for("m", None, &by(ann, None, true)).unwrap(), ann);
+        assert_eq!(
+            owner_for("m", None, &by(ann, Some(ann), true)).unwrap(),
+            ann
+        );
+        assert!(matches!(
+            owner_for("m", None, &by(ann, Some(bob), true)),
+            Err(PublishError::OwnerNotSelf)
+        ));
+        // An existing module keeps its owner; only the owner and the
+        // operator may publish over it.
+        assert_eq!(
+            owner_for("m", Some(ann), &by(ann, Some(bob), false)).unwrap(),
+            ann
+        );
+        assert_eq!(
+            owner_for("m", Some(ann), &by(operator, Some(bob), false)).unwrap(),
+            ann
+        );
+        assert!(matches!(
+            owner_for("m", Some(ann), &by(bob, None, true)),
+            Err(PublishError::NotOwner { owner, .. }) if owner == ann
+        ));
+    }
 
     #[test]
     fn choose_names_every_kind_of_publication() {
