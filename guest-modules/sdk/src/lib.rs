@@ -84,8 +84,9 @@ pub use typespace::Typespace;
 pub mod prelude {
     pub use crate::{
         BTreeIndex, Column, CompositeHashIndex, CompositeIndex, DbError, Duration, HashIndex,
-        Identity, ReducerContext, Table, TableHandle, Timestamp, TokenClaims, Type, UniqueCompositeHashIndex,
-        UniqueCompositeIndex, UniqueHashIndex, UniqueIndex, log, reducer, table,
+        Identity, ReducerContext, Table, TableHandle, Timestamp, TokenClaims, Type,
+        UniqueCompositeHashIndex, UniqueCompositeIndex, UniqueHashIndex, UniqueIndex, log, reducer,
+        table,
     };
 }
 

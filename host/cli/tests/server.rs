@@ -362,8 +362,14 @@ fn publish_call_read_subscribe_then_restart() {
         r#"["bob", "random", "from the cli"]"#,
         "--server",
         &base,
+        "--token-file",
+        dir.join("admin-token").to_str().unwrap(),
     ]);
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cli_tx: Value = serde_json::from_slice(&out.stdout).unwrap();
     committed.push(("send", cli_tx["tx_id"].as_u64().unwrap(), false));
 
@@ -680,7 +686,7 @@ fn bad_input_gets_its_status_and_changes_nothing() {
         (
             "publish with a wrong token",
             put_module(&a, &format!("{base}/v1/modules/bank"), Some("wrong"), &bank),
-            403,
+            401,
             None,
         ),
         (

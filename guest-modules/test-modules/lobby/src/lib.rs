@@ -67,7 +67,10 @@ mod lobby {
     #[reducer]
     pub fn close_door(ctx: &ReducerContext, reason: String) -> Result<(), String> {
         if ctx.sender != ctx.owner() {
-            return Err(format!("only the owner may close the door, not {}", ctx.sender));
+            return Err(format!(
+                "only the owner may close the door, not {}",
+                ctx.sender
+            ));
         }
         ctx.db.gate().insert(Gate { id: 0, reason })?;
         Ok(())

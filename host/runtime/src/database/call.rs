@@ -107,18 +107,18 @@ pub(crate) fn execute<'l>(
     }
     let ran = match reducer {
         None => Ok(Committed::default()),
-        Some(id) => {
-            let runner = code.runner(call.module, &mut entry.runner, entry.version, &entry.def)?;
-            runner
+        Some(id) => match code.runner(call.module, &mut entry.runner, entry.version, &entry.def) {
+            // The session's change is rolled back below, like the reducer's.
+            Err(e) => Err(e),
+            Ok(runner) => runner
                 .call(&mut entry.tables, &ctx, id, call.args)
-                .map_err(|e| {
+                .inspect_err(|_| {
                     let lines = runner.take_failed_log();
                     pipeline
                         .feed
                         .log_lines(call.module, name, ctx.tx_id, false, &lines);
-                    e
-                })
-        }
+                }),
+        },
     };
     let mut committed = match ran {
         Ok(committed) => committed,
