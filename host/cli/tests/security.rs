@@ -1,9 +1,11 @@
 //! Identities, tokens and access against a real server process: every
 //! refusal is checked for its status and for having changed nothing.
 
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::pkcs8::DecodePrivateKey;
@@ -14,62 +16,28 @@ use serde_json::{Value, json};
 
 mod common;
 
+use common::serve::Server;
+
 const BIN: &str = env!("CARGO_BIN_EXE_interstice");
 const OUTSIDE: &str = "https://issuer.example";
 const AUDIENCE: &str = "lobby-app";
 const OUTSIDE_KID: &str = "test-key-1";
 
-struct Server {
-    child: Child,
-    url: String,
-    admin: String,
+/// The lobby's routes, on a server of [`setup`]'s data directory.
+trait Lobby {
+    fn call(&self, reducer: &str, args: &str, auth: Option<&str>) -> (u16, Value);
+    fn read(&self, table: &str, auth: Option<&str>) -> (u16, Value);
+    fn rows(&self, table: &str) -> Vec<Value>;
+    fn identity(&self) -> (String, String);
+    fn subscribe(&self, table: &str, auth: Option<&str>) -> Result<Ws, (u16, String)>;
 }
 
-impl Server {
-    fn start(dir: &Path, config: &Path) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .arg("--config")
-            .arg(config)
-            .env_remove("INTERSTICE_ADMIN_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("server did not start: {line:?}"))
-            .to_string();
-        let admin = std::fs::read_to_string(dir.join("admin-token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        Server { child, url, admin }
-    }
+/// A server of `dir` with the settings file `config`.
+fn serve(dir: &Path, config: &Path) -> Server {
+    Server::start(dir, &["--config", config.to_str().unwrap()])
+}
 
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        self.child.wait().unwrap();
-    }
-
+impl Lobby for Server {
     fn call(&self, reducer: &str, args: &str, auth: Option<&str>) -> (u16, Value) {
         let mut request =
             agent().post(&format!("{}/v1/modules/lobby/reducers/{reducer}", self.url));
@@ -89,7 +57,7 @@ impl Server {
 
     /// Every row of a table, read with the admin token.
     fn rows(&self, table: &str) -> Vec<Value> {
-        let (status, body) = self.read(table, Some(&self.admin));
+        let (status, body) = self.read(table, Some(&self.token));
         assert_eq!(status, 200, "{body}");
         body.as_array().unwrap().clone()
     }
@@ -137,13 +105,6 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
 
 fn agent() -> ureq::Agent {
@@ -164,14 +125,24 @@ fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u
     )
 }
 
-/// The outside issuer's ES256 key, fixed so that runs are repeatable.
-fn outside_key() -> p256::SecretKey {
-    p256::SecretKey::from_slice(&[7u8; 32]).unwrap()
+/// An outside issuer's ES256 key made from `seed`, so that runs are
+/// repeatable. The issuer of [`setup`] signs with seed 7.
+fn outside_key(seed: u8) -> p256::SecretKey {
+    p256::SecretKey::from_slice(&[seed; 32]).unwrap()
 }
 
-fn outside_token(claims: &Value, kid: &str) -> String {
+/// The public JWK of [`outside_key`]`(seed)`, named `kid`.
+fn outside_jwk(seed: u8, kid: &str) -> Value {
+    let mut jwk: Value =
+        serde_json::from_str(&outside_key(seed).public_key().to_jwk_string()).unwrap();
+    jwk["kid"] = kid.into();
+    jwk["alg"] = "ES256".into();
+    jwk
+}
+
+fn outside_token(seed: u8, claims: &Value, kid: &str) -> String {
     use p256::pkcs8::EncodePrivateKey;
-    let pem = outside_key()
+    let pem = outside_key(seed)
         .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
         .unwrap();
     let mut header = Header::new(Algorithm::ES256);
@@ -191,9 +162,12 @@ fn now() -> u64 {
 /// A data directory with the lobby published, and the settings file that
 /// trusts the outside issuer.
 fn setup(tmp: &Path) -> (PathBuf, PathBuf) {
-    let mut jwk: Value = serde_json::from_str(&outside_key().public_key().to_jwk_string()).unwrap();
-    jwk["kid"] = OUTSIDE_KID.into();
-    jwk["alg"] = "ES256".into();
+    setup_with(tmp, guests::LOBBY)
+}
+
+/// [`setup`] with the lobby built from `guest`.
+fn setup_with(tmp: &Path, guest: &str) -> (PathBuf, PathBuf) {
+    let jwk = outside_jwk(7, OUTSIDE_KID);
     let jwks = tmp.join("jwks.json");
     std::fs::write(&jwks, json!({ "keys": [jwk] }).to_string()).unwrap();
     let config = tmp.join("interstice.toml");
@@ -206,7 +180,7 @@ fn setup(tmp: &Path) -> (PathBuf, PathBuf) {
     )
     .unwrap();
     let dir = tmp.join("data");
-    common::ok(&dir, &["publish", guests::LOBBY, "--name", "lobby"]);
+    common::ok(&dir, &["publish", guest, "--name", "lobby"]);
     (dir, config)
 }
 
@@ -242,7 +216,7 @@ fn b64(bytes: &[u8]) -> String {
 fn every_bad_token_is_refused_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, config) = setup(tmp.path());
-    let server = Server::start(&dir, &config);
+    let server = serve(&dir, &config);
     let (identity, token) = server.identity();
     let sub = identity.clone();
 
@@ -303,6 +277,7 @@ fn every_bad_token_is_refused_and_changes_nothing() {
     };
     let outside = |iss: &str, aud: &str, kid: &str| {
         outside_token(
+            7,
             &json!({"iss": iss, "sub": "user-1", "aud": aud, "exp": now() + 600}),
             kid,
         )
@@ -402,7 +377,7 @@ fn every_bad_token_is_refused_and_changes_nothing() {
 fn private_tables_are_refused_to_clients_and_public_ones_served() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, config) = setup(tmp.path());
-    let server = Server::start(&dir, &config);
+    let server = serve(&dir, &config);
     let (_, token) = server.identity();
     assert_eq!(
         server
@@ -437,7 +412,7 @@ fn private_tables_are_refused_to_clients_and_public_ones_served() {
                 .expect("public tables are served"),
         );
     }
-    let (status, body) = server.read("secrets", Some(&server.admin));
+    let (status, body) = server.read("secrets", Some(&server.token));
     assert_eq!(status, 200);
     assert_eq!(body[0]["text"], "s3cret");
     server.stop();
@@ -450,7 +425,7 @@ fn private_tables_are_refused_to_clients_and_public_ones_served() {
 fn owners_alone_change_their_modules() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, config) = setup(tmp.path());
-    let server = Server::start(&dir, &config);
+    let server = serve(&dir, &config);
     let (ann, ann_token) = server.identity();
     let (_, bob_token) = server.identity();
     let wasm = std::fs::read(guests::LOBBY).unwrap();
@@ -474,7 +449,7 @@ fn owners_alone_change_their_modules() {
     let (status, body) = put("annex", "", &ann_token);
     assert_eq!(status, 403, "{body}");
     // The operator publishes one for ann; ann owns it.
-    let (status, body) = put("annex", &format!("?owner={ann}"), &server.admin);
+    let (status, body) = put("annex", &format!("?owner={ann}"), &server.token);
     assert_eq!(status, 201, "{body}");
     let call = |auth: &str| {
         answer(
@@ -510,10 +485,36 @@ fn owners_alone_change_their_modules() {
 
 #[test]
 fn sessions_run_lifecycle_reducers_exactly_and_a_kill_ends_them_at_restart() {
+    sessions(guests::LOBBY);
+}
+
+#[test]
+fn python_sessions_run_lifecycle_reducers_exactly_and_a_kill_ends_them_at_restart() {
+    sessions(guests::LOBBY_PY);
+}
+
+/// 100 sessions, a refused one, and 10 left open by a kill -9, on the
+/// lobby built from `guest`.
+fn sessions(guest: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, config) = setup(tmp.path());
-    let server = Server::start(&dir, &config);
+    let (dir, config) = setup_with(tmp.path(), guest);
+    let server = serve(&dir, &config);
     let (me, token) = server.identity();
+    // The reducer sees the verified sender, the token and the owner.
+    assert_eq!(server.call("whoami", "[]", Some(&token)).0, 200);
+    let calls = server.rows("calls");
+    assert_eq!(calls[0]["sender"], me.as_str());
+    assert_eq!(calls[0]["issuer"], "urn:interstice:server");
+    assert_eq!(calls[0]["subject"], me.as_str());
+    assert_eq!(calls[0]["owner"], Identity::operator().to_string());
+    // Only the owner (the operator here) may close the door.
+    let (status, body) = server.call("close_door", "[\"no\"]", Some(&token));
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string()
+            .contains("only the owner may close the door"),
+        "{body}"
+    );
     // Anonymous subscribers open no session.
     drop(server.subscribe("events", None).unwrap());
     for _ in 0..100 {
@@ -551,7 +552,7 @@ fn sessions_run_lifecycle_reducers_exactly_and_a_kill_ends_them_at_restart() {
     // client_connected refuses: the session is not opened, nothing is kept.
     assert_eq!(
         server
-            .call("close_door", "[\"come back later\"]", Some(&server.admin))
+            .call("close_door", "[\"come back later\"]", Some(&server.token))
             .0,
         200
     );
@@ -562,7 +563,7 @@ fn sessions_run_lifecycle_reducers_exactly_and_a_kill_ends_them_at_restart() {
     assert!(body.contains("come back later"), "{body}");
     assert_eq!(server.rows("events").len(), 200);
     assert!(server.rows("st_client").is_empty());
-    assert_eq!(server.call("open_door", "[]", Some(&server.admin)).0, 200);
+    assert_eq!(server.call("open_door", "[]", Some(&server.token)).0, 200);
 
     // Ten sessions open, then kill -9.
     let sockets: Vec<Ws> = (0..10)
@@ -572,7 +573,7 @@ fn sessions_run_lifecycle_reducers_exactly_and_a_kill_ends_them_at_restart() {
     assert_eq!(server.rows("events").len(), 210);
     server.kill9();
     drop(sockets);
-    let server = Server::start(&dir, &config);
+    let server = serve(&dir, &config);
     // The first answer already includes the ten disconnects.
     let events = server.rows("events");
     assert_eq!(events.len(), 220);
@@ -590,4 +591,190 @@ fn sessions_run_lifecycle_reducers_exactly_and_a_kill_ends_them_at_restart() {
     let stats: Value = serde_json::from_str(&common::ok(&dir, &["replay"])).unwrap();
     assert_eq!(stats["guest_instantiations"], 0);
     assert_eq!(stats["guest_calls"], 0);
+}
+
+/// A JWK set server on loopback: answers `GET path` with the set given for
+/// it (500 when none), and counts the requests of each path.
+struct KeyServer {
+    url: String,
+    paths: Arc<Mutex<BTreeMap<String, Served>>>,
+}
+
+/// What a path answers (`None`: 500), and how many requests it had.
+type Served = (Option<String>, usize);
+
+impl KeyServer {
+    fn start() -> KeyServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let paths: Arc<Mutex<BTreeMap<String, Served>>> = Arc::default();
+        let served = paths.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                // The headers, up to the blank line.
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = request.split(' ').nth(1).unwrap_or_default().to_string();
+                let body = {
+                    let mut paths = served.lock().unwrap();
+                    let entry = paths.entry(path).or_default();
+                    entry.1 += 1;
+                    entry.0.clone()
+                };
+                let (status, body) = match body {
+                    Some(body) => ("200 OK", body),
+                    None => ("500 Internal Server Error", "down".to_string()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        KeyServer { url, paths }
+    }
+
+    /// Serves the keys of `jwks` at `path` from now on; `None`: fails.
+    fn set(&self, path: &str, jwks: Option<Value>) {
+        self.paths.lock().unwrap().entry(path.into()).or_default().0 = jwks.map(|j| j.to_string());
+    }
+
+    fn fetches(&self, path: &str) -> usize {
+        self.paths.lock().unwrap().get(path).map_or(0, |e| e.1)
+    }
+
+    fn wait_fetches(&self, path: &str, at_least: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.fetches(path) < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "{path} fetched {} times",
+                self.fetches(path)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn outside_keys_by_url_are_fetched_kept_and_fetched_again_for_a_new_kid() {
+    const ONE: &str = "https://one.example";
+    const TWO: &str = "https://two.example";
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = setup(tmp.path());
+    let keys = KeyServer::start();
+    keys.set("/one", Some(json!({ "keys": [outside_jwk(7, "a")] })));
+    keys.set("/two", Some(json!({ "keys": [outside_jwk(7, "a")] })));
+    let issuer = |iss: &str, source: &str| {
+        format!(
+            "[[issuer]]\nissuer = \"{iss}\"\naudience = [\"{AUDIENCE}\"]\nalgorithms = [\"ES256\"]\n{source}\n"
+        )
+    };
+
+    // Settings that cannot be right are refused at start.
+    for (source, why) in [
+        (
+            "jwks_url = \"http://keys.example/jwks\"".to_string(),
+            "plain http is accepted only on a loopback address",
+        ),
+        (
+            format!("jwks_url = \"{}/one\"\njwks_file = \"keys.json\"", keys.url),
+            "needs exactly one of jwks_file and jwks_url",
+        ),
+        (
+            format!("jwks_url = \"{}/one\"\njwks_refresh_secs = 0", keys.url),
+            "jwks_refresh_secs must be at least 1",
+        ),
+    ] {
+        let bad = tmp.path().join("bad.toml");
+        std::fs::write(&bad, issuer(ONE, &source)).unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .arg("--config")
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{source}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{source}: {stderr}");
+    }
+    assert_eq!(keys.fetches("/one"), 0, "refused settings fetch nothing");
+
+    let config = tmp.path().join("url.toml");
+    std::fs::write(
+        &config,
+        issuer(ONE, &format!("jwks_url = \"{}/one\"", keys.url))
+            + &issuer(
+                TWO,
+                &format!("jwks_url = \"{}/two\"\njwks_refresh_secs = 1", keys.url),
+            ),
+    )
+    .unwrap();
+    let server = serve(&dir, &config);
+    let token = |iss: &str, seed: u8, kid: &str| {
+        outside_token(
+            seed,
+            &json!({"iss": iss, "sub": "user-1", "aud": AUDIENCE, "exp": now() + 600}),
+            kid,
+        )
+    };
+    let call = |iss: &str, seed: u8, kid: &str| {
+        let (status, body) = server.call("whoami", "[]", Some(&token(iss, seed, kid)));
+        assert!(status == 200 || status == 401, "{body}");
+        status
+    };
+
+    assert_eq!(call(ONE, 7, "a"), 200);
+    assert_eq!(call(ONE, 7, "a"), 200);
+    assert_eq!(keys.fetches("/one"), 1, "fetched at start, then held");
+    let calls = server.rows("calls");
+    assert_eq!(
+        calls[0]["sender"],
+        Identity::from_claims(ONE, "user-1").to_string()
+    );
+
+    // The issuer adds a key: the first token naming it fetches the set
+    // again, and is accepted.
+    keys.set(
+        "/one",
+        Some(json!({ "keys": [outside_jwk(7, "a"), outside_jwk(8, "b")] })),
+    );
+    assert_eq!(call(ONE, 8, "b"), 200);
+    assert_eq!(keys.fetches("/one"), 2);
+    // Made-up kids within the minute fetch nothing more.
+    for _ in 0..5 {
+        assert_eq!(call(ONE, 9, "c"), 401);
+    }
+    assert_eq!(keys.fetches("/one"), 2, "at most one fetch a minute");
+
+    // TWO is fetched every second. A failing fetch keeps the keys held.
+    keys.wait_fetches("/two", 2);
+    keys.set("/two", None);
+    keys.wait_fetches("/two", keys.fetches("/two") + 2);
+    assert_eq!(call(TWO, 7, "a"), 200, "keys kept through failed fetches");
+    // A rotation: once the set drops a key, its tokens are refused.
+    keys.set("/two", Some(json!({ "keys": [outside_jwk(8, "b")] })));
+    keys.wait_fetches("/two", keys.fetches("/two") + 2);
+    assert_eq!(call(TWO, 8, "b"), 200);
+    assert_eq!(call(TWO, 7, "a"), 401, "a retired key");
+
+    assert_eq!(
+        server.rows("calls").len(),
+        5,
+        "accepted calls wrote, refused ones did not"
+    );
+    server.stop();
 }

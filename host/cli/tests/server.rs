@@ -2,102 +2,28 @@
 //! HTTP client and a real WebSocket client.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use interstice_tests::guests;
 use serde_json::{Value, json};
 use tungstenite::stream::MaybeTlsStream;
 
+mod common;
+
+use common::serve::Server;
+
 const BIN: &str = env!("CARGO_BIN_EXE_interstice");
 
-/// A server process serving a data directory.
-struct Server {
-    child: Option<Child>,
-    url: String,
-    dir: PathBuf,
-    token: String,
-    stderr: PathBuf,
+/// What these tests do with a server besides plain HTTP requests.
+trait ServerExt {
+    /// Publishes a guest as a new module over HTTP.
+    fn publish(&self, name: &str, guest: &str);
+    fn ws(&self, path: &str) -> Ws;
 }
 
-impl Server {
-    fn start(dir: &Path, extra: &[&str]) -> Server {
-        let stderr = dir.with_extension(format!("stderr-{}", std::process::id()));
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .args(extra)
-            .env_remove("INTERSTICE_ADMIN_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("start interstice serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "server did not start: {line:?}\n{}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                )
-            })
-            .to_string();
-        let token = std::fs::read_to_string(dir.join("admin-token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        if let Some(authority) = url.strip_prefix("http://") {
-            ADMIN_TOKENS
-                .lock()
-                .unwrap()
-                .insert(authority.to_string(), token.clone());
-        }
-        Server {
-            child: Some(child),
-            url,
-            dir: dir.to_path_buf(),
-            token,
-            stderr,
-        }
-    }
-
-    /// A server of `tmp/data` with the settings file `toml`.
-    fn start_configured(tmp: &Path, toml: &str) -> Server {
-        let config = tmp.join("interstice.toml");
-        std::fs::write(&config, toml).unwrap();
-        Server::start(&tmp.join("data"), &["--config", config.to_str().unwrap()])
-    }
-
-    /// SIGTERM, then wait for the process to finish.
-    fn stop(mut self) -> (ExitStatus, String) {
-        let mut child = self.child.take().unwrap();
-        let killed = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        (
-            status,
-            std::fs::read_to_string(&self.stderr).unwrap_or_default(),
-        )
-    }
-
-    /// Publishes a guest as a new module over HTTP.
+impl ServerExt for Server {
     fn publish(&self, name: &str, guest: &str) {
         let published = put_module(
             &agent(),
@@ -118,22 +44,7 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_file(&self.stderr);
-    }
-}
-
 type Ws = tungstenite::WebSocket<MaybeTlsStream<TcpStream>>;
-
-/// The admin token of every test server, by `host:port`: [`agent`] calls
-/// reducers as the operator of whichever server it talks to.
-static ADMIN_TOKENS: std::sync::Mutex<BTreeMap<String, String>> =
-    std::sync::Mutex::new(BTreeMap::new());
 
 /// An HTTP client that calls reducers (`POST .../reducers/...` without an
 /// `Authorization` header of its own) with the server's admin token, and
@@ -149,7 +60,7 @@ fn agent() -> ureq::Agent {
                 let call = request.method() == "POST" && uri.path().contains("/reducers/");
                 let token = uri
                     .authority()
-                    .and_then(|a| ADMIN_TOKENS.lock().unwrap().get(a.as_str()).cloned());
+                    .and_then(|a| common::serve::admin_token_of(a.as_str()));
                 if call
                     && !request.headers().contains_key("authorization")
                     && let Some(token) = token

@@ -135,7 +135,7 @@ impl Who {
 /// Reads a request's `Authorization: Bearer <token>`. A token that is
 /// neither the admin token nor a valid identity token is a 401 that says
 /// only `invalid token`; the reason goes to the server's log.
-pub fn who(
+pub async fn who(
     headers: &HeaderMap,
     admin: &str,
     tokens: &crate::identity::Tokens,
@@ -170,7 +170,7 @@ pub fn who(
     if constant_time_eq(token.as_bytes(), admin.as_bytes()) {
         return Ok(Who::Operator);
     }
-    match tokens.verify(token) {
+    match tokens.verify(token).await {
         Ok(caller) => Ok(Who::Identity(caller)),
         Err(reason) => {
             tracing::debug!("refused a token: {reason}");

@@ -44,11 +44,28 @@ pub struct IssuerConfig {
     pub issuer: String,
     /// The `aud` values accepted: a token must name one of them.
     pub audience: Vec<String>,
-    /// Its JSON Web Key Set, as a file (the server does not fetch it).
-    pub jwks_file: PathBuf,
+    /// Its JSON Web Key Set as a file, read once at start, for servers
+    /// that cannot reach the issuer. Exactly one of `jwks_file` and
+    /// `jwks_url` is given.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Its JSON Web Key Set's URL (`https://`, or `http://` on a loopback
+    /// address): fetched at start, every `jwks_refresh_secs`, and again,
+    /// at most once a minute, when a token names a key it does not hold.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Seconds between fetches of `jwks_url`.
+    #[serde(default = "jwks_refresh_default")]
+    pub jwks_refresh_secs: u64,
     /// The algorithms accepted from it, e.g. `["RS256"]`. Shared-secret
     /// (HS*) algorithms are refused.
     pub algorithms: Vec<String>,
+}
+
+/// An hour: issuers announce a new key well before they sign with it, and
+/// a token naming an unknown key refetches sooner.
+fn jwks_refresh_default() -> u64 {
+    3600
 }
 
 impl Default for ServerConfig {

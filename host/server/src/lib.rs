@@ -87,7 +87,18 @@ pub async fn serve(
     let (logs, _) = broadcast::channel(config.subscription_buffer.max(1));
     let (stop, stopping) = watch::channel(false);
     let (sessions, mut sessions_done) = mpsc::channel::<()>(1);
-    let tokens = identity::Tokens::load(db.dir(), &config.issuers)?;
+    // Reads the key files and fetches JWK sets: off the async runtime.
+    let tokens = {
+        let (dir, issuers) = (db.dir().to_path_buf(), config.issuers.clone());
+        tokio::task::spawn_blocking(move || identity::Tokens::load(&dir, &issuers))
+            .await
+            .map_err(|e| ServerError::Serve(std::io::Error::other(e)))??
+    };
+    let refreshers: Vec<_> = tokens
+        .fetched()
+        .into_iter()
+        .map(|issuer| tokio::spawn(issuer.keep_fresh()))
+        .collect();
     // Sessions a crash or kill left open end before anyone is served: each
     // runs `client_disconnected`, so no client stays "connected" forever.
     let ended = {
@@ -130,6 +141,9 @@ pub async fn serve(
         })
         .await
         .map_err(ServerError::Serve);
+    for refresher in refreshers {
+        refresher.abort();
+    }
     // Upgraded connections outlive the HTTP server: wait (a little) for
     // each WebSocket session to send its closing message.
     let _ = tokio::time::timeout(SESSION_GOODBYE, sessions_done.recv()).await;

@@ -124,7 +124,7 @@ async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
 /// A new identity and its token.
 async fn new_identity(State(state): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
     // A bad token here is refused like anywhere else.
-    auth::who(&headers, &state.token, &state.tokens)?;
+    auth::who(&headers, &state.token, &state.tokens).await?;
     let (identity, token) = state
         .tokens
         .issue()
@@ -141,11 +141,11 @@ async fn new_identity(State(state): Shared, headers: HeaderMap) -> Result<Respon
 
 /// Who may publish or delete: anyone with a token, as far as the route is
 /// concerned; the database checks ownership.
-fn publisher(
+async fn publisher(
     headers: &HeaderMap,
     state: &AppState,
 ) -> Result<interstice_runtime::Identity, ApiError> {
-    match auth::who(headers, &state.token, &state.tokens)? {
+    match auth::who(headers, &state.token, &state.tokens).await? {
         auth::Who::Anonymous => Err(auth::needs_token("publishing and deleting modules")),
         who => Ok(who
             .caller()
@@ -191,7 +191,7 @@ async fn publish(
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
     wasm: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let by = publisher(&headers, &state)?;
+    let by = publisher(&headers, &state).await?;
     let mut options = PublishOptions {
         by,
         anyone_may_create: state.config.anyone_may_publish,
@@ -250,7 +250,7 @@ async fn delete_module(
     Path(module): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let by = publisher(&headers, &state)?;
+    let by = publisher(&headers, &state).await?;
     let db = state.db.clone();
     let name = module.clone();
     let tx_id = blocking(move || db.drop_module_as(&name, by).map_err(ApiError::from)).await?;
@@ -265,7 +265,8 @@ async fn call(
     args: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let caller = auth::who(&headers, &state.token, &state.tokens)?
+    let caller = auth::who(&headers, &state.token, &state.tokens)
+        .await?
         .caller()
         .ok_or_else(|| auth::needs_token("calling a reducer"))?;
     let args = body(args)?;
@@ -308,7 +309,7 @@ async fn read_table(
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let who = auth::who(&headers, &state.token, &state.tokens)?;
+    let who = auth::who(&headers, &state.token, &state.tokens).await?;
     check_readable(&state, &who, &module, &table)?;
     let config = &state.config;
     let mut query = RowQuery {

@@ -94,7 +94,7 @@ pub(crate) async fn subscribe(
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let who = auth::who(&headers, &state.token, &state.tokens)?;
+    let who = auth::who(&headers, &state.token, &state.tokens).await?;
     let params = params
         .map(|Query(p)| p)
         .map_err(|e| ApiError::bad_request("query", e.body_text()))?;
