@@ -5,9 +5,9 @@
 //!   but `wasi-probe`;
 //! - `bank` and `wasi-probe` for `wasm32-wasip2` (`BANK_WASIP2`,
 //!   `WASI_PROBE_WASIP2`);
-//! - the Python bank, its second version, chat, types and lobby with
-//!   componentize-py (`BANK_PY`, `BANK_V2_PY`, `CHAT_PY`, `TYPES_PY`,
-//!   `LOBBY_PY`),
+//! - the Python bank, its second version, chat, types, lobby and reminders
+//!   with componentize-py (`BANK_PY`, `BANK_V2_PY`, `CHAT_PY`, `TYPES_PY`,
+//!   `LOBBY_PY`, `REMINDERS_PY`),
 //!   each rebuilt only when its sources, the SDK or the contract change.
 
 use std::hash::{Hash, Hasher};
@@ -81,7 +81,7 @@ fn main() {
             ));
         }
     }
-    for app in ["bank", "bank_v2", "chat", "types", "lobby"] {
+    for app in ["bank", "bank_v2", "chat", "types", "lobby", "reminders"] {
         let component = build_python(&guests, &root.join("wit"), app);
         consts.push_str(&format!(
             "/// The Python `{app}` guest (componentize-py), as a component.\npub const {}_PY: &str = {:?};\n",

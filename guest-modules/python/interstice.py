@@ -451,6 +451,9 @@ BYTES = _Scalar(S.BYTES, _encode_bytes, _decode_blob)
 IDENTITY = _Scalar(S.IDENTITY, _encode_identity, _decode_identity)
 TIMESTAMP = _Scalar(S.TIMESTAMP, *_I64)
 DURATION = _Scalar(S.DURATION, *_I64)
+# When a schedule table's row runs: ``{"Time": micros}`` once at that time,
+# ``{"Interval": micros}`` every so often.
+SCHEDULE_AT = Enum("ScheduleAt", Time=TIMESTAMP, Interval=DURATION)
 
 
 def optional(ty):
@@ -511,7 +514,15 @@ class Table:
     """A table of the module, and the operations reducers use on it."""
 
     def __init__(
-        self, name, columns, primary_key, auto_inc=None, indexes=(), ephemeral=False, public=False
+        self,
+        name,
+        columns,
+        primary_key,
+        auto_inc=None,
+        indexes=(),
+        ephemeral=False,
+        public=False,
+        scheduled=None,
     ):
         self.name = name
         self.columns = list(columns)
@@ -525,6 +536,13 @@ class Table:
         self.ephemeral = ephemeral
         # Private unless declared public: clients cannot read it.
         self.public = public
+        # A schedule table names the reducer each row runs when due; that
+        # reducer takes the row (annotated with ``table.row``).
+        self.scheduled = scheduled
+        self.row = Struct(
+            "".join(p.capitalize() for p in name.split("_")),
+            **{c.name: c.ty for c in self.columns},
+        )
         self.id = None
 
     def wit(self, space):
@@ -544,6 +562,7 @@ class Table:
             ],
             ephemeral=self.ephemeral,
             public=self.public,
+            scheduled=self.scheduled,
         )
 
     # Encoding.
@@ -695,6 +714,8 @@ class Context:
     call, as the host verified it, and the module's owner. ``token`` is
     None for the operator, else an object with ``issuer``, ``subject`` and
     ``audience``. ``connection_id`` is the session's, in lifecycle reducers.
+    ``identity`` is the module's own (32 bytes): the sender when the host
+    runs a scheduled reducer.
     """
 
     __slots__ = (
@@ -705,6 +726,7 @@ class Context:
         "token",
         "connection_id",
         "owner",
+        "identity",
         "seed",
     )
 
@@ -717,6 +739,8 @@ class Context:
         self.token = ctx.token
         self.connection_id = ctx.connection_id
         self.owner = bytes(ctx.owner)
+        # The module's own identity: the sender of scheduled runs.
+        self.identity = bytes(ctx.identity)
         self.seed = ctx.seed
 
 

@@ -58,6 +58,36 @@ pub fn clocked_config(start_micros: i64) -> RuntimeConfig {
     }
 }
 
+/// The reminders module (scheduled reducers) in every language it is
+/// written in: same tables, reducers and errors.
+pub const REMINDERS: [(&str, &str); 2] = [
+    ("rust", guests::REMINDERS),
+    ("python", guests::REMINDERS_PY),
+];
+
+/// [`test_config`] with a clock the test sets: every reading is the value
+/// of the returned cell, in microseconds since the Unix epoch, and segment
+/// salts are seeded as in [`clocked_config`]. Transactions at one reading
+/// get timestamps one microsecond apart.
+pub fn manual_clock_config(
+    start_micros: i64,
+) -> (RuntimeConfig, std::sync::Arc<std::sync::atomic::AtomicI64>) {
+    let now = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(start_micros));
+    let config = test_config();
+    let reading = now.clone();
+    let config = RuntimeConfig {
+        log: interstice_runtime::log::LogConfig {
+            salt_seed: Some(0x1e55_0000_5a17),
+            ..config.log
+        },
+        clock: Some(std::sync::Arc::new(move || {
+            reading.load(std::sync::atomic::Ordering::SeqCst)
+        })),
+        ..config
+    };
+    (config, now)
+}
+
 /// A data directory on the fault-injecting file system `fs`: the log
 /// synced on every commit in small segments (so that workloads rotate), no
 /// automatic snapshots, `keep` snapshots kept (so that retention removes

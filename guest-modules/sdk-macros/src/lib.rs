@@ -345,6 +345,8 @@ struct TableInfo {
     name: String,
     ephemeral: bool,
     public: bool,
+    /// `scheduled(reducer)`: the reducer each row runs when due.
+    scheduled: Option<Ident>,
     columns: Vec<ColumnInfo>,
     primary_key: usize,
     auto_inc: Option<usize>,
@@ -390,6 +392,16 @@ fn expand_module(mut module: ItemMod) -> Result<TokenStream2> {
             _ => {}
         }
     }
+    for t in &tables {
+        if let Some(r) = &t.scheduled
+            && !reducers.iter().any(|x| x.fn_ident == *r)
+        {
+            return Err(Error::new(
+                r.span(),
+                format!("the module has no #[reducer] named `{r}`"),
+            ));
+        }
+    }
     let generated = generate(&tables, &reducers);
     items.push(Item::Verbatim(generated));
     Ok(quote!(#module))
@@ -399,6 +411,7 @@ fn parse_table(attr: &Attribute, s: &mut ItemStruct) -> Result<TableInfo> {
     let mut name = None;
     let mut ephemeral = false;
     let mut public = false;
+    let mut scheduled = None;
     let mut table_indexes = Vec::new();
     if !matches!(attr.meta, syn::Meta::Path(_)) {
         attr.parse_nested_meta(|meta| {
@@ -419,8 +432,15 @@ fn parse_table(attr: &Attribute, s: &mut ItemStruct) -> Result<TableInfo> {
             } else if meta.path.is_ident("public") {
                 public = true;
                 Ok(())
+            } else if meta.path.is_ident("scheduled") {
+                let inner;
+                syn::parenthesized!(inner in meta.input);
+                scheduled = Some(inner.parse::<Ident>()?);
+                Ok(())
             } else {
-                Err(meta.error("expected `name = ...`, `public`, `ephemeral` or `index(...)`"))
+                Err(meta.error(
+                    "expected `name = ...`, `public`, `ephemeral`, `scheduled(reducer)` or `index(...)`",
+                ))
             }
         })?;
     }
@@ -490,6 +510,7 @@ fn parse_table(attr: &Attribute, s: &mut ItemStruct) -> Result<TableInfo> {
         name: name.unwrap_or_else(|| snake_case(&s.ident.to_string())),
         ephemeral,
         public,
+        scheduled,
         columns,
         primary_key,
         auto_inc,
@@ -599,6 +620,38 @@ fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
         };
         let ephemeral = t.ephemeral;
         let public = t.public;
+        let scheduled = match &t.scheduled {
+            Some(r) => {
+                let r = r.to_string();
+                quote!(::core::option::Option::Some(::std::string::String::from(#r)))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        if t.scheduled.is_some() {
+            // The scheduled reducer takes the row: the struct is also a type.
+            let struct_name = ident.to_string();
+            let names: Vec<String> = field_idents.iter().map(|i| i.to_string()).collect();
+            out.extend(quote! {
+                impl #sdk::Column for #ident {
+                    fn type_index(space: &mut #sdk::Typespace) -> u32 {
+                        space.named::<Self>(|space| #sdk::TypeDef::Product(#sdk::ProductDef {
+                            name: ::std::string::String::from(#struct_name),
+                            fields: ::std::vec![ #( #sdk::__private::field_def::<#field_types>(space, #names), )* ],
+                        }))
+                    }
+                    #[inline]
+                    fn encode(&self, out: &mut ::std::vec::Vec<u8>) {
+                        #( #sdk::Column::encode(&self.#field_idents, out); )*
+                    }
+                    #[inline]
+                    fn decode(r: &mut #sdk::Reader<'_>) -> ::core::result::Result<Self, #sdk::DecodeError> {
+                        ::core::result::Result::Ok(Self {
+                            #( #field_idents: <#field_types as #sdk::Column>::decode(r)?, )*
+                        })
+                    }
+                }
+            });
+        }
         let column_defs = t.columns.iter().map(|c| {
             let name = c.ident.to_string();
             let ty = &c.ty;
@@ -649,6 +702,7 @@ fn generate(tables: &[TableInfo], reducers: &[ReducerInfo]) -> TokenStream2 {
                 indexes: ::std::vec![ #( #index_defs, )* ],
                 ephemeral: #ephemeral,
                 public: #public,
+                scheduled: #scheduled,
             }
         });
         let accessor = format_ident!("{}", t.name.replace('-', "_"));

@@ -77,14 +77,14 @@ pub use index::{
     BTreeIndex, CompositeHashIndex, CompositeIndex, HashIndex, IndexKey, IndexPrefix,
     UniqueCompositeHashIndex, UniqueCompositeIndex, UniqueHashIndex, UniqueIndex,
 };
-pub use special::{Duration, Identity, Timestamp};
+pub use special::{Duration, Identity, ScheduleAt, Timestamp};
 pub use typespace::Typespace;
 
 /// Everything a module usually needs.
 pub mod prelude {
     pub use crate::{
         BTreeIndex, Column, CompositeHashIndex, CompositeIndex, DbError, Duration, HashIndex,
-        Identity, ReducerContext, Table, TableHandle, Timestamp, TokenClaims, Type,
+        Identity, ReducerContext, ScheduleAt, Table, TableHandle, Timestamp, TokenClaims, Type,
         UniqueCompositeHashIndex, UniqueCompositeIndex, UniqueHashIndex, UniqueIndex, log, reducer,
         table,
     };
@@ -117,6 +117,7 @@ pub struct ReducerContext {
     /// The module's tables.
     pub db: Db,
     owner: Identity,
+    identity: Identity,
 }
 
 /// The claims of a verified token.
@@ -149,12 +150,21 @@ impl ReducerContext {
             seed: ctx.seed,
             db: Db { _private: () },
             owner: identity(ctx.owner),
+            identity: identity(ctx.identity),
         }
     }
 
     /// The module's owner: whoever it was first published for.
     pub fn owner(&self) -> Identity {
         self.owner
+    }
+
+    /// The module's own identity: the sender when the host runs a
+    /// scheduled reducer. A scheduled reducer that clients must not call
+    /// directly starts with `if ctx.sender != ctx.identity() { return
+    /// Err(...) }`.
+    pub fn identity(&self) -> Identity {
+        self.identity
     }
 }
 

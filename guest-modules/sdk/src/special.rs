@@ -4,7 +4,10 @@
 use std::fmt;
 use std::ops::{Add, Sub};
 
-use crate::{Column, DecodeError, Reader, ScalarType, Typespace};
+use crate::{
+    Column, DecodeError, FieldDef, Reader, ScalarType, SumDef, TypeDef, Typespace, VariantDef,
+    VariantShape,
+};
 
 /// 32 bytes naming a caller; shown as 64 lower-case hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -176,5 +179,54 @@ impl Column for Duration {
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Duration(i64::from_le_bytes(r.take::<8>()?)))
+    }
+}
+
+/// When a row of a schedule table runs its reducer: once at a time, or
+/// every so often (the first time one interval after the row is written).
+/// A schedule table has a `scheduled_at: ScheduleAt` column.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ScheduleAt {
+    Time(Timestamp),
+    Interval(Duration),
+}
+
+impl Column for ScheduleAt {
+    fn type_index(space: &mut Typespace) -> u32 {
+        space.named::<Self>(|space| {
+            let variant = |name: &str, ty: u32| VariantDef {
+                name: name.to_string(),
+                shape: VariantShape::Tuple,
+                fields: vec![FieldDef {
+                    name: "0".to_string(),
+                    ty,
+                }],
+            };
+            let time = Timestamp::type_index(space);
+            let interval = Duration::type_index(space);
+            TypeDef::Sum(SumDef {
+                name: "ScheduleAt".to_string(),
+                variants: vec![variant("Time", time), variant("Interval", interval)],
+            })
+        })
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            ScheduleAt::Time(t) => {
+                out.push(0);
+                t.encode(out);
+            }
+            ScheduleAt::Interval(d) => {
+                out.push(1);
+                d.encode(out);
+            }
+        }
+    }
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.take::<1>()?[0] {
+            0 => Ok(ScheduleAt::Time(Timestamp::decode(r)?)),
+            1 => Ok(ScheduleAt::Interval(Duration::decode(r)?)),
+            _ => Err(DecodeError("invalid variant tag")),
+        }
     }
 }

@@ -34,6 +34,7 @@ enum Command {
     Schema(data::Schema),
     Demo(demo::Demo),
     Replay(data::Replay),
+    Tick(data::Tick),
     /// Verify, inspect, dump or repair the durable log.
     Log {
         #[command(subcommand)]
@@ -78,6 +79,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Schema(c) => c.run(),
         Command::Demo(c) => c.run(),
         Command::Replay(c) => c.run(),
+        Command::Tick(c) => c.run(),
         Command::Log { command } => command.run(),
         Command::Snapshot { command } => command.run(),
         Command::Backup(c) => c.run(),

@@ -161,6 +161,14 @@ pub enum CallError {
     /// The host's own row in `st_client` was refused (an internal error).
     #[error("the session could not be recorded: {0}")]
     Session(String),
+    /// A row of a schedule table cannot be scheduled (an interval under
+    /// 1 ms); the reducer that wrote it was rolled back.
+    #[error("{0}; the reducer was rolled back")]
+    Schedule(String),
+    /// A scheduled row chosen to run was changed, cancelled or run by
+    /// someone else before its turn: nothing ran.
+    #[error("scheduled row `{0}` is no longer due")]
+    NotDue(String),
     #[error("bad arguments: {0}")]
     BadArguments(#[from] JsonError),
     #[error("arguments of {len} bytes exceed the limit of {max} bytes")]

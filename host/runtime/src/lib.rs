@@ -56,8 +56,9 @@ pub use caller::{Caller, Identity, TokenClaims};
 pub use config::{ClockSource, RuntimeConfig, SnapshotConfig};
 pub use counters::{CounterSnapshot, Counters, ReplayGuard, ReplayPhase};
 pub use database::{
-    CallOutcome, Database, Page, PublishOptions, Published, QueryError, ReplayStats, RowQuery,
-    index_on, value_from_query,
+    CallOutcome, Database, LATENESS_BUCKETS, Page, PublishOptions, Published, QueryError,
+    ROUND_MAX, ReplayStats, RowQuery, ScheduleRound, ScheduleStats, backoff_micros, index_on,
+    value_from_query,
 };
 pub use error::{
     CallError, DropError, ModuleError, OpenError, Poisoned, PublishError, SnapshotError,

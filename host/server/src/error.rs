@@ -90,6 +90,7 @@ impl From<CallError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
             }
             CallError::Reducer(_)
+            | CallError::Schedule(_)
             | CallError::OutOfFuel { .. }
             | CallError::MemoryLimit(_)
             | CallError::Trap(_) => {

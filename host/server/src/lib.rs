@@ -110,6 +110,8 @@ pub async fn serve(
     if ended > 0 {
         tracing::info!("ended {ended} sessions left open when the server last stopped");
     }
+    // Schedule tables' rows run from now on, on a thread of their own.
+    let schedules = Schedules::start(db.clone())?;
     let state = Arc::new(AppState {
         db: db.clone(),
         token,
@@ -144,10 +146,42 @@ pub async fn serve(
     for refresher in refreshers {
         refresher.abort();
     }
+    // No scheduled run starts once requests stop being answered.
+    let _ = tokio::task::spawn_blocking(move || drop(schedules)).await;
     // Upgraded connections outlive the HTTP server: wait (a little) for
     // each WebSocket session to send its closing message.
     let _ = tokio::time::timeout(SESSION_GOODBYE, sessions_done.recv()).await;
     served
+}
+
+/// The thread that runs schedule tables' rows while the server serves;
+/// stopped (after the round it is in) when dropped.
+struct Schedules {
+    db: Arc<Database>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Schedules {
+    fn start(db: Arc<Database>) -> Result<Schedules, ServerError> {
+        let runner = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("interstice-schedules".into())
+            .spawn(move || runner.run_schedules())
+            .map_err(ServerError::Serve)?;
+        Ok(Schedules {
+            db,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Schedules {
+    fn drop(&mut self) {
+        self.db.stop_schedules();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// How long shutdown waits for WebSocket sessions to close.

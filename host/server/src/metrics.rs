@@ -130,6 +130,7 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 impl Collector for DatabaseCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         self.encode_log(&mut encoder)?;
+        self.encode_schedules(&mut encoder)?;
         self.encode_state(&mut encoder)
     }
 }
@@ -174,6 +175,44 @@ impl DatabaseCollector {
         histogram.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
             log.sync_micros as f64 / 1e6,
             log.syncs,
+            &buckets,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Scheduled runs: how many, how many failed, how late.
+    fn encode_schedules(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Ok(stats) = self.db.schedule_stats() else {
+            return Ok(());
+        };
+        counter(
+            e,
+            "scheduled_runs",
+            "Rows of schedule tables whose reducer ran and committed",
+            stats.runs,
+        )?;
+        counter(
+            e,
+            "scheduled_failures",
+            "Scheduled runs whose reducer failed (each row then backs off)",
+            stats.failures,
+        )?;
+        let buckets: Vec<(f64, u64)> = interstice_runtime::LATENESS_BUCKETS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::MAX))
+            .zip(stats.lateness_buckets.iter().copied())
+            .collect();
+        let mut histogram = e.encode_descriptor(
+            "scheduled_lateness_seconds",
+            "How long after its due time each scheduled row ran",
+            None,
+            MetricType::Histogram,
+        )?;
+        histogram.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            stats.lateness_sum_secs,
+            stats.lateness_count,
             &buckets,
             None,
         )?;

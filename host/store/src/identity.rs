@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 pub struct Identity(pub [u8; 32]);
 
 /// What goes first in the hash of [`Identity::from_claims`].
+const MODULE_DOMAIN: &[u8] = b"interstice module v1\0";
 const CLAIMS_DOMAIN: &[u8] = b"interstice identity v1\0";
 
 /// What is hashed, alone, for [`Identity::OPERATOR`]. No input of
@@ -39,6 +40,19 @@ impl Identity {
             hash.update((part.len() as u32).to_le_bytes());
             hash.update(part.as_bytes());
         }
+        Identity(hash.finalize().into())
+    }
+
+    /// The identity of module `name`, the sender of the transactions the
+    /// host runs for it on its own (scheduled reducers):
+    /// SHA-256(`interstice module v1\0` ‖ u32 LE length of `name` ‖
+    /// `name`). No token can name it: tokens' identities are random or
+    /// hashed under another prefix.
+    pub fn of_module(name: &str) -> Identity {
+        let mut hash = Sha256::new();
+        hash.update(MODULE_DOMAIN);
+        hash.update((name.len() as u32).to_le_bytes());
+        hash.update(name.as_bytes());
         Identity(hash.finalize().into())
     }
 

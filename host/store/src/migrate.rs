@@ -90,6 +90,11 @@ pub fn plan(old: &ModuleDef, new: &ModuleDef) -> Plan {
                     "table `{}` removed: the module no longer has lifecycle reducers",
                     t.name
                 ));
+            } else if t.name == crate::system::SCHEDULE_TABLE {
+                additive.push(format!(
+                    "table `{}` removed: the module no longer has schedule tables",
+                    t.name
+                ));
             } else {
                 breaking.push(format!("table `{}` removed, with all its rows", t.name));
             }
@@ -183,6 +188,12 @@ fn key_changes(old: &TableDef, new: &TableDef, notes: &mut Notes<'_>) -> bool {
             "table `{name}` becomes {}",
             if new.public { "public" } else { "private" }
         ));
+    }
+    if old.scheduled != new.scheduled {
+        notes.additive.push(match &new.scheduled {
+            Some(r) => format!("table `{name}` is a schedule table run by `{r}`"),
+            None => format!("table `{name}` is no longer a schedule table"),
+        });
     }
     let mut reset = false;
     let old_pk = &old.columns[old.primary_key as usize].name;
@@ -425,6 +436,7 @@ mod tests {
                 auto_inc: Some(0),
                 indexes: vec![IndexDef::btree("a", 1, false)],
                 ephemeral: false,
+                scheduled: None,
             }],
             reducers: vec![ReducerDef {
                 name: "r".into(),

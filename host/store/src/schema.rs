@@ -176,6 +176,11 @@ pub struct TableDef {
     /// local CLI only. Definitions written before this field are private.
     #[serde(default)]
     pub public: bool,
+    /// The reducer that runs each row when it is due: this is a schedule
+    /// table (`crate::system`, docs/module-authoring.md "Schedules").
+    /// Definitions written before this field have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<String>,
 }
 
 impl TableDef {
@@ -563,6 +568,7 @@ mod tests {
             auto_inc: Some(0),
             indexes: vec![IndexDef::btree("name", 1, true)],
             ephemeral: false,
+            scheduled: None,
         }
     }
 

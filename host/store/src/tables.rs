@@ -54,6 +54,12 @@ impl TxLog {
         self.undo.is_empty()
     }
 
+    /// What the open transaction changed so far, in order (ephemeral
+    /// tables' changes left out).
+    pub fn mutations(&self) -> &[Mutation] {
+        &self.redo
+    }
+
     fn check_room(&self) -> Result<(), DbError> {
         if self.undo.len() >= MUTATIONS_PER_TX_MAX {
             return Err(DbError::LimitExceeded(format!(

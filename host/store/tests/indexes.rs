@@ -44,6 +44,7 @@ fn def() -> ModuleDef {
                 index("by_pair", vec![1, 2], false, IndexKind::Hash),
             ],
             ephemeral: false,
+            scheduled: None,
         }],
         reducers: vec![],
     }

@@ -193,6 +193,7 @@ fn def() -> ModuleDef {
                 IndexDef::btree("group", 2, false),
             ],
             ephemeral: false,
+            scheduled: None,
         }],
         reducers: vec![],
     }

@@ -20,6 +20,7 @@ fn table(name: &str) -> TableDef {
         indexes: vec![],
         ephemeral: false,
         public: false,
+        scheduled: None,
     }
 }
 

@@ -3,11 +3,12 @@
 
 use std::thread::Thread;
 
-use interstice_store::{Mutation, ReducerKind, Tables, TxLog, Value, codec};
+use interstice_store::{ModuleDef, Mutation, ReducerKind, Tables, TxLog, Value, codec};
 
 use super::catalog::{Catalog, Code};
 use super::combine::Executor;
 use super::commit::{Change, Draft, Pending, Pipeline};
+use super::schedule;
 use crate::caller::Caller;
 use crate::error::CallError;
 use crate::sandbox::{CallContext, Committed, LogLine};
@@ -25,6 +26,9 @@ pub(crate) enum CallKind {
     /// Session `connection_id` ends without a reducer: what is left when
     /// `client_disconnected` failed.
     Forget { connection_id: u64 },
+    /// The schedule row whose `st_schedule` key is the call's arguments,
+    /// due at `due_at`, runs its reducer (`schedule.rs`).
+    Scheduled { due_at: i64 },
 }
 
 /// One call, as the combining queue carries it.
@@ -90,13 +94,36 @@ pub(crate) fn execute<'l>(
         CallKind::Connect => entry.def.reducer_of(ReducerKind::ClientConnected),
         CallKind::Disconnect { .. } => entry.def.reducer_of(ReducerKind::ClientDisconnected),
         CallKind::Forget { .. } => None,
+        CallKind::Scheduled { .. } => None,
+    };
+    // The host's own changes (`st_client`, stale `st_schedule` entries), in
+    // a transaction of its own that commits or rolls back with the
+    // reducer's.
+    let mut session = TxLog::new();
+    let (reducer, args, fired, due_at) = match call.kind {
+        CallKind::Scheduled { due_at } => {
+            match scheduled_run(
+                &entry.def,
+                &mut entry.tables,
+                &mut session,
+                call.args,
+                due_at,
+            )? {
+                Some((reducer, row, fired)) => (Some(reducer), row, Some(fired), due_at),
+                None => (None, Vec::new(), None, due_at),
+            }
+        }
+        _ => (reducer, call.args.to_vec(), None, i64::MIN),
     };
     let name = reducer.map_or("", |id| entry.def.reducers[id as usize].name.as_str());
-    let mut ctx = catalog.clock.next(call.caller, entry.def.owner());
-    // The host's own change to `st_client`, in a transaction of its own
-    // that commits or rolls back with the reducer's.
-    let mut session = TxLog::new();
-    if call.kind != CallKind::Reducer {
+    let mut ctx =
+        catalog
+            .clock
+            .next_not_before(call.caller, entry.def.owner(), call.module, due_at);
+    if matches!(
+        call.kind,
+        CallKind::Connect | CallKind::Disconnect { .. } | CallKind::Forget { .. }
+    ) {
         ctx.connection_id = Some(session_change(
             &mut entry.tables,
             &mut session,
@@ -105,13 +132,24 @@ pub(crate) fn execute<'l>(
             call.kind,
         )?);
     }
+    let def = entry.def.clone();
+    let now = ctx.timestamp_micros;
+    // After the reducer, in its transaction: the schedule rows it changed,
+    // then the end of the scheduled run.
+    let mut then = |tables: &mut Tables, tx: &mut TxLog| {
+        schedule::track(&def, tables, tx, 0, now)?;
+        match &fired {
+            Some((e, table)) => schedule::finish_run(&def, tables, tx, e, *table, now),
+            None => Ok(()),
+        }
+    };
     let ran = match reducer {
         None => Ok(Committed::default()),
         Some(id) => match code.runner(call.module, &mut entry.runner, entry.version, &entry.def) {
             // The session's change is rolled back below, like the reducer's.
             Err(e) => Err(e),
             Ok(runner) => runner
-                .call(&mut entry.tables, &ctx, id, call.args)
+                .call_then(&mut entry.tables, &ctx, id, &args, &mut then)
                 .inspect_err(|_| {
                     let lines = runner.take_failed_log();
                     pipeline
@@ -138,7 +176,7 @@ pub(crate) fn execute<'l>(
     let draft = Draft {
         ctx: &ctx,
         module: call.module,
-        change: Change::Call { args: call.args },
+        change: Change::Call { args: &args },
         reducer: name,
         mutations: &committed.mutations,
         def: Some(&entry.def),
@@ -146,6 +184,9 @@ pub(crate) fn execute<'l>(
     let pending = pipeline
         .commit(&mut catalog.clock, draft, direct)
         .map_err(CallError::Durability)?;
+    if def.has_schedules() {
+        catalog.scheduler.wake();
+    }
     Ok((ctx, committed, pending))
 }
 
@@ -189,7 +230,51 @@ fn session_change(
                 Err(CallError::NoSuchSession(connection_id))
             }
         }
-        CallKind::Reducer => unreachable!("a reducer call changes no session"),
+        CallKind::Reducer | CallKind::Scheduled { .. } => {
+            unreachable!("only lifecycle transactions change sessions")
+        }
+    }
+}
+
+/// A scheduled run: the reducer, the row (its argument), and the entry
+/// with the id of the row's table.
+type ScheduledRun = (u32, Vec<u8>, (schedule::Entry, u32));
+
+/// What a scheduled run of the entry `key` (due at `due_at`) runs: its
+/// reducer, the row as its argument, and the entry with the row's table.
+/// `None` when the entry points at a row or table that is gone: the entry
+/// is removed in `tx` and nothing runs. An entry changed or removed since
+/// it was chosen is not due: [`CallError::NotDue`].
+fn scheduled_run(
+    def: &ModuleDef,
+    tables: &mut Tables,
+    tx: &mut TxLog,
+    key: &[u8],
+    due_at: i64,
+) -> Result<Option<ScheduledRun>, CallError> {
+    let key = String::from_utf8_lossy(key).into_owned();
+    let not_due = || CallError::NotDue(key.clone());
+    let e = schedule::entry(def, tables, &key)?
+        .filter(|e| e.next_at == due_at)
+        .ok_or_else(not_due)?;
+    let table = def
+        .table_id(&e.table)
+        .filter(|&t| (t as usize) < def.guest_table_count());
+    let reducer = table
+        .and_then(|t| def.tables[t as usize].scheduled.as_deref())
+        .and_then(|r| def.reducer_id(r));
+    let row = match table {
+        Some(t) => tables
+            .get(t, &e.scheduled_id.to_le_bytes())
+            .map_err(|e| CallError::Schedule(e.to_string()))?,
+        None => None,
+    };
+    match (table, reducer, row) {
+        (Some(t), Some(reducer), Some(row)) => Ok(Some((reducer, row.to_vec(), (e, t)))),
+        _ => {
+            schedule::remove(def, tables, tx, &e.key)?;
+            Ok(None)
+        }
     }
 }
 

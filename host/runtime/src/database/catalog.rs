@@ -28,6 +28,8 @@ pub(crate) struct ModuleEntry {
 pub(crate) struct Catalog {
     pub modules: BTreeMap<String, ModuleEntry>,
     pub clock: Clock,
+    /// Woken by every transaction of a module with schedule tables.
+    pub scheduler: Arc<super::schedule::Scheduler>,
 }
 
 /// The engine and where module code is stored: what it takes to turn a

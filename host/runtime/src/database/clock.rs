@@ -40,22 +40,44 @@ impl Clock {
         self.next_tx_id - 1
     }
 
-    /// Context of the next transaction: its id, a timestamp after the last
-    /// one's, and a seed that is a function of both.
-    pub fn next(&self, caller: &Caller, owner: Identity) -> CallContext {
+    /// Context of the next transaction of module `module`: its id, a
+    /// timestamp after the last one's, and a seed that is a function of
+    /// both.
+    pub fn next(&self, caller: &Caller, owner: Identity, module: &str) -> CallContext {
+        self.next_not_before(caller, owner, module, i64::MIN)
+    }
+
+    /// [`Clock::next`] with a timestamp of at least `not_before`: a
+    /// scheduled run is never earlier than its due time.
+    pub fn next_not_before(
+        &self,
+        caller: &Caller,
+        owner: Identity,
+        module: &str,
+        not_before: i64,
+    ) -> CallContext {
         let tx_id = self.next_tx_id;
-        let now = match &self.source {
-            Some(source) => source(),
-            None => wall_clock_micros(),
-        };
-        let timestamp_micros = now.max(self.last_timestamp_micros + 1);
+        let timestamp_micros = self
+            .now()
+            .max(self.last_timestamp_micros + 1)
+            .max(not_before);
         CallContext {
             tx_id,
             timestamp_micros,
             caller: caller.clone(),
             connection_id: None,
             owner,
+            module: Identity::of_module(module),
             seed: seed_for(tx_id, timestamp_micros),
+        }
+    }
+
+    /// The time now, by the clock's source: what the next transaction's
+    /// timestamp is made from.
+    pub fn now(&self) -> i64 {
+        match &self.source {
+            Some(source) => source(),
+            None => wall_clock_micros(),
         }
     }
 
@@ -94,13 +116,16 @@ mod tests {
     #[test]
     fn timestamps_increase_even_when_the_source_goes_back() {
         let mut clock = Clock::new(1, 0, Some(Arc::new(|| 100)));
-        let a = clock.next(&Caller::operator(), Identity::operator());
+        let a = clock.next(&Caller::operator(), Identity::operator(), "m");
         clock.committed(&a);
-        let b = clock.next(&Caller::operator(), Identity::operator());
+        let b = clock.next(&Caller::operator(), Identity::operator(), "m");
         assert_eq!((a.tx_id, a.timestamp_micros), (1, 100));
         assert_eq!((b.tx_id, b.timestamp_micros), (2, 101));
         assert_ne!(a.seed, b.seed);
         // Nothing advances until a commit: asking twice gives the same.
-        assert_eq!(clock.next(&Caller::operator(), Identity::operator()), b);
+        assert_eq!(
+            clock.next(&Caller::operator(), Identity::operator(), "m"),
+            b
+        );
     }
 }

@@ -285,6 +285,7 @@ mod tests {
         let ctx = clock.next(
             &crate::caller::Caller::operator(),
             interstice_store::Identity::operator(),
+            "m",
         );
         let draft = Draft {
             ctx: &ctx,
@@ -425,6 +426,7 @@ mod tests {
         let ctx = clock.next(
             &crate::caller::Caller::operator(),
             interstice_store::Identity::operator(),
+            "m",
         );
         let mutation = row(0, 2);
         let draft = Draft {

@@ -13,6 +13,7 @@
 //! | `commit.rs` | the one commit path every transaction goes through |
 //! | `publish.rs` | choosing and carrying out a publication; deletion |
 //! | `query.rs` | reads and JSON |
+//! | `schedule.rs` | schedule tables: `st_schedule`, running what is due |
 
 mod call;
 mod catalog;
@@ -22,6 +23,7 @@ mod commit;
 mod open;
 mod publish;
 mod query;
+mod schedule;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -49,6 +51,7 @@ pub use call::CallOutcome;
 pub use open::ReplayStats;
 pub use publish::{PublishOptions, Published};
 pub use query::{Page, QueryError, RowQuery, index_on, value_from_query};
+pub use schedule::{LATENESS_BUCKETS, ROUND_MAX, ScheduleRound, ScheduleStats, backoff_micros};
 
 /// The held database, as this file reaches it.
 type HeldCatalog<'a> = Held<'a, Catalog, Job, Done, Calls<'a>>;

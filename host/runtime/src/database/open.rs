@@ -115,7 +115,11 @@ pub(crate) fn open(
     Ok(Opened {
         code,
         log,
-        catalog: Catalog { modules, clock },
+        catalog: Catalog {
+            modules,
+            clock,
+            scheduler: Default::default(),
+        },
         stats,
         lock,
     })

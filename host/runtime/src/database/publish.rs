@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use interstice_store::migrate::{self, Plan as MigrationPlan};
-use interstice_store::{Identity, ModuleDef, Tables};
+use interstice_store::{Identity, ModuleDef, Tables, TxLog};
 
 use super::call::CallOutcome;
 use super::catalog::{Catalog, Code, ModuleEntry};
@@ -231,7 +231,14 @@ fn run_reducer(
         return Ok(None);
     };
     let reducer = c.def.reducers[id as usize].name.clone();
-    match c.runner.call(&mut start.tables, ctx, id, &[]) {
+    let def = c.def.clone();
+    let now = ctx.timestamp_micros;
+    let mut then =
+        |tables: &mut Tables, tx: &mut TxLog| super::schedule::track(&def, tables, tx, 0, now);
+    match c
+        .runner
+        .call_then(&mut start.tables, ctx, id, &[], &mut then)
+    {
         Ok(committed) => Ok(Some((reducer, committed))),
         Err(source) => Err(PublishError::InitFailed {
             module: c.name.to_string(),
@@ -272,18 +279,32 @@ pub(crate) fn publish<'l>(
         return replace_code(catalog, code, c, version).map(|p| (p, None));
     }
     let mut start = start(choice, existing.map(|e| &e.tables), &c)?;
-    let ctx = catalog.clock.next(&Caller::identity(c.options.by), owner);
+    let ctx = catalog
+        .clock
+        .next(&Caller::identity(c.options.by), owner, c.name);
     let ran = run_reducer(&mut c, &mut start, &ctx)?;
+    // Rows of tables that became schedule tables get their entries; those
+    // of tables that are gone lose theirs.
+    let mut host = TxLog::new();
+    super::schedule::reconcile(&c.def, &mut start.tables, &mut host, ctx.timestamp_micros)
+        .map_err(|source| PublishError::InitFailed {
+            module: c.name.to_string(),
+            reducer: "(schedules)".to_string(),
+            source,
+        })?;
+    let reconciled = start.tables.commit(&mut host);
     // The code is on disk before the record that makes it part of the
     // database, so a durable publication always has its code. Each version
     // has its own file: the old version's stays in force (and on disk) if
     // this record never becomes durable.
     code.write(c.name, start.version, c.wasm)
         .map_err(|(path, source)| PublishError::Io { path, source })?;
-    let (reducer, mutations) = match &ran {
-        Some((r, committed)) => (r.as_str(), committed.mutations.as_slice()),
-        None => ("", &[][..]),
-    };
+    let reducer = ran.as_ref().map_or("", |(r, _)| r.as_str());
+    let mut mutations = ran
+        .as_ref()
+        .map(|(_, committed)| committed.mutations.clone())
+        .unwrap_or_default();
+    mutations.extend(reconciled);
     let draft = Draft {
         ctx: &ctx,
         module: c.name,
@@ -293,7 +314,7 @@ pub(crate) fn publish<'l>(
             clear: c.options.clear,
         },
         reducer,
-        mutations,
+        mutations: &mutations,
         def: Some(&c.def),
     };
     let pending = pipeline
@@ -306,6 +327,9 @@ pub(crate) fn publish<'l>(
         runner: Some(c.runner),
     };
     catalog.modules.insert(c.name.to_string(), entry);
+    if c.def.has_schedules() {
+        catalog.scheduler.wake();
+    }
     let published = Published {
         def: c.def,
         version: start.version,
@@ -360,7 +384,7 @@ pub(crate) fn drop_module<'l>(
         });
     }
     let last_version = entry.version;
-    let ctx = catalog.clock.next(&Caller::identity(by), owner);
+    let ctx = catalog.clock.next(&Caller::identity(by), owner, name);
     let draft = Draft {
         ctx: &ctx,
         module: name,
@@ -418,6 +442,7 @@ mod tests {
                 auto_inc: None,
                 indexes: Vec::new(),
                 ephemeral: false,
+                scheduled: None,
             }],
             reducers,
         }

@@ -1,13 +1,15 @@
-//! The three contract versions a component may be built against, and what
+//! The four contract versions a component may be built against, and what
 //! each one's definitions become in the store's terms.
 //!
-//! Version 3 (`wit/interstice.wit`) gives reducers the verified sender,
-//! declares public tables and lifecycle reducers. Version 2
+//! Version 4 (`wit/interstice.wit`) declares schedule tables and gives
+//! reducers the module's own identity. Version 3 (`wit/v3/interstice.wit`)
+//! gave reducers the verified sender, declared public tables and lifecycle
+//! reducers. Version 2
 //! (`wit/v2/interstice.wit`) gave the caller as a string, which older
 //! guests now get as the sender's 64 hex digits. Version 1
 //! (`wit/v1/interstice.wit`) had scalars and `option` of them only. Their
 //! host interfaces differ only in the package they belong to, so the older
-//! imports convert their arguments and call version 3's. The row encoding
+//! imports convert their arguments and call version 4's. The row encoding
 //! is the same for all: version 1's types are a subset of version 2's, with
 //! the same bytes.
 
@@ -18,7 +20,7 @@ use interstice_store::{
 use wasmtime::Store;
 use wasmtime::component::{Component, InstancePre};
 
-use super::bindings::{self, types, v1, v2};
+use super::bindings::{self, types, v1, v2, v3};
 use super::module::CallContext;
 use super::state::InstanceState;
 use crate::error::ModuleError;
@@ -37,23 +39,28 @@ pub(crate) fn version_of(engine: &wasmtime::Engine, component: &Component) -> u3
             if version.starts_with("0.2.") {
                 return 2;
             }
+            if version.starts_with("0.3.") {
+                return 3;
+            }
         }
     }
-    3
+    4
 }
 
 /// A compiled component, ready to instantiate with its contract's bindings.
 pub(crate) enum Pre {
     V1(v1::ModulePre<InstanceState>),
     V2(v2::ModulePre<InstanceState>),
-    V3(bindings::ModulePre<InstanceState>),
+    V3(v3::ModulePre<InstanceState>),
+    V4(bindings::ModulePre<InstanceState>),
 }
 
 /// A live instance and its contract's bindings.
 pub(crate) enum Bindings {
     V1(v1::Module),
     V2(v2::Module),
-    V3(bindings::Module),
+    V3(v3::Module),
+    V4(bindings::Module),
 }
 
 impl Pre {
@@ -61,7 +68,8 @@ impl Pre {
         Ok(match version {
             1 => Pre::V1(v1::ModulePre::new(pre)?),
             2 => Pre::V2(v2::ModulePre::new(pre)?),
-            _ => Pre::V3(bindings::ModulePre::new(pre)?),
+            3 => Pre::V3(v3::ModulePre::new(pre)?),
+            _ => Pre::V4(bindings::ModulePre::new(pre)?),
         })
     }
 
@@ -70,6 +78,7 @@ impl Pre {
             Pre::V1(pre) => Bindings::V1(pre.instantiate(store)?),
             Pre::V2(pre) => Bindings::V2(pre.instantiate(store)?),
             Pre::V3(pre) => Bindings::V3(pre.instantiate(store)?),
+            Pre::V4(pre) => Bindings::V4(pre.instantiate(store)?),
         })
     }
 }
@@ -78,7 +87,8 @@ impl Pre {
 pub(crate) enum Described {
     V1(v1::types::ModuleDef),
     V2(v2::types::ModuleDef),
-    V3(types::ModuleDef),
+    V3(v3::types::ModuleDef),
+    V4(types::ModuleDef),
 }
 
 impl Bindings {
@@ -87,6 +97,7 @@ impl Bindings {
             Bindings::V1(b) => Described::V1(b.call_describe(store)?),
             Bindings::V2(b) => Described::V2(b.call_describe(store)?),
             Bindings::V3(b) => Described::V3(b.call_describe(store)?),
+            Bindings::V4(b) => Described::V4(b.call_describe(store)?),
         })
     }
 
@@ -119,6 +130,22 @@ impl Bindings {
                 b.call_call_reducer(store, &wire, reducer, args)
             }
             Bindings::V3(b) => {
+                let wire = v3::types::ReducerContext {
+                    tx_id: ctx.tx_id,
+                    timestamp_micros: ctx.timestamp_micros,
+                    sender: ctx.caller.identity.as_bytes().to_vec(),
+                    token: ctx.caller.token.as_ref().map(|t| v3::types::TokenClaims {
+                        issuer: t.issuer.clone(),
+                        subject: t.subject.clone(),
+                        audience: t.audience.clone(),
+                    }),
+                    connection_id: ctx.connection_id,
+                    owner: ctx.owner.as_bytes().to_vec(),
+                    seed: ctx.seed,
+                };
+                b.call_call_reducer(store, &wire, reducer, args)
+            }
+            Bindings::V4(b) => {
                 let wire = types::ReducerContext {
                     tx_id: ctx.tx_id,
                     timestamp_micros: ctx.timestamp_micros,
@@ -130,6 +157,7 @@ impl Bindings {
                     }),
                     connection_id: ctx.connection_id,
                     owner: ctx.owner.as_bytes().to_vec(),
+                    identity: ctx.module.as_bytes().to_vec(),
                     seed: ctx.seed,
                 };
                 b.call_call_reducer(store, &wire, reducer, args)
@@ -147,16 +175,17 @@ impl Described {
             Described::V1(def) => Ok(from_v1(def)),
             Described::V2(def) => from_v2::from(def).map_err(ModuleError::from),
             Described::V3(def) => from_v3::from(def).map_err(ModuleError::from),
+            Described::V4(def) => from_v4::from(def).map_err(ModuleError::from),
         }
     }
 }
 
 /// The conversions of a typespace contract (version 2 and later) into the
 /// store's terms, for the contract's `types` interface `$types`. Versions
-/// differ in whether tables say if they are public, and in the reducer
-/// kinds they know.
+/// differ in whether tables say if they are public or scheduled, and in the
+/// reducer kinds they know.
 macro_rules! typespace_contract {
-    ($name:ident, $types:path, public: $public:expr, kinds: { $($wit:ident => $ours:ident),* $(,)? }) => {
+    ($name:ident, $types:path, public: $public:expr, scheduled: $scheduled:expr, kinds: { $($wit:ident => $ours:ident),* $(,)? }) => {
         mod $name {
             use interstice_store::{
                 AlgebraicType, ColumnDef, IndexDef, IndexKind, ModuleDef, ParamDef, ReducerDef,
@@ -181,6 +210,7 @@ macro_rules! typespace_contract {
                 let mut tables = Vec::with_capacity(def.tables.len());
                 for t in def.tables {
                     let public = $public(&t);
+                    let scheduled = $scheduled(&t);
                     let columns = t
                         .columns
                         .into_iter()
@@ -201,6 +231,7 @@ macro_rules! typespace_contract {
                         indexes,
                         ephemeral: t.ephemeral,
                         public,
+                        scheduled,
                     });
                 }
                 let mut reducers = Vec::with_capacity(def.reducers.len());
@@ -298,9 +329,25 @@ macro_rules! typespace_contract {
 }
 
 typespace_contract!(
-    from_v3,
+    from_v4,
     super::bindings::types,
     public: |t: &types::TableDef| t.public,
+    scheduled: |t: &types::TableDef| t.scheduled.clone(),
+    kinds: {
+        Normal => Normal,
+        Init => Init,
+        Migrate => Migrate,
+        ClientConnected => ClientConnected,
+        ClientDisconnected => ClientDisconnected,
+    }
+);
+
+// Version 3 had no schedule tables.
+typespace_contract!(
+    from_v3,
+    super::bindings::v3::types,
+    public: |t: &types::TableDef| t.public,
+    scheduled: |_: &types::TableDef| None,
     kinds: {
         Normal => Normal,
         Init => Init,
@@ -316,6 +363,7 @@ typespace_contract!(
     from_v2,
     super::bindings::v2::types,
     public: |_: &types::TableDef| false,
+    scheduled: |_: &types::TableDef| None,
     kinds: { Normal => Normal, Init => Init, Migrate => Migrate }
 );
 
@@ -360,6 +408,7 @@ fn from_v1(def: v1::types::ModuleDef) -> ModuleDef {
             .collect(),
         ephemeral: t.ephemeral,
         public: false,
+        scheduled: None,
     };
     let reducer = |r: v1::types::ReducerDef| ReducerDef {
         name: r.name,
@@ -391,7 +440,7 @@ fn from_v1(def: v1::types::ModuleDef) -> ModuleDef {
     }
 }
 
-// The older host interfaces: the same calls as version 3's, on types that
+// The older host interfaces: the same calls as version 4's, on types that
 // differ only in the package they belong to.
 macro_rules! older_host {
     ($v:ident, $name:ident) => {
@@ -502,3 +551,4 @@ macro_rules! older_host {
 
 older_host!(v1, host_v1);
 older_host!(v2, host_v2);
+older_host!(v3, host_v3);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Cache, CacheConfig, Engine};
 
-use super::bindings::{Module, v1, v2};
+use super::bindings::{Module, v1, v2, v3};
 use super::render;
 use super::state::InstanceState;
 use crate::config::RuntimeConfig;
@@ -45,6 +45,8 @@ impl Host {
         Module::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)
             .map_err(|e| OpenError::Engine(render(&e)))?;
         // Components built against older contracts import their packages.
+        v3::Module::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)
+            .map_err(|e| OpenError::Engine(render(&e)))?;
         v2::Module::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)
             .map_err(|e| OpenError::Engine(render(&e)))?;
         v1::Module::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)

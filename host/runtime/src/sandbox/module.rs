@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use interstice_store::{Identity, ModuleDef, Mutation, Tables};
+use interstice_store::{Identity, ModuleDef, Mutation, Tables, TxLog};
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
@@ -26,6 +26,8 @@ pub struct CallContext {
     pub connection_id: Option<u64>,
     /// The module's owner.
     pub owner: Identity,
+    /// The module's own identity ([`Identity::of_module`]).
+    pub module: Identity,
     pub seed: u64,
 }
 
@@ -176,6 +178,20 @@ impl Runner {
         reducer: u32,
         args: &[u8],
     ) -> Result<Committed, CallError> {
+        self.call_then(tables, ctx, reducer, args, &mut |_, _| Ok(()))
+    }
+
+    /// [`Runner::call`], and then, once the reducer returned `Ok`, the
+    /// host's own changes `then` in the same transaction: an error from
+    /// `then` rolls back the reducer's changes too.
+    pub fn call_then(
+        &mut self,
+        tables: &mut Tables,
+        ctx: &CallContext,
+        reducer: u32,
+        args: &[u8],
+        then: &mut dyn FnMut(&mut Tables, &mut TxLog) -> Result<(), CallError>,
+    ) -> Result<Committed, CallError> {
         let fuel = self.fuel_per_call;
         let counters = self.counters.clone();
         let uses_wasi = self.uses_wasi;
@@ -202,11 +218,18 @@ impl Runner {
         let tx = &mut state.tx;
         let memory_limit_hit = state.memory_limit_hit;
         match result {
-            Ok(Ok(())) => Ok(Committed {
-                mutations: tables.commit(tx),
-                log,
-                fuel_consumed,
-            }),
+            Ok(Ok(())) => match then(tables, tx) {
+                Ok(()) => Ok(Committed {
+                    mutations: tables.commit(tx),
+                    log,
+                    fuel_consumed,
+                }),
+                Err(e) => {
+                    tables.rollback(tx);
+                    self.failed_log = log;
+                    Err(e)
+                }
+            },
             Ok(Err(message)) => {
                 tables.rollback(tx);
                 self.failed_log = log;

@@ -323,6 +323,7 @@ fn idle() -> CallContext {
         caller: crate::caller::Caller::operator(),
         connection_id: None,
         owner: interstice_store::Identity::operator(),
+        module: interstice_store::Identity::operator(),
         seed: 0,
     }
 }
