@@ -778,3 +778,34 @@ fn outside_keys_by_url_are_fetched_kept_and_fetched_again_for_a_new_kid() {
     );
     server.stop();
 }
+
+#[test]
+fn contract_3_components_still_run() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/contract3/lobby.wasm"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, config) = setup_with(tmp.path(), fixture);
+    let server = serve(&dir, &config);
+    let (me, token) = server.identity();
+    assert_eq!(server.call("whoami", "[]", Some(&token)).0, 200);
+    let calls = server.rows("calls");
+    assert_eq!(calls[0]["sender"], me.as_str());
+    assert_eq!(calls[0]["owner"], Identity::operator().to_string());
+    let mut socket = server.subscribe("events", Some(&token)).unwrap();
+    socket.close(None).unwrap();
+    let _ = socket.read();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.rows("events").len() < 2 {
+        assert!(Instant::now() < deadline, "{:?}", server.rows("events"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        server
+            .rows("events")
+            .iter()
+            .all(|e| e["sender"] == me.as_str())
+    );
+    server.stop();
+}

@@ -529,17 +529,9 @@ impl Database {
             picks
         })?;
         let mut round = ScheduleRound::default();
-        for (module, e) in picks {
-            let caller = Caller::identity(Identity::of_module(&module));
-            let call = CallArgs {
-                module: &module,
-                kind: CallKind::Scheduled { due_at: e.next_at },
-                reducer_id: 0,
-                args: e.key.as_bytes(),
-                caller: &caller,
-            };
+        for ((module, e), done) in picks.iter().zip(self.run_scheduled(&picks)?) {
             let slot = (module.clone(), e.key.clone());
-            match self.run(call) {
+            match done {
                 Ok(outcome) => {
                     round.ran += 1;
                     scheduler.runs.fetch_add(1, Ordering::Relaxed);
@@ -568,6 +560,45 @@ impl Database {
             }
         }
         Ok(round)
+    }
+
+    /// Runs each picked row as its own transaction, one after the other
+    /// while the database is held, then waits for them to be durable
+    /// together: rows due at the same time share one fsync, and none waits
+    /// for another's before it starts.
+    fn run_scheduled(
+        &self,
+        picks: &[(String, Entry)],
+    ) -> Result<Vec<Result<super::CallOutcome, CallError>>, Poisoned> {
+        let calls = self.calls();
+        let mut held = self.state.hold(&calls)?;
+        let mut executed = Vec::with_capacity(picks.len());
+        for (module, e) in picks {
+            let caller = Caller::identity(Identity::of_module(module));
+            let call = CallArgs {
+                module,
+                kind: CallKind::Scheduled { due_at: e.next_at },
+                reducer_id: 0,
+                args: e.key.as_bytes(),
+                caller: &caller,
+            };
+            executed.push(super::call::execute(
+                &mut held,
+                &self.code,
+                &self.pipeline,
+                call,
+                false,
+            ));
+        }
+        drop(held);
+        Ok(executed
+            .into_iter()
+            .map(|done| {
+                let (ctx, committed, pending) = done?;
+                pending.durable().map_err(CallError::Durability)?;
+                Ok(super::CallOutcome::new(&ctx, committed))
+            })
+            .collect())
     }
 
     /// When the next row is due, in microseconds since the Unix epoch: the
