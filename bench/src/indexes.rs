@@ -76,6 +76,7 @@ fn table(kind: IndexKind) -> (ModuleDef, Vec<AlgebraicType>) {
                 },
             ],
             ephemeral: false,
+            scheduled: None,
         }],
         reducers: vec![],
     };

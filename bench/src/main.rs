@@ -9,6 +9,7 @@ mod indexes;
 mod languages;
 mod peers;
 mod row_codec;
+mod schedules;
 mod serve;
 mod snapshots;
 
@@ -88,6 +89,7 @@ fn native_insert() -> Result<Duration> {
             auto_inc: None,
             indexes: vec![],
             ephemeral: false,
+            scheduled: None,
         }],
         reducers: vec![],
     };
@@ -430,6 +432,9 @@ fn main() -> Result<()> {
     if matches!(which.as_str(), "serve" | "all") {
         serve::figures()?;
     }
+    if matches!(which.as_str(), "schedules" | "all") {
+        schedules::figures()?;
+    }
     if matches!(which.as_str(), "snapshots" | "all") {
         let rows = std::env::args()
             .nth(2)
@@ -439,7 +444,7 @@ fn main() -> Result<()> {
     }
     match which.as_str() {
         "codec" | "indexes" | "durable" | "replay" | "snapshots" | "peers" | "serve"
-        | "languages" => {}
+        | "languages" | "schedules" => {}
         "write-log" => {
             let dir = std::env::args()
                 .nth(2)

@@ -240,3 +240,33 @@ fn an_interval_under_a_millisecond_is_refused_with_the_reducer_rolled_back() {
         assert!(rows(&db, "st_schedule").is_empty(), "{lang}");
     }
 }
+
+#[test]
+fn rounds_are_bounded_and_fair_across_modules() {
+    let (_, guest) = REMINDERS[0];
+    let dir = tempfile::tempdir().unwrap();
+    let (config, clock) = manual_clock_config(T0);
+    let db = Database::open(dir.path(), config).unwrap();
+    for name in ["busy", "quiet"] {
+        db.publish(name, &guest_bytes(guest)).unwrap();
+    }
+    let op = Caller::operator();
+    db.call_json("busy", "remind_many", &json!(["b", 100, MS, 0]), &op)
+        .unwrap();
+    db.call_json("quiet", "remind_at", &json!(["q", T0 + MS]), &op)
+        .unwrap();
+    clock.store(T0 + 10 * MS, Ordering::SeqCst);
+    // Ten a round: the quiet module's one row is among the first ten,
+    // however many the busy one has.
+    let round = db.run_due(10).unwrap();
+    assert_eq!(round.ran, 10);
+    assert_eq!(db.rows_json("quiet", "fired").unwrap().len(), 1);
+    assert_eq!(db.rows_json("busy", "fired").unwrap().len(), 9);
+    let mut rounds = 1;
+    while db.run_due(10).unwrap().ran > 0 {
+        rounds += 1;
+    }
+    assert_eq!(rounds, 11, "91 rows left: ten rounds of at most ten");
+    assert_eq!(db.rows_json("busy", "fired").unwrap().len(), 100);
+    assert_eq!(db.next_due().unwrap(), None);
+}
