@@ -13,13 +13,15 @@
 //! | `commit.rs` | the one commit path every transaction goes through |
 //! | `publish.rs` | choosing and carrying out a publication; deletion |
 //! | `query.rs` | reads and JSON |
-//! | `schedule.rs` | schedule tables: `st_schedule`, running what is due |
+//! | `schedule.rs` | schedule tables: `st_schedule`, entries, what is due, backoff |
+//! | `due.rs` | running what is due, in rounds; the schedule loop |
 
 mod call;
 mod catalog;
 mod clock;
 mod combine;
 mod commit;
+mod due;
 mod open;
 mod publish;
 mod query;
