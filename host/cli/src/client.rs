@@ -154,6 +154,19 @@ impl Client {
         Ok(())
     }
 
+    /// Runs one SQL query; the server's answer.
+    pub fn sql(&self, module: &str, text: &str) -> Result<serde_json::Value> {
+        let mut request = self
+            .agent
+            .post(&self.url(&format!("/v1/modules/{module}/sql")))
+            .header("Content-Type", "text/plain; charset=utf-8");
+        if let Some(token) = self.bearer_if_any() {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let body = Self::expect_ok(self.finish(request.send(text.as_bytes()))?)?;
+        Ok(serde_json::from_str(&body)?)
+    }
+
     /// Prints every row, page after page, as JSON lines.
     pub fn query(&self, module: &str, table: &str, filter: Option<&str>) -> Result<()> {
         let mut after: Option<String> = None;

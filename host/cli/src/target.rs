@@ -110,6 +110,24 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Runs one SQL query; its answer as JSON (`{"tx_id", "columns",
+    /// "rows"}`). Locally the operator reads every table.
+    pub fn sql(
+        &self,
+        module: &str,
+        text: &str,
+        budget: &interstice_runtime::sql::Budget,
+    ) -> Result<serde_json::Value> {
+        match self {
+            Target::Server(client) => client.sql(module, text),
+            Target::Local(db) => Ok(db
+                .sql(module, text, interstice_runtime::Reader::Operator, budget)?
+                .to_json()),
+        }
+    }
+}
+
 /// Prints a call's log lines and transaction, or fails with its error.
 pub fn report_call(
     module: &str,

@@ -57,14 +57,16 @@ pub use config::{ClockSource, RuntimeConfig, SnapshotConfig};
 pub use counters::{CounterSnapshot, Counters, ReplayGuard, ReplayPhase};
 pub use database::{
     CallOutcome, Database, LATENESS_BUCKETS, Page, PublishOptions, Published, QueryError,
-    ROUND_MAX, ReplayStats, RowQuery, ScheduleRound, ScheduleStats, backoff_micros, index_on,
-    value_from_query,
+    ROUND_MAX, Reader, ReplayStats, RowQuery, ScheduleRound, ScheduleStats, SqlAnswer,
+    backoff_micros, index_on, value_from_query,
 };
 pub use error::{
     CallError, DropError, ModuleError, OpenError, Poisoned, PublishError, SnapshotError,
 };
 pub use interstice_fs as fs;
 pub use interstice_log as log;
+/// The SQL engine (docs/sql.md): its budget and errors.
+pub use interstice_sql as sql;
 pub use layout::{CACHE_DIR, LOCK_FILE, LOG_DIR, MODULES_DIR, RESTORE_MARKER, SNAPSHOTS_DIR};
 pub use ops::{backup, tools};
 pub use sandbox::{

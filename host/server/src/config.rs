@@ -30,6 +30,12 @@ pub struct ServerConfig {
     /// Whether identities other than the operator may publish modules
     /// under new names (they become the owners).
     pub anyone_may_publish: bool,
+    /// What one SQL query (`POST .../sql`) may cost: rows read, joined or
+    /// answered, and milliseconds. The database is held while a query
+    /// runs, so `sql_max_millis` is also the longest a reducer call waits
+    /// behind one.
+    pub sql_max_rows: u64,
+    pub sql_max_millis: u64,
     /// Outside OpenID Connect issuers whose tokens are accepted
     /// (`[[issuer]]` tables).
     #[serde(rename = "issuer")]
@@ -79,6 +85,8 @@ impl Default for ServerConfig {
             page_default: 1000,
             page_max: 10_000,
             anyone_may_publish: false,
+            sql_max_rows: 1_000_000,
+            sql_max_millis: 250,
             issuers: Vec::new(),
         }
     }
@@ -104,6 +112,14 @@ pub enum ConfigError {
 }
 
 impl ServerConfig {
+    /// The budget of one SQL query.
+    pub fn sql_budget(&self) -> interstice_runtime::sql::Budget {
+        interstice_runtime::sql::Budget {
+            rows: self.sql_max_rows,
+            time: std::time::Duration::from_millis(self.sql_max_millis),
+        }
+    }
+
     /// Reads a TOML file of these settings; missing keys keep their
     /// defaults, unknown keys are refused.
     pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
@@ -121,6 +137,8 @@ impl ServerConfig {
             ("page_default", config.page_default),
             ("page_max", config.page_max),
             ("body_limit_bytes", config.body_limit_bytes),
+            ("sql_max_rows", config.sql_max_rows as usize),
+            ("sql_max_millis", config.sql_max_millis as usize),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero { path: shown, what });

@@ -113,6 +113,28 @@ impl From<QueryError> for ApiError {
                 ApiError::bad_request(column, message)
             }
             QueryError::BadKey(_) => ApiError::bad_request("key", message),
+            QueryError::Sql(e) => {
+                use interstice_runtime::sql::SqlError as S;
+                match e {
+                    S::Private(_) => forbidden(message),
+                    S::TooLong(_) => {
+                        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+                    }
+                    S::Budget { .. } => {
+                        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "over_budget", message)
+                    }
+                    S::Eval(_) => {
+                        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "query_failed", message)
+                    }
+                    S::Corrupt(_) => {
+                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+                    }
+                    _ => ApiError {
+                        field: Some("sql".into()),
+                        ..ApiError::new(StatusCode::BAD_REQUEST, "bad_query", message)
+                    },
+                }
+            }
             QueryError::Poisoned => unavailable(message),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }

@@ -44,6 +44,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/modules/{module}/tables/{table}", get(read_table))
         .route(
+            "/v1/modules/{module}/sql",
+            post(sql).layer(DefaultBodyLimit::max(interstice_runtime::sql::TEXT_MAX)),
+        )
+        .route(
             "/v1/modules/{module}/tables/{table}/subscribe",
             get(crate::subscribe::subscribe),
         )
@@ -354,8 +358,39 @@ async fn read_table(
     Ok(response)
 }
 
-/// Refuses a private table to everyone but the operator (403, naming the
-/// table). A table that does not exist is left to the read itself (404).
+/// One SQL query, the body's text (docs/sql.md): every table for the
+/// module's owner and the admin token, public tables for everyone else.
+async fn sql(
+    State(state): Shared,
+    Path(module): Path<String>,
+    headers: HeaderMap,
+    text: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let who = auth::who(&headers, &state.token, &state.tokens).await?;
+    let text = body(text)?;
+    let text = String::from_utf8(text.to_vec())
+        .map_err(|_| ApiError::bad_request("body", "the query is not UTF-8 text"))?;
+    let db = state.db.clone();
+    let budget = state.config.sql_budget();
+    let answer = blocking(move || {
+        let reader = match &who {
+            auth::Who::Operator => interstice_runtime::Reader::Operator,
+            auth::Who::Identity(caller) => interstice_runtime::Reader::Identity(&caller.identity),
+            auth::Who::Anonymous => interstice_runtime::Reader::Anonymous,
+        };
+        db.sql(&module, &text, reader, &budget)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    let mut response = axum::Json(answer.to_json()).into_response();
+    if let Ok(v) = HeaderValue::from_str(&answer.tx_id.to_string()) {
+        response.headers_mut().insert(TX_ID_HEADER, v);
+    }
+    Ok(response)
+}
+
+/// Refuses a private table to everyone but the operator and the module's
+/// owner (403, naming the table). A table that does not exist is left to the read itself (404).
 pub(crate) fn check_readable(
     state: &AppState,
     who: &auth::Who,
@@ -365,22 +400,25 @@ pub(crate) fn check_readable(
     if who.is_operator() {
         return Ok(());
     }
-    let private = state
-        .db
-        .module_def(module)?
-        .and_then(|def| {
-            def.tables
-                .iter()
-                .find(|t| t.name == table)
-                .map(|t| !t.public)
-        })
-        .unwrap_or(false);
+    let Some(def) = state.db.module_def(module)? else {
+        return Ok(());
+    };
+    if let auth::Who::Identity(caller) = who
+        && caller.identity == def.owner()
+    {
+        return Ok(());
+    }
+    let private = def
+        .tables
+        .iter()
+        .find(|t| t.name == table)
+        .is_some_and(|t| !t.public);
     if private {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
-                "table `{table}` of module `{module}` is private: only its reducers and the operator read it"
+                "table `{table}` of module `{module}` is private: only its reducers, its owner and the operator read it"
             ),
         ));
     }

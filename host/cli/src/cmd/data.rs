@@ -107,6 +107,108 @@ impl Query {
     }
 }
 
+/// Run one SQL query (docs/sql.md): a SELECT, or EXPLAIN SELECT for its
+/// plan. Prints a table, or with --json a line with the columns and then
+/// one JSON array per row. Over a server, the token decides which tables
+/// may be read; locally, every table may.
+#[derive(clap::Args)]
+pub struct Sql {
+    module: String,
+    query: String,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Most rows the query may read, join or answer (locally; a server has
+    /// its own `sql_max_rows`).
+    #[arg(long, default_value_t = 100_000_000)]
+    max_rows: u64,
+    /// Most milliseconds the query may take (locally; a server has its own
+    /// `sql_max_millis`).
+    #[arg(long, default_value_t = 60_000)]
+    max_millis: u64,
+    #[command(flatten)]
+    remote: Remote,
+    #[command(flatten)]
+    dir: DataDir,
+}
+
+impl Sql {
+    pub fn run(self) -> Result<()> {
+        let budget = interstice_runtime::sql::Budget {
+            rows: self.max_rows,
+            time: std::time::Duration::from_millis(self.max_millis),
+        };
+        let answer =
+            Target::new(&self.remote, &self.dir)?.sql(&self.module, &self.query, &budget)?;
+        print_sql(&answer, self.json)
+    }
+}
+
+/// Prints a SQL answer (`{"tx_id", "columns", "rows"}`) as a table or as
+/// JSON lines.
+fn print_sql(answer: &serde_json::Value, json: bool) -> Result<()> {
+    use std::io::Write;
+    let columns = answer["columns"].as_array().cloned().unwrap_or_default();
+    let rows = answer["rows"].as_array().cloned().unwrap_or_default();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"tx_id": answer["tx_id"], "columns": columns})
+        )?;
+        for row in &rows {
+            writeln!(out, "{row}")?;
+        }
+        return Ok(());
+    }
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "NULL".to_string(),
+        other => other.to_string(),
+    };
+    let mut table: Vec<Vec<String>> = vec![
+        columns
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or_default().to_string())
+            .collect(),
+    ];
+    for row in &rows {
+        table.push(
+            row.as_array()
+                .map(|r| r.iter().map(cell).collect())
+                .unwrap_or_default(),
+        );
+    }
+    let mut widths = vec![0; columns.len()];
+    for line in &table {
+        for (i, c) in line.iter().enumerate().take(widths.len()) {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    for (n, line) in table.iter().enumerate() {
+        let cells: Vec<String> = line
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        writeln!(out, "{}", cells.join(" | ").trim_end())?;
+        if n == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            writeln!(out, "{}", rule.join("-+-"))?;
+        }
+    }
+    let n = rows.len();
+    writeln!(
+        out,
+        "({n} row{}, as of transaction {})",
+        if n == 1 { "" } else { "s" },
+        answer["tx_id"]
+    )?;
+    Ok(())
+}
+
 /// Print a module's schema as JSON.
 #[derive(clap::Args)]
 pub struct Schema {

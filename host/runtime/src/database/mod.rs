@@ -52,7 +52,7 @@ use publish::Candidate;
 pub use call::CallOutcome;
 pub use open::ReplayStats;
 pub use publish::{PublishOptions, Published};
-pub use query::{Page, QueryError, RowQuery, index_on, value_from_query};
+pub use query::{Page, QueryError, Reader, RowQuery, SqlAnswer, index_on, value_from_query};
 pub use schedule::{LATENESS_BUCKETS, ROUND_MAX, ScheduleRound, ScheduleStats, backoff_micros};
 
 /// The held database, as this file reaches it.
@@ -456,6 +456,19 @@ impl Database {
     /// those whose indexed column holds a value, in pages.
     pub fn query(&self, module: &str, table: &str, query: &RowQuery) -> Result<Page, QueryError> {
         self.read(|c| query::page(c, module, table, query))?
+    }
+
+    /// Runs one SQL query (`SELECT` or `EXPLAIN SELECT`, docs/sql.md) on
+    /// the state as of the newest transaction. The state is held while it
+    /// runs, so `budget` bounds how long every other caller waits.
+    pub fn sql(
+        &self,
+        module: &str,
+        text: &str,
+        reader: Reader<'_>,
+        budget: &interstice_sql::Budget,
+    ) -> Result<SqlAnswer, QueryError> {
+        self.read(|c| query::sql(c, module, text, reader, budget))?
     }
 
     /// A table's rows as JSON objects, in primary-key order.

@@ -250,6 +250,85 @@ pub enum QueryError {
     NotIndexed { table: String, column: String },
     #[error("bad value for column `{column}`: {reason}")]
     BadValue { column: String, reason: String },
+    #[error(transparent)]
+    Sql(#[from] interstice_sql::SqlError),
     #[error("the database is unusable after an internal error in another thread")]
     Poisoned,
+}
+
+/// Who runs a SQL query: the module's owner and the operator read every
+/// table, everyone else the public ones.
+#[derive(Clone, Copy, Debug)]
+pub enum Reader<'a> {
+    Operator,
+    Identity(&'a interstice_store::Identity),
+    Anonymous,
+}
+
+/// What a SQL query answered, as of transaction `tx_id`.
+#[derive(Debug)]
+pub struct SqlAnswer {
+    pub tx_id: u64,
+    pub columns: Vec<interstice_sql::Column>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl SqlAnswer {
+    /// `{"tx_id": N, "columns": [{"name", "type"}], "rows": [[...]]}`,
+    /// values as JSON of their column's type (docs/sql.md).
+    pub fn to_json(&self) -> serde_json::Value {
+        let columns: Vec<serde_json::Value> = self
+            .columns
+            .iter()
+            .map(|c| serde_json::json!({"name": c.name, "type": c.ty.to_string()}))
+            .collect();
+        let rows: Vec<serde_json::Value> = self
+            .rows
+            .iter()
+            .map(|row| {
+                serde_json::Value::Array(
+                    row.iter()
+                        .zip(&self.columns)
+                        .map(|(v, c)| value_to_json(v, &c.ty))
+                        .collect(),
+                )
+            })
+            .collect();
+        serde_json::json!({"tx_id": self.tx_id, "columns": columns, "rows": rows})
+    }
+}
+
+/// A module's tables by name, for the SQL engine.
+struct ModuleTables<'a>(&'a ModuleEntry);
+
+impl interstice_sql::Tables for ModuleTables<'_> {
+    fn table(&self, name: &str) -> Option<&Table> {
+        let id = self.0.def.table_id(name)?;
+        self.0.tables.table(id).ok()
+    }
+}
+
+/// Runs one SQL query on the state as it stands (one transaction's).
+pub(crate) fn sql(
+    catalog: &Catalog,
+    module: &str,
+    text: &str,
+    reader: Reader<'_>,
+    budget: &interstice_sql::Budget,
+) -> Result<SqlAnswer, QueryError> {
+    let entry = catalog
+        .modules
+        .get(module)
+        .ok_or_else(|| QueryError::UnknownModule(module.to_string()))?;
+    let access = match reader {
+        Reader::Operator => interstice_sql::Access::All,
+        Reader::Identity(id) if *id == entry.def.owner() => interstice_sql::Access::All,
+        Reader::Identity(_) | Reader::Anonymous => interstice_sql::Access::PublicOnly,
+    };
+    let answer = interstice_sql::query(&ModuleTables(entry), access, text, budget)?;
+    Ok(SqlAnswer {
+        tx_id: catalog.clock.last_tx_id(),
+        columns: answer.columns,
+        rows: answer.rows,
+    })
 }

@@ -1,0 +1,395 @@
+//! SQL through the binary: `interstice sql` on a data directory and over a
+//! server, and `POST /v1/modules/{module}/sql` with its errors, private
+//! tables and budget.
+
+use std::time::Duration;
+
+use interstice_tests::guests;
+use serde_json::{Value, json};
+
+mod common;
+
+use common::serve::Server;
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// Status, body as JSON (or as a string), and the tx id header.
+fn answer(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> (u16, Value, Option<u64>) {
+    let mut response = response.expect("the server answers");
+    let status = response.status().as_u16();
+    let tx = response
+        .headers()
+        .get("x-interstice-tx-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body, tx)
+}
+
+fn sql(
+    server: &Server,
+    module: &str,
+    text: &[u8],
+    token: Option<&str>,
+) -> (u16, Value, Option<u64>) {
+    let mut request = agent()
+        .post(&format!("{}/v1/modules/{module}/sql", server.url))
+        .header("Content-Type", "text/plain");
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    answer(request.send(text))
+}
+
+fn call(server: &Server, module: &str, reducer: &str, args: Value) -> u16 {
+    answer(
+        agent()
+            .post(&format!(
+                "{}/v1/modules/{module}/reducers/{reducer}",
+                server.url
+            ))
+            .header("Authorization", &format!("Bearer {}", server.token))
+            .header("Content-Type", "application/json")
+            .send(args.to_string().as_bytes()),
+    )
+    .0
+}
+
+fn new_identity(server: &Server) -> (String, String) {
+    let (status, body, _) = answer(
+        agent()
+            .post(&format!("{}/v1/identity", server.url))
+            .send(&[][..]),
+    );
+    assert_eq!(status, 201, "{body}");
+    (
+        body["identity"].as_str().unwrap().to_string(),
+        body["token"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A chat with two users and `n` messages in `general` (and one in
+/// `random`), and the lobby, all written offline.
+fn chat_dir(dir: &std::path::Path, n: usize) {
+    common::ok(dir, &["publish", guests::CHAT, "--name", "chat"]);
+    common::ok(dir, &["publish", guests::LOBBY, "--name", "lobby"]);
+    for name in ["alice", "bob"] {
+        common::ok(
+            dir,
+            &["call", "chat", "register", &json!([name, null]).to_string()],
+        );
+    }
+    for i in 0..n {
+        let who = if i % 2 == 0 { "alice" } else { "bob" };
+        let args = json!([who, "general", format!("m{i}")]).to_string();
+        common::ok(dir, &["call", "chat", "send", &args]);
+    }
+    common::ok(
+        dir,
+        &[
+            "call",
+            "chat",
+            "send",
+            &json!(["bob", "random", "hi"]).to_string(),
+        ],
+    );
+    common::ok(
+        dir,
+        &[
+            "call",
+            "lobby",
+            "keep_secret",
+            &json!([1, "hidden"]).to_string(),
+        ],
+    );
+}
+
+#[test]
+fn the_cli_runs_sql_on_a_data_directory_as_a_table_and_as_json_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    chat_dir(&dir, 4);
+    let text = common::ok(
+        &dir,
+        &[
+            "sql",
+            "chat",
+            "SELECT u.name, COUNT(*) AS sent FROM messages AS m JOIN users AS u \
+             ON m.sender = u.id GROUP BY u.name ORDER BY u.name",
+        ],
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0].split('|').map(str::trim).collect::<Vec<_>>(),
+        ["name", "sent"]
+    );
+    // The system user's welcome, alice's two, bob's two and his `hi`.
+    assert_eq!(
+        lines[2].split('|').map(str::trim).collect::<Vec<_>>(),
+        ["alice", "2"]
+    );
+    assert_eq!(
+        lines[3].split('|').map(str::trim).collect::<Vec<_>>(),
+        ["bob", "3"]
+    );
+    assert_eq!(
+        lines[4].split('|').map(str::trim).collect::<Vec<_>>(),
+        ["system", "1"]
+    );
+    assert!(
+        lines[5].starts_with("(3 rows, as of transaction "),
+        "{text}"
+    );
+
+    // JSON lines: the columns, then one array per row. Locally the
+    // operator reads private tables too.
+    let text = common::ok(
+        &dir,
+        &["sql", "lobby", "SELECT id, text FROM secrets", "--json"],
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0]["columns"],
+        json!([{"name": "id", "type": "u64"}, {"name": "text", "type": "string"}])
+    );
+    assert!(lines[0]["tx_id"].as_u64().unwrap() > 0);
+    assert_eq!(lines[1..], [json!([1, "hidden"])]);
+
+    let refused = common::refused(&dir, &["sql", "chat", "SELECT nope FROM users"]);
+    assert!(refused.contains("no column named `nope`"), "{refused}");
+}
+
+#[test]
+fn the_server_answers_sql_guards_private_tables_and_bounds_every_query() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    chat_dir(&data, 0);
+    let server = Server::start_configured(tmp.path(), "sql_max_rows = 5000\n");
+    for i in 0..30 {
+        let who = if i % 2 == 0 { "alice" } else { "bob" };
+        assert_eq!(
+            call(
+                &server,
+                "chat",
+                "send",
+                json!([who, "general", format!("m{i}")])
+            ),
+            200
+        );
+    }
+
+    // A join through the primary key, anonymous: chat's tables are public.
+    let (status, body, tx) = sql(
+        &server,
+        "chat",
+        b"SELECT m.id, u.name, m.text FROM messages AS m JOIN users AS u ON m.sender = u.id \
+          WHERE m.channel = 'general' AND m.text LIKE 'm1%' ORDER BY m.id",
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["columns"],
+        json!([
+            {"name": "id", "type": "u64"},
+            {"name": "name", "type": "string"},
+            {"name": "text", "type": "string"}
+        ])
+    );
+    let texts: Vec<&str> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[2].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "m1", "m10", "m11", "m12", "m13", "m14", "m15", "m16", "m17", "m18", "m19"
+        ]
+    );
+    assert_eq!(body["rows"][0][1], "bob");
+    assert_eq!(
+        tx,
+        body["tx_id"].as_u64(),
+        "the header and the body name one transaction"
+    );
+
+    // EXPLAIN: the channel's index for the messages, the users' primary
+    // key for the join.
+    let (status, body, _) = sql(
+        &server,
+        "chat",
+        b"EXPLAIN SELECT * FROM messages AS m JOIN users AS u ON m.sender = u.id WHERE m.channel = 'general'",
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let plan: Vec<&str> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap())
+        .collect();
+    assert!(
+        plan[0].starts_with("scan messages AS m: index "),
+        "{plan:?}"
+    );
+    assert!(plan[0].contains("at \"general\""), "{plan:?}");
+    assert!(
+        plan[1].starts_with("join users AS u: index users(primary key id) lookup by m.sender"),
+        "{plan:?}"
+    );
+
+    // Bad queries: 400 with the reason; a mutation is not a query.
+    for (text, reason) in [
+        (&b"SELEC * FROM users"[..], "does not parse"),
+        (b"SELECT * FROM nobody", "no table named `nobody`"),
+        (b"DELETE FROM users", "not supported"),
+        (b"SELECT * FROM users WHERE name = 3", "cannot be compared"),
+        (b"SELECT * FROM users; SELECT * FROM users", "one at a time"),
+    ] {
+        let (status, body, _) = sql(&server, "chat", text, None);
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["code"], "bad_query", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(reason), "{message}");
+    }
+    let (status, body, _) = sql(&server, "chat", &[0xff, 0xfe], None);
+    assert_eq!(status, 400, "{body}");
+    let (status, _, _) = sql(&server, "chat", "SELECT 1 ".repeat(10_000).as_bytes(), None);
+    assert_eq!(status, 413);
+    let (status, body, _) = sql(&server, "nowhere", b"SELECT * FROM users", None);
+    assert_eq!(status, 404, "{body}");
+
+    // Private tables: refused to the anonymous and to other identities,
+    // read by the admin token and by the module's owner.
+    let (status, body, _) = sql(&server, "lobby", b"SELECT * FROM secrets", None);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`secrets` is private")
+    );
+    let (owner, owner_token) = new_identity(&server);
+    let (_, stranger_token) = new_identity(&server);
+    let (status, body, _) = sql(
+        &server,
+        "lobby",
+        b"SELECT * FROM secrets",
+        Some(&stranger_token),
+    );
+    assert_eq!(status, 403, "{body}");
+    // A private table is as private inside a join.
+    let (status, _, _) = sql(
+        &server,
+        "lobby",
+        b"SELECT c.id FROM calls AS c JOIN secrets AS s ON c.id = s.id",
+        None,
+    );
+    assert_eq!(status, 403);
+    let (status, body, _) = sql(
+        &server,
+        "lobby",
+        b"SELECT text FROM secrets",
+        Some(&server.token),
+    );
+    assert_eq!(
+        (status, &body["rows"]),
+        (200, &json!([["hidden"]])),
+        "{body}"
+    );
+    let wasm = std::fs::read(guests::LOBBY).unwrap();
+    let (status, body, _) = answer(
+        agent()
+            .put(&format!("{}/v1/modules/owned?owner={owner}", server.url))
+            .header("Authorization", &format!("Bearer {}", server.token))
+            .send(&wasm[..]),
+    );
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let (status, body, _) = sql(
+        &server,
+        "owned",
+        b"SELECT COUNT(*) FROM secrets",
+        Some(&owner_token),
+    );
+    assert_eq!((status, &body["rows"]), (200, &json!([[0]])), "{body}");
+    let (status, _, _) = sql(
+        &server,
+        "owned",
+        b"SELECT COUNT(*) FROM secrets",
+        Some(&stranger_token),
+    );
+    assert_eq!(status, 403);
+
+    // The budget: a three-way cross join of 32 messages is 32,768 rows,
+    // past 5,000. It fails with the budget's error, a call made meanwhile
+    // is answered, and the server goes on.
+    let heavy = {
+        let url = server.url.clone();
+        std::thread::spawn(move || {
+            let mut outcomes = Vec::new();
+            for _ in 0..20 {
+                let (status, body, _) =
+                    answer(agent().post(&format!("{url}/v1/modules/chat/sql")).send(
+                        &b"SELECT COUNT(*) FROM messages AS a, messages AS b, messages AS c"[..],
+                    ));
+                outcomes.push((status, body));
+            }
+            outcomes
+        })
+    };
+    for i in 0..20 {
+        let status = call(
+            &server,
+            "chat",
+            "send",
+            json!(["alice", "busy", format!("b{i}")]),
+        );
+        assert_eq!(status, 200, "a call while cross joins run");
+    }
+    for (status, body) in heavy.join().unwrap() {
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error"]["code"], "over_budget", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("5000 rows"), "{message}");
+    }
+    let (status, body, _) = sql(
+        &server,
+        "chat",
+        b"SELECT COUNT(*) FROM messages WHERE channel = 'busy'",
+        None,
+    );
+    assert_eq!((status, &body["rows"]), (200, &json!([[20]])), "{body}");
+
+    // The CLI over the server: the same query, the same rows.
+    let out = common::ok(
+        &data,
+        &[
+            "sql",
+            "chat",
+            "SELECT name FROM users ORDER BY id",
+            "--json",
+            "--server",
+            &server.url,
+        ],
+    );
+    let rows: Vec<Value> = out
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows, [json!(["system"]), json!(["alice"]), json!(["bob"])]);
+    server.stop();
+}
