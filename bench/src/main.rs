@@ -11,6 +11,7 @@ mod peers;
 mod row_codec;
 mod schedules;
 mod serve;
+mod sql;
 mod snapshots;
 
 use std::time::{Duration, Instant};
@@ -432,6 +433,9 @@ fn main() -> Result<()> {
     if matches!(which.as_str(), "serve" | "all") {
         serve::figures()?;
     }
+    if matches!(which.as_str(), "sql" | "all") {
+        sql::figures()?;
+    }
     if matches!(which.as_str(), "schedules" | "all") {
         schedules::figures()?;
     }
@@ -444,7 +448,7 @@ fn main() -> Result<()> {
     }
     match which.as_str() {
         "codec" | "indexes" | "durable" | "replay" | "snapshots" | "peers" | "serve"
-        | "languages" | "schedules" => {}
+        | "languages" | "schedules" | "sql" => {}
         "write-log" => {
             let dir = std::env::args()
                 .nth(2)

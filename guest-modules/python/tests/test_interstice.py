@@ -300,7 +300,7 @@ class Definitions(unittest.TestCase):
 
         @module.reducer
         def r(ctx, a: ix.U32, b: ix.optional(ix.STRING)):
-            seen.append((ctx.tx_id, a, b, ctx.sender, ctx.owner))
+            seen.append((ctx.tx_id, a, b, ctx.sender, ctx.owner, ctx.identity))
 
         world = module.world()()
         ctx = wit.ReducerContext(
@@ -311,9 +311,10 @@ class Definitions(unittest.TestCase):
             connection_id=None,
             owner=b"\x02" * 32,
             seed=2,
+            identity=b"\x03" * 32,
         )
         world.call_reducer(ctx, 0, struct.pack("<I", 5) + b"\x01\x02\x00\x00\x00hi")
-        self.assertEqual(seen, [(7, 5, "hi", b"\x01" * 32, b"\x02" * 32)])
+        self.assertEqual(seen, [(7, 5, "hi", b"\x01" * 32, b"\x02" * 32, b"\x03" * 32)])
         from componentize_py_types import Err
 
         for args in [b"", struct.pack("<I", 5) + b"\x00trailing", struct.pack("<I", 5) + b"\x01\xff"]:
@@ -343,6 +344,7 @@ class Definitions(unittest.TestCase):
             connection_id=None,
             owner=b"\x02" * 32,
             seed=0,
+            identity=b"\x03" * 32,
         )
         stderr = io.StringIO()
         with contextlib.redirect_stderr(stderr), self.assertRaises(Err) as raised:
