@@ -11,8 +11,8 @@ mod peers;
 mod row_codec;
 mod schedules;
 mod serve;
-mod sql;
 mod snapshots;
+mod sql;
 
 use std::time::{Duration, Instant};
 

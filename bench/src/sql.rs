@@ -102,7 +102,13 @@ fn load() -> Result<(Db, Connection)> {
                     &pt,
                 ))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            ip.execute(rusqlite::params![id as i64, name, score, team as i64, bonus])?;
+            ip.execute(rusqlite::params![
+                id as i64,
+                name,
+                score,
+                team as i64,
+                bonus
+            ])?;
             let player = rng.random_range(0..ROWS);
             let points: i64 = rng.random_range(0..1000);
             scores
@@ -192,7 +198,11 @@ pub fn figures() -> Result<()> {
         let args: Vec<(i64, i64)> = (0..case.runs).map(|_| (case.args)(&mut rng)).collect();
         let texts: Vec<String> = args
             .iter()
-            .map(|(a, b)| case.ours.replace("{a}", &a.to_string()).replace("{b}", &b.to_string()))
+            .map(|(a, b)| {
+                case.ours
+                    .replace("{a}", &a.to_string())
+                    .replace("{b}", &b.to_string())
+            })
             .collect();
         let mut ours_rows = 0usize;
         let start = Instant::now();

@@ -25,6 +25,7 @@
 //!         indexes: vec![],
 //!         ephemeral: false,
 //!         public: true,
+//!         scheduled: None,
 //!     }],
 //!     reducers: vec![],
 //!     owner: None,
