@@ -232,6 +232,35 @@ fn bind_query(tables: &dyn Tables, readers: Readers, q: &ast::Query) -> Result<P
     }
 
     let output = b.output(select, q, distinct)?;
+    // The columns anything reads: only those are decoded.
+    let mut needed: Vec<Vec<bool>> = b.sources.iter().map(|s| s.needed.clone()).collect();
+    filters.iter().flatten().for_each(|e| e.mark(&mut needed));
+    for (k, step) in steps.iter().enumerate() {
+        if let Step::Join { method, on, .. } = step {
+            on.iter().for_each(|e| e.mark(&mut needed));
+            match method {
+                JoinMethod::Index { key, .. } => key.mark(&mut needed),
+                JoinMethod::Hash { right, left } => {
+                    left.iter().for_each(|e| e.mark(&mut needed));
+                    right.iter().for_each(|c| needed[k][*c] = true);
+                }
+                JoinMethod::Loop => {}
+            }
+        }
+    }
+    match &output.shape {
+        Shape::Rows(exprs) => exprs.iter().for_each(|e| e.mark(&mut needed)),
+        Shape::Groups { keys, aggs, .. } => {
+            keys.iter().for_each(|e| e.mark(&mut needed));
+            aggs.iter()
+                .filter_map(|a| a.arg.as_ref())
+                .for_each(|e| e.mark(&mut needed));
+        }
+    }
+    output.order.iter().for_each(|o| o.expr.mark(&mut needed));
+    for (source, needed) in b.sources.iter_mut().zip(needed) {
+        source.needed = needed;
+    }
     Ok(Plan {
         sources: b.sources,
         steps,
@@ -408,6 +437,7 @@ impl Binder<'_> {
             table: def.name.clone(),
             alias,
             types: def.column_types(),
+            needed: vec![false; def.columns.len()],
             def,
         });
         Ok(())

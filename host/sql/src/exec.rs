@@ -10,7 +10,7 @@ use std::ops::Bound;
 use std::rc::Rc;
 use std::time::Instant;
 
-use interstice_store::codec::decode_row;
+use interstice_store::codec::decode_row_into;
 use interstice_store::{IndexId, Table, Value};
 
 use crate::plan::{Access, Agg, AggFn, Expr, JoinMethod, Plan, Shape, Step};
@@ -18,7 +18,7 @@ use crate::values::{convert_exact, like, normalized, order_cmp, sql_cmp};
 use crate::{Answer, Budget, SqlError, Tables};
 
 /// One table's decoded row; `None` is the NULL side of a left join.
-type Row = Option<Rc<[Value]>>;
+type Row = Option<Rc<Vec<Value>>>;
 
 static NULL: Value = Value::Null;
 
@@ -169,21 +169,30 @@ impl Meter {
     }
 }
 
-fn decode(
+/// Decodes the columns of source `k` that the query reads into `out`.
+fn decode_into(
+    plan: &Plan,
+    k: usize,
     t: &Table,
-    types: &[interstice_store::AlgebraicType],
     bytes: &[u8],
-) -> Result<Rc<[Value]>, SqlError> {
-    decode_row(bytes, types)
-        .map(Rc::from)
+    out: &mut Vec<Value>,
+) -> Result<(), SqlError> {
+    let s = &plan.sources[k];
+    decode_row_into(bytes, &s.types, &s.needed, out)
         .map_err(|e| SqlError::Corrupt(format!("table `{}`: {e}", t.def().name)))
+}
+
+fn decode(plan: &Plan, k: usize, t: &Table, bytes: &[u8]) -> Result<Rc<Vec<Value>>, SqlError> {
+    let mut out = Vec::with_capacity(plan.sources[k].types.len());
+    decode_into(plan, k, t, bytes, &mut out)?;
+    Ok(Rc::new(out))
 }
 
 /// Rows of the joined table, prepared before the join runs.
 enum Prepared {
     None,
-    Hash(HashMap<Vec<Value>, Vec<Rc<[Value]>>>),
-    All(Vec<Rc<[Value]>>),
+    Hash(HashMap<Vec<Value>, Vec<Rc<Vec<Value>>>>),
+    All(Vec<Rc<Vec<Value>>>),
 }
 
 struct Run<'p> {
@@ -200,15 +209,23 @@ impl Run<'_> {
     /// Rows of the first table.
     fn scan(&self, tuple: &mut Vec<Row>, sink: &mut Sink<'_>) -> Result<bool, SqlError> {
         let t = self.tables[0];
-        let types = &self.plan.sources[0].types;
         let Step::Scan(access) = &self.plan.steps[0] else {
             return Err(SqlError::Eval("the first step is not a scan".into()));
         };
+        // One row buffer, reused while nothing downstream keeps the row.
+        let mut spare: Rc<Vec<Value>> = Rc::new(Vec::new());
         let mut each = |bytes: &[u8], tuple: &mut Vec<Row>| -> Result<bool, SqlError> {
             self.meter.tick(1)?;
-            tuple.push(Some(decode(t, types, bytes)?));
+            let mut row = std::mem::take(&mut spare);
+            match Rc::get_mut(&mut row) {
+                Some(buf) => decode_into(self.plan, 0, t, bytes, buf)?,
+                None => row = decode(self.plan, 0, t, bytes)?,
+            }
+            tuple.push(Some(row));
             let more = self.after_step(0, tuple, sink);
-            tuple.pop();
+            if let Some(Some(row)) = tuple.pop() {
+                spare = row;
+            }
             more
         };
         match access {
@@ -302,8 +319,7 @@ impl Run<'_> {
             return Err(SqlError::Eval("a later step is not a join".into()));
         };
         let t = self.tables[k];
-        let types = &self.plan.sources[k].types;
-        let candidates: Vec<Rc<[Value]>> = match (method, &self.prepared[k]) {
+        let candidates: Vec<Rc<Vec<Value>>> = match (method, &self.prepared[k]) {
             (
                 JoinMethod::Index {
                     index,
@@ -324,7 +340,7 @@ impl Run<'_> {
                     Some(key) => self
                         .lookup(t, *index, &key, *prefix)?
                         .iter()
-                        .map(|bytes| decode(t, types, bytes))
+                        .map(|bytes| decode(self.plan, k, t, bytes))
                         .collect::<Result<_, _>>()?,
                 }
             }
@@ -557,16 +573,15 @@ pub(crate) fn run(tables: &dyn Tables, plan: &Plan, budget: &Budget) -> Result<A
     let mut prepared = Vec::with_capacity(plan.steps.len());
     for (k, step) in plan.steps.iter().enumerate() {
         let t = found[k];
-        let types = &plan.sources[k].types;
         prepared.push(match step {
             Step::Join {
                 method: JoinMethod::Hash { right, .. },
                 ..
             } => {
-                let mut map: HashMap<Vec<Value>, Vec<Rc<[Value]>>> = HashMap::new();
+                let mut map: HashMap<Vec<Value>, Vec<Rc<Vec<Value>>>> = HashMap::new();
                 for bytes in t.iter() {
                     meter.tick(1)?;
-                    let row = decode(t, types, bytes)?;
+                    let row = decode(plan, k, t, bytes)?;
                     if right.iter().any(|c| matches!(row[*c], Value::Null)) {
                         continue;
                     }
@@ -582,7 +597,7 @@ pub(crate) fn run(tables: &dyn Tables, plan: &Plan, budget: &Budget) -> Result<A
                 let mut rows = Vec::with_capacity(t.len().min(meter.left()));
                 for bytes in t.iter() {
                     meter.tick(1)?;
-                    rows.push(decode(t, types, bytes)?);
+                    rows.push(decode(plan, k, t, bytes)?);
                 }
                 Prepared::All(rows)
             }

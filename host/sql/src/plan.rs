@@ -28,6 +28,8 @@ pub(crate) struct Source {
     pub alias: String,
     pub def: TableDef,
     pub types: Vec<AlgebraicType>,
+    /// The columns the query reads; the others are never decoded.
+    pub needed: Vec<bool>,
 }
 
 #[derive(Debug)]
@@ -218,6 +220,26 @@ pub(crate) enum Expr {
 }
 
 impl Expr {
+    /// Marks every column this expression reads.
+    pub fn mark(&self, needed: &mut [Vec<bool>]) {
+        match self {
+            Expr::Col { src, col, .. } => needed[*src][*col] = true,
+            Expr::Lit(_) | Expr::Key(_) | Expr::Agg(_) => {}
+            Expr::Cmp(_, a, b) => {
+                a.mark(needed);
+                b.mark(needed);
+            }
+            Expr::And(v) | Expr::Or(v) => v.iter().for_each(|e| e.mark(needed)),
+            Expr::Not(e) | Expr::IsNull(e, _) | Expr::IsBool(e, _) | Expr::Like(e, _, _) => {
+                e.mark(needed)
+            }
+            Expr::In(e, list, _) => {
+                e.mark(needed);
+                list.iter().for_each(|e| e.mark(needed));
+            }
+        }
+    }
+
     /// Calls `f` with every source this expression reads.
     pub fn sources(&self, f: &mut impl FnMut(usize)) {
         match self {

@@ -394,6 +394,31 @@ pub fn decode_row(bytes: &[u8], types: &[AlgebraicType]) -> Result<Vec<Value>, D
     Ok(row)
 }
 
+/// Decodes a whole row into `out` (cleared first), validating every byte
+/// but building only the columns flagged in `wanted` (indexed by column);
+/// the others are [`Value::Null`]. For readers that look at a few columns
+/// of many rows and reuse one buffer.
+pub fn decode_row_into(
+    bytes: &[u8],
+    types: &[AlgebraicType],
+    wanted: &[bool],
+    out: &mut Vec<Value>,
+) -> Result<(), DecodeError> {
+    debug_assert_eq!(types.len(), wanted.len());
+    check_len(bytes)?;
+    out.clear();
+    let mut reader = Reader::new(bytes);
+    for (i, (ty, want)) in types.iter().zip(wanted).enumerate() {
+        if *want {
+            out.push(reader.value(i, ty)?);
+        } else {
+            reader.skip(i, ty)?;
+            out.push(Value::Null);
+        }
+    }
+    reader.finish()
+}
+
 /// Decodes a key: one value of type `ty` and nothing else.
 pub fn decode_key(bytes: &[u8], ty: &AlgebraicType) -> Result<Value, DecodeError> {
     check_len(bytes)?;
@@ -460,6 +485,35 @@ mod tests {
 
     fn opt(t: AlgebraicType) -> AlgebraicType {
         T::option(t)
+    }
+
+    #[test]
+    fn decode_row_into_builds_only_wanted_columns_and_still_validates() {
+        let types = [T::U64, opt(T::String), T::String, T::I32];
+        let values = [
+            Value::U64(7),
+            Value::String("skipped".into()),
+            Value::String("kept".into()),
+            Value::I32(-3),
+        ];
+        let bytes = encode_row(&values, &types);
+        let mut out = vec![Value::Bool(true)];
+        decode_row_into(&bytes, &types, &[true, false, true, false], &mut out).unwrap();
+        assert_eq!(
+            out,
+            [
+                Value::U64(7),
+                Value::Null,
+                Value::String("kept".into()),
+                Value::Null
+            ]
+        );
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_row_into(&longer, &types, &[true, false, false, false], &mut out).is_err());
+        let mut bad = bytes.clone();
+        bad[8] = 2; // the skipped option's tag
+        assert!(decode_row_into(&bad, &types, &[true, false, false, false], &mut out).is_err());
     }
 
     /// Golden bytes of version 1 (docs/row-encoding.md, first example):
