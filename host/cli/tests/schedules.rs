@@ -14,19 +14,12 @@ use serde_json::{Value as Json, json};
 
 mod common;
 
+use common::agent;
 use common::serve::Server;
 
 /// The timing test and the kill test each want the machine to
 /// themselves: they run one at a time.
 static ALONE: Mutex<()> = Mutex::new(());
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
 
 fn call(server: &Server, reducer: &str, args: Json) {
     let mut response = agent()

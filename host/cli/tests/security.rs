@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 mod common;
 
+use common::agent;
 use common::serve::Server;
 
 const BIN: &str = env!("CARGO_BIN_EXE_interstice");
@@ -106,14 +107,6 @@ impl Lobby for Server {
 }
 
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
 
 fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
     let mut response = response.expect("the server answers");

@@ -2,22 +2,13 @@
 //! server, and `POST /v1/modules/{module}/sql` with its errors, private
 //! tables and budget.
 
-use std::time::Duration;
-
 use interstice_tests::guests;
 use serde_json::{Value, json};
 
 mod common;
 
+use common::agent;
 use common::serve::Server;
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
 
 /// Status, body as JSON (or as a string), and the tx id header.
 fn answer(

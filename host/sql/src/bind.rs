@@ -17,7 +17,10 @@ use crate::plan::{
     Access, Agg, AggFn, CmpOp, Expr, JoinMethod, OrderKey, Output, Plan, Shape, Source, Step,
 };
 use crate::values::{self, Lit, base, comparable, is_float, is_integer, is_number};
-use crate::{Access as Readers, Column, LIKE_PATTERN_MAX, NESTING_MAX, SqlError, TEXT_MAX, Tables};
+use crate::{
+    Access as Readers, Column, LIKE_PATTERN_MAX, NESTING_MAX, OPERATORS_MAX, SqlError, TEXT_MAX,
+    Tables,
+};
 
 fn unsupported(what: impl Into<String>) -> SqlError {
     SqlError::Unsupported(what.into())
@@ -27,6 +30,38 @@ fn unsupported(what: impl Into<String>) -> SqlError {
 pub(crate) fn parse(text: &str) -> Result<ast::Statement, SqlError> {
     if text.len() > TEXT_MAX {
         return Err(SqlError::TooLong(text.len()));
+    }
+    // Counted on the tokens, before any tree is built.
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&GenericDialect {}, text)
+        .tokenize()
+        .map_err(|e| SqlError::Parse(e.to_string()))?;
+    let operators = tokens
+        .iter()
+        .filter(|t| match t {
+            Token::Word(w) => matches!(w.keyword, Keyword::AND | Keyword::OR),
+            Token::Eq
+            | Token::DoubleEq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Spaceship
+            | Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat => true,
+            _ => false,
+        })
+        .count();
+    if operators > OPERATORS_MAX {
+        return Err(SqlError::Parse(format!(
+            "{operators} operators; at most {OPERATORS_MAX} are accepted (IN (...) lists many values with one)"
+        )));
     }
     let mut statements = Parser::new(&GenericDialect {})
         .with_recursion_limit(NESTING_MAX)
@@ -82,6 +117,17 @@ enum JoinKind {
 struct Binder<'t> {
     sources: Vec<Source>,
     tables: &'t dyn Tables,
+    /// How deep binding is in the expression being bound.
+    depth: std::cell::Cell<usize>,
+}
+
+/// One level of [`Binder::depth`], given back when dropped.
+struct Deeper<'b>(&'b std::cell::Cell<usize>);
+
+impl Drop for Deeper<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 /// A bound operand: an expression with its type, or a literal waiting for
@@ -131,6 +177,7 @@ fn bind_query(tables: &dyn Tables, readers: Readers, q: &ast::Query) -> Result<P
     let mut b = Binder {
         sources: Vec::new(),
         tables,
+        depth: std::cell::Cell::new(0),
     };
     // FROM: each table in order, with how it joins the ones before it.
     let mut parts = Vec::new();
@@ -379,6 +426,18 @@ fn has_aggregate(e: &AstExpr) -> bool {
 }
 
 impl Binder<'_> {
+    /// One level deeper into an expression; refused past [`NESTING_MAX`].
+    fn deeper(&self) -> Result<Deeper<'_>, SqlError> {
+        let d = self.depth.get() + 1;
+        if d > NESTING_MAX {
+            return Err(SqlError::Parse(format!(
+                "expressions nest more than {NESTING_MAX} deep"
+            )));
+        }
+        self.depth.set(d);
+        Ok(Deeper(&self.depth))
+    }
+
     fn add_source(
         &mut self,
         readers: Readers,
@@ -505,6 +564,7 @@ impl Binder<'_> {
     }
 
     fn operand(&self, e: &AstExpr, g: Option<&mut Grouping>) -> Result<Operand, SqlError> {
+        let _deeper = self.deeper()?;
         Ok(match e {
             AstExpr::Nested(inner) => return self.operand(inner, g),
             AstExpr::Value(v) => Operand::Lit(literal(&v.value)?),
@@ -602,16 +662,35 @@ impl Binder<'_> {
                 _ => return None,
             })
         };
+        let _deeper = self.deeper()?;
         Ok(match e {
             AstExpr::Nested(inner) => self.predicate(inner, g)?,
             AstExpr::BinaryOp { left, op, right } => match op {
                 B::And | B::Or => {
-                    let l = self.predicate(left, g.as_deref_mut())?;
-                    let r = self.predicate(right, g)?;
+                    // A chain `a AND b AND c` is a tree as deep as it is
+                    // long: walk its left spine in a loop, not by recursion.
+                    let mut operands = vec![&**right];
+                    let mut at = &**left;
+                    while let AstExpr::BinaryOp {
+                        left: l,
+                        op: o,
+                        right: r,
+                    } = at
+                        && o == op
+                    {
+                        operands.push(r);
+                        at = l;
+                    }
+                    operands.push(at);
+                    operands.reverse();
+                    let mut bound = Vec::with_capacity(operands.len());
+                    for operand in operands {
+                        bound.push(self.predicate(operand, g.as_deref_mut())?);
+                    }
                     if *op == B::And {
-                        Expr::And(vec![l, r])
+                        Expr::And(bound)
                     } else {
-                        Expr::Or(vec![l, r])
+                        Expr::Or(bound)
                     }
                 }
                 op => match cmp(op) {

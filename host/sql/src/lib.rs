@@ -27,6 +27,11 @@ pub const TEXT_MAX: usize = 64 * 1024;
 /// How deeply expressions may nest; deeper text is refused by the parser
 /// before it can exhaust the stack.
 pub const NESTING_MAX: usize = 64;
+/// Most binary operators (`AND`, `OR`, comparisons, arithmetic) in one
+/// query. A chain of them parses into a tree as deep as it is long, which
+/// every walk over it (binding, printing, dropping) would follow: bounding
+/// the count bounds the depth.
+pub const OPERATORS_MAX: usize = 512;
 /// Longest `LIKE` pattern, in characters: matching costs up to the
 /// pattern's length times the string's.
 pub const LIKE_PATTERN_MAX: usize = 256;

@@ -614,3 +614,53 @@ fn random_queries_agree_with_sqlite() {
         "only {answered_rows} rows in {cases} answers"
     );
 }
+
+/// Hostile shapes within the size limit: long operator chains and deep
+/// nesting are refused or answered, never a stack overflow, on a thread
+/// with the 2 MiB stack of the server's blocking pool.
+#[test]
+fn long_chains_and_deep_nesting_are_refused_or_answered_on_a_small_stack() {
+    let run = |text: String| {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let (db, _) = dataset(1);
+                interstice_sql::query(&db, Access::All, &text, &Budget::default())
+                    .map(|a| a.rows.len())
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap()
+            .join()
+            .expect("no overflow")
+    };
+    let chain = |n: usize, op: &str| vec!["a = 1"; n].join(op);
+    // 256 equalities and 255 ANDs: 511 operators, answered.
+    let rows = run(format!("SELECT id FROM t0 WHERE {}", chain(256, " AND "))).unwrap();
+    let alone = run("SELECT id FROM t0 WHERE a = 1".into()).unwrap();
+    assert_eq!(rows, alone);
+    let rows = run(format!("SELECT id FROM t0 WHERE {}", chain(256, " OR "))).unwrap();
+    assert_eq!(rows, alone);
+    // 5,000 of them fit in 64 KiB, and are refused before parsing.
+    let e = run(format!("SELECT id FROM t0 WHERE {}", chain(5_000, " AND "))).unwrap_err();
+    assert!(e.contains("operators; at most 512"), "{e}");
+    // Nesting: parentheses, NOT, and comparisons of comparisons.
+    let e = run(format!(
+        "SELECT id FROM t0 WHERE {}a = 1{}",
+        "(".repeat(5_000),
+        ")".repeat(5_000)
+    ))
+    .unwrap_err();
+    assert!(e.contains("does not parse") || e.contains("nest"), "{e}");
+    let e = run(format!(
+        "SELECT id FROM t0 WHERE {}e",
+        "NOT ".repeat(10_000)
+    ))
+    .unwrap_err();
+    assert!(e.contains("does not parse") || e.contains("nest"), "{e}");
+    let e = run(format!(
+        "SELECT id FROM t0 WHERE e{}",
+        " = TRUE".repeat(300)
+    ))
+    .unwrap_err();
+    assert!(e.contains("nest") || e.contains("compared"), "{e}");
+}

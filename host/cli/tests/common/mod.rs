@@ -7,6 +7,16 @@ pub mod serve;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// An HTTP client that returns every status as an answer (not an error),
+/// with a minute's timeout.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
 /// `interstice ARGS --data-dir DATA_DIR`, as a process of its own.
 pub fn interstice(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_interstice"))
