@@ -572,7 +572,10 @@ impl Binder<'_> {
                 op: ast::UnaryOperator::Minus,
                 expr,
             } => match self.operand(expr, g)? {
-                Operand::Lit(Lit::Int(n)) => Operand::Lit(Lit::Int(-n)),
+                Operand::Lit(Lit::Int(n)) => Operand::Lit(Lit::Int(
+                    n.checked_neg()
+                        .ok_or_else(|| SqlError::Parse("an integer out of range".into()))?,
+                )),
                 Operand::Lit(Lit::Float(f)) => Operand::Lit(Lit::Float(-f)),
                 _ => return Err(unsupported("arithmetic (unary minus on a non-literal)")),
             },
