@@ -160,6 +160,18 @@ fn the_cli_runs_sql_on_a_data_directory_as_a_table_and_as_json_lines() {
 
     let refused = common::refused(&dir, &["sql", "chat", "SELECT nope FROM users"]);
     assert!(refused.contains("no column named `nope`"), "{refused}");
+
+    // The local CLI is the operator: it writes, and the next run reads it.
+    let out = common::ok(
+        &dir,
+        &["sql", "chat", "UPDATE users SET bio = 'writes' WHERE name = 'bob'"],
+    );
+    assert!(out.contains("rows_changed"), "{out}");
+    let out = common::ok(
+        &dir,
+        &["sql", "chat", "SELECT bio FROM users WHERE name = 'bob'", "--json"],
+    );
+    assert_eq!(out.lines().nth(1), Some(r#"["writes"]"#), "{out}");
 }
 
 #[test]
@@ -242,11 +254,11 @@ fn the_server_answers_sql_guards_private_tables_and_bounds_every_query() {
         "{plan:?}"
     );
 
-    // Bad queries: 400 with the reason; a mutation is not a query.
+    // Bad queries: 400 with the reason.
     for (text, reason) in [
         (&b"SELEC * FROM users"[..], "does not parse"),
         (b"SELECT * FROM nobody", "no table named `nobody`"),
-        (b"DELETE FROM users", "not supported"),
+        (b"DROP TABLE users", "not supported"),
         (b"SELECT * FROM users WHERE name = 3", "cannot be compared"),
         (b"SELECT * FROM users; SELECT * FROM users", "one at a time"),
     ] {
@@ -324,6 +336,46 @@ fn the_server_answers_sql_guards_private_tables_and_bounds_every_query() {
     );
     assert_eq!(status, 403);
 
+    // Writes: only the owner and the admin token. Anyone else is refused
+    // (403) and nothing changes; the owner writes its private table; a
+    // unique index refuses a whole statement (409).
+    for token in [None, Some(stranger_token.as_str())] {
+        let (status, body, _) = sql(&server, "owned", b"DELETE FROM calls", token);
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("only the module's owner and the operator"),
+            "{body}"
+        );
+    }
+    let (status, body, tx) = sql(
+        &server,
+        "owned",
+        b"INSERT INTO secrets (id, text) VALUES (1, 'mine'), (2, 'also mine')",
+        Some(&owner_token),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["columns"], json!([{"name": "rows_changed", "type": "u64"}]));
+    assert_eq!(body["rows"], json!([[2]]));
+    assert_eq!(tx, body["tx_id"].as_u64());
+    let (status, body, _) = sql(
+        &server,
+        "owned",
+        b"INSERT INTO secrets (id, text) VALUES (3, 'new'), (1, 'again')",
+        Some(&server.token),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "write_refused", "{body}");
+    let (status, body, _) = sql(
+        &server,
+        "owned",
+        b"UPDATE secrets SET text = 'changed' WHERE id = 2",
+        Some(&server.token),
+    );
+    assert_eq!((status, &body["rows"]), (200, &json!([[1]])), "{body}");
+
     // The budget: a three-way cross join of 32 messages is 32,768 rows,
     // past 5,000. It fails with the budget's error, a call made meanwhile
     // is answered, and the server goes on.
@@ -382,5 +434,28 @@ fn the_server_answers_sql_guards_private_tables_and_bounds_every_query() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(rows, [json!(["system"]), json!(["alice"]), json!(["bob"])]);
+
+    // A write answered is durable: killed at once after the answer, the
+    // server comes back with it (replayed from the log, no guest run).
+    let (status, body, _) = sql(
+        &server,
+        "owned",
+        b"DELETE FROM secrets WHERE id = 1",
+        Some(&server.token),
+    );
+    assert_eq!((status, &body["rows"]), (200, &json!([[1]])), "{body}");
+    server.kill9();
+    let server = Server::start_configured(tmp.path(), "sql_max_rows = 5000\n");
+    let (status, body, _) = sql(
+        &server,
+        "owned",
+        b"SELECT id, text FROM secrets",
+        Some(&server.token),
+    );
+    assert_eq!(
+        (status, &body["rows"]),
+        (200, &json!([[2, "changed"]])),
+        "{body}"
+    );
     server.stop();
 }

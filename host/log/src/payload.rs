@@ -4,13 +4,14 @@
 //! ```text
 //! kind        u8      1 = reducer call, 2 = module publication,
 //!                     3 = new version of a published module,
-//!                     4 = module deleted
+//!                     4 = module deleted, 5 = SQL statement
 //! timestamp   i64 LE  logical time of the transaction, µs since the Unix epoch
 //! module      str     module name
 //! definition  bytes   kinds 2 and 3 only: the module definition (UTF-8 JSON)
 //! reducer     str     reducer name (publication: the init reducer, or empty)
 //! caller      str     caller identity
 //! args        bytes   the arguments, one row in the canonical row encoding
+//!                     (kind 5: the statement's text, UTF-8)
 //! count       u32 LE  number of mutations
 //! mutations   count × { op u8 (1 insert, 2 update, 3 delete), table u32 LE, row bytes }
 //! ```
@@ -34,6 +35,10 @@ pub enum RecordKind {
     /// The module and all its data were deleted. No definition, reducer,
     /// arguments or mutations.
     Drop = 4,
+    /// An `INSERT`, `UPDATE` or `DELETE` run by the module's owner or the
+    /// operator: the statement's text as the arguments, the rows it changed
+    /// as the mutations. Replay applies the mutations; it never runs SQL.
+    Sql = 5,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +184,7 @@ impl<'a> TxRecord<'a> {
             2 => RecordKind::Publish,
             3 => RecordKind::Upgrade,
             4 => RecordKind::Drop,
+            5 => RecordKind::Sql,
             k => return Err(PayloadError::UnknownKind(k)),
         };
         let timestamp_micros =
@@ -186,7 +192,7 @@ impl<'a> TxRecord<'a> {
         let module = c.str("module")?;
         let definition = match kind {
             RecordKind::Publish | RecordKind::Upgrade => Some(c.bytes("definition")?),
-            RecordKind::Call | RecordKind::Drop => None,
+            RecordKind::Call | RecordKind::Drop | RecordKind::Sql => None,
         };
         let reducer = c.str("reducer")?;
         let caller = c.str("caller")?;
@@ -298,6 +304,45 @@ mod tests {
     }
 
     #[test]
+    fn golden_bytes_of_a_sql_statement() {
+        let header = TxHeader {
+            kind: RecordKind::Sql,
+            timestamp_micros: 6,
+            module: "m",
+            definition: None,
+            reducer: "",
+            caller: "c",
+            args: b"DELETE FROM t",
+        };
+        let mut out = Vec::new();
+        let row = [3u8];
+        let refs = [MutationRef {
+            op: Op::Delete,
+            table: 1,
+            row: &row,
+        }];
+        encode(&header, refs.iter().copied(), &mut out);
+        #[rustfmt::skip]
+        let expected: Vec<u8> = [
+            &[5u8][..],                // kind: SQL statement
+            &[6, 0, 0, 0, 0, 0, 0, 0], // timestamp
+            &[1, 0, 0, 0, b'm'],       // module (no definition)
+            &[0, 0, 0, 0],             // reducer: empty
+            &[1, 0, 0, 0, b'c'],       // caller
+            &[13, 0, 0, 0],            // args: the statement's text
+            b"DELETE FROM t",
+            &[1, 0, 0, 0],             // one mutation
+            &[3, 1, 0, 0, 0],          // delete, table 1
+            &[1, 0, 0, 0, 3],          // row
+        ]
+        .concat();
+        assert_eq!(out, expected);
+        let rec = TxRecord::decode(&out).unwrap();
+        assert_eq!(rec.header, header);
+        assert_eq!(rec.mutations, refs);
+    }
+
+    #[test]
     fn every_cut_is_refused() {
         let mut out = Vec::new();
         sample(&mut out);
@@ -311,14 +356,14 @@ mod tests {
     proptest! {
         #[test]
         fn round_trip(
-            kind in 0usize..4,
+            kind in 0usize..5,
             ts in any::<i64>(),
             module in "[a-z]{0,8}",
             def in proptest::collection::vec(any::<u8>(), 0..20),
             args in proptest::collection::vec(any::<u8>(), 0..20),
             muts in proptest::collection::vec((1u8..=3, any::<u32>(), proptest::collection::vec(any::<u8>(), 0..16)), 0..8),
         ) {
-            let kind = [RecordKind::Call, RecordKind::Publish, RecordKind::Upgrade, RecordKind::Drop][kind];
+            let kind = [RecordKind::Call, RecordKind::Publish, RecordKind::Upgrade, RecordKind::Drop, RecordKind::Sql][kind];
             let has_definition = matches!(kind, RecordKind::Publish | RecordKind::Upgrade);
             let header = TxHeader {
                 kind,

@@ -32,6 +32,9 @@ pub enum TxEvent {
     Publish { version: u32, clear: bool },
     /// The module and its data were deleted.
     Drop,
+    /// An `INSERT`, `UPDATE` or `DELETE` by the module's owner or the
+    /// operator.
+    Sql { caller: interstice_store::Identity },
 }
 
 /// One committed transaction as the feed hands it out.

@@ -150,7 +150,9 @@ impl Replayer {
             RecordKind::Publish => self.publish(&tx)?,
             RecordKind::Upgrade => self.upgrade(&tx)?,
             RecordKind::Drop => return self.drop_module(record.tx_id, &tx),
-            RecordKind::Call => {}
+            // A SQL statement's record is replayed like a call's: its
+            // mutations, never its text.
+            RecordKind::Call | RecordKind::Sql => {}
         }
         let module = self.modules.get_mut(tx.header.module).ok_or_else(|| {
             format!(

@@ -116,7 +116,10 @@ impl From<QueryError> for ApiError {
             QueryError::Sql(e) => {
                 use interstice_runtime::sql::SqlError as S;
                 match e {
-                    S::Private(_) => forbidden(message),
+                    S::Private(_) | S::ReadOnly(_) => forbidden(message),
+                    S::Refused(_) => {
+                        ApiError::new(StatusCode::CONFLICT, "write_refused", message)
+                    }
                     S::TooLong(_) => {
                         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
                     }
@@ -135,7 +138,7 @@ impl From<QueryError> for ApiError {
                     },
                 }
             }
-            QueryError::Poisoned => unavailable(message),
+            QueryError::Poisoned | QueryError::Durability(_) => unavailable(message),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }

@@ -410,6 +410,7 @@ async fn forward(
     }
     let reducer = match &tx.event {
         TxEvent::Call { reducer, .. } => reducer.clone(),
+        TxEvent::Sql { .. } => String::new(),
         TxEvent::Drop => {
             return Err(Some((
                 close_code::NORMAL,

@@ -99,9 +99,9 @@ pub(crate) fn bind(
             _ => Err(unsupported("EXPLAIN of anything but a SELECT")),
         },
         ast::Statement::Explain { .. } => Err(unsupported("EXPLAIN options")),
-        ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => Err(
-            unsupported("INSERT, UPDATE and DELETE (a reducer changes the tables)"),
-        ),
+        ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => {
+            Err(unsupported("INSERT, UPDATE and DELETE in a read-only query"))
+        }
         _ => Err(unsupported("statements other than SELECT and EXPLAIN")),
     }
 }
@@ -114,7 +114,7 @@ enum JoinKind {
     Cross,
 }
 
-struct Binder<'t> {
+pub(crate) struct Binder<'t> {
     sources: Vec<Source>,
     tables: &'t dyn Tables,
     /// How deep binding is in the expression being bound.
@@ -132,7 +132,7 @@ impl Drop for Deeper<'_> {
 
 /// A bound operand: an expression with its type, or a literal waiting for
 /// the type of what it meets.
-enum Operand {
+pub(crate) enum Operand {
     Typed(Expr, AlgebraicType),
     Lit(Lit),
 }
@@ -146,7 +146,7 @@ struct Grouping {
     agg_types: Vec<AlgebraicType>,
 }
 
-fn bind_query(tables: &dyn Tables, readers: Readers, q: &ast::Query) -> Result<Plan, SqlError> {
+pub(crate) fn bind_query(tables: &dyn Tables, readers: Readers, q: &ast::Query) -> Result<Plan, SqlError> {
     if q.with.is_some() {
         return Err(unsupported("WITH"));
     }
@@ -360,7 +360,7 @@ fn conjuncts(e: Expr) -> Vec<Expr> {
     }
 }
 
-fn ident_name(parts: &ast::ObjectName) -> Result<&ast::Ident, SqlError> {
+pub(crate) fn ident_name(parts: &ast::ObjectName) -> Result<&ast::Ident, SqlError> {
     match parts.0.as_slice() {
         [ast::ObjectNamePart::Identifier(id)] => Ok(id),
         _ => Err(unsupported(format!(
@@ -371,7 +371,7 @@ fn ident_name(parts: &ast::ObjectName) -> Result<&ast::Ident, SqlError> {
 
 /// Whether an identifier of the query names `name`: exactly, or when it
 /// was not quoted, regardless of ASCII case.
-fn names(id: &ast::Ident, name: &str) -> bool {
+pub(crate) fn names(id: &ast::Ident, name: &str) -> bool {
     id.value == name || (id.quote_style.is_none() && id.value.eq_ignore_ascii_case(name))
 }
 
@@ -425,7 +425,30 @@ fn has_aggregate(e: &AstExpr) -> bool {
     }
 }
 
+/// No tables: what a binder of bare values reads.
+struct NoTables;
+
+impl Tables for NoTables {
+    fn table(&self, _: &str) -> Option<&interstice_store::Table> {
+        None
+    }
+}
+
 impl Binder<'_> {
+    /// A binder with no table in scope: for values alone.
+    pub(crate) fn empty() -> Binder<'static> {
+        Binder {
+            sources: Vec::new(),
+            tables: &NoTables,
+            depth: std::cell::Cell::new(0),
+        }
+    }
+
+    /// A bare operand (no aggregate in scope).
+    pub(crate) fn value(&self, e: &AstExpr) -> Result<Operand, SqlError> {
+        self.operand(e, None)
+    }
+
     /// One level deeper into an expression; refused past [`NESTING_MAX`].
     fn deeper(&self) -> Result<Deeper<'_>, SqlError> {
         let d = self.depth.get() + 1;

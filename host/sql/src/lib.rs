@@ -19,8 +19,10 @@ mod bind;
 mod exec;
 mod plan;
 mod values;
+mod write;
 
 pub use plan::Plan;
+pub use write::{Changes, Write};
 
 /// Longest query text accepted, in bytes.
 pub const TEXT_MAX: usize = 64 * 1024;
@@ -115,9 +117,68 @@ pub enum SqlError {
     Budget { what: &'static str, limit: String },
     #[error("stored row does not decode: {0}")]
     Corrupt(String),
+    #[error(
+        "{0} changes tables: only the module's owner and the operator may run it"
+    )]
+    ReadOnly(&'static str),
+    #[error("{0}")]
+    Refused(String),
 }
 
-/// Parses and binds one statement: a `SELECT` or an `EXPLAIN SELECT`.
+/// One statement, bound.
+#[derive(Debug)]
+pub enum Statement {
+    /// A `SELECT`, or with `explain` an `EXPLAIN SELECT`.
+    Query { plan: Plan, explain: bool },
+    /// An `INSERT`, `UPDATE` or `DELETE`.
+    Write(Write),
+}
+
+/// Parses and binds one statement of any kind this crate knows.
+pub fn prepare_statement(
+    tables: &dyn Tables,
+    access: Access,
+    text: &str,
+) -> Result<Statement, SqlError> {
+    let statement = bind::parse(text)?;
+    if let Some(write) = write::bind_write(tables, access, &statement)? {
+        return Ok(Statement::Write(write));
+    }
+    let (plan, explain) = bind::bind(tables, access, &statement)?;
+    Ok(Statement::Query { plan, explain })
+}
+
+/// The answer of a bound query: its rows, or for `explain` its plan.
+pub fn answer(
+    tables: &dyn Tables,
+    plan: &Plan,
+    explain: bool,
+    budget: &Budget,
+) -> Result<Answer, SqlError> {
+    if explain {
+        return Ok(Answer {
+            columns: vec![Column {
+                name: "plan".to_string(),
+                ty: AlgebraicType::String,
+            }],
+            rows: plan
+                .explain()
+                .into_iter()
+                .map(|line| vec![Value::String(line.into())])
+                .collect(),
+        });
+    }
+    exec::run(tables, plan, budget)
+}
+
+/// What a bound write changes on the tables as they stand: the rows it
+/// inserts, and the rows its condition matches (read within `budget`)
+/// with their new values. Nothing is changed here.
+pub fn changes(tables: &dyn Tables, write: &Write, budget: &Budget) -> Result<Changes, SqlError> {
+    write::changes(tables, write, budget)
+}
+
+/// Parses and binds one query: a `SELECT` or an `EXPLAIN SELECT`.
 pub fn prepare(tables: &dyn Tables, access: Access, text: &str) -> Result<(Plan, bool), SqlError> {
     let statement = bind::parse(text)?;
     bind::bind(tables, access, &statement)
@@ -132,20 +193,7 @@ pub fn query(
     budget: &Budget,
 ) -> Result<Answer, SqlError> {
     let (plan, explain) = prepare(tables, access, text)?;
-    if explain {
-        return Ok(Answer {
-            columns: vec![Column {
-                name: "plan".to_string(),
-                ty: AlgebraicType::String,
-            }],
-            rows: plan
-                .explain()
-                .into_iter()
-                .map(|line| vec![Value::String(line.into())])
-                .collect(),
-        });
-    }
-    exec::run(tables, &plan, budget)
+    answer(tables, &plan, explain, budget)
 }
 
 /// Whether `access` may read `def`.

@@ -107,10 +107,11 @@ impl Query {
     }
 }
 
-/// Run one SQL query (docs/sql.md): a SELECT, or EXPLAIN SELECT for its
-/// plan. Prints a table, or with --json a line with the columns and then
-/// one JSON array per row. Over a server, the token decides which tables
-/// may be read; locally, every table may.
+/// Run one SQL statement (docs/sql.md): a SELECT, EXPLAIN SELECT for its
+/// plan, or an INSERT, UPDATE or DELETE (one logged transaction; answers
+/// rows_changed). Prints a table, or with --json a line with the columns
+/// and then one JSON array per row. Over a server, the token decides which
+/// tables may be read and whether it may write; locally, everything may.
 #[derive(clap::Args)]
 pub struct Sql {
     module: String,

@@ -36,6 +36,8 @@ pub(crate) enum Change<'a> {
     },
     /// The module and its data are deleted.
     Drop,
+    /// A SQL statement changed rows; its text is the record's arguments.
+    Sql { text: &'a str },
 }
 
 /// A transaction ready to commit: everything its record and the feed need.
@@ -57,6 +59,7 @@ impl Draft<'_> {
             Change::Publish { first: true, .. } => RecordKind::Publish,
             Change::Publish { first: false, .. } => RecordKind::Upgrade,
             Change::Drop => RecordKind::Drop,
+            Change::Sql { .. } => RecordKind::Sql,
         }
     }
 
@@ -71,6 +74,7 @@ impl Draft<'_> {
         };
         let args = match self.change {
             Change::Call { args } => args,
+            Change::Sql { text } => text.as_bytes(),
             _ => &[],
         };
         let caller = self.ctx.caller.identity.to_string();
@@ -95,6 +99,9 @@ impl Draft<'_> {
             },
             Change::Publish { version, clear, .. } => TxEvent::Publish { version, clear },
             Change::Drop => TxEvent::Drop,
+            Change::Sql { .. } => TxEvent::Sql {
+                caller: self.ctx.caller.identity,
+            },
         };
         CommittedTx {
             tx_id: self.ctx.tx_id,

@@ -26,6 +26,7 @@ mod open;
 mod publish;
 mod query;
 mod schedule;
+mod statement;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -458,9 +459,12 @@ impl Database {
         self.read(|c| query::page(c, module, table, query))?
     }
 
-    /// Runs one SQL query (`SELECT` or `EXPLAIN SELECT`, docs/sql.md) on
-    /// the state as of the newest transaction. The state is held while it
-    /// runs, so `budget` bounds how long every other caller waits.
+    /// Runs one SQL statement (docs/sql.md). A query (`SELECT`, `EXPLAIN
+    /// SELECT`) answers from the state as of the newest transaction. An
+    /// `INSERT`, `UPDATE` or `DELETE`, for the module's owner and the
+    /// operator only, is one logged transaction, answered once durable with
+    /// its tx id and the rows it changed. The state is held while the
+    /// statement runs, so `budget` bounds how long every other caller waits.
     pub fn sql(
         &self,
         module: &str,
@@ -468,7 +472,15 @@ impl Database {
         reader: Reader<'_>,
         budget: &interstice_sql::Budget,
     ) -> Result<SqlAnswer, QueryError> {
-        self.read(|c| query::sql(c, module, text, reader, budget))?
+        let calls = self.calls();
+        let mut held = self.state.hold(&calls)?;
+        let ran = statement::run(&mut held, &self.pipeline, module, text, reader, budget);
+        drop(held);
+        let (answer, pending) = ran?;
+        if let Some(pending) = pending {
+            pending.durable().map_err(QueryError::Durability)?;
+        }
+        Ok(answer)
     }
 
     /// A table's rows as JSON objects, in primary-key order.

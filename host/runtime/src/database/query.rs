@@ -1,5 +1,5 @@
 //! Reads: rows of a table by primary key or indexed value, in pages, as
-//! JSON; a whole module state as JSON, for comparisons.
+//! JSON; a whole module state as JSON, for comparisons; what SQL answers.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -252,6 +252,8 @@ pub enum QueryError {
     BadValue { column: String, reason: String },
     #[error(transparent)]
     Sql(#[from] interstice_sql::SqlError),
+    #[error("the statement is not durable: {0}")]
+    Durability(interstice_log::AppendError),
     #[error("the database is unusable after an internal error in another thread")]
     Poisoned,
 }
@@ -299,36 +301,11 @@ impl SqlAnswer {
 }
 
 /// A module's tables by name, for the SQL engine.
-struct ModuleTables<'a>(&'a ModuleEntry);
+pub(crate) struct ModuleTables<'a>(pub &'a ModuleEntry);
 
 impl interstice_sql::Tables for ModuleTables<'_> {
     fn table(&self, name: &str) -> Option<&Table> {
         let id = self.0.def.table_id(name)?;
         self.0.tables.table(id).ok()
     }
-}
-
-/// Runs one SQL query on the state as it stands (one transaction's).
-pub(crate) fn sql(
-    catalog: &Catalog,
-    module: &str,
-    text: &str,
-    reader: Reader<'_>,
-    budget: &interstice_sql::Budget,
-) -> Result<SqlAnswer, QueryError> {
-    let entry = catalog
-        .modules
-        .get(module)
-        .ok_or_else(|| QueryError::UnknownModule(module.to_string()))?;
-    let access = match reader {
-        Reader::Operator => interstice_sql::Access::All,
-        Reader::Identity(id) if *id == entry.def.owner() => interstice_sql::Access::All,
-        Reader::Identity(_) | Reader::Anonymous => interstice_sql::Access::PublicOnly,
-    };
-    let answer = interstice_sql::query(&ModuleTables(entry), access, text, budget)?;
-    Ok(SqlAnswer {
-        tx_id: catalog.clock.last_tx_id(),
-        columns: answer.columns,
-        rows: answer.rows,
-    })
 }

@@ -199,7 +199,7 @@ impl Tally {
 
     fn record(&mut self, tx_id: u64, tx: &TxRecord<'_>) {
         let module = tx.header.module;
-        if tx.header.kind != RecordKind::Call
+        if matches!(tx.header.kind, RecordKind::Publish | RecordKind::Upgrade)
             && let Ok((def, version, _)) = definition_of(tx)
         {
             // A new version keeps the counts so far; its new tables join.
@@ -302,7 +302,7 @@ pub fn dump(
                     .map_err(|e| e.to_string());
             }
         };
-        if tx.header.kind != RecordKind::Call
+        if matches!(tx.header.kind, RecordKind::Publish | RecordKind::Upgrade)
             && let Ok((def, _, _)) = definition_of(&tx)
         {
             defs.insert(tx.header.module.to_string(), def);
@@ -376,6 +376,10 @@ fn describe_tx(tx: &TxRecord<'_>, def: Option<&ModuleDef>) -> String {
             }
         }
         RecordKind::Drop => format!("delete module {module}"),
+        RecordKind::Sql => format!(
+            "sql {module}: {}",
+            String::from_utf8_lossy(tx.header.args)
+        ),
         RecordKind::Call => {
             let args = def
                 .and_then(|d| d.reducers.iter().find(|r| r.name == tx.header.reducer))
