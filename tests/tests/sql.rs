@@ -269,9 +269,18 @@ fn sql_writes_are_logged_transactions_that_replay_without_any_guest() {
     // Bad input is refused before anything runs.
     for (text, what) in [
         ("INSERT INTO users (name) VALUES ('dee')", "no default"),
-        ("INSERT INTO users (name, joined_micros) VALUES (NULL, 1)", "NULL"),
-        ("INSERT INTO users (name, joined_micros) VALUES ('e', 1.5)", "not an integer"),
-        ("INSERT INTO users (name, joined_micros) VALUES ('e', 1, 2)", "3 values"),
+        (
+            "INSERT INTO users (name, joined_micros) VALUES (NULL, 1)",
+            "NULL",
+        ),
+        (
+            "INSERT INTO users (name, joined_micros) VALUES ('e', 1.5)",
+            "not an integer",
+        ),
+        (
+            "INSERT INTO users (name, joined_micros) VALUES ('e', 1, 2)",
+            "3 values",
+        ),
         ("INSERT INTO users (nope) VALUES (1)", "nope"),
         ("UPDATE users SET bio = name", "literals"),
         ("UPDATE messages SET sender = -1", "out of range"),
@@ -284,13 +293,11 @@ fn sql_writes_are_logged_transactions_that_replay_without_any_guest() {
     }
     // Only the owner and the operator write; others are told so, for
     // public tables too.
-    let e = chat_sql(
-        &db,
-        "DELETE FROM messages",
-        Reader::Identity(&stranger),
-    )
-    .unwrap_err();
-    assert!(matches!(e, QueryError::Sql(SqlError::ReadOnly("DELETE"))), "{e}");
+    let e = chat_sql(&db, "DELETE FROM messages", Reader::Identity(&stranger)).unwrap_err();
+    assert!(
+        matches!(e, QueryError::Sql(SqlError::ReadOnly("DELETE"))),
+        "{e}"
+    );
     let e = chat_sql(&db, "DELETE FROM messages", Reader::Anonymous).unwrap_err();
     assert!(matches!(e, QueryError::Sql(SqlError::ReadOnly(_))), "{e}");
     // A write's condition is bounded like any query.
@@ -305,11 +312,17 @@ fn sql_writes_are_logged_transactions_that_replay_without_any_guest() {
     assert_eq!(db.next_tx_id().unwrap(), next);
 
     assert_eq!(
-        chat_rows(&db, "SELECT * FROM users WHERE joined_micros < 1000 ORDER BY id"),
+        chat_rows(
+            &db,
+            "SELECT * FROM users WHERE joined_micros < 1000 ORDER BY id"
+        ),
         json!([[2, "ada", null, 10], [100, "bob", null, 20]])
     );
     assert_eq!(
-        chat_rows(&db, "SELECT sender, text FROM messages WHERE sent_micros < 1000 ORDER BY id"),
+        chat_rows(
+            &db,
+            "SELECT sender, text FROM messages WHERE sent_micros < 1000 ORDER BY id"
+        ),
         json!([[2, "hi"], [3, "edited"]])
     );
     let state = db.state_json().unwrap();
@@ -323,7 +336,10 @@ fn sql_writes_are_logged_transactions_that_replay_without_any_guest() {
         text.contains(": sql chat: DELETE FROM messages WHERE channel = 'random'\n"),
         "{text}"
     );
-    assert!(!text.contains("insert typing"), "an ephemeral write was logged: {text}");
+    assert!(
+        !text.contains("insert typing"),
+        "an ephemeral write was logged: {text}"
+    );
 
     // Replay applies the records' rows without running SQL or any guest.
     let db = Database::open(dir.path(), test_config()).unwrap();
@@ -331,7 +347,8 @@ fn sql_writes_are_logged_transactions_that_replay_without_any_guest() {
     assert_eq!(replayed["chat"]["typing"]["rows"], json!([]));
     let mut expected = state;
     expected["chat"]["typing"]["rows"] = json!([]);
-    replayed["chat"]["typing"]["next_auto_inc"] = expected["chat"]["typing"]["next_auto_inc"].clone();
+    replayed["chat"]["typing"]["next_auto_inc"] =
+        expected["chat"]["typing"]["next_auto_inc"].clone();
     assert_eq!(replayed, expected);
     assert_eq!(db.counters().guest_instantiations, 0);
     // And reducers go on from the state SQL left: the next id follows 100.
@@ -360,7 +377,8 @@ fn sql_writes_to_a_schedule_table_keep_the_schedule() {
     let (config, clock) = interstice_tests::manual_clock_config(1_700_000_000_000_000);
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(dir.path(), config).unwrap();
-    db.publish("reminders", &guest_bytes(guests::REMINDERS)).unwrap();
+    db.publish("reminders", &guest_bytes(guests::REMINDERS))
+        .unwrap();
     let due = 1_700_000_000_000_000 + 5_000;
     let text = format!(
         "INSERT INTO reminders (scheduled_at, text) VALUES ('{{\"Time\": {due}}}', 'by sql')"

@@ -164,12 +164,21 @@ fn the_cli_runs_sql_on_a_data_directory_as_a_table_and_as_json_lines() {
     // The local CLI is the operator: it writes, and the next run reads it.
     let out = common::ok(
         &dir,
-        &["sql", "chat", "UPDATE users SET bio = 'writes' WHERE name = 'bob'"],
+        &[
+            "sql",
+            "chat",
+            "UPDATE users SET bio = 'writes' WHERE name = 'bob'",
+        ],
     );
     assert!(out.contains("rows_changed"), "{out}");
     let out = common::ok(
         &dir,
-        &["sql", "chat", "SELECT bio FROM users WHERE name = 'bob'", "--json"],
+        &[
+            "sql",
+            "chat",
+            "SELECT bio FROM users WHERE name = 'bob'",
+            "--json",
+        ],
     );
     assert_eq!(out.lines().nth(1), Some(r#"["writes"]"#), "{out}");
 }
@@ -357,7 +366,10 @@ fn the_server_answers_sql_guards_private_tables_and_bounds_every_query() {
         Some(&owner_token),
     );
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["columns"], json!([{"name": "rows_changed", "type": "u64"}]));
+    assert_eq!(
+        body["columns"],
+        json!([{"name": "rows_changed", "type": "u64"}])
+    );
     assert_eq!(body["rows"], json!([[2]]));
     assert_eq!(tx, body["tx_id"].as_u64());
     let (status, body, _) = sql(

@@ -117,9 +117,7 @@ impl From<QueryError> for ApiError {
                 use interstice_runtime::sql::SqlError as S;
                 match e {
                     S::Private(_) | S::ReadOnly(_) => forbidden(message),
-                    S::Refused(_) => {
-                        ApiError::new(StatusCode::CONFLICT, "write_refused", message)
-                    }
+                    S::Refused(_) => ApiError::new(StatusCode::CONFLICT, "write_refused", message),
                     S::TooLong(_) => {
                         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
                     }

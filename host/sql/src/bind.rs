@@ -99,9 +99,9 @@ pub(crate) fn bind(
             _ => Err(unsupported("EXPLAIN of anything but a SELECT")),
         },
         ast::Statement::Explain { .. } => Err(unsupported("EXPLAIN options")),
-        ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => {
-            Err(unsupported("INSERT, UPDATE and DELETE in a read-only query"))
-        }
+        ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => Err(
+            unsupported("INSERT, UPDATE and DELETE in a read-only query"),
+        ),
         _ => Err(unsupported("statements other than SELECT and EXPLAIN")),
     }
 }
@@ -146,7 +146,11 @@ struct Grouping {
     agg_types: Vec<AlgebraicType>,
 }
 
-pub(crate) fn bind_query(tables: &dyn Tables, readers: Readers, q: &ast::Query) -> Result<Plan, SqlError> {
+pub(crate) fn bind_query(
+    tables: &dyn Tables,
+    readers: Readers,
+    q: &ast::Query,
+) -> Result<Plan, SqlError> {
     if q.with.is_some() {
         return Err(unsupported("WITH"));
     }

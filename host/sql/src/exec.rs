@@ -134,6 +134,26 @@ fn holds(e: &Expr, env: &Env<'_>) -> bool {
     matches!(*eval(e, env), Value::Bool(true))
 }
 
+/// `e` over one row per source (`None`: not bound), outside any group.
+pub(crate) fn eval_on(e: &Expr, tuple: &[Row]) -> Value {
+    let env = Env {
+        tuple,
+        keys: &[],
+        aggs: &[],
+    };
+    eval(e, &env).into_owned()
+}
+
+/// Whether condition `e` holds over one row per source.
+pub(crate) fn holds_on(e: &Expr, tuple: &[Row]) -> bool {
+    let env = Env {
+        tuple,
+        keys: &[],
+        aggs: &[],
+    };
+    holds(e, &env)
+}
+
 /// The work done so far, against the budget.
 struct Meter {
     count: Cell<u64>,

@@ -17,10 +17,12 @@ use interstice_store::{AlgebraicType, Table, TableDef, Value};
 
 mod bind;
 mod exec;
+mod live;
 mod plan;
 mod values;
 mod write;
 
+pub use live::{Change, Delta, Live};
 pub use plan::Plan;
 pub use write::{Changes, Write};
 
@@ -117,9 +119,7 @@ pub enum SqlError {
     Budget { what: &'static str, limit: String },
     #[error("stored row does not decode: {0}")]
     Corrupt(String),
-    #[error(
-        "{0} changes tables: only the module's owner and the operator may run it"
-    )]
+    #[error("{0} changes tables: only the module's owner and the operator may run it")]
     ReadOnly(&'static str),
     #[error("{0}")]
     Refused(String),

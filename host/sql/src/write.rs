@@ -263,9 +263,8 @@ fn bind_insert(tables: &dyn Tables, access: Access, i: &ast::Insert) -> Result<W
 fn omitted(def: &TableDef, col: usize) -> Result<Value, SqlError> {
     let column = &def.columns[col];
     if def.auto_inc == Some(col as u32) {
-        return Value::from_auto_inc(0, &column.ty).ok_or_else(|| {
-            SqlError::Corrupt(format!("auto-increment column `{}`", column.name))
-        });
+        return Value::from_auto_inc(0, &column.ty)
+            .ok_or_else(|| SqlError::Corrupt(format!("auto-increment column `{}`", column.name)));
     }
     match column.default_bytes() {
         Some(bytes) => decode_key(&bytes, &column.ty).map_err(|e| {

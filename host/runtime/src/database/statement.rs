@@ -133,8 +133,10 @@ fn apply(
     for old in &changes.delete {
         tables.delete(tx, id, &key(old)).map_err(refused)?;
     }
-    let (moved, in_place): (Vec<_>, Vec<_>) =
-        changes.update.iter().partition(|(old, new)| old[pk] != new[pk]);
+    let (moved, in_place): (Vec<_>, Vec<_>) = changes
+        .update
+        .iter()
+        .partition(|(old, new)| old[pk] != new[pk]);
     for (old, _) in &moved {
         tables.delete(tx, id, &key(old)).map_err(refused)?;
     }

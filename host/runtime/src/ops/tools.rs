@@ -376,10 +376,7 @@ fn describe_tx(tx: &TxRecord<'_>, def: Option<&ModuleDef>) -> String {
             }
         }
         RecordKind::Drop => format!("delete module {module}"),
-        RecordKind::Sql => format!(
-            "sql {module}: {}",
-            String::from_utf8_lossy(tx.header.args)
-        ),
+        RecordKind::Sql => format!("sql {module}: {}", String::from_utf8_lossy(tx.header.args)),
         RecordKind::Call => {
             let args = def
                 .and_then(|d| d.reducers.iter().find(|r| r.name == tx.header.reducer))
