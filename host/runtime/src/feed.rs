@@ -48,6 +48,17 @@ pub struct CommittedTx {
     /// the schema its mutations' rows are encoded in.
     pub def: Option<Arc<ModuleDef>>,
     pub mutations: Vec<Mutation>,
+    /// What the transaction changed in the answers of the module's live
+    /// queries (`Database::subscribe_sql`), one entry per query it changed.
+    pub queries: Vec<QueryDelta>,
+}
+
+/// The changes one transaction made to a live query's answer, or why the
+/// query can no longer be followed (it has ended).
+#[derive(Debug)]
+pub struct QueryDelta {
+    pub query_id: u64,
+    pub changes: Result<Vec<interstice_sql::Delta>, String>,
 }
 
 /// A guest's log line, with the call that wrote it.

@@ -8,6 +8,7 @@ use interstice_store::{ModuleDef, Mutation, ReducerKind, Tables, TxLog, Value, c
 use super::catalog::{Catalog, Code};
 use super::combine::Executor;
 use super::commit::{Change, Draft, Pending, Pipeline};
+use super::live::ModuleTables;
 use super::schedule;
 use crate::caller::Caller;
 use crate::error::CallError;
@@ -173,6 +174,13 @@ pub(crate) fn execute<'l>(
     pipeline
         .feed
         .log_lines(call.module, name, ctx.tx_id, true, &committed.log);
+    let tables = ModuleTables {
+        def: &entry.def,
+        tables: &entry.tables,
+    };
+    let queries = catalog
+        .live
+        .evaluate(call.module, tables, &committed.mutations);
     let draft = Draft {
         ctx: &ctx,
         module: call.module,
@@ -180,6 +188,7 @@ pub(crate) fn execute<'l>(
         reducer: name,
         mutations: &committed.mutations,
         def: Some(&entry.def),
+        queries,
     };
     let pending = pipeline
         .commit(&mut catalog.clock, draft, direct)

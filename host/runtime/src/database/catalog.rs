@@ -30,6 +30,9 @@ pub(crate) struct Catalog {
     pub clock: Clock,
     /// Woken by every transaction of a module with schedule tables.
     pub scheduler: Arc<super::schedule::Scheduler>,
+    /// Live queries (subscriptions to SQL), brought up to date by each
+    /// transaction.
+    pub live: super::live::LiveQueries,
 }
 
 /// The engine and where module code is stored: what it takes to turn a

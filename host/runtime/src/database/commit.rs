@@ -18,7 +18,7 @@ use interstice_log::{AppendError, Direct, Log, RecordKind, TxHeader};
 use interstice_store::{ModuleDef, Mutation};
 
 use super::clock::Clock;
-use crate::feed::{CommittedTx, Feed, TxEvent};
+use crate::feed::{CommittedTx, Feed, QueryDelta, TxEvent};
 use crate::record::{definition_document, encode_tx};
 use crate::sandbox::CallContext;
 use crate::snapshots::Trigger;
@@ -50,6 +50,8 @@ pub(crate) struct Draft<'a> {
     pub mutations: &'a [Mutation],
     /// The module's definition after the transaction (none once deleted).
     pub def: Option<&'a Arc<ModuleDef>>,
+    /// What it changed in the module's live queries.
+    pub queries: Vec<QueryDelta>,
 }
 
 impl Draft<'_> {
@@ -91,7 +93,7 @@ impl Draft<'_> {
     }
 
     /// The transaction as the feed hands it to listeners.
-    fn for_feed(&self) -> CommittedTx {
+    fn for_feed(self) -> CommittedTx {
         let event = match self.change {
             Change::Call { .. } => TxEvent::Call {
                 reducer: self.reducer.to_string(),
@@ -110,6 +112,7 @@ impl Draft<'_> {
             event,
             def: self.def.cloned(),
             mutations: self.mutations.to_vec(),
+            queries: self.queries,
         }
     }
 }
@@ -301,6 +304,7 @@ mod tests {
             reducer: "r",
             mutations: std::slice::from_ref(mutation),
             def: None,
+            queries: Vec::new(),
         };
         pipeline.commit(clock, draft, direct)
     }
@@ -443,6 +447,7 @@ mod tests {
             reducer: "r",
             mutations: std::slice::from_ref(&mutation),
             def: None,
+            queries: Vec::new(),
         };
         assert!(matches!(
             pipeline.commit(&mut clock, draft, false),

@@ -22,6 +22,7 @@ mod clock;
 mod combine;
 mod commit;
 mod due;
+mod live;
 mod open;
 mod publish;
 mod query;
@@ -53,7 +54,9 @@ use publish::Candidate;
 pub use call::CallOutcome;
 pub use open::ReplayStats;
 pub use publish::{PublishOptions, Published};
-pub use query::{Page, QueryError, Reader, RowQuery, SqlAnswer, index_on, value_from_query};
+pub use query::{
+    LiveStart, Page, QueryError, Reader, RowQuery, SqlAnswer, index_on, value_from_query,
+};
 pub use schedule::{LATENESS_BUCKETS, ROUND_MAX, ScheduleRound, ScheduleStats, backoff_micros};
 
 /// The held database, as this file reaches it.
@@ -481,6 +484,59 @@ impl Database {
             pending.durable().map_err(QueryError::Durability)?;
         }
         Ok(answer)
+    }
+
+    /// Subscribes to a SQL query (docs/sql.md "Subscriptions"): its answer
+    /// now, as of one transaction, and from the next transaction on, what
+    /// each one changes in it, in [`CommittedTx::queries`] under the
+    /// returned `query_id` (the feed hands it out once durable). Subscribers
+    /// to the same text with the same access share one live query. Each
+    /// subscription must end with [`Database::unsubscribe_sql`].
+    ///
+    /// [`CommittedTx::queries`]: crate::feed::CommittedTx::queries
+    pub fn subscribe_sql(
+        &self,
+        module: &str,
+        text: &str,
+        reader: Reader<'_>,
+        budget: &interstice_sql::Budget,
+    ) -> Result<LiveStart, QueryError> {
+        let calls = self.calls();
+        let mut held = self.state.hold(&calls)?;
+        let catalog = &mut *held;
+        let entry = catalog
+            .modules
+            .get(module)
+            .ok_or_else(|| QueryError::UnknownModule(module.to_string()))?;
+        let access = reader.access(&entry.def);
+        let tables = live::ModuleTables {
+            def: &entry.def,
+            tables: &entry.tables,
+        };
+        let started = catalog
+            .live
+            .subscribe(module, tables, text, access, budget)?;
+        Ok(LiveStart {
+            query_id: started.query_id,
+            tx_id: catalog.clock.last_tx_id(),
+            table: started.table,
+            def: entry.def.clone(),
+            version: entry.version,
+            rows: started.rows,
+        })
+    }
+
+    /// Ends one subscription of [`Database::subscribe_sql`].
+    pub fn unsubscribe_sql(&self, module: &str, query_id: u64) -> Result<(), Poisoned> {
+        let calls = self.calls();
+        let mut held = self.state.hold(&calls)?;
+        held.live.unsubscribe(module, query_id);
+        Ok(())
+    }
+
+    /// Live queries followed now, and their subscribers.
+    pub fn live_queries(&self) -> Result<(usize, usize), Poisoned> {
+        self.read(|c| c.live.counts())
     }
 
     /// A table's rows as JSON objects, in primary-key order.

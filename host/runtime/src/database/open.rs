@@ -119,6 +119,7 @@ pub(crate) fn open(
             modules,
             clock,
             scheduler: Default::default(),
+            live: Default::default(),
         },
         stats,
         lock,

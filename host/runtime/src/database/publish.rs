@@ -316,6 +316,7 @@ pub(crate) fn publish<'l>(
         reducer,
         mutations: &mutations,
         def: Some(&c.def),
+        queries: Vec::new(),
     };
     let pending = pipeline
         .commit(&mut catalog.clock, draft, false)
@@ -327,6 +328,8 @@ pub(crate) fn publish<'l>(
         runner: Some(c.runner),
     };
     catalog.modules.insert(c.name.to_string(), entry);
+    // Live queries were bound to the old definition.
+    catalog.live.forget(c.name);
     if c.def.has_schedules() {
         catalog.scheduler.wake();
     }
@@ -392,11 +395,13 @@ pub(crate) fn drop_module<'l>(
         reducer: "",
         mutations: &[],
         def: None,
+        queries: Vec::new(),
     };
     let pending = pipeline
         .commit(&mut catalog.clock, draft, false)
         .map_err(DropError::Durability)?;
     catalog.modules.remove(name);
+    catalog.live.forget(name);
     Ok((pending, last_version))
 }
 

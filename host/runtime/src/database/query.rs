@@ -267,6 +267,40 @@ pub enum Reader<'a> {
     Anonymous,
 }
 
+impl Reader<'_> {
+    /// Who may change the module's tables with SQL: the operator and the
+    /// module's owner.
+    pub(crate) fn writer(&self, def: &ModuleDef) -> Option<interstice_store::Identity> {
+        match self {
+            Reader::Operator => Some(interstice_store::Identity::operator()),
+            Reader::Identity(id) if **id == def.owner() => Some(**id),
+            Reader::Identity(_) | Reader::Anonymous => None,
+        }
+    }
+
+    /// Which tables of the module it reads: every one for a writer, the
+    /// public ones for everyone else.
+    pub(crate) fn access(&self, def: &ModuleDef) -> interstice_sql::Access {
+        match self.writer(def) {
+            Some(_) => interstice_sql::Access::All,
+            None => interstice_sql::Access::PublicOnly,
+        }
+    }
+}
+
+/// A new subscriber's start: the live query it follows, and its answer as
+/// of transaction `tx_id`, rows of `table` under `def` (module version
+/// `version`).
+#[derive(Debug)]
+pub struct LiveStart {
+    pub query_id: u64,
+    pub tx_id: u64,
+    pub table: String,
+    pub def: Arc<ModuleDef>,
+    pub version: u32,
+    pub rows: Vec<RowBytes>,
+}
+
 /// What a SQL query answered, as of transaction `tx_id`.
 #[derive(Debug)]
 pub struct SqlAnswer {
@@ -297,15 +331,5 @@ impl SqlAnswer {
             })
             .collect();
         serde_json::json!({"tx_id": self.tx_id, "columns": columns, "rows": rows})
-    }
-}
-
-/// A module's tables by name, for the SQL engine.
-pub(crate) struct ModuleTables<'a>(pub &'a ModuleEntry);
-
-impl interstice_sql::Tables for ModuleTables<'_> {
-    fn table(&self, name: &str) -> Option<&Table> {
-        let id = self.0.def.table_id(name)?;
-        self.0.tables.table(id).ok()
     }
 }

@@ -6,14 +6,15 @@
 //! keep `st_schedule` up to date, and its record (kind 5: the statement's
 //! text and the rows it changed) is durable before it is answered.
 
-use interstice_sql::{Access, Budget, Changes, SqlError, Statement};
+use interstice_sql::{Budget, Changes, SqlError, Statement};
 use interstice_store::{AlgebraicType, ModuleDef, Tables, TxLog, Value, codec};
 
 use super::catalog::Catalog;
 use super::commit::{Change, Draft, Pending, Pipeline};
-use super::query::{ModuleTables, QueryError, Reader, SqlAnswer};
+use super::live::ModuleTables;
+use super::query::{QueryError, Reader, SqlAnswer};
 use super::schedule;
-use crate::caller::{Caller, Identity};
+use crate::caller::Caller;
 
 /// Runs `text` as `reader`. A write comes back with its transaction, to be
 /// made durable once the database is let go.
@@ -29,16 +30,12 @@ pub(crate) fn run<'l>(
         .modules
         .get(module)
         .ok_or_else(|| QueryError::UnknownModule(module.to_string()))?;
-    let writer = match reader {
-        Reader::Operator => Some(Identity::operator()),
-        Reader::Identity(id) if *id == entry.def.owner() => Some(*id),
-        Reader::Identity(_) | Reader::Anonymous => None,
+    let writer = reader.writer(&entry.def);
+    let access = reader.access(&entry.def);
+    let tables = ModuleTables {
+        def: &entry.def,
+        tables: &entry.tables,
     };
-    let access = match writer {
-        Some(_) => Access::All,
-        None => Access::PublicOnly,
-    };
-    let tables = ModuleTables(entry);
     let write = match interstice_sql::prepare_statement(&tables, access, text)? {
         Statement::Query { plan, explain } => {
             let answer = interstice_sql::answer(&tables, &plan, explain, budget)?;
@@ -75,6 +72,11 @@ pub(crate) fn run<'l>(
         return Err(e);
     }
     let mutations = entry.tables.commit(&mut tx);
+    let tables = ModuleTables {
+        def: &entry.def,
+        tables: &entry.tables,
+    };
+    let queries = catalog.live.evaluate(module, tables, &mutations);
     let draft = Draft {
         ctx: &ctx,
         module,
@@ -82,6 +84,7 @@ pub(crate) fn run<'l>(
         reducer: "",
         mutations: &mutations,
         def: Some(&entry.def),
+        queries,
     };
     let has_schedules = entry.def.has_schedules();
     let pending = pipeline
