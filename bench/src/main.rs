@@ -7,6 +7,7 @@
 mod durable;
 mod indexes;
 mod languages;
+mod live;
 mod peers;
 mod row_codec;
 mod schedules;
@@ -436,6 +437,9 @@ fn main() -> Result<()> {
     if matches!(which.as_str(), "sql" | "all") {
         sql::figures()?;
     }
+    if matches!(which.as_str(), "live" | "all") {
+        live::figures()?;
+    }
     if matches!(which.as_str(), "schedules" | "all") {
         schedules::figures()?;
     }
@@ -448,7 +452,7 @@ fn main() -> Result<()> {
     }
     match which.as_str() {
         "codec" | "indexes" | "durable" | "replay" | "snapshots" | "peers" | "serve"
-        | "languages" | "schedules" | "sql" => {}
+        | "languages" | "schedules" | "sql" | "live" => {}
         "write-log" => {
             let dir = std::env::args()
                 .nth(2)

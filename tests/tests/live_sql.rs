@@ -216,7 +216,7 @@ fn subscribers_applying_every_message_hold_what_a_fresh_query_answers() {
         // Two subscribers of the first query: they share one live query.
         for _ in 0..if i == 0 { 2 } else { 1 } {
             let start = db
-                .subscribe_sql("chat", query, Reader::Operator, &Budget::default())
+                .subscribe_sql("chat", query, Reader::Operator, &Budget::default(), 100)
                 .unwrap_or_else(|e| panic!("{query}: {e}"));
             let table = start
                 .def
@@ -295,6 +295,7 @@ fn a_subscription_is_refused_what_a_query_is_refused() {
             "SELECT * FROM secrets",
             Reader::Anonymous,
             &Budget::default(),
+            100,
         )
         .unwrap_err();
     assert!(e.to_string().contains("`secrets` is private"), "{e}");
@@ -304,8 +305,45 @@ fn a_subscription_is_refused_what_a_query_is_refused() {
             "SELECT COUNT(*) FROM calls",
             Reader::Operator,
             &Budget::default(),
+            100,
         )
         .unwrap_err();
     assert!(e.to_string().contains("subscribe to SELECT *"), "{e}");
+    // Past the most live queries, a new text is refused; one followed
+    // already is shared.
+    let first = db
+        .subscribe_sql(
+            "lobby",
+            "SELECT * FROM calls",
+            Reader::Operator,
+            &Budget::default(),
+            1,
+        )
+        .unwrap();
+    let e = db
+        .subscribe_sql(
+            "lobby",
+            "SELECT * FROM calls WHERE id > 1",
+            Reader::Operator,
+            &Budget::default(),
+            1,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, interstice_runtime::QueryError::TooManyLive(1)),
+        "{e}"
+    );
+    let second = db
+        .subscribe_sql(
+            "lobby",
+            "SELECT * FROM calls",
+            Reader::Operator,
+            &Budget::default(),
+            1,
+        )
+        .unwrap();
+    assert_eq!(first.query_id, second.query_id);
+    db.unsubscribe_sql("lobby", first.query_id).unwrap();
+    db.unsubscribe_sql("lobby", second.query_id).unwrap();
     assert_eq!(db.live_queries().unwrap(), (0, 0));
 }

@@ -471,3 +471,199 @@ fn the_server_answers_sql_guards_private_tables_and_bounds_every_query() {
     );
     server.stop();
 }
+
+/// `text` as a query-string value: every byte but unreserved ones as `%XX`.
+fn encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+/// A SQL subscription, or the refusal's status and body.
+fn subscribe_sql(
+    server: &Server,
+    module: &str,
+    text: &str,
+    token: Option<&str>,
+) -> Result<Ws, (u16, Value)> {
+    use tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "{}/v1/modules/{module}/subscribe?sql={}",
+        server.url.replacen("http://", "ws://", 1),
+        encoded(text)
+    );
+    let mut request = url.into_client_request().unwrap();
+    if let Some(token) = token {
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    match tungstenite::connect(request) {
+        Ok((mut socket, _)) => {
+            if let tungstenite::stream::MaybeTlsStream::Plain(s) = socket.get_mut() {
+                s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                    .unwrap();
+            }
+            Ok(socket)
+        }
+        Err(tungstenite::Error::Http(response)) => {
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            Err((
+                response.status().as_u16(),
+                serde_json::from_str(&body).unwrap_or(Value::String(body)),
+            ))
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn next_message(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("a message") {
+            tungstenite::Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// (op, text) of a message's changes, in order.
+fn changes(message: &Value) -> Vec<(String, String)> {
+    message["changes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no changes in {message}"))
+        .iter()
+        .map(|c| {
+            (
+                c["op"].as_str().unwrap().to_string(),
+                c["row"]["text"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn metric(server: &Server, name: &str) -> f64 {
+    let mut response = agent()
+        .get(&format!("{}/metrics", server.url))
+        .call()
+        .unwrap();
+    let text = response.body_mut().read_to_string().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("interstice_{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_sql_subscription_follows_a_join_over_websocket_and_ends_with_its_socket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    chat_dir(&data, 4);
+    let server = Server::start_configured(tmp.path(), "sql_live_max = 2\n");
+    let query = "SELECT m.* FROM messages AS m JOIN users AS u ON m.sender = u.id \
+                 WHERE u.name = 'alice'";
+    // Refused before the upgrade, with the status a query would get.
+    for (module, text, status) in [
+        ("chat", "SELECT COUNT(*) FROM users", 400),
+        ("chat", "SELECT * FROM nobody", 400),
+        ("lobby", "SELECT * FROM secrets", 403),
+        ("nowhere", "SELECT * FROM users", 404),
+    ] {
+        let (got, body) = subscribe_sql(&server, module, text, None).err().unwrap();
+        assert_eq!(got, status, "{text}: {body}");
+    }
+
+    let mut ws = subscribe_sql(&server, "chat", query, None).unwrap();
+    let first = next_message(&mut ws);
+    assert_eq!(first["type"], "rows", "{first}");
+    let mut texts: Vec<&str> = first["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["text"].as_str().unwrap())
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["m0", "m2"]);
+    // A second subscriber of the same text shares the live query.
+    let mut twin = subscribe_sql(&server, "chat", query, None).unwrap();
+    assert_eq!(next_message(&mut twin)["rows"], first["rows"]);
+    assert_eq!(metric(&server, "live_queries"), 1.0);
+    assert_eq!(metric(&server, "live_query_subscribers"), 2.0);
+
+    // Bob's message changes nothing here; alice's enters.
+    assert_eq!(
+        call(&server, "chat", "send", json!(["bob", "general", "nope"])),
+        200
+    );
+    assert_eq!(
+        call(&server, "chat", "send", json!(["alice", "dev", "new"])),
+        200
+    );
+    let m = next_message(&mut ws);
+    assert_eq!(
+        changes(&m),
+        [("insert".to_string(), "new".to_string())],
+        "{m}"
+    );
+    // Alice renamed: every message of hers leaves, in one transaction.
+    assert_eq!(
+        call(&server, "chat", "rename", json!(["alice", "zed"])),
+        200
+    );
+    let m = next_message(&mut ws);
+    assert_eq!(m["reducer"], "rename");
+    let mut left = changes(&m);
+    left.sort();
+    assert_eq!(
+        left,
+        ["m0", "m2", "new"].map(|t| ("delete".to_string(), t.to_string()))
+    );
+    // A SQL write by the admin brings them back.
+    let (status, body, tx) = sql(
+        &server,
+        "chat",
+        b"UPDATE users SET name = 'alice' WHERE name = 'zed'",
+        Some(&server.token),
+    );
+    assert_eq!(status, 200, "{body}");
+    let m = next_message(&mut ws);
+    assert_eq!(m["tx_id"].as_u64(), tx);
+    assert_eq!(changes(&m).len(), 3, "{m}");
+    assert!(changes(&m).iter().all(|(op, _)| op == "insert"), "{m}");
+    // The twin saw the same messages.
+    for _ in 0..3 {
+        next_message(&mut twin);
+    }
+
+    // The server follows at most 2 distinct queries.
+    let _other = subscribe_sql(&server, "chat", "SELECT * FROM users", None).unwrap();
+    let (status, body) = subscribe_sql(&server, "chat", "SELECT * FROM users WHERE id = 1", None)
+        .err()
+        .unwrap();
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_queries", "{body}");
+
+    // Closing the sockets ends the live queries.
+    ws.close(None).unwrap();
+    twin.close(None).unwrap();
+    drop(_other);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while metric(&server, "live_query_subscribers") > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "subscriptions never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(metric(&server, "live_queries"), 0.0);
+    server.stop();
+}

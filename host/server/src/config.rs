@@ -36,6 +36,9 @@ pub struct ServerConfig {
     /// behind one.
     pub sql_max_rows: u64,
     pub sql_max_millis: u64,
+    /// Distinct live queries (SQL subscriptions) the server follows at
+    /// once; subscribers to the same text share one.
+    pub sql_live_max: usize,
     /// Outside OpenID Connect issuers whose tokens are accepted
     /// (`[[issuer]]` tables).
     #[serde(rename = "issuer")]
@@ -87,6 +90,7 @@ impl Default for ServerConfig {
             anyone_may_publish: false,
             sql_max_rows: 1_000_000,
             sql_max_millis: 250,
+            sql_live_max: 1000,
             issuers: Vec::new(),
         }
     }
@@ -139,6 +143,7 @@ impl ServerConfig {
             ("body_limit_bytes", config.body_limit_bytes),
             ("sql_max_rows", config.sql_max_rows as usize),
             ("sql_max_millis", config.sql_max_millis as usize),
+            ("sql_live_max", config.sql_live_max),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero { path: shown, what });

@@ -136,6 +136,9 @@ impl From<QueryError> for ApiError {
                     },
                 }
             }
+            QueryError::TooManyLive(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_queries", message)
+            }
             QueryError::Poisoned | QueryError::Durability(_) => unavailable(message),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }

@@ -262,6 +262,21 @@ impl DatabaseCollector {
             "The newest transaction handed to subscribers",
             self.db.released_tx() as f64,
         )?;
+        // Held only as long as it takes to read two counts.
+        if let Ok((queries, subscribers)) = self.db.live_queries() {
+            gauge(
+                e,
+                "live_queries",
+                "SQL queries followed for subscribers (each shared by all who subscribe to its text)",
+                queries as f64,
+            )?;
+            gauge(
+                e,
+                "live_query_subscribers",
+                "Subscriptions to SQL queries",
+                subscribers as f64,
+            )?;
+        }
         Ok(())
     }
 }

@@ -51,6 +51,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             "/v1/modules/{module}/tables/{table}/subscribe",
             get(crate::subscribe::subscribe),
         )
+        .route(
+            "/v1/modules/{module}/subscribe",
+            get(crate::subscribe::subscribe_sql),
+        )
         .route("/v1/modules/{module}/logs", get(crate::subscribe::logs))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -62,7 +66,7 @@ async fn not_found() -> ApiError {
 }
 
 /// Runs blocking database work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| {

@@ -18,7 +18,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use interstice_runtime::feed::{CommittedTx, TxEvent};
-use interstice_runtime::{Page, RowQuery, index_on, value_from_query};
+use interstice_runtime::{RowQuery, index_on, value_from_query};
 use interstice_store::json::{row_to_json, value_to_json};
 use interstice_store::{MutationOp, TableDef};
 use tokio::sync::broadcast::error::RecvError;
@@ -101,41 +101,7 @@ pub(crate) async fn subscribe(
     let (table_def, filter) = parse_request(&state, &module, &table, params)?;
     crate::routes::check_readable(&state, &who, &module, &table)?;
     let ws = ws.map_err(not_websocket)?;
-    // A client with a token opens a session: `client_connected` runs (and
-    // may refuse it) before the socket is accepted.
-    let session = match who.caller() {
-        None => None,
-        Some(caller) => {
-            let db = state.db.clone();
-            let m = module.clone();
-            let c = caller.clone();
-            let opened = tokio::task::spawn_blocking(move || db.connect(&m, &c))
-                .await
-                .map_err(|e| {
-                    ApiError::new(
-                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        e.to_string(),
-                    )
-                })?;
-            match opened {
-                Ok(Some(id)) => Some(Session {
-                    module: module.clone(),
-                    connection_id: id,
-                    caller,
-                }),
-                Ok(None) => None,
-                Err(interstice_runtime::CallError::Reducer(message)) => {
-                    return Err(ApiError::new(
-                        axum::http::StatusCode::FORBIDDEN,
-                        "refused",
-                        message,
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    };
+    let session = open_session(&state, &who, &module).await?;
     // Join the feed first: every transaction after the rows' will arrive.
     let rx = state.changes.subscribe();
     let query = RowQuery {
@@ -173,6 +139,22 @@ pub(crate) async fn subscribe(
         holds,
         pk_column,
     };
+    let Some((table_id, table_def)) = page
+        .def
+        .tables
+        .iter()
+        .position(|t| t.name == sub.table)
+        .map(|i| (i as u32, page.def.tables[i].clone()))
+    else {
+        return Err(ApiError::not_found("the table is gone"));
+    };
+    let upto = page.tx_id;
+    let first = serde_json::json!({"type": "rows", "tx_id": upto, "rows": page.rows});
+    let mut follow = TableFollow {
+        sub,
+        table_id,
+        table_def,
+    };
     let alive = state.sessions.clone();
     let guard = SessionGuard {
         state: state.clone(),
@@ -181,13 +163,56 @@ pub(crate) async fn subscribe(
     Ok(ws.on_upgrade(move |socket| async move {
         let _alive = alive;
         let mut socket = socket;
-        let reason = run(&state, &mut socket, rx, page, sub).await;
+        let reason = run(&state, &mut socket, rx, upto, first, &mut follow).await;
         if let Some((code, reason)) = reason {
             close(&state, &mut socket, code, reason).await;
         }
         // Ended before shutdown lets go of the database.
         guard.end().await;
     }))
+}
+
+/// A client with a token opens a session: `client_connected` runs (and
+/// may refuse it) before the socket is accepted.
+async fn open_session(
+    state: &Arc<AppState>,
+    who: &auth::Who,
+    module: &str,
+) -> Result<Option<Session>, ApiError> {
+    let session = match who.caller() {
+        None => None,
+        Some(caller) => {
+            let db = state.db.clone();
+            let m = module.to_string();
+            let c = caller.clone();
+            let opened = tokio::task::spawn_blocking(move || db.connect(&m, &c))
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        e.to_string(),
+                    )
+                })?;
+            match opened {
+                Ok(Some(id)) => Some(Session {
+                    module: module.to_string(),
+                    connection_id: id,
+                    caller,
+                }),
+                Ok(None) => None,
+                Err(interstice_runtime::CallError::Reducer(message)) => {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "refused",
+                        message,
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    Ok(session)
 }
 
 /// A session that `client_connected` opened.
@@ -285,17 +310,56 @@ async fn send(
     }
 }
 
-/// Runs a subscription until it ends; the close code and reason, if the
-/// server ends it.
+/// What a subscription makes of each transaction after its first rows:
+/// the message to send (none when the transaction changes nothing it
+/// follows), or why it ends.
+trait Follow: Send {
+    fn message(
+        &mut self,
+        tx: &CommittedTx,
+    ) -> Result<Option<serde_json::Value>, Option<(u16, String)>>;
+}
+
+/// The end of a subscription when its module changes: deleted, or a new
+/// version (whose rows it was not started on). `None` for any other
+/// transaction, with the reducer to name.
+fn module_event(
+    tx: &CommittedTx,
+    module: &str,
+    version: Option<u32>,
+) -> Result<String, Option<(u16, String)>> {
+    match &tx.event {
+        TxEvent::Call { reducer, .. } => Ok(reducer.clone()),
+        TxEvent::Sql { .. } => Ok(String::new()),
+        TxEvent::Drop => Err(Some((
+            close_code::NORMAL,
+            format!("module `{module}` was deleted"),
+        ))),
+        TxEvent::Publish { version: v, .. } => {
+            if Some(*v) != version {
+                return Err(Some((
+                    close_code::RESTART,
+                    format!("module `{module}` is now version {v}; subscribe again"),
+                )));
+            }
+            Ok(String::new())
+        }
+    }
+}
+
+/// Runs a subscription until it ends: waits until the transaction its
+/// first rows are as of (`upto`) is durable, sends them (`first`), then a
+/// message per later transaction that changes what it follows. The close
+/// code and reason, if the server ends it.
 async fn run(
     state: &AppState,
     socket: &mut WebSocket,
     mut rx: tokio::sync::broadcast::Receiver<Arc<CommittedTx>>,
-    page: Page,
-    mut sub: Subscription,
+    upto: u64,
+    first: serde_json::Value,
+    follow: &mut (dyn Follow + Send),
 ) -> Option<(u16, String)> {
     let mut stopping = state.stopping.clone();
-    let upto = page.tx_id;
     let mut early = Vec::new();
     // Wait until the rows' transaction is durable.
     while state.db.released_tx() < upto {
@@ -314,22 +378,18 @@ async fn run(
             _ = stopping.changed() => return Some(going_away()),
         }
     }
-    let rows = serde_json::json!({"type": "rows", "tx_id": upto, "rows": page.rows});
-    if let Err(reason) = send(state, socket, rows).await {
+    if let Err(reason) = send(state, socket, first).await {
         return reason;
     }
-    let Some(table_def) = page
-        .def
-        .tables
-        .iter()
-        .position(|t| t.name == sub.table)
-        .map(|i| (i as u32, page.def.tables[i].clone()))
-    else {
-        return Some((close_code::ERROR, "the table is gone".into()));
-    };
     for tx in early {
-        if let Err(reason) = forward(state, socket, &mut sub, &table_def, &tx).await {
-            return reason;
+        match follow.message(&tx) {
+            Ok(None) => {}
+            Ok(Some(message)) => {
+                if let Err(reason) = send(state, socket, message).await {
+                    return reason;
+                }
+            }
+            Err(reason) => return reason,
         }
     }
     loop {
@@ -343,8 +403,14 @@ async fn run(
                 if tx.tx_id <= upto {
                     continue;
                 }
-                if let Err(reason) = forward(state, socket, &mut sub, &table_def, &tx).await {
-                    return reason;
+                match follow.message(&tx) {
+                    Ok(None) => {}
+                    Ok(Some(message)) => {
+                        if let Err(reason) = send(state, socket, message).await {
+                            return reason;
+                        }
+                    }
+                    Err(reason) => return reason,
                 }
             }
             incoming = socket.recv() => match incoming {
@@ -371,7 +437,6 @@ fn going_away() -> (u16, String) {
     (close_code::AWAY, "the server is shutting down".into())
 }
 
-/// Sends one transaction's changes to the subscribed table, if it has any.
 impl Subscription {
     /// What a committed change of one row is to this subscriber: the same
     /// change, or for a filtered subscription, an insert when the row moves
@@ -398,70 +463,238 @@ impl Subscription {
     }
 }
 
-async fn forward(
-    state: &AppState,
-    socket: &mut WebSocket,
-    sub: &mut Subscription,
-    (table_id, table_def): &(u32, TableDef),
-    tx: &CommittedTx,
-) -> Result<(), Option<(u16, String)>> {
-    if tx.module != sub.module {
-        return Ok(());
-    }
-    let reducer = match &tx.event {
-        TxEvent::Call { reducer, .. } => reducer.clone(),
-        TxEvent::Sql { .. } => String::new(),
-        TxEvent::Drop => {
-            return Err(Some((
-                close_code::NORMAL,
-                format!("module `{}` was deleted", sub.module),
-            )));
+/// A table subscription: its table's changes, seen through its filter.
+struct TableFollow {
+    sub: Subscription,
+    table_id: u32,
+    table_def: TableDef,
+}
+
+impl Follow for TableFollow {
+    fn message(
+        &mut self,
+        tx: &CommittedTx,
+    ) -> Result<Option<serde_json::Value>, Option<(u16, String)>> {
+        if tx.module != self.sub.module {
+            return Ok(None);
         }
-        TxEvent::Publish { version, .. } => {
-            if Some(*version) != sub.version {
-                return Err(Some((
-                    close_code::RESTART,
-                    format!(
-                        "module `{}` is now version {version}; subscribe again",
-                        sub.module
-                    ),
-                )));
-            }
-            String::new()
-        }
-    };
-    let mut changes = Vec::new();
-    for m in tx.mutations.iter().filter(|m| m.table == *table_id) {
-        let row = match row_to_json(&m.row, table_def) {
-            Ok(row) => row,
-            Err(e) => {
-                return Err(Some((
+        let reducer = module_event(tx, &self.sub.module, self.sub.version)?;
+        let mut changes = Vec::new();
+        for m in tx.mutations.iter().filter(|m| m.table == self.table_id) {
+            let row = row_to_json(&m.row, &self.table_def).map_err(|e| {
+                Some((
                     close_code::ERROR,
                     format!("a committed row does not decode: {e}"),
-                )));
+                ))
+            })?;
+            if let Some(op) = self.sub.seen_as(m.op, &row) {
+                changes.push(serde_json::json!({"op": op_name(op), "row": row}));
             }
+        }
+        Ok(tx_message(tx, reducer, changes))
+    }
+}
+
+fn op_name(op: MutationOp) -> &'static str {
+    match op {
+        MutationOp::Insert => "insert",
+        MutationOp::Update => "update",
+        MutationOp::Delete => "delete",
+    }
+}
+
+/// A transaction's message, when it changed anything the subscriber holds.
+fn tx_message(
+    tx: &CommittedTx,
+    reducer: String,
+    changes: Vec<serde_json::Value>,
+) -> Option<serde_json::Value> {
+    (!changes.is_empty()).then(|| {
+        serde_json::json!({
+            "type": "tx",
+            "tx_id": tx.tx_id,
+            "timestamp": tx.timestamp_micros,
+            "reducer": reducer,
+            "changes": changes,
+        })
+    })
+}
+
+/// A SQL subscription: the changes each transaction made to its live
+/// query's answer, computed when the transaction committed.
+struct QueryFollow {
+    module: String,
+    version: Option<u32>,
+    query_id: u64,
+    table_def: TableDef,
+}
+
+impl Follow for QueryFollow {
+    fn message(
+        &mut self,
+        tx: &CommittedTx,
+    ) -> Result<Option<serde_json::Value>, Option<(u16, String)>> {
+        if tx.module != self.module {
+            return Ok(None);
+        }
+        let reducer = module_event(tx, &self.module, self.version)?;
+        let Some(delta) = tx.queries.iter().find(|d| d.query_id == self.query_id) else {
+            return Ok(None);
         };
-        let op = sub.seen_as(m.op, &row);
-        if let Some(op) = op {
-            let op = match op {
-                MutationOp::Insert => "insert",
-                MutationOp::Update => "update",
-                MutationOp::Delete => "delete",
-            };
-            changes.push(serde_json::json!({"op": op, "row": row}));
+        let deltas = delta.changes.as_ref().map_err(|e| {
+            Some((
+                close_code::ERROR,
+                format!("the query can no longer be followed: {e}"),
+            ))
+        })?;
+        let mut changes = Vec::with_capacity(deltas.len());
+        for d in deltas {
+            let row = row_to_json(&d.row, &self.table_def).map_err(|e| {
+                Some((
+                    close_code::ERROR,
+                    format!("a committed row does not decode: {e}"),
+                ))
+            })?;
+            changes.push(serde_json::json!({"op": op_name(d.op), "row": row}));
+        }
+        Ok(tx_message(tx, reducer, changes))
+    }
+}
+
+/// `GET /v1/modules/{module}/subscribe?sql=...`: a subscription to a SQL
+/// query (docs/sql.md "Subscriptions"), with the same messages as a table
+/// subscription.
+pub(crate) async fn subscribe_sql(
+    State(state): State<Arc<AppState>>,
+    Path(module): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let who = auth::who(&headers, &state.token, &state.tokens).await?;
+    let params = params
+        .map(|Query(p)| p)
+        .map_err(|e| ApiError::bad_request("query", e.body_text()))?;
+    let text = match params.as_slice() {
+        [(name, text)] if name == "sql" => text.clone(),
+        _ => {
+            return Err(ApiError::bad_request(
+                "sql",
+                "give the query as the one parameter `sql`",
+            ));
+        }
+    };
+    let ws = ws.map_err(not_websocket)?;
+    let session = open_session(&state, &who, &module).await?;
+    let guard = SessionGuard {
+        state: state.clone(),
+        session,
+    };
+    // Join the feed first: every transaction after the answer's arrives.
+    let rx = state.changes.subscribe();
+    let db = state.db.clone();
+    let budget = state.config.sql_budget();
+    let max_live = state.config.sql_live_max;
+    let m = module.clone();
+    let start = crate::routes::blocking(move || {
+        let reader = match &who {
+            auth::Who::Operator => interstice_runtime::Reader::Operator,
+            auth::Who::Identity(caller) => interstice_runtime::Reader::Identity(&caller.identity),
+            auth::Who::Anonymous => interstice_runtime::Reader::Anonymous,
+        };
+        db.subscribe_sql(&m, &text, reader, &budget, max_live)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    // The live query ends with the subscription, however it ends.
+    let unsubscribe = Unsubscribe {
+        state: state.clone(),
+        module: module.clone(),
+        query_id: Some(start.query_id),
+    };
+    let Some(table_def) = start
+        .def
+        .tables
+        .iter()
+        .find(|t| t.name == start.table)
+        .cloned()
+    else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the query's table is not in the module's definition",
+        ));
+    };
+    let rows = start
+        .rows
+        .iter()
+        .map(|r| row_to_json(r, &table_def))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                e.to_string(),
+            )
+        })?;
+    let first = serde_json::json!({"type": "rows", "tx_id": start.tx_id, "rows": rows});
+    let mut follow = QueryFollow {
+        module,
+        version: Some(start.version),
+        query_id: start.query_id,
+        table_def,
+    };
+    let alive = state.sessions.clone();
+    let upto = start.tx_id;
+    Ok(ws.on_upgrade(move |socket| async move {
+        let _alive = alive;
+        let mut socket = socket;
+        let reason = run(&state, &mut socket, rx, upto, first, &mut follow).await;
+        if let Some((code, reason)) = reason {
+            close(&state, &mut socket, code, reason).await;
+        }
+        unsubscribe.end().await;
+        guard.end().await;
+    }))
+}
+
+/// Ends a live query's subscription when dropped, as [`SessionGuard`]
+/// ends a session.
+struct Unsubscribe {
+    state: Arc<AppState>,
+    module: String,
+    query_id: Option<u64>,
+}
+
+impl Unsubscribe {
+    async fn end(mut self) {
+        if let Some(end) = self.ending() {
+            let _ = tokio::task::spawn_blocking(end).await;
         }
     }
-    if changes.is_empty() {
-        return Ok(());
+
+    fn ending(&mut self) -> Option<impl FnOnce() + Send + 'static> {
+        let id = self.query_id.take()?;
+        let db = self.state.db.clone();
+        let module = self.module.clone();
+        Some(move || {
+            let _ = db.unsubscribe_sql(&module, id);
+        })
     }
-    let message = serde_json::json!({
-        "type": "tx",
-        "tx_id": tx.tx_id,
-        "timestamp": tx.timestamp_micros,
-        "reducer": reducer,
-        "changes": changes,
-    });
-    send(state, socket, message).await
+}
+
+impl Drop for Unsubscribe {
+    fn drop(&mut self) {
+        let Some(end) = self.ending() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(end);
+            }
+            Err(_) => end(),
+        }
+    }
 }
 
 /// `GET /v1/modules/{module}/logs`: the module's log lines, as guests write

@@ -26,7 +26,7 @@ use interstice_store::{AlgebraicType, IndexId, IndexKind, MutationOp, RowBytes, 
 
 use crate::exec::{eval_on, holds_on};
 use crate::plan::{CmpOp, Expr, Plan, Shape, Step};
-use crate::values::normalized;
+use crate::values::{base, normalized};
 use crate::{Access, Budget, SqlError, Tables};
 
 fn unsupported(what: impl Into<String>) -> SqlError {
@@ -59,8 +59,11 @@ impl Side {
     }
 }
 
+/// What a live query follows. One per query, never in bulk: the size of
+/// the larger variant costs nothing worth boxing for.
 #[derive(Debug)]
-enum Shape2 {
+#[allow(clippy::large_enum_variant)]
+enum Followed {
     Filter {
         conds: Vec<Expr>,
     },
@@ -91,7 +94,7 @@ enum Shape2 {
 #[derive(Debug)]
 pub struct Live {
     a: Side,
-    shape: Shape2,
+    shape: Followed,
     /// The answer: primary key → the row's join key (a filter's is NULL).
     held: BTreeMap<Value, Value>,
 }
@@ -193,7 +196,7 @@ impl Live {
             pk: plan.sources[k].def.primary_key as usize,
         };
         let shape = match plan.sources.len() {
-            1 => Shape2::Filter {
+            1 => Followed::Filter {
                 conds: plan.filters[0].clone(),
             },
             2 => {
@@ -249,7 +252,7 @@ impl Live {
                 };
                 let a_table = side(0).get(tables)?;
                 let a_index = plain_column(&a_key, 0).and_then(|c| index_for(a_table, c));
-                Shape2::Semi {
+                Followed::Semi {
                     a_key,
                     a_conds: plan.filters[0].clone(),
                     a_index,
@@ -278,7 +281,7 @@ impl Live {
         budget: &Budget,
     ) -> Result<Vec<RowBytes>, SqlError> {
         let answer = crate::exec::run(tables, plan, budget)?;
-        if let Shape2::Semi {
+        if let Followed::Semi {
             b,
             b_key,
             b_conds,
@@ -327,7 +330,34 @@ impl Live {
 
     /// Whether a change of `table` may change the answer.
     pub fn reads(&self, table: &str) -> bool {
-        table == self.a.table || matches!(&self.shape, Shape2::Semi { b, .. } if b.table == table)
+        table == self.a.table || matches!(&self.shape, Followed::Semi { b, .. } if b.table == table)
+    }
+
+    /// For a filter whose condition requires `column = value` (a conjunct
+    /// comparing a plain column with a literal): that column and value. A
+    /// change of a row that neither holds the value nor is in the answer
+    /// ([`Live::holds`]) cannot change the answer, so a caller following
+    /// many such queries need not [`apply`](Live::apply) it to each.
+    pub fn equality(&self) -> Option<(usize, &Value)> {
+        let Followed::Filter { conds } = &self.shape else {
+            return None;
+        };
+        conds.iter().find_map(|c| match c {
+            Expr::Cmp(CmpOp::Eq, x, y) => match (&**x, &**y) {
+                // Not on floats: SQL's equality (0.0 = -0.0) is not the
+                // values' own.
+                (col, Expr::Lit(v)) | (Expr::Lit(v), col) => plain_column(col, 0)
+                    .filter(|c| !crate::values::is_float(base(&self.a.types[*c])))
+                    .map(|c| (c, v)),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
+    /// Whether the row with primary key `pk` is in the answer.
+    pub fn holds(&self, pk: &Value) -> bool {
+        self.held.contains_key(pk)
     }
 
     /// Rows in the answer.
@@ -354,15 +384,15 @@ impl Live {
 
     fn key_of(&self, values: &Rc<Vec<Value>>) -> Value {
         match &self.shape {
-            Shape2::Filter { .. } => Value::Null,
-            Shape2::Semi { a_key, .. } => {
+            Followed::Filter { .. } => Value::Null,
+            Followed::Semi { a_key, .. } => {
                 normalized(&eval_on(a_key, &[Some(values.clone()), None]))
             }
         }
     }
 
     fn hold(&mut self, pk: Value, key: Value) {
-        if let Shape2::Semi { by_key, .. } = &mut self.shape {
+        if let Followed::Semi { by_key, .. } = &mut self.shape {
             by_key.entry(key.clone()).or_default().insert(pk.clone());
         }
         self.held.insert(pk, key);
@@ -372,7 +402,7 @@ impl Live {
         let Some(key) = self.held.remove(pk) else {
             return;
         };
-        if let Shape2::Semi { by_key, .. } = &mut self.shape
+        if let Followed::Semi { by_key, .. } = &mut self.shape
             && let Some(set) = by_key.get_mut(&key)
         {
             set.remove(pk);
@@ -386,8 +416,8 @@ impl Live {
     fn belongs(&self, values: &Rc<Vec<Value>>) -> (bool, Value) {
         let tuple = [Some(values.clone()), None];
         match &self.shape {
-            Shape2::Filter { conds } => (conds.iter().all(|c| holds_on(c, &tuple)), Value::Null),
-            Shape2::Semi {
+            Followed::Filter { conds } => (conds.iter().all(|c| holds_on(c, &tuple)), Value::Null),
+            Followed::Semi {
                 a_key,
                 a_conds,
                 counts,
@@ -416,7 +446,7 @@ impl Live {
         // Keys whose count came to or left zero.
         let mut moved_keys: BTreeSet<Value> = BTreeSet::new();
         for c in changes {
-            if let Shape2::Semi {
+            if let Followed::Semi {
                 b,
                 b_key,
                 b_conds,
@@ -460,7 +490,7 @@ impl Live {
             }
         }
         let a = self.a.get(tables)?;
-        if let Shape2::Semi {
+        if let Followed::Semi {
             a_index,
             a_key,
             by_key,

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use interstice_sql::{Access, Budget, Change, Live, SqlError};
-use interstice_store::{ModuleDef, Mutation, RowBytes, Table, Tables};
+use interstice_store::{ModuleDef, Mutation, RowBytes, Table, Tables, Value, codec};
 
 use crate::feed::QueryDelta;
 
@@ -96,6 +96,13 @@ impl LiveQueries {
         })
     }
 
+    /// Whether a live query of `text` with `access` is followed already.
+    pub fn follows(&self, module: &str, text: &str, access: Access) -> bool {
+        self.modules
+            .get(module)
+            .is_some_and(|q| q.iter().any(|s| s.text == text && s.access == access))
+    }
+
     /// One subscriber fewer; the live query ends with its last.
     pub fn unsubscribe(&mut self, module: &str, query_id: u64) {
         let Some(queries) = self.modules.get_mut(module) else {
@@ -140,12 +147,30 @@ impl LiveQueries {
         };
         let def = tables.def;
         let mut out = Vec::new();
+        // Each changed row decoded once, for the queries that can skip it.
+        let decoded: Vec<Option<Vec<Value>>> = mutations
+            .iter()
+            .map(|m| {
+                let t = def.tables.get(m.table as usize)?;
+                codec::decode_row(&m.row, &t.column_types()).ok()
+            })
+            .collect();
         queries.retain_mut(|shared| {
+            let skips = |i: usize, m: &Mutation| -> bool {
+                let (Some((col, value)), Some(Some(values))) =
+                    (shared.live.equality(), decoded.get(i))
+                else {
+                    return false;
+                };
+                let pk = def.tables[m.table as usize].primary_key as usize;
+                values.get(col) != Some(value) && !shared.live.holds(&values[pk])
+            };
             let changes: Vec<Change<'_>> = mutations
                 .iter()
-                .filter_map(|m| {
+                .enumerate()
+                .filter_map(|(i, m)| {
                     let table = def.tables.get(m.table as usize)?.name.as_str();
-                    shared.live.reads(table).then_some(Change {
+                    (shared.live.reads(table) && !skips(i, m)).then_some(Change {
                         table,
                         op: m.op,
                         row: &m.row,

@@ -490,8 +490,9 @@ impl Database {
     /// now, as of one transaction, and from the next transaction on, what
     /// each one changes in it, in [`CommittedTx::queries`] under the
     /// returned `query_id` (the feed hands it out once durable). Subscribers
-    /// to the same text with the same access share one live query. Each
-    /// subscription must end with [`Database::unsubscribe_sql`].
+    /// to the same text with the same access share one live query; a new
+    /// one is refused while `max_live` are followed. Each subscription must
+    /// end with [`Database::unsubscribe_sql`].
     ///
     /// [`CommittedTx::queries`]: crate::feed::CommittedTx::queries
     pub fn subscribe_sql(
@@ -500,6 +501,7 @@ impl Database {
         text: &str,
         reader: Reader<'_>,
         budget: &interstice_sql::Budget,
+        max_live: usize,
     ) -> Result<LiveStart, QueryError> {
         let calls = self.calls();
         let mut held = self.state.hold(&calls)?;
@@ -509,6 +511,9 @@ impl Database {
             .get(module)
             .ok_or_else(|| QueryError::UnknownModule(module.to_string()))?;
         let access = reader.access(&entry.def);
+        if !catalog.live.follows(module, text, access) && catalog.live.counts().0 >= max_live {
+            return Err(QueryError::TooManyLive(max_live));
+        }
         let tables = live::ModuleTables {
             def: &entry.def,
             tables: &entry.tables,

@@ -252,6 +252,8 @@ pub enum QueryError {
     BadValue { column: String, reason: String },
     #[error(transparent)]
     Sql(#[from] interstice_sql::SqlError),
+    #[error("the server follows {0} live queries already; subscribe to one of them, or try later")]
+    TooManyLive(usize),
     #[error("the statement is not durable: {0}")]
     Durability(interstice_log::AppendError),
     #[error("the database is unusable after an internal error in another thread")]
