@@ -192,7 +192,13 @@ pub fn figures() -> Result<()> {
     println!("## SQL against SQLite in memory ({ROWS} rows a table)\n");
     println!("| query | Interstice queries/s | SQLite queries/s | ratio |");
     println!("| --- | ---: | ---: | ---: |");
-    for case in &CASES {
+    // `SQL_BENCH_CASE=point` (a word of the case's name) runs that one, for
+    // profiling.
+    let only = std::env::var("SQL_BENCH_CASE").ok();
+    for case in CASES
+        .iter()
+        .filter(|c| only.as_deref().is_none_or(|w| c.what.contains(w)))
+    {
         // The same parameters on both sides, and the same answers.
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let args: Vec<(i64, i64)> = (0..case.runs).map(|_| (case.args)(&mut rng)).collect();
