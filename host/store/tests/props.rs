@@ -246,10 +246,59 @@ fn observe(tables: &Tables) -> Observed {
     )
 }
 
+/// What the table should hold: rows by id (tag, group), and the next
+/// auto-increment value.
+struct Model {
+    rows: std::collections::BTreeMap<u64, (u64, u64)>,
+    next: u64,
+}
+
+impl Model {
+    fn tag_taken(&self, tag: u64, except: u64) -> bool {
+        self.rows
+            .iter()
+            .any(|(id, (t, _))| *t == tag && *id != except)
+    }
+
+    /// Applies `op` as the table should, and whether it succeeds.
+    fn apply(&mut self, op: &Op) -> bool {
+        match *op {
+            Op::Insert(id, tag, g) => {
+                let id = if id == 0 { self.next } else { id };
+                if self.rows.contains_key(&id) || self.tag_taken(tag, id) {
+                    return false;
+                }
+                self.rows.insert(id, (tag, g));
+                self.next = self.next.max(id + 1);
+                true
+            }
+            Op::Update(id, tag, g) => {
+                if !self.rows.contains_key(&id) || self.tag_taken(tag, id) {
+                    return false;
+                }
+                self.rows.insert(id, (tag, g));
+                self.next = self.next.max(id + 1);
+                true
+            }
+            Op::Delete(id) => self.rows.remove(&id).is_some(),
+        }
+    }
+
+    fn encoded(&self) -> Vec<Vec<u8>> {
+        self.rows
+            .iter()
+            .map(|(id, (tag, g))| row(*id, *tag, *g))
+            .collect()
+    }
+}
+
 proptest! {
-    /// A rolled-back transaction leaves rows, indexes and the auto-increment
-    /// counter exactly as they were; a committed one keeps unique values unique, and
-    /// replaying its mutations into empty tables gives the same state.
+    /// Every operation does what a model of the table says (succeeds or is
+    /// refused, and leaves the rows and counter the model has); a
+    /// rolled-back transaction leaves rows, indexes and the auto-increment
+    /// counter exactly as they were; a committed one keeps unique values
+    /// unique, and replaying its mutations into empty tables gives the same
+    /// state.
     #[test]
     fn rollback_restores_and_redo_replays(
         setup in proptest::collection::vec(op(), 0..12),
@@ -257,16 +306,27 @@ proptest! {
     ) {
         let def = def();
         let mut tables = Tables::new(&def);
+        let mut model = Model {
+            rows: Default::default(),
+            next: tables.table(0).unwrap().next_auto_inc(),
+        };
         let mut all_mutations = Vec::new();
+        let mut succeeded = 0;
         for ops in [&setup, &tx_ops] {
             let before = observe(&tables);
+            let kept = (model.rows.clone(), model.next);
             let mut tx = TxLog::new();
             for op in ops.iter() {
-                let _ = match *op {
-                    Op::Insert(id, tag, g) => tables.insert(&mut tx, 0, &row(id, tag, g)).map(drop),
-                    Op::Update(id, tag, g) => tables.update(&mut tx, 0, &row(id, tag, g)),
-                    Op::Delete(id) => tables.delete(&mut tx, 0, &id.to_le_bytes()).map(drop),
+                let ok = match *op {
+                    Op::Insert(id, tag, g) => tables.insert(&mut tx, 0, &row(id, tag, g)).is_ok(),
+                    Op::Update(id, tag, g) => tables.update(&mut tx, 0, &row(id, tag, g)).is_ok(),
+                    Op::Delete(id) => tables.delete(&mut tx, 0, &id.to_le_bytes()) == Ok(true),
                 };
+                prop_assert_eq!(ok, model.apply(op), "{:?}", op);
+                succeeded += ok as usize;
+                let Observed(rows, next, ..) = observe(&tables);
+                prop_assert_eq!(rows, model.encoded(), "after {:?}", op);
+                prop_assert_eq!(next, model.next, "after {:?}", op);
             }
             // Unique tags hold after any sequence.
             let Observed(rows, ..) = observe(&tables);
@@ -279,8 +339,11 @@ proptest! {
             } else {
                 tables.rollback(&mut tx);
                 prop_assert_eq!(observe(&tables), before);
+                (model.rows, model.next) = kept;
             }
         }
+        // Not a property of empty work: most cases change something.
+        prop_assume!(succeeded > 0);
         let mut replayed = Tables::new(&def);
         for m in &all_mutations {
             replayed.apply(m.table, m.op, &m.row).unwrap();
