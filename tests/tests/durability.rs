@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use interstice_runtime::fs::fault::{EIO, Fault, FaultFs, Op};
-use interstice_runtime::log::{LogConfig, RecoveryMode};
+use interstice_runtime::log::{LogConfig, RecoveryMode, TxRecord};
 use interstice_runtime::{
     CallError, Database, LOG_DIR, OpenError, REPLAY_REFUSAL, Runner, RuntimeConfig,
 };
@@ -385,12 +385,15 @@ fn fsync_failure_under_concurrent_callers_never_acknowledges_lost_work() {
             .unwrap();
         }
         fs.inject(Fault::error(Op::Sync, EIO).nth(fail_at));
-        let acked: Vec<u64> = std::thread::scope(|s| {
+        // Per caller: the tx ids it was acknowledged, and how many of its
+        // calls failed (their outcome is unknown: the record may or may not
+        // have reached the disk).
+        let outcomes: Vec<(Vec<u64>, u64)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..THREADS)
                 .map(|id| {
                     let db = &db;
                     s.spawn(move || {
-                        let mut acked = 0;
+                        let (mut acked, mut failed) = (Vec::new(), 0);
                         for _ in 0..50 {
                             match db.call_json(
                                 "bank",
@@ -398,19 +401,20 @@ fn fsync_failure_under_concurrent_callers_never_acknowledges_lost_work() {
                                 &json!([id, 1]),
                                 &interstice_runtime::Caller::operator(),
                             ) {
-                                Ok(_) => acked += 1,
-                                Err(CallError::Durability(_)) => {}
+                                Ok(outcome) => acked.push(outcome.tx_id),
+                                Err(CallError::Durability(_)) => failed += 1,
                                 Err(e) => panic!("unexpected error: {e}"),
                             }
                         }
-                        acked
+                        (acked, failed)
                     })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(fs.injected(), 1, "fail at {fail_at}");
-        assert!(acked.iter().sum::<u64>() < THREADS * 50);
+        let acked_total: usize = outcomes.iter().map(|(a, _)| a.len()).sum();
+        assert!(acked_total < (THREADS * 50) as usize);
         let err = db
             .call_json(
                 "bank",
@@ -424,17 +428,48 @@ fn fsync_failure_under_concurrent_callers_never_acknowledges_lost_work() {
         drop(db);
 
         for torn in [0, 5, usize::MAX] {
+            let crashed = fs.crash(torn);
             let cfg = RuntimeConfig {
-                storage: Arc::new(fs.crash(torn)),
+                storage: Arc::new(crashed.clone()),
                 ..test_config()
             };
             let db = Database::open(dir.path(), cfg).unwrap();
-            for (id, acked) in acked.iter().enumerate() {
-                let rows = db.rows_json("bank", "accounts").unwrap();
-                let balance = rows[id]["balance"].as_u64().unwrap();
+            let recovered = db.next_tx_id().unwrap() - 1;
+            let rows = db.rows_json("bank", "accounts").unwrap();
+            drop(db);
+            // The deposits the recovered log holds, by tx id: the state is
+            // exactly theirs, every acknowledged one is among them, and the
+            // others are at most the calls that failed.
+            let mut logged = std::collections::BTreeMap::new();
+            interstice_runtime::log::scan(&crashed, &dir.path().join(LOG_DIR), &mut |rec| {
+                let tx = TxRecord::decode(rec.payload).map_err(|e| e.to_string())?;
+                if tx.header.reducer == "deposit" {
+                    let account = u64::from_le_bytes(tx.header.args[..8].try_into().unwrap());
+                    logged.insert(rec.tx_id, account);
+                }
+                Ok(())
+            })
+            .unwrap();
+            let what = format!("fail at {fail_at}, torn {torn}, recovered up to {recovered}");
+            for (id, (acked, failed)) in outcomes.iter().enumerate() {
+                let id = id as u64;
+                let mine = logged.values().filter(|a| **a == id).count() as u64;
+                assert_eq!(
+                    rows[id as usize]["balance"].as_u64(),
+                    Some(mine),
+                    "{what}: account {id} does not hold its logged deposits"
+                );
+                for tx in acked {
+                    assert_eq!(
+                        logged.get(tx),
+                        Some(&id),
+                        "{what}: acknowledged deposit tx {tx} of account {id} is lost"
+                    );
+                }
                 assert!(
-                    balance >= *acked,
-                    "fail at {fail_at}, torn {torn}: account {id} holds {balance}, {acked} deposits were acknowledged"
+                    mine <= acked.len() as u64 + failed,
+                    "{what}: account {id} holds {mine} deposits; {} were acknowledged and {failed} failed",
+                    acked.len()
                 );
             }
         }
