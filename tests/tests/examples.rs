@@ -317,7 +317,7 @@ fn chat_auto_increment_unique_and_index() {
 
 #[test]
 fn ephemeral_tables_are_not_logged() {
-    let (_dir, db) = db_with("chat", guests::CHAT);
+    let (dir, db) = db_with("chat", guests::CHAT);
     db.call_json(
         "chat",
         "register",
@@ -347,6 +347,44 @@ fn ephemeral_tables_are_not_logged() {
         )
         .unwrap();
     assert_eq!(out.mutations.len(), 1, "only the message is logged");
+    assert!(rows(&db, "chat", "typing").is_empty());
+    // Once more, and left in place: then read the log itself.
+    db.call_json(
+        "chat",
+        "start_typing",
+        &json!(["ann", "random"]),
+        &interstice_runtime::Caller::operator(),
+    )
+    .unwrap();
+    let typing = db
+        .module_def("chat")
+        .unwrap()
+        .unwrap()
+        .table_id("typing")
+        .unwrap();
+    drop(db);
+    let mut calls = Vec::new();
+    interstice_runtime::log::scan(
+        &interstice_runtime::fs::RealFs,
+        &dir.path().join(interstice_runtime::LOG_DIR),
+        &mut |rec| {
+            let tx = interstice_runtime::log::TxRecord::decode(rec.payload)
+                .map_err(|e| e.to_string())?;
+            let touches_typing = tx.mutations.iter().any(|m| m.table == typing);
+            calls.push((tx.header.reducer.to_string(), touches_typing));
+            Ok(())
+        },
+    )
+    .unwrap();
+    let typed: Vec<&(String, bool)> = calls.iter().filter(|(r, _)| r == "start_typing").collect();
+    assert_eq!(typed.len(), 2, "each call is a logged transaction: {calls:?}");
+    assert!(
+        calls.iter().all(|(_, touches)| !touches),
+        "a record holds a row of the ephemeral table: {calls:?}"
+    );
+    // And a restart starts with none.
+    let db = interstice_runtime::Database::open(dir.path(), interstice_tests::test_config())
+        .unwrap();
     assert!(rows(&db, "chat", "typing").is_empty());
 }
 
