@@ -221,19 +221,36 @@ fn simulate(seed: u64, calls: u64, tally: &mut Tally) {
             // Every so often: the recovered log takes new writes, and they
             // survive the next crash.
             if i % 16 == 0 && recovered >= 2 {
+                let text = format!("after image {i}, torn {torn}");
                 let tx = db
                     .call_json(
                         "chat",
                         "send",
-                        &json!(["system", "general", "after"]),
+                        &json!(["system", "general", text]),
                         &interstice_runtime::Caller::operator(),
                     )
                     .unwrap()
                     .tx_id;
                 assert_eq!(tx, recovered + 1);
+                let written = db.state_json().unwrap();
                 drop(db);
                 let again = Database::open(dir.path(), config(&crashed.crash(0))).unwrap();
                 assert_eq!(again.next_tx_id().expect("not poisoned") - 1, tx);
+                // The write's data, not only its id: the whole state is the
+                // one it left, its message among the rows.
+                let state = again.state_json().unwrap();
+                assert_eq!(
+                    state, written,
+                    "seed {seed}: image {i}, torn {torn}: the write after recovery came back different"
+                );
+                assert!(
+                    state["chat"]["messages"]["rows"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|m| m["text"] == text),
+                    "seed {seed}: image {i}, torn {torn}: the message written after recovery is gone"
+                );
                 tally.writes_after_recovery += 1;
             }
         }
