@@ -99,7 +99,13 @@ fn check_against_model(guest: &str, ops: &[Op]) -> Result<(), TestCaseError> {
         }
         let rows = accounts(&db);
         if let Op::Transfer { .. } = op {
-            prop_assert_eq!(rows.values().sum::<u64>(), total_before, "{}: {:?} made or lost money", guest, op);
+            prop_assert_eq!(
+                rows.values().sum::<u64>(),
+                total_before,
+                "{}: {:?} made or lost money",
+                guest,
+                op
+            );
         }
         prop_assert_eq!(&rows, &state, "{}", guest);
     }

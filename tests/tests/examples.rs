@@ -377,14 +377,18 @@ fn ephemeral_tables_are_not_logged() {
     )
     .unwrap();
     let typed: Vec<&(String, bool)> = calls.iter().filter(|(r, _)| r == "start_typing").collect();
-    assert_eq!(typed.len(), 2, "each call is a logged transaction: {calls:?}");
+    assert_eq!(
+        typed.len(),
+        2,
+        "each call is a logged transaction: {calls:?}"
+    );
     assert!(
         calls.iter().all(|(_, touches)| !touches),
         "a record holds a row of the ephemeral table: {calls:?}"
     );
     // And a restart starts with none.
-    let db = interstice_runtime::Database::open(dir.path(), interstice_tests::test_config())
-        .unwrap();
+    let db =
+        interstice_runtime::Database::open(dir.path(), interstice_tests::test_config()).unwrap();
     assert!(rows(&db, "chat", "typing").is_empty());
 }
 
