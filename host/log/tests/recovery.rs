@@ -541,21 +541,39 @@ fn failures_at_every_step_across_rotation() {
         faults.push(Fault::error(Op::SyncDir, EIO).nth(nth));
     }
     let mut injected = 0;
+    let mut failed_opens = 0;
     for fault in faults {
         let fs = FaultFs::new();
         // Armed before open: the first sync and append are the first
         // segment's header.
         fs.inject(fault.clone());
         let mut acked = Vec::new();
-        if let Ok((log, _, _)) = open_with(Arc::new(fs.clone()), &dir, cfg) {
-            for t in 1..=300u64 {
-                if log.append(t, payload_for(t)).is_err() {
-                    break;
+        match open_with(Arc::new(fs.clone()), &dir, cfg) {
+            Ok((log, _, _)) => {
+                for t in 1..=300u64 {
+                    if log.append(t, payload_for(t)).is_err() {
+                        break;
+                    }
+                    match log.wait(t) {
+                        Ok(()) => acked.push(t),
+                        Err(_) => break,
+                    }
                 }
-                match log.wait(t) {
-                    Ok(()) => acked.push(t),
-                    Err(_) => break,
-                }
+            }
+            Err(e) => {
+                // A fault that lands while the first segment is created:
+                // open fails with it, by its errno, and nothing else.
+                failed_opens += 1;
+                assert_eq!(
+                    fs.injected(),
+                    1,
+                    "{fault:?}: open failed without the fault: {e}"
+                );
+                let text = e.to_string();
+                assert!(
+                    text.contains("os error 5") || text.contains("os error 28"),
+                    "{fault:?}: the open's error does not name the errno: {text}"
+                );
             }
         }
         injected += fs.injected();
@@ -572,6 +590,7 @@ fn failures_at_every_step_across_rotation() {
         }
     }
     assert_eq!(injected, 90, "every fault fired");
+    assert!(failed_opens > 0, "no fault landed during open");
 }
 
 /// The direct path: a caller with nothing ahead of it writes and syncs its
