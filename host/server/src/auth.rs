@@ -118,6 +118,15 @@ pub enum Who {
 }
 
 impl Who {
+    /// Who a SQL statement runs as.
+    pub fn reader(&self) -> interstice_runtime::Reader<'_> {
+        match self {
+            Who::Operator => interstice_runtime::Reader::Operator,
+            Who::Identity(caller) => interstice_runtime::Reader::Identity(&caller.identity),
+            Who::Anonymous => interstice_runtime::Reader::Anonymous,
+        }
+    }
+
     /// The caller a reducer sees; `None` for an anonymous request.
     pub fn caller(&self) -> Option<interstice_runtime::Caller> {
         match self {

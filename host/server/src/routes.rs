@@ -377,12 +377,7 @@ async fn sql(
     let db = state.db.clone();
     let budget = state.config.sql_budget();
     let answer = blocking(move || {
-        let reader = match &who {
-            auth::Who::Operator => interstice_runtime::Reader::Operator,
-            auth::Who::Identity(caller) => interstice_runtime::Reader::Identity(&caller.identity),
-            auth::Who::Anonymous => interstice_runtime::Reader::Anonymous,
-        };
-        db.sql(&module, &text, reader, &budget)
+        db.sql(&module, &text, who.reader(), &budget)
             .map_err(ApiError::from)
     })
     .await?;

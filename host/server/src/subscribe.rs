@@ -156,10 +156,7 @@ pub(crate) async fn subscribe(
         table_def,
     };
     let alive = state.sessions.clone();
-    let guard = SessionGuard {
-        state: state.clone(),
-        session,
-    };
+    let guard = session_guard(&state, session);
     Ok(ws.on_upgrade(move |socket| async move {
         let _alive = alive;
         let mut socket = socket;
@@ -168,7 +165,7 @@ pub(crate) async fn subscribe(
             close(&state, &mut socket, code, reason).await;
         }
         // Ended before shutdown lets go of the database.
-        guard.end().await;
+        guard.run().await;
     }))
 }
 
@@ -222,47 +219,52 @@ struct Session {
     caller: interstice_runtime::Caller,
 }
 
-/// Ends its session when dropped: when the socket closes, however it
-/// closes, and also when the upgrade never completes.
-struct SessionGuard {
-    state: Arc<AppState>,
-    session: Option<Session>,
-}
+/// Blocking database work to run when a subscription ends, however it
+/// ends: when the socket closes, and also when the upgrade never completes
+/// (the guard is dropped).
+struct OnEnd(Option<Box<dyn FnOnce() + Send + 'static>>);
 
-impl SessionGuard {
-    async fn end(mut self) {
-        if let Some(end) = self.ending() {
-            let _ = tokio::task::spawn_blocking(end).await;
+impl OnEnd {
+    fn new(work: impl FnOnce() + Send + 'static) -> OnEnd {
+        OnEnd(Some(Box::new(work)))
+    }
+
+    async fn run(mut self) {
+        if let Some(work) = self.0.take() {
+            let _ = tokio::task::spawn_blocking(work).await;
         }
     }
-
-    fn ending(&mut self) -> Option<impl FnOnce() + Send + 'static> {
-        let s = self.session.take()?;
-        let db = self.state.db.clone();
-        Some(move || {
-            if let Err(e) = db.disconnect(&s.module, s.connection_id, &s.caller) {
-                tracing::warn!(
-                    "session {} of `{}` did not end cleanly: {e}; it ends at the next start",
-                    s.connection_id,
-                    s.module
-                );
-            }
-        })
-    }
 }
 
-impl Drop for SessionGuard {
+impl Drop for OnEnd {
     fn drop(&mut self) {
-        let Some(end) = self.ending() else {
+        let Some(work) = self.0.take() else {
             return;
         };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                handle.spawn_blocking(end);
+                handle.spawn_blocking(work);
             }
-            Err(_) => end(),
+            Err(_) => work(),
         }
     }
+}
+
+/// Ends the session `client_connected` opened, if any.
+fn session_guard(state: &Arc<AppState>, session: Option<Session>) -> OnEnd {
+    let Some(s) = session else {
+        return OnEnd(None);
+    };
+    let db = state.db.clone();
+    OnEnd::new(move || {
+        if let Err(e) = db.disconnect(&s.module, s.connection_id, &s.caller) {
+            tracing::warn!(
+                "session {} of `{}` did not end cleanly: {e}; it ends at the next start",
+                s.connection_id,
+                s.module
+            );
+        }
+    })
 }
 
 /// Tells the subscriber why its subscription ends, then closes.
@@ -586,10 +588,7 @@ pub(crate) async fn subscribe_sql(
     };
     let ws = ws.map_err(not_websocket)?;
     let session = open_session(&state, &who, &module).await?;
-    let guard = SessionGuard {
-        state: state.clone(),
-        session,
-    };
+    let guard = session_guard(&state, session);
     // Join the feed first: every transaction after the answer's arrives.
     let rx = state.changes.subscribe();
     let db = state.db.clone();
@@ -597,20 +596,16 @@ pub(crate) async fn subscribe_sql(
     let max_live = state.config.sql_live_max;
     let m = module.clone();
     let start = crate::routes::blocking(move || {
-        let reader = match &who {
-            auth::Who::Operator => interstice_runtime::Reader::Operator,
-            auth::Who::Identity(caller) => interstice_runtime::Reader::Identity(&caller.identity),
-            auth::Who::Anonymous => interstice_runtime::Reader::Anonymous,
-        };
-        db.subscribe_sql(&m, &text, reader, &budget, max_live)
+        db.subscribe_sql(&m, &text, who.reader(), &budget, max_live)
             .map_err(ApiError::from)
     })
     .await?;
     // The live query ends with the subscription, however it ends.
-    let unsubscribe = Unsubscribe {
-        state: state.clone(),
-        module: module.clone(),
-        query_id: Some(start.query_id),
+    let unsubscribe = {
+        let (db, module, id) = (state.db.clone(), module.clone(), start.query_id);
+        OnEnd::new(move || {
+            let _ = db.unsubscribe_sql(&module, id);
+        })
     };
     let Some(table_def) = start
         .def
@@ -653,48 +648,9 @@ pub(crate) async fn subscribe_sql(
         if let Some((code, reason)) = reason {
             close(&state, &mut socket, code, reason).await;
         }
-        unsubscribe.end().await;
-        guard.end().await;
+        unsubscribe.run().await;
+        guard.run().await;
     }))
-}
-
-/// Ends a live query's subscription when dropped, as [`SessionGuard`]
-/// ends a session.
-struct Unsubscribe {
-    state: Arc<AppState>,
-    module: String,
-    query_id: Option<u64>,
-}
-
-impl Unsubscribe {
-    async fn end(mut self) {
-        if let Some(end) = self.ending() {
-            let _ = tokio::task::spawn_blocking(end).await;
-        }
-    }
-
-    fn ending(&mut self) -> Option<impl FnOnce() + Send + 'static> {
-        let id = self.query_id.take()?;
-        let db = self.state.db.clone();
-        let module = self.module.clone();
-        Some(move || {
-            let _ = db.unsubscribe_sql(&module, id);
-        })
-    }
-}
-
-impl Drop for Unsubscribe {
-    fn drop(&mut self) {
-        let Some(end) = self.ending() else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn_blocking(end);
-            }
-            Err(_) => end(),
-        }
-    }
 }
 
 /// `GET /v1/modules/{module}/logs`: the module's log lines, as guests write
