@@ -62,6 +62,9 @@ fn replay_upto(
     for r in &rejected {
         tracing::warn!("snapshot skipped: {r}");
     }
+    // Named if the log then does not reach back far enough: an unreadable
+    // snapshot (an I/O error) is the reason, not the log.
+    replayer.passed_over = rejected;
     let log_dir = data_dir.join(LOG_DIR);
     let from = replayer.next_tx_id();
     let mut failed = None;
