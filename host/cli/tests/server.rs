@@ -745,14 +745,16 @@ fn slow_subscriber_is_disconnected_and_the_server_serves_on() {
     let a = agent();
     let base = server.url.clone();
     server.publish("chat", guests::CHAT);
-    // Subscribes, then never reads.
+    // Subscribes, then never reads. 4,800 messages of 4 KB are ~19 MB,
+    // far past what the kernel's socket buffers hold on both sides (a few
+    // MB at most): the server's sends block whatever the buffer sizes.
     let mut slow = server.ws("/v1/modules/chat/tables/messages/subscribe");
     let text = "x".repeat(4000);
     std::thread::scope(|s| {
         for t in 0..8 {
             let (a, base, text) = (agent(), base.clone(), text.clone());
             s.spawn(move || {
-                for i in 0..150 {
+                for i in 0..600 {
                     let r = post(
                         &a,
                         &format!("{base}/v1/modules/chat/reducers/send"),
@@ -791,10 +793,27 @@ fn slow_subscriber_is_disconnected_and_the_server_serves_on() {
             .unwrap()
             .contains("interstice_subscribers_dropped_total 1\n")
     );
-    // A subscriber that reads keeps up and gets everything.
+    // A subscriber that reads keeps up and gets everything: the rows, then
+    // each of K further transactions, in order, with its row.
     let mut fresh = server.ws("/v1/modules/chat/tables/messages/subscribe?channel=c0");
     let rows = next_json(&mut fresh);
-    assert_eq!(rows["rows"].as_array().unwrap().len(), 150);
+    assert_eq!(rows["rows"].as_array().unwrap().len(), 600);
+    const K: usize = 20;
+    let mut last_tx = rows["tx_id"].as_u64().unwrap();
+    for k in 0..K {
+        let r = post(
+            &a,
+            &format!("{base}/v1/modules/chat/reducers/send"),
+            &json!(["system", "c0", format!("after {k}")]).to_string(),
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        let m = next_json(&mut fresh);
+        assert_eq!(m["type"], "tx", "{m}");
+        assert!(m["tx_id"].as_u64().unwrap() > last_tx, "{m}");
+        last_tx = m["tx_id"].as_u64().unwrap();
+        assert_eq!(m["changes"][0]["op"], "insert", "{m}");
+        assert_eq!(m["changes"][0]["row"]["text"], format!("after {k}"), "{m}");
+    }
     assert_eq!(get(&a, &format!("{base}/healthz")).status, 200);
 }
 
