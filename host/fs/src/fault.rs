@@ -169,6 +169,8 @@ struct Inner {
     /// acknowledged transaction); copied into each image.
     label: u64,
     images: Vec<CrashImage>,
+    /// How long every `sync_data` takes, as a slow disk's would.
+    sync_delay: std::time::Duration,
 }
 
 /// The file system just before a sync: what a power loss at any moment
@@ -372,6 +374,12 @@ impl FaultFs {
         self.count(Op::Sync)
     }
 
+    /// Makes every `sync_data` from now on take `delay`, as on a slow disk
+    /// (what group commit exists for).
+    pub fn slow_syncs(&self, delay: std::time::Duration) {
+        self.lock().sync_delay = delay;
+    }
+
     /// Keeps an image of the file system before every sync from now on.
     pub fn record_before_sync(&self) {
         self.lock().recording = true;
@@ -475,6 +483,12 @@ impl WriteFile for FaultFile {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
+        // Outside the lock: other files are written and synced meanwhile,
+        // as on a device.
+        let delay = self.fs.lock().sync_delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         let mut inner = self.fs.lock();
         inner.keep_image();
         inner.check(Op::Sync, &self.path)?;
