@@ -296,7 +296,7 @@ fn disk_use(dir: &Path) -> u64 {
 fn backup_during_writes_restores_to_its_transaction() {
     use interstice_runtime::backup;
     use interstice_runtime::tools::{TruncateTo, truncate};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     let (dir, db) = published(manual());
     for id in 0..50 {
@@ -310,31 +310,54 @@ fn backup_during_writes_restores_to_its_transaction() {
     }
     db.snapshot().unwrap().unwrap();
     let stop = AtomicBool::new(false);
+    // Calls the writer made so far: the backup starts after 100 of them and
+    // the writer stops 100 after it ends, so the two overlap by the
+    // writer's own count, not by sleeps.
+    let made = AtomicU64::new(0);
     let dest = tempfile::tempdir().unwrap();
+    let wait_for = |n: u64| {
+        while made.load(Ordering::SeqCst) < n {
+            std::thread::yield_now();
+        }
+    };
     let manifest = std::thread::scope(|s| {
         let writer = s.spawn(|| {
             let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let _ = db.call_json(
+            while !stop.load(Ordering::SeqCst) {
+                match db.call_json(
                     "bank",
                     "transfer",
                     &json!([i % 50, (i * 7 + 1) % 50, 3]),
                     &interstice_runtime::Caller::operator(),
-                );
+                ) {
+                    Ok(_) => {}
+                    // The one refusal the workload may meet.
+                    Err(interstice_runtime::CallError::Reducer(m))
+                        if m.contains("insufficient funds") => {}
+                    Err(e) => {
+                        // Never leave the main thread waiting for calls.
+                        made.store(u64::MAX, Ordering::SeqCst);
+                        panic!("transfer {i} during the backup: {e}");
+                    }
+                }
                 i += 1;
-                if i.is_multiple_of(200) {
+                made.store(i, Ordering::SeqCst);
+                if i.is_multiple_of(200)
                     // Snapshots and retention run during the backup too.
-                    db.snapshot().unwrap();
+                    && let Err(e) = db.snapshot()
+                {
+                    made.store(u64::MAX, Ordering::SeqCst);
+                    panic!("a snapshot during the backup: {e}");
                 }
             }
             i
         });
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        wait_for(100);
         let manifest = backup::backup(&RealFs, dir.path(), &dest.path().join("b")).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        stop.store(true, Ordering::Relaxed);
+        wait_for(made.load(Ordering::SeqCst).saturating_add(100));
+        stop.store(true, Ordering::SeqCst);
         let calls = writer.join().unwrap();
-        assert!(calls > 0);
+        assert!(calls >= 200, "{calls} calls");
         manifest
     });
     let end = db.next_tx_id().expect("not poisoned") - 1;
