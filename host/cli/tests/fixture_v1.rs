@@ -6,7 +6,7 @@
 //! The fixture is never written to: each test works on a copy.
 
 mod common;
-use common::ok;
+use common::{copy_dir, ok};
 
 use std::path::{Path, PathBuf};
 
@@ -36,19 +36,6 @@ const ANSWERS: &[(&str, &[&str])] = &[
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/v1")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A copy of the fixture's data directory.

@@ -44,3 +44,17 @@ pub fn refused(data_dir: &Path, args: &[&str]) -> String {
     assert!(!out.status.success(), "interstice {args:?} succeeded");
     String::from_utf8(out.stderr).expect("utf-8 output")
 }
+
+/// Copies a directory tree (a committed fixture, which tests never write).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
