@@ -35,13 +35,21 @@ fn a_log_of_sql_writes_replays_to_the_answers_it_gave() {
             "SELECT id, channel, sender, text FROM messages ORDER BY id",
         ),
     ] {
-        let expected = std::fs::read_to_string(fixture().join(format!("answers/{name}.jsonl")))
-            .unwrap();
-        assert_eq!(ok(&data, &["sql", "chat", query, "--json"]), expected, "{name}");
+        let expected =
+            std::fs::read_to_string(fixture().join(format!("answers/{name}.jsonl"))).unwrap();
+        assert_eq!(
+            ok(&data, &["sql", "chat", query, "--json"]),
+            expected,
+            "{name}"
+        );
     }
     // Opening replays every record; no guest runs.
     let replay: serde_json::Value = serde_json::from_str(&ok(&data, &["replay"])).unwrap();
     assert_eq!(replay["transactions_replayed"], 8, "{replay}");
-    assert_eq!(replay["snapshot_tx_id"], serde_json::Value::Null, "{replay}");
+    assert_eq!(
+        replay["snapshot_tx_id"],
+        serde_json::Value::Null,
+        "{replay}"
+    );
     assert_eq!(replay["guest_instantiations"], 0, "{replay}");
 }

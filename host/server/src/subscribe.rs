@@ -349,6 +349,19 @@ fn module_event(
     }
 }
 
+/// Sends what `tx` is to the subscription, if anything.
+async fn forward(
+    state: &AppState,
+    socket: &mut WebSocket,
+    follow: &mut (dyn Follow + Send),
+    tx: &CommittedTx,
+) -> Result<(), Option<(u16, String)>> {
+    match follow.message(tx)? {
+        Some(message) => send(state, socket, message).await,
+        None => Ok(()),
+    }
+}
+
 /// Runs a subscription until it ends: waits until the transaction its
 /// first rows are as of (`upto`) is durable, sends them (`first`), then a
 /// message per later transaction that changes what it follows. The close
@@ -384,14 +397,8 @@ async fn run(
         return reason;
     }
     for tx in early {
-        match follow.message(&tx) {
-            Ok(None) => {}
-            Ok(Some(message)) => {
-                if let Err(reason) = send(state, socket, message).await {
-                    return reason;
-                }
-            }
-            Err(reason) => return reason,
+        if let Err(reason) = forward(state, socket, follow, &tx).await {
+            return reason;
         }
     }
     loop {
@@ -405,14 +412,8 @@ async fn run(
                 if tx.tx_id <= upto {
                     continue;
                 }
-                match follow.message(&tx) {
-                    Ok(None) => {}
-                    Ok(Some(message)) => {
-                        if let Err(reason) = send(state, socket, message).await {
-                            return reason;
-                        }
-                    }
-                    Err(reason) => return reason,
+                if let Err(reason) = forward(state, socket, follow, &tx).await {
+                    return reason;
                 }
             }
             incoming = socket.recv() => match incoming {
@@ -483,18 +484,24 @@ impl Follow for TableFollow {
         let reducer = module_event(tx, &self.sub.module, self.sub.version)?;
         let mut changes = Vec::new();
         for m in tx.mutations.iter().filter(|m| m.table == self.table_id) {
-            let row = row_to_json(&m.row, &self.table_def).map_err(|e| {
-                Some((
-                    close_code::ERROR,
-                    format!("a committed row does not decode: {e}"),
-                ))
-            })?;
+            let row = committed_row(&m.row, &self.table_def)?;
             if let Some(op) = self.sub.seen_as(m.op, &row) {
                 changes.push(serde_json::json!({"op": op_name(op), "row": row}));
             }
         }
         Ok(tx_message(tx, reducer, changes))
     }
+}
+
+/// A committed row as JSON; one that does not decode ends the
+/// subscription.
+fn committed_row(row: &[u8], def: &TableDef) -> Result<serde_json::Value, Option<(u16, String)>> {
+    row_to_json(row, def).map_err(|e| {
+        Some((
+            close_code::ERROR,
+            format!("a committed row does not decode: {e}"),
+        ))
+    })
 }
 
 fn op_name(op: MutationOp) -> &'static str {
@@ -551,12 +558,7 @@ impl Follow for QueryFollow {
         })?;
         let mut changes = Vec::with_capacity(deltas.len());
         for d in deltas {
-            let row = row_to_json(&d.row, &self.table_def).map_err(|e| {
-                Some((
-                    close_code::ERROR,
-                    format!("a committed row does not decode: {e}"),
-                ))
-            })?;
+            let row = committed_row(&d.row, &self.table_def)?;
             changes.push(serde_json::json!({"op": op_name(d.op), "row": row}));
         }
         Ok(tx_message(tx, reducer, changes))

@@ -12,36 +12,12 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+mod common;
+
+use common::Rng;
 use interstice_sql::{Access, Budget, SqlError, Tables};
 use interstice_store::codec::encode_row;
 use interstice_store::{AlgebraicType, ColumnDef, IndexDef, IndexKind, Table, TableDef, Value};
-
-/// A small deterministic generator (xorshift64*), so that a seed names a
-/// case on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 const TABLES: [&str; 3] = ["t0", "t1", "t2"];
 const STRINGS: [&str; 9] = ["", "a", "ab", "abc", "b", "ba", "B", "a%b", "xyz"];

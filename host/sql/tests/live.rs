@@ -11,34 +11,15 @@
 
 use std::collections::BTreeMap;
 
+mod common;
+
+use common::Rng;
 use interstice_sql::{Access, Budget, Change, Live, Tables};
 use interstice_store::codec::{decode_row, encode_row};
 use interstice_store::{
     AlgebraicType, ColumnDef, IndexDef, IndexKind, ModuleDef, MutationOp, Table, TableDef, TxLog,
     Value,
 };
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
 
 struct Db {
     def: ModuleDef,

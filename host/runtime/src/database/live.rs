@@ -147,14 +147,19 @@ impl LiveQueries {
         };
         let def = tables.def;
         let mut out = Vec::new();
-        // Each changed row decoded once, for the queries that can skip it.
-        let decoded: Vec<Option<Vec<Value>>> = mutations
-            .iter()
-            .map(|m| {
-                let t = def.tables.get(m.table as usize)?;
-                codec::decode_row(&m.row, &t.column_types()).ok()
-            })
-            .collect();
+        // Each changed row decoded once, for the queries that can skip it
+        // (none when no query has an equality to skip by).
+        let decoded: Vec<Option<Vec<Value>>> =
+            match queries.iter().any(|q| q.live.equality().is_some()) {
+                false => Vec::new(),
+                true => mutations
+                    .iter()
+                    .map(|m| {
+                        let t = def.tables.get(m.table as usize)?;
+                        codec::decode_row(&m.row, &t.column_types()).ok()
+                    })
+                    .collect(),
+            };
         queries.retain_mut(|shared| {
             let skips = |i: usize, m: &Mutation| -> bool {
                 let (Some((col, value)), Some(Some(values))) =
