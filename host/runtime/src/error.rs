@@ -171,6 +171,10 @@ pub enum CallError {
     NotDue(String),
     #[error("bad arguments: {0}")]
     BadArguments(#[from] JsonError),
+    /// An argument row (row-encoded arguments from a client) that does
+    /// not decode as the reducer's parameters.
+    #[error("bad argument row: {0}")]
+    BadArgumentRow(String),
     #[error("arguments of {len} bytes exceed the limit of {max} bytes")]
     ArgumentsTooLarge { len: usize, max: usize },
     /// The reducer returned `Err`.

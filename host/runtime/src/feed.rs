@@ -146,6 +146,16 @@ impl Feed {
         self.released.fetch_max(tx_id, Ordering::AcqRel);
     }
 
+    /// Runs `join` (a listener's subscriber joining its channel) while no
+    /// transaction can be released, and returns what it returned with the
+    /// last transaction released before: every later one reaches the
+    /// joined channel, and no earlier one does.
+    pub fn joined<T>(&self, join: impl FnOnce() -> T) -> (T, u64) {
+        let _st = self.lock();
+        let joined = join();
+        (joined, self.released())
+    }
+
     /// Every transaction up to this one has been released.
     pub fn released(&self) -> u64 {
         self.released.load(Ordering::Acquire)

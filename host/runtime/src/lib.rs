@@ -56,8 +56,8 @@ pub use caller::{Caller, Identity, TokenClaims};
 pub use config::{ClockSource, RuntimeConfig, SnapshotConfig};
 pub use counters::{CounterSnapshot, Counters, ReplayGuard, ReplayPhase};
 pub use database::{
-    CallOutcome, Database, LATENESS_BUCKETS, Page, PublishOptions, Published, QueryError,
-    ROUND_MAX, Reader, ReplayStats, RowQuery, ScheduleRound, ScheduleStats, SqlAnswer,
+    CallOutcome, Committing, Database, LATENESS_BUCKETS, Page, PublishOptions, Published,
+    QueryError, ROUND_MAX, Reader, ReplayStats, RowQuery, ScheduleRound, ScheduleStats, SqlAnswer,
     backoff_micros, index_on, value_from_query,
 };
 pub use error::{

@@ -176,6 +176,28 @@ pub async fn who(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or_else(invalid)?;
+    who_is(token, admin, tokens).await
+}
+
+/// Who holds `token`, given other than in a header (a WebSocket's
+/// subprotocol or query parameter): the admin token, a valid identity
+/// token, or a 401 that says only `invalid token`.
+pub async fn who_is(
+    token: &str,
+    admin: &str,
+    tokens: &crate::identity::Tokens,
+) -> Result<Who, ApiError> {
+    let invalid = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            crate::identity::INVALID_TOKEN,
+        )
+    };
+    if token.len() > crate::identity::TOKEN_BYTES_MAX {
+        tracing::debug!("refused a token: {} bytes", token.len());
+        return Err(invalid());
+    }
     if constant_time_eq(token.as_bytes(), admin.as_bytes()) {
         return Ok(Who::Operator);
     }

@@ -39,6 +39,15 @@ pub struct ServerConfig {
     /// Distinct live queries (SQL subscriptions) the server follows at
     /// once; subscribers to the same text share one.
     pub sql_live_max: usize,
+    /// Calls a client session (`GET .../connect`) may have in flight; past
+    /// it, the session reads nothing more from its socket until one is
+    /// answered.
+    pub session_calls_max: usize,
+    /// Subscriptions one client session may hold at once.
+    pub session_subscriptions_max: usize,
+    /// Whether a client that connects a session without a token gets a
+    /// new identity (and its token) instead of a 401.
+    pub anonymous_sessions: bool,
     /// Outside OpenID Connect issuers whose tokens are accepted
     /// (`[[issuer]]` tables).
     #[serde(rename = "issuer")]
@@ -91,6 +100,9 @@ impl Default for ServerConfig {
             sql_max_rows: 1_000_000,
             sql_max_millis: 250,
             sql_live_max: 1000,
+            session_calls_max: 128,
+            session_subscriptions_max: 64,
+            anonymous_sessions: true,
             issuers: Vec::new(),
         }
     }
@@ -144,6 +156,11 @@ impl ServerConfig {
             ("sql_max_rows", config.sql_max_rows as usize),
             ("sql_max_millis", config.sql_max_millis as usize),
             ("sql_live_max", config.sql_live_max),
+            ("session_calls_max", config.session_calls_max),
+            (
+                "session_subscriptions_max",
+                config.session_subscriptions_max,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero { path: shown, what });

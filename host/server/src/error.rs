@@ -86,6 +86,7 @@ impl From<CallError> for ApiError {
                 };
                 ApiError::bad_request(field, message)
             }
+            CallError::BadArgumentRow(_) => ApiError::bad_request("args", message),
             CallError::ArgumentsTooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
             }
@@ -140,6 +141,11 @@ impl From<QueryError> for ApiError {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_queries", message)
             }
             QueryError::Poisoned | QueryError::Durability(_) => unavailable(message),
+            // The inner error's status and code, with the position named.
+            QueryError::InQuery { source, .. } => ApiError {
+                message,
+                ..ApiError::from(*source)
+            },
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }

@@ -12,7 +12,9 @@ pub mod config;
 pub mod error;
 pub mod identity;
 pub mod metrics;
+pub mod protocol;
 mod routes;
+mod session;
 mod subscribe;
 
 use std::future::Future;

@@ -56,6 +56,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             get(crate::subscribe::subscribe_sql),
         )
         .route("/v1/modules/{module}/logs", get(crate::subscribe::logs))
+        .route("/v1/modules/{module}/connect", get(crate::session::connect))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

@@ -29,7 +29,7 @@ use crate::error::ApiError;
 
 /// Close code for a subscriber that fell behind (RFC 6455: "try again
 /// later").
-const CLOSE_SLOW: u16 = 1013;
+pub(crate) const CLOSE_SLOW: u16 = 1013;
 
 /// What a subscription follows.
 struct Subscription {
@@ -171,7 +171,7 @@ pub(crate) async fn subscribe(
 
 /// A client with a token opens a session: `client_connected` runs (and
 /// may refuse it) before the socket is accepted.
-async fn open_session(
+pub(crate) async fn open_session(
     state: &Arc<AppState>,
     who: &auth::Who,
     module: &str,
@@ -213,23 +213,23 @@ async fn open_session(
 }
 
 /// A session that `client_connected` opened.
-struct Session {
+pub(crate) struct Session {
     module: String,
-    connection_id: u64,
+    pub(crate) connection_id: u64,
     caller: interstice_runtime::Caller,
 }
 
 /// Blocking database work to run when a subscription ends, however it
 /// ends: when the socket closes, and also when the upgrade never completes
 /// (the guard is dropped).
-struct OnEnd(Option<Box<dyn FnOnce() + Send + 'static>>);
+pub(crate) struct OnEnd(Option<Box<dyn FnOnce() + Send + 'static>>);
 
 impl OnEnd {
-    fn new(work: impl FnOnce() + Send + 'static) -> OnEnd {
+    pub(crate) fn new(work: impl FnOnce() + Send + 'static) -> OnEnd {
         OnEnd(Some(Box::new(work)))
     }
 
-    async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         if let Some(work) = self.0.take() {
             let _ = tokio::task::spawn_blocking(work).await;
         }
@@ -251,7 +251,7 @@ impl Drop for OnEnd {
 }
 
 /// Ends the session `client_connected` opened, if any.
-fn session_guard(state: &Arc<AppState>, session: Option<Session>) -> OnEnd {
+pub(crate) fn session_guard(state: &Arc<AppState>, session: Option<Session>) -> OnEnd {
     let Some(s) = session else {
         return OnEnd(None);
     };
@@ -282,7 +282,7 @@ async fn close(state: &AppState, socket: &mut WebSocket, code: u16, reason: Stri
         .await;
 }
 
-fn not_websocket(e: WebSocketUpgradeRejection) -> ApiError {
+pub(crate) fn not_websocket(e: WebSocketUpgradeRejection) -> ApiError {
     ApiError::new(
         e.status(),
         "not_websocket",
@@ -436,7 +436,7 @@ fn lagged(state: &AppState, missed: u64) -> (u16, String) {
     )
 }
 
-fn going_away() -> (u16, String) {
+pub(crate) fn going_away() -> (u16, String) {
     (close_code::AWAY, "the server is shutting down".into())
 }
 

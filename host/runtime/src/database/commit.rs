@@ -157,6 +157,14 @@ impl Pending<'_> {
         pipeline.feed.release(self.tx_id);
         Ok(self.tx_id)
     }
+
+    /// The transaction id, for a caller that waits for durability later
+    /// (and elsewhere) with [`Pipeline::durable`]. Only a record the log
+    /// writer syncs (not a direct write) can be waited for so.
+    pub fn detach(self) -> u64 {
+        debug_assert!(self.direct.is_none(), "a direct write must be made here");
+        self.tx_id
+    }
 }
 
 impl Pipeline {
@@ -210,6 +218,15 @@ impl Pipeline {
             tx_id,
             direct,
         })
+    }
+
+    /// Waits until transaction `tx_id`, committed and
+    /// [detached](Pending::detach), is durable, then releases it to the
+    /// feed: the other half of [`Pending::durable`].
+    pub fn durable(&self, tx_id: u64) -> Result<(), AppendError> {
+        self.log.wait(tx_id)?;
+        self.feed.release(tx_id);
+        Ok(())
     }
 
     /// Whether a transaction the holder committed for a queued caller may

@@ -59,6 +59,22 @@ pub use query::{
 };
 pub use schedule::{LATENESS_BUCKETS, ROUND_MAX, ScheduleRound, ScheduleStats, backoff_micros};
 
+/// A call that has committed and whose record is on its way to the log
+/// ([`Database::call_begin`]); its caller is answered only once
+/// [`Database::call_durable`] says it is durable.
+#[must_use = "a call is answered only once durable"]
+#[derive(Debug)]
+pub struct Committing {
+    tx_id: u64,
+    outcome: CallOutcome,
+}
+
+impl Committing {
+    pub fn tx_id(&self) -> u64 {
+        self.tx_id
+    }
+}
+
 /// The held database, as this file reaches it.
 type HeldCatalog<'a> = Held<'a, Catalog, Job, Done, Calls<'a>>;
 
@@ -248,8 +264,7 @@ impl Database {
         args: &serde_json::Value,
         caller: &Caller,
     ) -> Result<CallOutcome, CallError> {
-        let (reducer_id, def) = self.resolve(module, reducer)?;
-        let encoded = args_from_json(args, &def.reducers[reducer_id as usize].params)?;
+        let (reducer_id, encoded) = self.encode_call(module, reducer, args)?;
         self.call_encoded(module, reducer_id, &encoded, caller)
     }
 
@@ -301,6 +316,85 @@ impl Database {
             args,
             caller,
         })
+    }
+
+    /// Runs and commits a call of reducer `reducer_id` as the next
+    /// transaction, like [`Database::call_encoded`], but returns as soon
+    /// as its record is queued for the log, not once it is durable. The
+    /// caller must not tell anyone of it before [`Database::call_durable`]
+    /// says it is durable.
+    ///
+    /// Calls begun one after another from one thread commit in that order,
+    /// however many are waiting for their sync: this is how a session
+    /// pipelines its calls (docs/client-protocol.md).
+    pub fn call_begin(
+        &self,
+        module: &str,
+        reducer_id: u32,
+        args: &[u8],
+        caller: &Caller,
+    ) -> Result<Committing, CallError> {
+        if args.len() > crate::limits::ARGS_BYTES_MAX {
+            return Err(CallError::ArgumentsTooLarge {
+                len: args.len(),
+                max: crate::limits::ARGS_BYTES_MAX,
+            });
+        }
+        let call = CallArgs {
+            module,
+            kind: CallKind::Reducer,
+            reducer_id,
+            args,
+            caller,
+        };
+        let calls = self.calls();
+        let mut held = self
+            .state
+            .hold(&calls)
+            .map_err(|Poisoned| CallError::Poisoned)?;
+        // Never a direct write: the record is synced by the log's writer,
+        // with whatever else is queued, while this thread goes on.
+        let executed = call::execute(&mut held, &self.code, &self.pipeline, call, false);
+        drop(held);
+        let (ctx, committed, pending) = executed?;
+        Ok(Committing {
+            tx_id: pending.detach(),
+            outcome: CallOutcome::new(&ctx, committed),
+        })
+    }
+
+    /// Waits until a call of [`Database::call_begin`] is durable: its
+    /// outcome, or why its record did not become durable (the call is then
+    /// not committed, and the log refuses every later write).
+    pub fn call_durable(&self, call: Committing) -> Result<CallOutcome, CallError> {
+        self.pipeline
+            .durable(call.tx_id)
+            .map_err(CallError::Durability)?;
+        Ok(call.outcome)
+    }
+
+    /// A reducer's id and its arguments, given as JSON, in the row
+    /// encoding: what [`Database::call_begin`] takes.
+    pub fn encode_call(
+        &self,
+        module: &str,
+        reducer: &str,
+        args: &serde_json::Value,
+    ) -> Result<(u32, Vec<u8>), CallError> {
+        let (reducer_id, def) = self.resolve(module, reducer)?;
+        let encoded = args_from_json(args, &def.reducers[reducer_id as usize].params)?;
+        Ok((reducer_id, encoded))
+    }
+
+    /// A reducer's id, once `args` is checked to be an argument row of its
+    /// parameters (docs/row-encoding.md): what [`Database::call_begin`]
+    /// takes from a client that sends rows.
+    pub fn check_call(&self, module: &str, reducer: &str, args: &[u8]) -> Result<u32, CallError> {
+        let (reducer_id, def) = self.resolve(module, reducer)?;
+        let types = def.reducers[reducer_id as usize].param_types();
+        interstice_store::codec::decode_row(args, &types)
+            .map_err(|e| CallError::BadArgumentRow(e.to_string()))?;
+        Ok(reducer_id)
     }
 
     /// Opens a session of `caller` on `module`: one transaction that adds
@@ -451,6 +545,14 @@ impl Database {
         self.pipeline.feed.add_log_sink(sink);
     }
 
+    /// Runs `join` (a subscriber joining a listener's channel) while no
+    /// transaction is handed to the listeners: returns its result and the
+    /// last transaction handed out before, so that the joined channel gets
+    /// exactly the transactions after it.
+    pub fn join_feed<T>(&self, join: impl FnOnce() -> T) -> (T, u64) {
+        self.pipeline.feed.joined(join)
+    }
+
     /// Every transaction up to this one has been handed to the listeners.
     pub fn released_tx(&self) -> u64 {
         self.pipeline.feed.released()
@@ -503,6 +605,26 @@ impl Database {
         budget: &interstice_sql::Budget,
         max_live: usize,
     ) -> Result<LiveStart, QueryError> {
+        let mut started = self.subscribe_sql_all(module, &[text], reader, budget, max_live)?;
+        started.pop().ok_or_else(|| {
+            QueryError::Sql(interstice_sql::SqlError::Unsupported(
+                "no query was started".into(),
+            ))
+        })
+    }
+
+    /// Subscribes to several SQL queries at once, as
+    /// [`Database::subscribe_sql`] does to one: every answer is as of the
+    /// same transaction. All are started or none (the first error, with
+    /// its query's position in `texts`, is the answer).
+    pub fn subscribe_sql_all(
+        &self,
+        module: &str,
+        texts: &[&str],
+        reader: Reader<'_>,
+        budget: &interstice_sql::Budget,
+        max_live: usize,
+    ) -> Result<Vec<LiveStart>, QueryError> {
         let calls = self.calls();
         let mut held = self.state.hold(&calls)?;
         let catalog = &mut *held;
@@ -511,24 +633,47 @@ impl Database {
             .get(module)
             .ok_or_else(|| QueryError::UnknownModule(module.to_string()))?;
         let access = reader.access(&entry.def);
-        if !catalog.live.follows(module, text, access) && catalog.live.counts().0 >= max_live {
-            return Err(QueryError::TooManyLive(max_live));
+        let mut out: Vec<LiveStart> = Vec::with_capacity(texts.len());
+        let mut failed = None;
+        for (i, text) in texts.iter().enumerate() {
+            if !catalog.live.follows(module, text, access) && catalog.live.counts().0 >= max_live {
+                failed = Some((i, QueryError::TooManyLive(max_live)));
+                break;
+            }
+            let tables = live::ModuleTables {
+                def: &entry.def,
+                tables: &entry.tables,
+            };
+            match catalog.live.subscribe(module, tables, text, access, budget) {
+                Ok(started) => out.push(LiveStart {
+                    query_id: started.query_id,
+                    tx_id: catalog.clock.last_tx_id(),
+                    table: started.table,
+                    def: entry.def.clone(),
+                    version: entry.version,
+                    rows: started.rows,
+                }),
+                Err(e) => {
+                    failed = Some((i, e.into()));
+                    break;
+                }
+            }
         }
-        let tables = live::ModuleTables {
-            def: &entry.def,
-            tables: &entry.tables,
-        };
-        let started = catalog
-            .live
-            .subscribe(module, tables, text, access, budget)?;
-        Ok(LiveStart {
-            query_id: started.query_id,
-            tx_id: catalog.clock.last_tx_id(),
-            table: started.table,
-            def: entry.def.clone(),
-            version: entry.version,
-            rows: started.rows,
-        })
+        match failed {
+            None => Ok(out),
+            Some((i, e)) => {
+                for started in &out {
+                    catalog.live.unsubscribe(module, started.query_id);
+                }
+                Err(match texts.len() {
+                    1 => e,
+                    _ => QueryError::InQuery {
+                        index: i,
+                        source: Box::new(e),
+                    },
+                })
+            }
+        }
     }
 
     /// Ends one subscription of [`Database::subscribe_sql`].

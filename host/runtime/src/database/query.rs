@@ -256,6 +256,13 @@ pub enum QueryError {
     TooManyLive(usize),
     #[error("the statement is not durable: {0}")]
     Durability(interstice_log::AppendError),
+    /// One of several queries asked for at once failed.
+    #[error("query {index}: {source}")]
+    InQuery {
+        /// Its position among the queries, from 0.
+        index: usize,
+        source: Box<QueryError>,
+    },
     #[error("the database is unusable after an internal error in another thread")]
     Poisoned,
 }
