@@ -12,6 +12,7 @@ mod peers;
 mod row_codec;
 mod schedules;
 mod serve;
+mod session;
 mod snapshots;
 mod sql;
 
@@ -433,6 +434,9 @@ fn main() -> Result<()> {
     }
     if matches!(which.as_str(), "serve" | "all") {
         serve::figures()?;
+    }
+    if matches!(which.as_str(), "session" | "all") {
+        session::figures()?;
     }
     if matches!(which.as_str(), "sql" | "all") {
         sql::figures()?;

@@ -290,8 +290,9 @@ fn decode_binary(frame: &[u8]) -> Value {
             let queries: Vec<Value> = (0..n)
                 .map(|_| {
                     let table = b.str();
+                    let key = ["id", "balance"][b.u32() as usize];
                     let rows: Vec<Value> = (0..b.u32()).map(|_| account_row(&b.bytes())).collect();
-                    json!({"table": table, "rows": rows})
+                    json!({"table": table, "key": key, "rows": rows})
                 })
                 .collect();
             json!({"type": "subscribed", "id": id, "subscription": subscription,
@@ -462,7 +463,8 @@ fn scenario(server: &Server, enc: Enc, module: &str) {
     assert!(sub["tx_id"].as_u64().unwrap() >= start);
     assert_eq!(
         sub["queries"],
-        json!([{"table": "accounts", "rows": []}, {"table": "accounts", "rows": []}])
+        json!([{"table": "accounts", "key": "id", "rows": []},
+            {"table": "accounts", "key": "id", "rows": []}])
     );
     let s = sub["subscription"].clone();
 

@@ -708,7 +708,7 @@ fn bad_input_gets_its_status_and_changes_nothing() {
             assert!(r.status < 500, "{method} {path}: {r:?}");
         }
     }
-    assert_eq!(routes, 13);
+    assert_eq!(routes, 14);
 
     // Nothing changed.
     assert_eq!(state(&a), before);

@@ -494,7 +494,12 @@ impl ServerMessage<'_> {
                         .iter()
                         .map(|r| json_row(r, q.table))
                         .collect::<Result<Vec<_>, _>>()?;
-                    out.push(json!({"table": q.table.name, "rows": rows}));
+                    let key = q
+                        .table
+                        .columns
+                        .get(q.table.primary_key as usize)
+                        .map(|c| c.name.as_str());
+                    out.push(json!({"table": q.table.name, "key": key, "rows": rows}));
                 }
                 json!({
                     "type": "subscribed",
@@ -608,6 +613,7 @@ impl ServerMessage<'_> {
                 w.len(queries.len());
                 for q in queries {
                     w.str(&q.table.name);
+                    w.u32(q.table.primary_key);
                     w.len(q.rows.len());
                     for row in q.rows {
                         w.bytes(row);

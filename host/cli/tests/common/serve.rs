@@ -30,9 +30,15 @@ pub fn admin_token_of(authority: &str) -> Option<String> {
 impl Server {
     /// Serves `dir` with the flags `extra`; returns once it listens.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        Server::start_on(dir, "127.0.0.1:0", extra)
+    }
+
+    /// Serves `dir` on `listen` (an address and port) with the flags
+    /// `extra`; returns once it listens.
+    pub fn start_on(dir: &Path, listen: &str, extra: &[&str]) -> Server {
         let stderr = dir.with_extension(format!("stderr-{}", std::process::id()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_interstice"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(dir)
             .args(extra)
             .env_remove("INTERSTICE_ADMIN_TOKEN")
