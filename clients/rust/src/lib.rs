@@ -48,6 +48,9 @@ pub struct Connect {
     pub token: Option<String>,
     /// Whether a lost connection is opened again (with resubscription).
     pub reconnect: bool,
+    /// The schema fingerprint the caller's code was generated from: a
+    /// session on a module whose schema differs is refused.
+    pub schema: Option<String>,
 }
 
 impl Connect {
@@ -57,6 +60,7 @@ impl Connect {
             module: module.to_string(),
             token: None,
             reconnect: true,
+            schema: None,
         }
     }
 
@@ -89,6 +93,15 @@ pub enum ClientError {
     /// client).
     #[error("the session is closed ({code}): {reason}")]
     Closed { code: u16, reason: String },
+    /// The module's schema is not the one the code was generated from.
+    #[error(
+        "module `{module}` has schema {found}, not {expected} that this code was generated from: generate it again"
+    )]
+    Schema {
+        module: String,
+        expected: String,
+        found: String,
+    },
     #[error("the server sent something this client does not understand: {0}")]
     Protocol(String),
 }
@@ -163,6 +176,7 @@ struct State {
     identity: String,
     token: Option<String>,
     version: u32,
+    schema: String,
     connection_id: Option<u64>,
     /// The newest transaction the cache has applied.
     tx_id: u64,
@@ -249,6 +263,15 @@ async fn open(options: &Connect, token: Option<&str>) -> Result<(Socket, Value),
                         "expected identity, got {hello}"
                     )));
                 }
+                let found = hello["schema"].as_str().unwrap_or_default();
+                if let Some(expected) = options.schema.as_deref().filter(|e| *e != found) {
+                    let _ = socket.close(None).await;
+                    return Err(ClientError::Schema {
+                        module: options.module.clone(),
+                        expected: expected.to_string(),
+                        found: found.to_string(),
+                    });
+                }
                 return Ok((socket, hello));
             }
             Some(Ok(Message::Close(frame))) => {
@@ -280,6 +303,7 @@ impl Client {
                 identity: hello["identity"].as_str().unwrap_or_default().to_string(),
                 token,
                 version: hello["version"].as_u64().unwrap_or(0) as u32,
+                schema: hello["schema"].as_str().unwrap_or_default().to_string(),
                 connection_id: hello["connection_id"].as_u64(),
                 tx_id: hello["tx_id"].as_u64().unwrap_or(0),
                 subs: BTreeMap::new(),
@@ -313,6 +337,11 @@ impl Client {
     /// The module's version this session was opened on.
     pub fn version(&self) -> u32 {
         lock(&self.shared.state).version
+    }
+
+    /// The module's schema fingerprint (docs/client-protocol.md).
+    pub fn schema(&self) -> String {
+        lock(&self.shared.state).schema.clone()
     }
 
     /// The session's connection id, for a module with lifecycle reducers.
@@ -600,9 +629,10 @@ async fn run(
             let token = lock(&shared.state).token.clone();
             match open(&options, token.as_deref()).await {
                 Ok(opened) => break opened,
-                Err(ClientError::Refused { status, message }) if status != 503 => {
-                    let mut st = lock(&shared.state);
-                    st.closed = Some(ClientError::Refused { status, message });
+                Err(e @ (ClientError::Refused { .. } | ClientError::Schema { .. }))
+                    if !matches!(e, ClientError::Refused { status: 503, .. }) =>
+                {
+                    lock(&shared.state).closed = Some(e);
                     return;
                 }
                 Err(_) => backoff = (backoff * 2).min(Duration::from_secs(2)),
@@ -612,6 +642,7 @@ async fn run(
         let resubscribe: Vec<(u32, Vec<String>)> = {
             let mut st = lock(&shared.state);
             st.version = hello["version"].as_u64().unwrap_or(0) as u32;
+            st.schema = hello["schema"].as_str().unwrap_or_default().to_string();
             st.connection_id = hello["connection_id"].as_u64();
             st.subs
                 .iter()

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use cmd::{backup, build, data, demo, follow, log, serve, snapshot};
+use cmd::{backup, build, data, demo, follow, generate, log, serve, snapshot};
 
 /// Run WebAssembly reducer modules against durable state.
 #[derive(Parser)]
@@ -33,6 +33,7 @@ enum Command {
     Subscribe(follow::Subscribe),
     Logs(follow::Logs),
     Schema(data::Schema),
+    Generate(generate::Generate),
     Demo(demo::Demo),
     Replay(data::Replay),
     Tick(data::Tick),
@@ -79,6 +80,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Subscribe(c) => c.run(),
         Command::Logs(c) => c.run(),
         Command::Schema(c) => c.run(),
+        Command::Generate(c) => c.run(),
         Command::Demo(c) => c.run(),
         Command::Replay(c) => c.run(),
         Command::Tick(c) => c.run(),

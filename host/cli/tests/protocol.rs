@@ -272,12 +272,13 @@ fn decode_binary(frame: &[u8]) -> Value {
             let protocol = b.u8();
             let module = b.str();
             let version = b.u32();
+            let schema = b.str();
             let identity: String = b.take(32).iter().map(|x| format!("{x:02x}")).collect();
             let connection_id = if b.opt() { json!(b.u64()) } else { Value::Null };
             let token = b.opt().then(|| b.str());
             let tx_id = b.u64();
             let mut m = json!({"type": "identity", "protocol": protocol, "module": module,
-                "version": version, "identity": identity, "connection_id": connection_id,
+                "version": version, "schema": schema, "identity": identity, "connection_id": connection_id,
                 "tx_id": tx_id});
             if let Some(t) = token {
                 m["token"] = t.into();
@@ -441,6 +442,8 @@ fn scenario(server: &Server, enc: Enc, module: &str) {
     assert_eq!(hello["protocol"], 1);
     assert_eq!(hello["module"], module);
     assert_eq!(hello["version"], 1);
+    let schema = hello["schema"].as_str().unwrap();
+    assert_eq!(schema.len(), 64, "{hello}");
     assert_eq!(hello["identity"], OPERATOR);
     assert_eq!(
         hello["connection_id"],

@@ -330,6 +330,8 @@ pub enum ServerMessage<'a> {
     Identity {
         module: &'a str,
         version: u32,
+        /// [`interstice_store::ModuleDef::fingerprint`] of the version.
+        schema: &'a str,
         identity: Identity,
         connection_id: Option<u64>,
         /// A token the server issued for this session (anonymous clients).
@@ -462,6 +464,7 @@ impl ServerMessage<'_> {
             ServerMessage::Identity {
                 module,
                 version,
+                schema,
                 identity,
                 connection_id,
                 token,
@@ -472,6 +475,7 @@ impl ServerMessage<'_> {
                     "protocol": VERSION,
                     "module": module,
                     "version": version,
+                    "schema": schema,
                     "identity": identity.to_string(),
                     "connection_id": connection_id,
                     "tx_id": tx_id,
@@ -574,6 +578,7 @@ impl ServerMessage<'_> {
             ServerMessage::Identity {
                 module,
                 version,
+                schema,
                 identity,
                 connection_id,
                 token,
@@ -583,6 +588,7 @@ impl ServerMessage<'_> {
                 w.u8(VERSION);
                 w.str(module);
                 w.u32(*version);
+                w.str(schema);
                 w.0.extend_from_slice(&identity.0);
                 match connection_id {
                     Some(c) => {

@@ -189,7 +189,7 @@ pub(crate) async fn connect(
         let (db, m) = (state.db.clone(), module.clone());
         crate::routes::blocking(move || Ok((db.module_def(&m)?, db.module_version(&m)?))).await?
     };
-    let (Some(_), Some(version)) = (def, version) else {
+    let (Some(def), Some(version)) = (def, version) else {
         return Err(ApiError::not_found(format!("no module named `{module}`")));
     };
     let opened = open_session(&state, &who, &module).await?;
@@ -204,12 +204,14 @@ pub(crate) async fn connect(
     }
     let alive = state.sessions.clone();
     let identity = caller.identity;
+    let schema = def.fingerprint();
     Ok(ws.on_upgrade(move |socket| async move {
         let _alive = alive;
         let mut session = Session::new(state, module, version, hs.encoding, who, caller, seen);
         let hello = ServerMessage::Identity {
             module: &session.module,
             version,
+            schema: &schema,
             identity,
             connection_id,
             token: hs.issued.as_deref(),

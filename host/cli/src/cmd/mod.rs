@@ -5,6 +5,7 @@ pub mod build;
 pub mod data;
 pub mod demo;
 pub mod follow;
+pub mod generate;
 pub mod log;
 pub mod serve;
 pub mod snapshot;
