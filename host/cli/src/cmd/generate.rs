@@ -143,20 +143,21 @@ fn named_types(def: &ModuleDef) -> BTreeMap<String, AlgebraicType> {
     fn walk(ty: &AlgebraicType, out: &mut BTreeMap<String, AlgebraicType>) {
         match ty {
             AlgebraicType::Option(t) | AlgebraicType::Vec(t) => walk(t, out),
+            // Each named type once: a type that appears again is done.
             AlgebraicType::Product(p) => {
-                if out.insert(p.name.clone(), ty.clone()).is_none() {
-                    for f in &p.fields {
-                        walk(&f.ty, out);
-                    }
+                if out.insert(p.name.clone(), ty.clone()).is_some() {
+                    return;
+                }
+                for f in &p.fields {
+                    walk(&f.ty, out);
                 }
             }
             AlgebraicType::Sum(s) => {
-                if out.insert(s.name.clone(), ty.clone()).is_none() {
-                    for v in &s.variants {
-                        for f in &v.fields {
-                            walk(&f.ty, out);
-                        }
-                    }
+                if out.insert(s.name.clone(), ty.clone()).is_some() {
+                    return;
+                }
+                for f in s.variants.iter().flat_map(|v| &v.fields) {
+                    walk(&f.ty, out);
                 }
             }
             _ => {}
@@ -174,6 +175,33 @@ fn named_types(def: &ModuleDef) -> BTreeMap<String, AlgebraicType> {
         }
     }
     out
+}
+
+/// Each public table and the name of its row type: the table's name in
+/// `PascalCase`, unless a struct of that name is declared. Then the row
+/// type is that struct when its fields are the table's columns (it is
+/// not written twice), else the name gets `Row` appended. Whether the
+/// row type is to be written comes third.
+fn row_types(def: &ModuleDef) -> Vec<(&interstice_store::TableDef, String, bool)> {
+    let named = named_types(def);
+    public_tables(def)
+        .map(|t| {
+            let name = pascal(&t.name);
+            match named.get(&name) {
+                None => (t, name, true),
+                Some(AlgebraicType::Product(p))
+                    if p.fields.len() == t.columns.len()
+                        && p.fields
+                            .iter()
+                            .zip(&t.columns)
+                            .all(|(f, c)| f.name == c.name && f.ty == c.ty) =>
+                {
+                    (t, name, false)
+                }
+                Some(_) => (t, format!("{name}Row"), true),
+            }
+        })
+        .collect()
 }
 
 /// The reducers a client may call.
@@ -326,9 +354,13 @@ fn typescript(module: &str, def: &ModuleDef) -> Result<String> {
             _ => {}
         }
     }
-    for t in public_tables(def) {
+    let rows = row_types(def);
+    for (t, name, write) in &rows {
+        if !write {
+            continue;
+        }
         writeln!(o, "/** A row of table `{}`. */", t.name)?;
-        writeln!(o, "export interface {} {{", pascal(&t.name))?;
+        writeln!(o, "export interface {name} {{")?;
         for c in &t.columns {
             writeln!(o, "  {}: {};", c.name, ts_type(&c.ty))?;
         }
@@ -366,8 +398,8 @@ fn typescript(module: &str, def: &ModuleDef) -> Result<String> {
     writeln!(o, "}}\n")?;
     writeln!(o, "/** The live cache, a typed view per public table. */")?;
     writeln!(o, "export interface Db {{")?;
-    for t in public_tables(def) {
-        writeln!(o, "  {}: Table<{}>;", t.name, pascal(&t.name))?;
+    for (t, name, _) in &rows {
+        writeln!(o, "  {}: Table<{name}>;", t.name)?;
     }
     writeln!(o, "}}\n")?;
     writeln!(
@@ -383,13 +415,8 @@ fn typescript(module: &str, def: &ModuleDef) -> Result<String> {
         "  const client = await Client.connect({{ ...options, module: options.module ?? MODULE, schema: SCHEMA }});"
     )?;
     writeln!(o, "  const db: Db = {{")?;
-    for t in public_tables(def) {
-        writeln!(
-            o,
-            "    {0}: client.table<{1}>(\"{0}\"),",
-            t.name,
-            pascal(&t.name)
-        )?;
+    for (t, name, _) in &rows {
+        writeln!(o, "    {0}: client.table<{name}>(\"{0}\"),", t.name)?;
     }
     writeln!(o, "  }};")?;
     writeln!(
@@ -498,19 +525,21 @@ fn rust(module: &str, def: &ModuleDef) -> Result<String> {
             _ => {}
         }
     }
-    for t in public_tables(def) {
-        writeln!(o, "/// A row of table `{}`.", t.name)?;
-        writeln!(o, "{RUST_DERIVE}\npub struct {} {{", pascal(&t.name))?;
-        for c in &t.columns {
-            writeln!(o, "    pub {}: {},", rust_ident(&c.name), rust_type(&c.ty))?;
+    for (t, name, write) in row_types(def) {
+        if write {
+            writeln!(o, "/// A row of table `{}`.", t.name)?;
+            writeln!(o, "{RUST_DERIVE}\npub struct {name} {{")?;
+            for c in &t.columns {
+                writeln!(o, "    pub {}: {},", rust_ident(&c.name), rust_type(&c.ty))?;
+            }
+            writeln!(o, "}}\n")?;
         }
-        writeln!(o, "}}\n")?;
-        writeln!(o, "impl {} {{", pascal(&t.name))?;
+        writeln!(o, "impl {name} {{")?;
         writeln!(o, "    pub const TABLE: &'static str = \"{}\";", t.name)?;
         writeln!(
             o,
-            "    /// The cached rows (those the client's subscriptions hold).\n    pub fn cached(client: &Client) -> Vec<{}> {{\n        client\n            .rows(Self::TABLE)\n            .into_iter()\n            .filter_map(|r| serde_json::from_value(r).ok())\n            .collect()\n    }}",
-            pascal(&t.name)
+            "    /// The rows of `{}` the client's subscriptions hold, in primary-key order.\n    pub fn cached(client: &Client) -> Result<Vec<{name}>, serde_json::Error> {{\n        client\n            .rows(Self::TABLE)\n            .into_iter()\n            .map(serde_json::from_value)\n            .collect()\n    }}",
+            t.name
         )?;
         writeln!(o, "}}\n")?;
     }
@@ -526,21 +555,12 @@ fn rust(module: &str, def: &ModuleDef) -> Result<String> {
             .iter()
             .map(|p| format!("{}: {}", rust_ident(&p.name), rust_type(&p.ty)))
             .collect();
-        let args: Vec<String> = r
-            .params
-            .iter()
-            .map(|p| {
-                format!(
-                    "serde_json::to_value(&{}).unwrap_or_default()",
-                    rust_ident(&p.name)
-                )
-            })
-            .collect();
+        let args: Vec<String> = r.params.iter().map(|p| rust_ident(&p.name)).collect();
         let mut signature = vec!["&self".to_string()];
         signature.extend(params);
         writeln!(
             o,
-            "    pub fn {}(\n        {},\n    ) -> impl Future<Output = Result<CallResult, ClientError>> + use<> {{\n        self.0.call(\"{}\", serde_json::Value::Array(vec![{}]))\n    }}",
+            "    pub fn {}(\n        {},\n    ) -> impl Future<Output = Result<CallResult, ClientError>> + use<> {{\n        self.0.call(\"{}\", serde_json::json!([{}]))\n    }}",
             rust_ident(&r.name),
             signature.join(",\n        "),
             r.name,
