@@ -57,12 +57,14 @@ async fn over_sessions(
                     i += 1;
                 }
                 if let Some(call) = window.pop_front() {
-                    call.await.context("a transfer over the protocol")?;
+                    call.await
+                        .map_err(|e| anyhow::anyhow!("a transfer over the protocol: {e:?}"))?;
                     done += 1;
                 }
             }
             for call in window {
-                call.await.context("a transfer over the protocol")?;
+                call.await
+                    .map_err(|e| anyhow::anyhow!("a transfer over the protocol: {e:?}"))?;
                 done += 1;
             }
             anyhow::Ok(done)

@@ -48,6 +48,10 @@ pub struct ServerConfig {
     /// Whether a client that connects a session without a token gets a
     /// new identity (and its token) instead of a 401.
     pub anonymous_sessions: bool,
+    /// A directory of static files (a web app) served at `/` beside the
+    /// API: `index.html` for a directory; paths under `/v1/` are the
+    /// API's alone.
+    pub static_dir: Option<PathBuf>,
     /// Outside OpenID Connect issuers whose tokens are accepted
     /// (`[[issuer]]` tables).
     #[serde(rename = "issuer")]
@@ -103,6 +107,7 @@ impl Default for ServerConfig {
             session_calls_max: 128,
             session_subscriptions_max: 64,
             anonymous_sessions: true,
+            static_dir: None,
             issuers: Vec::new(),
         }
     }

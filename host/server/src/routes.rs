@@ -26,7 +26,7 @@ type Shared = State<Arc<AppState>>;
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.body_limit_bytes;
     let module_limit = state.config.module_limit_bytes;
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/identity", post(new_identity))
@@ -56,8 +56,17 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             get(crate::subscribe::subscribe_sql),
         )
         .route("/v1/modules/{module}/logs", get(crate::subscribe::logs))
-        .route("/v1/modules/{module}/connect", get(crate::session::connect))
-        .fallback(not_found)
+        .route("/v1/modules/{module}/connect", get(crate::session::connect));
+    let router = match &state.config.static_dir {
+        // The API's unknown paths stay JSON errors; the rest are files.
+        Some(dir) => router
+            .route("/v1/{*rest}", axum::routing::any(not_found))
+            .fallback_service(
+                tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true),
+            ),
+        None => router.fallback(not_found),
+    };
+    router
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -26,6 +26,10 @@ pub struct Serve {
     /// module of that name exists.
     #[arg(long)]
     with_example: bool,
+    /// Serve this directory's files (a web app, e.g. clients/web-chat/dist)
+    /// at `/` beside the API.
+    #[arg(long = "static", value_name = "DIR")]
+    static_dir: Option<PathBuf>,
     #[command(flatten)]
     dir: DataDir,
 }
@@ -40,6 +44,12 @@ impl Serve {
         };
         if let Some(listen) = self.listen {
             server_config.listen = listen;
+        }
+        if let Some(dir) = self.static_dir {
+            if !dir.join("index.html").is_file() {
+                bail!("--static {}: no index.html there", dir.display());
+            }
+            server_config.static_dir = Some(dir);
         }
         let db = Arc::new(self.dir.open()?);
         if self.with_example && db.module_def("bank")?.is_none() {
