@@ -456,7 +456,7 @@ fn main() -> Result<()> {
     }
     match which.as_str() {
         "codec" | "indexes" | "durable" | "replay" | "snapshots" | "peers" | "serve"
-        | "languages" | "schedules" | "sql" | "live" => {}
+        | "languages" | "schedules" | "sql" | "live" | "session" => {}
         "write-log" => {
             let dir = std::env::args()
                 .nth(2)
@@ -492,7 +492,7 @@ fn main() -> Result<()> {
             );
         }
         other => bail!(
-            "unknown benchmark {other:?}; try `reducers`, `codec`, `languages`, `durable`, `replay`, `serve`, `snapshots`, `peers` or `all`"
+            "unknown benchmark {other:?}; try `reducers`, `codec`, `languages`, `durable`, `replay`, `serve`, `session`, `sql`, `live`, `schedules`, `snapshots`, `peers` or `all`"
         ),
     }
     Ok(())

@@ -8,7 +8,7 @@ use interstice_runtime::{CallError, DropError, ModuleError, Poisoned, PublishErr
 use interstice_store::json::JsonError;
 
 /// An answer other than success.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     /// A stable, machine-readable name of the failure.

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use interstice_runtime::Database;
-use interstice_runtime::feed::{CommittedTx, ModuleLogLine};
+use interstice_runtime::feed::{CommittedTx, ModuleLogLine, TxEvent};
 use tokio::sync::{broadcast, mpsc, watch};
 
 pub use config::ServerConfig;
@@ -38,6 +38,9 @@ pub(crate) struct AppState {
     pub changes: broadcast::Sender<Arc<CommittedTx>>,
     /// Every guest log line.
     pub logs: broadcast::Sender<Arc<ModuleLogLine>>,
+    /// Counts durable publications and deletions of any module: client
+    /// sessions that follow no feed wake on it to check their module.
+    pub module_changes: watch::Sender<u64>,
     /// Turns true when the server stops: subscriptions close.
     pub stopping: watch::Receiver<bool>,
     /// Held by every WebSocket session; the server waits, at shutdown,
@@ -114,6 +117,7 @@ pub async fn serve(
     }
     // Schedule tables' rows run from now on, on a thread of their own.
     let schedules = Schedules::start(db.clone())?;
+    let (module_changes, _) = watch::channel(0u64);
     let state = Arc::new(AppState {
         db: db.clone(),
         token,
@@ -122,6 +126,7 @@ pub async fn serve(
         config,
         changes: changes.clone(),
         logs: logs.clone(),
+        module_changes: module_changes.clone(),
         stopping,
         sessions,
     });
@@ -129,6 +134,9 @@ pub async fn serve(
         let committed = state.metrics.transactions_committed.clone();
         db.listen(Box::new(move |tx| {
             committed.inc();
+            if matches!(tx.event, TxEvent::Publish { .. } | TxEvent::Drop) {
+                module_changes.send_modify(|n| *n += 1);
+            }
             // No receiver: nobody subscribes right now.
             let _ = changes.send(tx.clone());
         }))?;

@@ -26,7 +26,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use interstice_runtime::feed::{CommittedTx, TxEvent};
-use interstice_runtime::{Caller, Committing, Database};
+use interstice_runtime::{CallError, CallInput, Caller, Committing, Database};
 use interstice_store::TableDef;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
@@ -185,6 +185,8 @@ pub(crate) async fn connect(
     let mut hs = handshake(&headers, &ws, params)?;
     let who = session_who(&state, &headers, &mut hs).await?;
     let caller = who.caller().ok_or_else(|| auth::needs_token("a session"))?;
+    // Watched before the version is read: no change falls between.
+    let modules = state.module_changes.subscribe();
     let (def, version) = {
         let (db, m) = (state.db.clone(), module.clone());
         crate::routes::blocking(move || Ok((db.module_def(&m)?, db.module_version(&m)?))).await?
@@ -195,8 +197,7 @@ pub(crate) async fn connect(
     let opened = open_session(&state, &who, &module).await?;
     let connection_id = opened.as_ref().map(|s| s.connection_id);
     let guard = session_guard(&state, opened);
-    // Every transaction after `seen` reaches `feed`, and no earlier one.
-    let (feed, seen) = state.db.join_feed(|| state.changes.subscribe());
+    let seen = state.db.released_tx();
     let frame_max = state.config.body_limit_bytes;
     let mut ws = ws.max_message_size(frame_max).max_frame_size(frame_max);
     if let Some(p) = hs.protocol {
@@ -208,6 +209,7 @@ pub(crate) async fn connect(
     Ok(ws.on_upgrade(move |socket| async move {
         let _alive = alive;
         let mut session = Session::new(state, module, version, hs.encoding, who, caller, seen);
+        session.modules = Some(modules);
         let hello = ServerMessage::Identity {
             module: &session.module,
             version,
@@ -220,7 +222,7 @@ pub(crate) async fn connect(
         let mut socket = socket;
         let end = match session.encode(&hello) {
             Ok(frame) => match session.send(&mut socket, frame).await {
-                Ok(()) => session.run(&mut socket, feed).await,
+                Ok(()) => session.run(&mut socket).await,
                 Err(end) => end,
             },
             Err(end) => end,
@@ -241,8 +243,19 @@ struct Subscription {
 
 /// A call's answer, in call order.
 enum CallReply {
-    Committed { id: u32, tx_id: u64, timestamp: i64 },
-    Failed { id: u32, error: ApiError },
+    Committed {
+        id: u32,
+        tx_id: u64,
+        timestamp: i64,
+        /// The module's version that ran it.
+        version: u32,
+    },
+    Failed {
+        id: u32,
+        error: ApiError,
+        /// The module is gone.
+        gone: bool,
+    },
 }
 
 /// A call the pipeline runs.
@@ -261,6 +274,12 @@ struct Session {
     /// The newest transaction passed on (or, at first, released before
     /// the session joined the feed).
     seen: u64,
+    /// The change feed, joined at the first subscription: a session that
+    /// follows nothing does not wake for every transaction.
+    feed: Option<broadcast::Receiver<Arc<CommittedTx>>>,
+    /// Wakes on every publication and deletion, for a session that does
+    /// not follow the feed (which tells it of its module's).
+    modules: Option<tokio::sync::watch::Receiver<u64>>,
     subscriptions: BTreeMap<u32, Subscription>,
     next_subscription: u32,
     /// Calls sent and not yet answered to the client.
@@ -300,6 +319,8 @@ impl Session {
             encoding,
             who,
             seen,
+            feed: None,
+            modules: None,
             subscriptions: BTreeMap::new(),
             next_subscription: 1,
             in_flight: 0,
@@ -353,11 +374,7 @@ impl Session {
     }
 
     /// Serves the session until it ends.
-    async fn run(
-        &mut self,
-        socket: &mut WebSocket,
-        mut feed: broadcast::Receiver<Arc<CommittedTx>>,
-    ) -> End {
+    async fn run(&mut self, socket: &mut WebSocket) -> End {
         let mut stopping = self.state.stopping.clone();
         let calls_max = self.state.config.session_calls_max;
         // Once the server stops: nothing more is read, and the session
@@ -375,8 +392,21 @@ impl Session {
             }
             let reading = draining.is_none() && self.in_flight < calls_max;
             let deadline = draining.unwrap_or_else(|| tokio::time::Instant::now() + CALLS_GOODBYE);
+            let following = self.feed.is_some();
+            let next_tx = async {
+                match self.feed.as_mut() {
+                    Some(feed) => feed.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let module_changed = async {
+                match self.modules.as_mut() {
+                    Some(m) if !following => m.changed().await.is_ok(),
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                got = feed.recv() => {
+                got = next_tx => {
                     let tx = match got {
                         Ok(tx) => tx,
                         Err(RecvError::Lagged(n)) => return Some(self.lagged(n)),
@@ -387,6 +417,12 @@ impl Session {
                     }
                 }
                 Some(reply) = self.answers.recv() => self.replies.push_back(reply),
+                // Some module was published or deleted: is it this one?
+                true = module_changed => {
+                    if let Err(end) = self.module_still_here().await {
+                        return end;
+                    }
+                }
                 // Past its limit of calls in flight, the session reads
                 // nothing more until one is answered: the client's own
                 // socket holds what it sends meanwhile.
@@ -408,31 +444,79 @@ impl Session {
         }
     }
 
+    /// For a session that follows no feed: its module's version now, and
+    /// the end of the session when it changed or the module is gone.
+    async fn module_still_here(&self) -> Result<(), End> {
+        let (db, module) = (self.state.db.clone(), self.module.clone());
+        let now = crate::routes::blocking(move || Ok(db.module_version(&module)?))
+            .await
+            .map_err(|e| Some((close_code::ERROR, e.message)))?;
+        match now {
+            Some(v) if v == self.version => Ok(()),
+            Some(v) => Err(Some((
+                close_code::RESTART,
+                format!("module `{}` is now version {v}; connect again", self.module),
+            ))),
+            None => Err(Some((
+                close_code::NORMAL,
+                format!("module `{}` was deleted", self.module),
+            ))),
+        }
+    }
+
     /// Sends every call answer and held answer whose transaction the
     /// client has seen.
     async fn flush(&mut self, socket: &mut WebSocket) -> Result<(), End> {
         while let Some(front) = self.replies.front() {
+            // Following the feed, a result waits for its transaction's
+            // changes; otherwise there are none to wait for (it is durable).
+            let mut end = None;
             let frame = match front {
-                CallReply::Committed { tx_id, .. } if *tx_id > self.seen => break,
+                CallReply::Committed { tx_id, .. } if self.feed.is_some() && *tx_id > self.seen => {
+                    break;
+                }
                 CallReply::Committed {
                     id,
                     tx_id,
                     timestamp,
-                } => self.encode(&ServerMessage::CallResult {
-                    id: *id,
-                    tx_id: *tx_id,
-                    timestamp: *timestamp,
-                })?,
-                CallReply::Failed { id, error } => self.encode(&ServerMessage::Error {
-                    id: Some(*id),
-                    code: error.code,
-                    message: &error.message,
-                    field: error.field.as_deref(),
-                })?,
+                    version,
+                } => {
+                    if *version != self.version {
+                        end = Some((
+                            close_code::RESTART,
+                            format!(
+                                "module `{}` is now version {version}; connect again",
+                                self.module
+                            ),
+                        ));
+                    }
+                    self.encode(&ServerMessage::CallResult {
+                        id: *id,
+                        tx_id: *tx_id,
+                        timestamp: *timestamp,
+                    })?
+                }
+                CallReply::Failed { id, error, gone } => {
+                    if *gone {
+                        end = Some((
+                            close_code::NORMAL,
+                            format!("module `{}` was deleted", self.module),
+                        ));
+                    }
+                    self.encode(&ServerMessage::Error {
+                        id: Some(*id),
+                        code: error.code,
+                        message: &error.message,
+                        field: error.field.as_deref(),
+                    })?
+                }
             };
             self.replies.pop_front();
             self.in_flight -= 1;
             self.send(socket, frame).await?;
+            if end.is_some() {
+                return Err(end);
+            }
         }
         while self.held.front().is_some_and(|(tx, _)| *tx <= self.seen) {
             if let Some((_, frame)) = self.held.pop_front() {
@@ -598,8 +682,22 @@ impl Session {
                             id,
                             answer: &answer,
                         })?;
-                        self.held.push_back((answer.tx_id, frame));
-                        Ok(())
+                        if self.feed.is_some() {
+                            self.held.push_back((answer.tx_id, frame));
+                            return Ok(());
+                        }
+                        // Not following the feed: wait here until what it
+                        // saw is durable.
+                        let db = self.state.db.clone();
+                        let tx_id = answer.tx_id;
+                        match crate::routes::blocking(move || {
+                            db.wait_durable(tx_id).map_err(ApiError::from)
+                        })
+                        .await
+                        {
+                            Ok(()) => self.send(socket, frame).await,
+                            Err(error) => self.send_error(socket, Some(id), &error).await,
+                        }
                     }
                     Err(error) => self.send_error(socket, Some(id), &error).await,
                 }
@@ -628,6 +726,14 @@ impl Session {
                 "queries",
                 format!("a subscription has 1 to {QUERIES_MAX} queries"),
             )));
+        }
+        if self.feed.is_none() {
+            // From now on every transaction after `seen` reaches the
+            // session, and no earlier one: joined atomically with the
+            // feed's release counter.
+            let (feed, released) = self.state.db.join_feed(|| self.state.changes.subscribe());
+            self.feed = Some(feed);
+            self.seen = self.seen.max(released);
         }
         let texts: Vec<String> = queries.into_iter().map(table_or_query).collect();
         let (db, module, who) = (self.state.db.clone(), self.module.clone(), self.who.clone());
@@ -816,59 +922,122 @@ async fn call_pipeline(
     mut jobs: mpsc::UnboundedReceiver<CallJob>,
     answers: mpsc::UnboundedSender<CallReply>,
 ) {
-    let (waiting, mut committed) = mpsc::unbounded_channel::<(u32, Result<Committing, ApiError>)>();
+    type Begun = Result<Committing, (ApiError, bool)>;
+    let (waiting, mut committed) = mpsc::unbounded_channel::<(u32, Begun)>();
     let waiter = {
         let db = db.clone();
         tokio::spawn(async move {
-            while let Some((id, begun)) = committed.recv().await {
-                let reply = match begun {
-                    Ok(call) => {
-                        let db = db.clone();
-                        match tokio::task::spawn_blocking(move || db.call_durable(call)).await {
-                            Ok(Ok(outcome)) => CallReply::Committed {
+            // Every call committed meanwhile waits for durability at once:
+            // one wait, for the newest of them.
+            while let Some(batch) = next_batch(&mut committed).await {
+                // Each call's place: its version once durable, or its error.
+                let mut places = Vec::with_capacity(batch.len());
+                let mut calls = Vec::new();
+                for (id, begun) in batch {
+                    match begun {
+                        Ok(call) => {
+                            places.push((id, Ok(call.version())));
+                            calls.push(call);
+                        }
+                        Err(failed) => places.push((id, Err(failed))),
+                    }
+                }
+                let db = db.clone();
+                let durable = tokio::task::spawn_blocking(move || db.calls_durable(calls)).await;
+                let mut outcomes = match durable {
+                    Ok(Ok(outcomes)) => Ok(outcomes.into_iter()),
+                    Ok(Err(e)) => Err(ApiError::from(e)),
+                    Err(e) => Err(internal(e)),
+                };
+                for (id, place) in places {
+                    let reply = match (place, &mut outcomes) {
+                        (Err((error, gone)), _) => CallReply::Failed { id, error, gone },
+                        (Ok(version), Ok(outcomes)) => match outcomes.next() {
+                            Some(outcome) => CallReply::Committed {
                                 id,
                                 tx_id: outcome.tx_id,
                                 timestamp: outcome.timestamp_micros,
+                                version,
                             },
-                            Ok(Err(e)) => CallReply::Failed {
+                            None => CallReply::Failed {
                                 id,
-                                error: e.into(),
+                                error: internal("an outcome is missing"),
+                                gone: false,
                             },
-                            Err(e) => CallReply::Failed {
-                                id,
-                                error: internal(e),
-                            },
-                        }
-                    }
-                    Err(error) => CallReply::Failed { id, error },
-                };
-                // A session that is gone gets no answer; its calls still
-                // become durable.
-                let _ = answers.send(reply);
+                        },
+                        (Ok(_), Err(e)) => CallReply::Failed {
+                            id,
+                            error: e.clone(),
+                            gone: false,
+                        },
+                    };
+                    // A session that is gone gets no answer; its calls
+                    // still become durable.
+                    let _ = answers.send(reply);
+                }
             }
         })
     };
-    while let Some(job) = jobs.recv().await {
+    // Every call that came meanwhile runs in one hold of the database, in
+    // order, each its own transaction.
+    while let Some(batch) = next_batch(&mut jobs).await {
         let (db, module, caller) = (db.clone(), module.clone(), caller.clone());
-        let id = job.id;
+        let ids: Vec<u32> = batch.iter().map(|j| j.id).collect();
         let begun = tokio::task::spawn_blocking(move || {
-            let (reducer_id, args) = match job.args {
-                Args::Json(json) => db.encode_call(&module, &job.reducer, &json)?,
-                Args::Row(row) => (db.check_call(&module, &job.reducer, &row)?, row),
-            };
-            db.call_begin(&module, reducer_id, &args, &caller)
+            let calls: Vec<(&str, CallInput<'_>)> = batch
+                .iter()
+                .map(|job| {
+                    let input = match &job.args {
+                        Args::Json(json) => CallInput::Json(json),
+                        Args::Row(row) => CallInput::Row(row),
+                    };
+                    (job.reducer.as_str(), input)
+                })
+                .collect();
+            db.call_begin_all(&module, &calls, &caller)
         })
         .await;
-        let begun = match begun {
-            Ok(b) => b.map_err(ApiError::from),
-            Err(e) => Err(internal(e)),
+        let results: Vec<Begun> = match begun {
+            Ok(Ok(all)) => all
+                .into_iter()
+                .map(|r| {
+                    r.map_err(|e| {
+                        let gone = matches!(e, CallError::UnknownModule(_));
+                        (ApiError::from(e), gone)
+                    })
+                })
+                .collect(),
+            Ok(Err(e)) => {
+                let e = ApiError::from(e);
+                ids.iter().map(|_| Err((e.clone(), false))).collect()
+            }
+            Err(e) => ids.iter().map(|_| Err((internal(&e), false))).collect(),
         };
-        if waiting.send((id, begun)).is_err() {
-            break;
+        for (id, begun) in ids.into_iter().zip(results) {
+            if waiting.send((id, begun)).is_err() {
+                return;
+            }
         }
     }
     drop(waiting);
     let _ = waiter.await;
+}
+
+/// Most calls run or waited for at once.
+const BATCH_MAX: usize = 64;
+
+/// The next item and every one already waiting behind it (up to
+/// [`BATCH_MAX`]); `None` once the channel is closed and empty.
+async fn next_batch<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>> {
+    let first = rx.recv().await?;
+    let mut batch = vec![first];
+    while batch.len() < BATCH_MAX {
+        match rx.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {

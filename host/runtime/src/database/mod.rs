@@ -66,6 +66,7 @@ pub use schedule::{LATENESS_BUCKETS, ROUND_MAX, ScheduleRound, ScheduleStats, ba
 #[derive(Debug)]
 pub struct Committing {
     tx_id: u64,
+    version: u32,
     outcome: CallOutcome,
 }
 
@@ -73,6 +74,20 @@ impl Committing {
     pub fn tx_id(&self) -> u64 {
         self.tx_id
     }
+
+    /// The version of the module that ran the call.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+/// A call's arguments for [`Database::call_begin`].
+#[derive(Clone, Copy, Debug)]
+pub enum CallInput<'a> {
+    /// JSON: an array in parameter order, or an object by name.
+    Json(&'a serde_json::Value),
+    /// An argument row (docs/row-encoding.md), checked before the call.
+    Row(&'a [u8]),
 }
 
 /// The held database, as this file reaches it.
@@ -318,22 +333,85 @@ impl Database {
         })
     }
 
-    /// Runs and commits a call of reducer `reducer_id` as the next
-    /// transaction, like [`Database::call_encoded`], but returns as soon
-    /// as its record is queued for the log, not once it is durable. The
-    /// caller must not tell anyone of it before [`Database::call_durable`]
-    /// says it is durable.
+    /// Runs and commits a call of `reducer` as the next transaction, like
+    /// [`Database::call_json`], but returns as soon as its record is queued
+    /// for the log, not once it is durable. The caller must not tell anyone
+    /// of it before [`Database::call_durable`] says it is durable.
     ///
-    /// Calls begun one after another from one thread commit in that order,
-    /// however many are waiting for their sync: this is how a session
-    /// pipelines its calls (docs/client-protocol.md).
+    /// The reducer is resolved and its arguments encoded (from JSON) or
+    /// checked (an argument row) with the database held for the call, so
+    /// they are those of the version that runs it. Calls begun one after
+    /// another from one thread commit in that order, however many are
+    /// waiting for their sync: this is how a session pipelines its calls
+    /// (docs/client-protocol.md).
     pub fn call_begin(
         &self,
         module: &str,
-        reducer_id: u32,
-        args: &[u8],
+        reducer: &str,
+        args: CallInput<'_>,
         caller: &Caller,
     ) -> Result<Committing, CallError> {
+        let mut begun = self.call_begin_all(module, &[(reducer, args)], caller)?;
+        begun.pop().unwrap_or(Err(CallError::Poisoned))
+    }
+
+    /// [`Database::call_begin`] for several calls of one caller, in order,
+    /// with the database held once for all of them: each is still its own
+    /// transaction (one failing changes nothing of the others). An error
+    /// for all of them only when the database cannot be held.
+    pub fn call_begin_all(
+        &self,
+        module: &str,
+        calls: &[(&str, CallInput<'_>)],
+        caller: &Caller,
+    ) -> Result<Vec<Result<Committing, CallError>>, CallError> {
+        let calls_exec = self.calls();
+        let mut held = self
+            .state
+            .hold(&calls_exec)
+            .map_err(|Poisoned| CallError::Poisoned)?;
+        let mut out = Vec::with_capacity(calls.len());
+        for (reducer, args) in calls {
+            out.push(self.begin_held(&mut held, module, reducer, *args, caller));
+        }
+        Ok(out)
+    }
+
+    /// One call of [`Database::call_begin_all`], the database held.
+    fn begin_held(
+        &self,
+        held: &mut HeldCatalog<'_>,
+        module: &str,
+        reducer: &str,
+        args: CallInput<'_>,
+        caller: &Caller,
+    ) -> Result<Committing, CallError> {
+        let entry = held
+            .modules
+            .get(module)
+            .ok_or_else(|| CallError::UnknownModule(module.to_string()))?;
+        let version = entry.version;
+        let reducer_id =
+            entry
+                .def
+                .reducer_id(reducer)
+                .ok_or_else(|| CallError::UnknownReducer {
+                    module: module.to_string(),
+                    reducer: reducer.to_string(),
+                })?;
+        let def = &entry.def.reducers[reducer_id as usize];
+        let encoded;
+        let args = match args {
+            CallInput::Json(json) => {
+                encoded = args_from_json(json, &def.params)?;
+                &encoded[..]
+            }
+            CallInput::Row(row) => {
+                interstice_store::codec::decode_row(row, &def.param_types())
+                    .map_err(|e| CallError::BadArgumentRow(e.to_string()))?;
+                row
+            }
+        };
         if args.len() > crate::limits::ARGS_BYTES_MAX {
             return Err(CallError::ArgumentsTooLarge {
                 len: args.len(),
@@ -347,18 +425,13 @@ impl Database {
             args,
             caller,
         };
-        let calls = self.calls();
-        let mut held = self
-            .state
-            .hold(&calls)
-            .map_err(|Poisoned| CallError::Poisoned)?;
         // Never a direct write: the record is synced by the log's writer,
         // with whatever else is queued, while this thread goes on.
-        let executed = call::execute(&mut held, &self.code, &self.pipeline, call, false);
-        drop(held);
-        let (ctx, committed, pending) = executed?;
+        let (ctx, committed, pending) =
+            call::execute(held, &self.code, &self.pipeline, call, false)?;
         Ok(Committing {
             tx_id: pending.detach(),
+            version,
             outcome: CallOutcome::new(&ctx, committed),
         })
     }
@@ -367,15 +440,28 @@ impl Database {
     /// outcome, or why its record did not become durable (the call is then
     /// not committed, and the log refuses every later write).
     pub fn call_durable(&self, call: Committing) -> Result<CallOutcome, CallError> {
-        self.pipeline
-            .durable(call.tx_id)
-            .map_err(CallError::Durability)?;
+        self.wait_durable(call.tx_id)?;
         Ok(call.outcome)
     }
 
+    /// [`Database::call_durable`] for several calls at once: one wait, for
+    /// the newest (the log makes records durable as a prefix).
+    pub fn calls_durable(&self, calls: Vec<Committing>) -> Result<Vec<CallOutcome>, CallError> {
+        if let Some(newest) = calls.iter().map(|c| c.tx_id).max() {
+            self.wait_durable(newest)?;
+        }
+        Ok(calls.into_iter().map(|c| c.outcome).collect())
+    }
+
+    /// Waits until every transaction up to `tx_id` (one that has
+    /// committed) is durable and handed to the feed's listeners.
+    pub fn wait_durable(&self, tx_id: u64) -> Result<(), CallError> {
+        self.pipeline.durable(tx_id).map_err(CallError::Durability)
+    }
+
     /// A reducer's id and its arguments, given as JSON, in the row
-    /// encoding: what [`Database::call_begin`] takes.
-    pub fn encode_call(
+    /// encoding.
+    fn encode_call(
         &self,
         module: &str,
         reducer: &str,
@@ -384,17 +470,6 @@ impl Database {
         let (reducer_id, def) = self.resolve(module, reducer)?;
         let encoded = args_from_json(args, &def.reducers[reducer_id as usize].params)?;
         Ok((reducer_id, encoded))
-    }
-
-    /// A reducer's id, once `args` is checked to be an argument row of its
-    /// parameters (docs/row-encoding.md): what [`Database::call_begin`]
-    /// takes from a client that sends rows.
-    pub fn check_call(&self, module: &str, reducer: &str, args: &[u8]) -> Result<u32, CallError> {
-        let (reducer_id, def) = self.resolve(module, reducer)?;
-        let types = def.reducers[reducer_id as usize].param_types();
-        interstice_store::codec::decode_row(args, &types)
-            .map_err(|e| CallError::BadArgumentRow(e.to_string()))?;
-        Ok(reducer_id)
     }
 
     /// Opens a session of `caller` on `module`: one transaction that adds
