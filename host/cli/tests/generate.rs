@@ -18,35 +18,11 @@ mod bank;
 #[path = "../../../clients/rust/tests/generated/types.rs"]
 mod types;
 
-const BIN: &str = env!("CARGO_BIN_EXE_interstice");
-
-fn committed(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../clients/rust/tests/generated")
-        .join(format!("{name}.rs"))
-}
-
 #[test]
 fn the_committed_code_is_what_generate_writes() {
-    let out = tempfile::tempdir().unwrap();
     for (name, wasm) in [("bank", guests::BANK), ("types", guests::TYPES)] {
-        let done = std::process::Command::new(BIN)
-            .args(["generate", "--lang", "rust", "--module", name, "--out"])
-            .arg(out.path())
-            .arg(wasm)
-            .output()
-            .unwrap();
-        assert!(
-            done.status.success(),
-            "{}",
-            String::from_utf8_lossy(&done.stderr)
-        );
-        let written = std::fs::read_to_string(out.path().join(format!("{name}.rs"))).unwrap();
-        let kept = std::fs::read_to_string(committed(name)).unwrap();
-        assert!(
-            written == kept,
-            "{name}.rs differs from what generate writes now: run\n  interstice generate --lang rust --module {name} --out clients/rust/tests/generated <{name}.wasm>"
-        );
+        let committed = format!("clients/rust/tests/generated/{name}.rs");
+        common::assert_generated("rust", name, wasm, &committed);
     }
 }
 
@@ -113,4 +89,75 @@ fn the_generated_client_calls_typed_and_is_refused_for_another_schema() {
             other => panic!("refused for {other}"),
         }
     });
+}
+
+/// The module's definition read from a server's schema route, or from a
+/// data directory it was published into, gives the same code as the
+/// module's file.
+#[test]
+fn a_published_module_generates_the_same_code_from_a_server_or_a_data_directory() {
+    let kept = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../clients/rust/tests/generated/bank.rs"),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::ok(&data, &["publish", guests::BANK, "--name", "bank"]);
+    let from_dir = tmp.path().join("from-dir");
+    common::ok(
+        &data,
+        &[
+            "generate",
+            "--lang",
+            "rust",
+            "--module",
+            "bank",
+            "--out",
+            from_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(from_dir.join("bank.rs")).unwrap(),
+        kept
+    );
+    let server = Server::start(&data, &[]);
+    let from_server = tmp.path().join("from-server");
+    let done = std::process::Command::new(env!("CARGO_BIN_EXE_interstice"))
+        .args([
+            "generate",
+            "--lang",
+            "rust",
+            "--module",
+            "bank",
+            "--server",
+            &server.url,
+        ])
+        .arg("--out")
+        .arg(&from_server)
+        .output()
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(from_server.join("bank.rs")).unwrap(),
+        kept
+    );
+    // A module that is not there is an error that names it.
+    let missing = common::refused(
+        &data.with_extension("empty"),
+        &[
+            "generate",
+            "--lang",
+            "rust",
+            "--module",
+            "nope",
+            "--out",
+            "/nonexistent",
+        ],
+    );
+    assert!(missing.contains("no module named `nope`"), "{missing}");
 }

@@ -11,6 +11,8 @@ use std::process::Command;
 
 use interstice_tests::guests;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_interstice");
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -84,30 +86,11 @@ fn two_browsers_chat_live_through_restarts_and_reloads() {
     let sdk = clients().join("typescript");
     let app = clients().join("web-chat");
     // The committed client is what generate writes for the module now.
-    let out = tempfile::tempdir().unwrap();
-    let done = Command::new(BIN)
-        .args([
-            "generate",
-            "--lang",
-            "typescript",
-            "--module",
-            "chatroom",
-            "--out",
-        ])
-        .arg(out.path())
-        .arg(guests::CHATROOM)
-        .output()
-        .unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let written = std::fs::read_to_string(out.path().join("chatroom.ts")).unwrap();
-    let kept = std::fs::read_to_string(app.join("src/generated/chatroom.ts")).unwrap();
-    assert!(
-        written == kept,
-        "clients/web-chat/src/generated/chatroom.ts differs from what generate writes now: run\n  interstice generate --lang typescript --module chatroom --out clients/web-chat/src/generated <chatroom.wasm>"
+    common::assert_generated(
+        "typescript",
+        "chatroom",
+        guests::CHATROOM,
+        "clients/web-chat/src/generated/chatroom.ts",
     );
     npm_ci(&sdk);
     run_in(

@@ -37,7 +37,9 @@ use crate::error::ApiError;
 use crate::protocol::{
     self, Args, ClientMessage, Encoding, Frame, QueryRows, Refusal, ServerMessage, Update,
 };
-use crate::subscribe::{CLOSE_SLOW, OnEnd, going_away, not_websocket, open_session, session_guard};
+use crate::subscribe::{
+    CLOSE_SLOW, OnEnd, going_away, not_websocket, open_session, send_within, session_guard,
+};
 
 /// Why a session ends: the close code and its reason. `None` when the
 /// client went away (nothing can be sent).
@@ -340,22 +342,11 @@ impl Session {
 
     /// Sends one frame within the send timeout.
     async fn send(&self, socket: &mut WebSocket, frame: Frame) -> Result<(), End> {
-        let timeout = Duration::from_secs(self.state.config.send_timeout_secs.max(1));
         let message = match frame {
             Frame::Text(t) => Message::Text(Utf8Bytes::from(t)),
             Frame::Binary(b) => Message::Binary(b.into()),
         };
-        match tokio::time::timeout(timeout, socket.send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(None),
-            Err(_) => Err(Some((
-                CLOSE_SLOW,
-                format!(
-                    "slow consumer: a message was not accepted within {} s",
-                    timeout.as_secs()
-                ),
-            ))),
-        }
+        send_within(&self.state, socket, message).await
     }
 
     async fn send_error(

@@ -296,11 +296,20 @@ async fn send(
     socket: &mut WebSocket,
     message: serde_json::Value,
 ) -> Result<(), Option<(u16, String)>> {
-    let timeout = Duration::from_secs(state.config.send_timeout_secs.max(1));
     let text = Message::Text(Utf8Bytes::from(message.to_string()));
-    match tokio::time::timeout(timeout, socket.send(text)).await {
+    send_within(state, socket, text).await
+}
+
+/// Sends one message within the send timeout: `Err(None)` when the client
+/// went away, the slow-consumer close when it did not take the message.
+pub(crate) async fn send_within(
+    state: &AppState,
+    socket: &mut WebSocket,
+    message: Message,
+) -> Result<(), Option<(u16, String)>> {
+    let timeout = Duration::from_secs(state.config.send_timeout_secs.max(1));
+    match tokio::time::timeout(timeout, socket.send(message)).await {
         Ok(Ok(())) => Ok(()),
-        // The client went away.
         Ok(Err(_)) => Err(None),
         Err(_) => Err(Some((
             CLOSE_SLOW,

@@ -58,3 +58,30 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Checks that `committed` (a path from the repository's root) holds what
+/// `interstice generate --lang LANG` writes now for module `name` of
+/// `wasm`, and says how to write it again when not.
+pub fn assert_generated(lang: &str, name: &str, wasm: &str, committed: &str) {
+    let out = tempfile::tempdir().unwrap();
+    let done = Command::new(env!("CARGO_BIN_EXE_interstice"))
+        .args(["generate", "--lang", lang, "--module", name, "--out"])
+        .arg(out.path())
+        .arg(wasm)
+        .output()
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let file = Path::new(committed).file_name().unwrap();
+    let written = std::fs::read_to_string(out.path().join(file)).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let kept = std::fs::read_to_string(root.join(committed)).unwrap();
+    let dir = Path::new(committed).parent().unwrap().display();
+    assert!(
+        written == kept,
+        "{committed} differs from what generate writes now: run\n  interstice generate --lang {lang} --module {name} --out {dir} <{name}.wasm>"
+    );
+}
