@@ -166,5 +166,64 @@ pub fn figures() -> Result<()> {
     println!();
     let _ = stop.send(());
     runtime.block_on(server)??;
+    first_rows_sizes(&db)
+}
+
+/// What compressing a subscription's first rows would save: the
+/// `subscribed` message for the whole `accounts` table (100,000 rows) in
+/// each encoding, as is and through zstd, and the time zstd takes.
+fn first_rows_sizes(db: &Database) -> Result<()> {
+    use interstice_server::protocol::{Encoding, Frame, QueryRows, ServerMessage};
+    let budget = interstice_runtime::sql::Budget {
+        rows: u64::MAX,
+        time: Duration::from_secs(60),
+    };
+    let start = db.subscribe_sql(
+        "bank",
+        "SELECT * FROM accounts",
+        interstice_runtime::Reader::Operator,
+        &budget,
+        10,
+    )?;
+    let table = start
+        .def
+        .tables
+        .iter()
+        .find(|t| t.name == "accounts")
+        .context("the accounts table")?;
+    let message = ServerMessage::Subscribed {
+        id: 1,
+        subscription: 1,
+        tx_id: start.tx_id,
+        queries: vec![QueryRows {
+            table,
+            rows: &start.rows,
+        }],
+    };
+    println!(
+        "First rows of a subscription to the whole `accounts` table ({} rows), as one `subscribed` message:\n",
+        start.rows.len()
+    );
+    println!("| encoding | bytes | zstd level 1 | time | zstd level 3 | time |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (name, encoding) in [("JSON", Encoding::Json), ("binary", Encoding::Binary)] {
+        let bytes = match message.encode(encoding)? {
+            Frame::Text(t) => t.into_bytes(),
+            Frame::Binary(b) => b,
+        };
+        let mut cells = Vec::new();
+        for level in [1, 3] {
+            let t = Instant::now();
+            let packed = zstd::bulk::compress(&bytes, level)?;
+            cells.push(format!(
+                "{} | {:.1} ms",
+                packed.len(),
+                t.elapsed().as_secs_f64() * 1e3
+            ));
+        }
+        println!("| {name} | {} | {} |", bytes.len(), cells.join(" | "));
+    }
+    println!();
+    db.unsubscribe_sql("bank", start.query_id)?;
     Ok(())
 }
