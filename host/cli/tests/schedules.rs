@@ -114,10 +114,21 @@ fn an_interval_of_50_ms_runs_20_times_a_second_and_on_time() {
         &metrics,
         "interstice_scheduled_lateness_seconds_bucket{le=\"0.01\"}",
     );
+    let within_a_second = metric(
+        &metrics,
+        "interstice_scheduled_lateness_seconds_bucket{le=\"1.0\"}",
+    );
     assert!(count >= 200.0, "{count} runs");
+    // On time as a rule (a scheduler that is late by design misses this by
+    // far), and never by a second; a loaded 2-core machine was seen to put
+    // 4 runs in 243 past 10 ms, so the rule is 95%, not 99%.
     assert!(
-        on_time / count >= 0.99,
-        "lateness p99 over 10 ms: {on_time} of {count} within\n{metrics}"
+        on_time / count >= 0.95,
+        "over 5% of runs more than 10 ms late: {on_time} of {count} within\n{metrics}"
+    );
+    assert_eq!(
+        within_a_second, count,
+        "a run a second or more late\n{metrics}"
     );
     assert_eq!(metric(&metrics, "interstice_scheduled_failures_total"), 0.0);
     let (status, _) = server.stop();
