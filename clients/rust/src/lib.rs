@@ -146,8 +146,9 @@ pub enum Event {
     /// The connection was lost; the cache keeps its rows until the next
     /// session brings them up to date.
     Disconnected,
-    /// A new session began and every subscription was renewed: the events
-    /// before it brought the cache to the server's state.
+    /// A new session began and every subscription was asked for again:
+    /// as their rows come, they replace the cache's, with an event for
+    /// each row that changed meanwhile.
     Reconnected,
 }
 
