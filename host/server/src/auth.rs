@@ -159,23 +159,16 @@ pub async fn who(
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(Who::Anonymous);
     };
-    let invalid = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            crate::identity::INVALID_TOKEN,
-        )
-    };
     let bytes = value.as_bytes();
     if bytes.len() > crate::identity::TOKEN_BYTES_MAX + 7 {
         tracing::debug!("refused a token: {} bytes", bytes.len());
-        return Err(invalid());
+        return Err(invalid_token());
     }
     let token = std::str::from_utf8(bytes)
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .ok_or_else(invalid)?;
+        .ok_or_else(invalid_token)?;
     who_is(token, admin, tokens).await
 }
 
@@ -187,16 +180,9 @@ pub async fn who_is(
     admin: &str,
     tokens: &crate::identity::Tokens,
 ) -> Result<Who, ApiError> {
-    let invalid = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            crate::identity::INVALID_TOKEN,
-        )
-    };
     if token.len() > crate::identity::TOKEN_BYTES_MAX {
         tracing::debug!("refused a token: {} bytes", token.len());
-        return Err(invalid());
+        return Err(invalid_token());
     }
     if constant_time_eq(token.as_bytes(), admin.as_bytes()) {
         return Ok(Who::Operator);
@@ -205,9 +191,19 @@ pub async fn who_is(
         Ok(caller) => Ok(Who::Identity(caller)),
         Err(reason) => {
             tracing::debug!("refused a token: {reason}");
-            Err(invalid())
+            Err(invalid_token())
         }
     }
+}
+
+/// The 401 for a token that is refused: it says only `invalid token` (the
+/// reason goes to the server's log).
+fn invalid_token() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        crate::identity::INVALID_TOKEN,
+    )
 }
 
 /// 401 for a route that needs a token and got none.

@@ -84,7 +84,9 @@ fn handshake(
         }
     }
     let mut encoding = None;
+    // Subprotocols other than a token, and whether a token came as one.
     let mut offered = false;
+    let mut bearer = false;
     for value in ws.requested_protocols() {
         let Ok(p) = value.to_str() else {
             continue;
@@ -92,6 +94,7 @@ fn handshake(
         let p = p.trim();
         if let Some(token) = p.strip_prefix(protocol::BEARER_PREFIX) {
             tokens.push(token.to_string());
+            bearer = true;
             continue;
         }
         offered = true;
@@ -104,19 +107,21 @@ fn handshake(
             encoding = known;
         }
     }
-    if headers.contains_key(header::AUTHORIZATION) {
-        tokens.push(String::new());
-    }
-    if tokens.len() > 1 {
+    // The header's token is read by `auth::who`; the others are here.
+    let in_header = usize::from(headers.contains_key(header::AUTHORIZATION));
+    if tokens.len() + in_header > 1 {
         return Err(ApiError::bad_request(
             "authorization",
             "give the token once: in the Authorization header, a subprotocol or the `token` parameter",
         ));
     }
-    let (encoding, protocol) = match (encoding, offered) {
+    // A token offered as a subprotocol needs an encoding beside it: a
+    // browser fails a handshake whose answer names none of the
+    // subprotocols it offered.
+    let (encoding, protocol) = match (encoding, offered || bearer) {
         (Some((e, p)), _) => (e, Some(p)),
-        (None, false) if tokens.is_empty() || !has_bearer_protocol(ws) => (Encoding::Json, None),
-        _ => {
+        (None, false) => (Encoding::Json, None),
+        (None, true) => {
             return Err(ApiError::bad_request(
                 "sec-websocket-protocol",
                 format!(
@@ -127,23 +132,11 @@ fn handshake(
             ));
         }
     };
-    // The header's token is read by `auth::who`; the others are here.
-    let token = tokens.pop().filter(|t| !t.is_empty());
     Ok(Handshake {
         encoding,
         protocol,
-        token,
+        token: tokens.pop(),
         issued: None,
-    })
-}
-
-/// Whether the client offered its token as a subprotocol: it then must
-/// offer an encoding too, since a browser fails a handshake whose answer
-/// names none of the subprotocols it offered.
-fn has_bearer_protocol(ws: &WebSocketUpgrade) -> bool {
-    ws.requested_protocols().any(|v| {
-        v.to_str()
-            .is_ok_and(|p| p.trim().starts_with(protocol::BEARER_PREFIX))
     })
 }
 
@@ -442,16 +435,25 @@ impl Session {
         let now = crate::routes::blocking(move || Ok(db.module_version(&module)?))
             .await
             .map_err(|e| Some((close_code::ERROR, e.message)))?;
+        match self.moved_on(now) {
+            None => Ok(()),
+            end => Err(end),
+        }
+    }
+
+    /// How the session ends when its module is now at version `now`
+    /// (`None`: deleted); nothing while it is still the session's version.
+    fn moved_on(&self, now: Option<u32>) -> Option<(u16, String)> {
         match now {
-            Some(v) if v == self.version => Ok(()),
-            Some(v) => Err(Some((
+            Some(v) if v == self.version => None,
+            Some(v) => Some((
                 close_code::RESTART,
                 format!("module `{}` is now version {v}; connect again", self.module),
-            ))),
-            None => Err(Some((
+            )),
+            None => Some((
                 close_code::NORMAL,
                 format!("module `{}` was deleted", self.module),
-            ))),
+            )),
         }
     }
 
@@ -472,15 +474,7 @@ impl Session {
                     timestamp,
                     version,
                 } => {
-                    if *version != self.version {
-                        end = Some((
-                            close_code::RESTART,
-                            format!(
-                                "module `{}` is now version {version}; connect again",
-                                self.module
-                            ),
-                        ));
-                    }
+                    end = self.moved_on(Some(*version));
                     self.encode(&ServerMessage::CallResult {
                         id: *id,
                         tx_id: *tx_id,
@@ -489,10 +483,7 @@ impl Session {
                 }
                 CallReply::Failed { id, error, gone } => {
                     if *gone {
-                        end = Some((
-                            close_code::NORMAL,
-                            format!("module `{}` was deleted", self.module),
-                        ));
+                        end = self.moved_on(None);
                     }
                     self.encode(&ServerMessage::Error {
                         id: Some(*id),
@@ -525,24 +516,17 @@ impl Session {
         }
         let mut reducer = "";
         if tx.module == self.module {
-            match &tx.event {
-                TxEvent::Drop => {
-                    return Err(Some((
-                        close_code::NORMAL,
-                        format!("module `{}` was deleted", self.module),
-                    )));
+            let now = match &tx.event {
+                TxEvent::Drop => None,
+                TxEvent::Publish { version, .. } => Some(*version),
+                TxEvent::Call { reducer: r, .. } => {
+                    reducer = r;
+                    Some(self.version)
                 }
-                TxEvent::Publish { version, .. } if *version != self.version => {
-                    return Err(Some((
-                        close_code::RESTART,
-                        format!(
-                            "module `{}` is now version {version}; connect again",
-                            self.module
-                        ),
-                    )));
-                }
-                TxEvent::Call { reducer: r, .. } => reducer = r,
-                _ => {}
+                TxEvent::Sql { .. } => Some(self.version),
+            };
+            if let Some(end) = self.moved_on(now) {
+                return Err(Some(end));
             }
         }
         let mut updates = Vec::new();

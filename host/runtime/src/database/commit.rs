@@ -151,10 +151,10 @@ impl Pending<'_> {
                 let bytes = payload.len();
                 direct.commit(payload)?;
                 pipeline.count(bytes);
+                pipeline.feed.release(self.tx_id);
             }
-            None => pipeline.log.wait(self.tx_id)?,
+            None => pipeline.durable(self.tx_id)?,
         }
-        pipeline.feed.release(self.tx_id);
         Ok(self.tx_id)
     }
 

@@ -60,8 +60,8 @@ pub use query::{
 pub use schedule::{LATENESS_BUCKETS, ROUND_MAX, ScheduleRound, ScheduleStats, backoff_micros};
 
 /// A call that has committed and whose record is on its way to the log
-/// ([`Database::call_begin`]); its caller is answered only once
-/// [`Database::call_durable`] says it is durable.
+/// ([`Database::call_begin_all`]); its caller is answered only once
+/// [`Database::calls_durable`] says it is durable.
 #[must_use = "a call is answered only once durable"]
 #[derive(Debug)]
 pub struct Committing {
@@ -71,17 +71,13 @@ pub struct Committing {
 }
 
 impl Committing {
-    pub fn tx_id(&self) -> u64 {
-        self.tx_id
-    }
-
     /// The version of the module that ran the call.
     pub fn version(&self) -> u32 {
         self.version
     }
 }
 
-/// A call's arguments for [`Database::call_begin`].
+/// A call's arguments for [`Database::call_begin_all`].
 #[derive(Clone, Copy, Debug)]
 pub enum CallInput<'a> {
     /// JSON: an array in parameter order, or an object by name.
@@ -279,7 +275,8 @@ impl Database {
         args: &serde_json::Value,
         caller: &Caller,
     ) -> Result<CallOutcome, CallError> {
-        let (reducer_id, encoded) = self.encode_call(module, reducer, args)?;
+        let (reducer_id, def) = self.resolve(module, reducer)?;
+        let encoded = args_from_json(args, &def.reducers[reducer_id as usize].params)?;
         self.call_encoded(module, reducer_id, &encoded, caller)
     }
 
@@ -333,32 +330,21 @@ impl Database {
         })
     }
 
-    /// Runs and commits a call of `reducer` as the next transaction, like
-    /// [`Database::call_json`], but returns as soon as its record is queued
-    /// for the log, not once it is durable. The caller must not tell anyone
-    /// of it before [`Database::call_durable`] says it is durable.
+    /// Runs and commits calls of `caller`, in order, each as the next
+    /// transaction and its own (one failing changes nothing of the
+    /// others), with the database held once for all of them, like
+    /// [`Database::call_json`] but without waiting for their sync: each
+    /// returns as soon as its record is queued for the log. Nobody may be
+    /// told of them before [`Database::calls_durable`] says they are
+    /// durable. An error for all of them only when the database cannot be
+    /// held.
     ///
-    /// The reducer is resolved and its arguments encoded (from JSON) or
+    /// A reducer is resolved and its arguments encoded (from JSON) or
     /// checked (an argument row) with the database held for the call, so
     /// they are those of the version that runs it. Calls begun one after
-    /// another from one thread commit in that order, however many are
-    /// waiting for their sync: this is how a session pipelines its calls
+    /// another commit in that order, however many are waiting for their
+    /// sync: this is how a session pipelines its calls
     /// (docs/client-protocol.md).
-    pub fn call_begin(
-        &self,
-        module: &str,
-        reducer: &str,
-        args: CallInput<'_>,
-        caller: &Caller,
-    ) -> Result<Committing, CallError> {
-        let mut begun = self.call_begin_all(module, &[(reducer, args)], caller)?;
-        begun.pop().unwrap_or(Err(CallError::Poisoned))
-    }
-
-    /// [`Database::call_begin`] for several calls of one caller, in order,
-    /// with the database held once for all of them: each is still its own
-    /// transaction (one failing changes nothing of the others). An error
-    /// for all of them only when the database cannot be held.
     pub fn call_begin_all(
         &self,
         module: &str,
@@ -436,16 +422,10 @@ impl Database {
         })
     }
 
-    /// Waits until a call of [`Database::call_begin`] is durable: its
-    /// outcome, or why its record did not become durable (the call is then
-    /// not committed, and the log refuses every later write).
-    pub fn call_durable(&self, call: Committing) -> Result<CallOutcome, CallError> {
-        self.wait_durable(call.tx_id)?;
-        Ok(call.outcome)
-    }
-
-    /// [`Database::call_durable`] for several calls at once: one wait, for
-    /// the newest (the log makes records durable as a prefix).
+    /// Waits until calls of [`Database::call_begin_all`] are durable: one
+    /// wait, for the newest (the log makes records durable as a prefix).
+    /// Their outcomes, or why a record did not become durable (the calls
+    /// are then not committed, and the log refuses every later write).
     pub fn calls_durable(&self, calls: Vec<Committing>) -> Result<Vec<CallOutcome>, CallError> {
         if let Some(newest) = calls.iter().map(|c| c.tx_id).max() {
             self.wait_durable(newest)?;
@@ -457,19 +437,6 @@ impl Database {
     /// committed) is durable and handed to the feed's listeners.
     pub fn wait_durable(&self, tx_id: u64) -> Result<(), CallError> {
         self.pipeline.durable(tx_id).map_err(CallError::Durability)
-    }
-
-    /// A reducer's id and its arguments, given as JSON, in the row
-    /// encoding.
-    fn encode_call(
-        &self,
-        module: &str,
-        reducer: &str,
-        args: &serde_json::Value,
-    ) -> Result<(u32, Vec<u8>), CallError> {
-        let (reducer_id, def) = self.resolve(module, reducer)?;
-        let encoded = args_from_json(args, &def.reducers[reducer_id as usize].params)?;
-        Ok((reducer_id, encoded))
     }
 
     /// Opens a session of `caller` on `module`: one transaction that adds
