@@ -15,6 +15,7 @@ mod serve;
 mod session;
 mod snapshots;
 mod sql;
+mod wrk;
 
 use std::time::{Duration, Instant};
 
@@ -441,6 +442,9 @@ fn main() -> Result<()> {
     if matches!(which.as_str(), "sql" | "all") {
         sql::figures()?;
     }
+    if matches!(which.as_str(), "http") {
+        wrk::figures()?;
+    }
     if matches!(which.as_str(), "live" | "all") {
         live::figures()?;
     }
@@ -456,7 +460,7 @@ fn main() -> Result<()> {
     }
     match which.as_str() {
         "codec" | "indexes" | "durable" | "replay" | "snapshots" | "peers" | "serve"
-        | "languages" | "schedules" | "sql" | "live" | "session" => {}
+        | "languages" | "schedules" | "sql" | "live" | "session" | "http" => {}
         "write-log" => {
             let dir = std::env::args()
                 .nth(2)
@@ -492,7 +496,7 @@ fn main() -> Result<()> {
             );
         }
         other => bail!(
-            "unknown benchmark {other:?}; try `reducers`, `codec`, `languages`, `durable`, `replay`, `serve`, `session`, `sql`, `live`, `schedules`, `snapshots`, `peers` or `all`"
+            "unknown benchmark {other:?}; try `reducers`, `codec`, `languages`, `durable`, `replay`, `serve`, `http`, `session`, `sql`, `live`, `schedules`, `snapshots`, `peers` or `all`"
         ),
     }
     Ok(())

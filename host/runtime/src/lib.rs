@@ -56,9 +56,9 @@ pub use caller::{Caller, Identity, TokenClaims};
 pub use config::{ClockSource, RuntimeConfig, SnapshotConfig};
 pub use counters::{CounterSnapshot, Counters, ReplayGuard, ReplayPhase};
 pub use database::{
-    CallInput, CallOutcome, Committing, Database, LATENESS_BUCKETS, Page, PublishOptions,
-    Published, QueryError, ROUND_MAX, Reader, ReplayStats, RowQuery, ScheduleRound, ScheduleStats,
-    SqlAnswer, backoff_micros, index_on, value_from_query,
+    BeginCall, CallInput, CallOutcome, Committing, Database, LATENESS_BUCKETS, Page,
+    PublishOptions, Published, QueryError, ROUND_MAX, Reader, ReplayStats, RowQuery, ScheduleRound,
+    ScheduleStats, SqlAnswer, backoff_micros, index_on, value_from_query,
 };
 pub use error::{
     CallError, DropError, ModuleError, OpenError, Poisoned, PublishError, SnapshotError,

@@ -39,6 +39,10 @@ pub struct ServerConfig {
     /// Distinct live queries (SQL subscriptions) the server follows at
     /// once; subscribers to the same text share one.
     pub sql_live_max: usize,
+    /// Reducer calls over HTTP admitted and not yet answered, server-wide;
+    /// past it a call is refused at once with 503 `overloaded` and
+    /// `Retry-After`.
+    pub calls_queued_max: usize,
     /// Calls a client session (`GET .../connect`) may have in flight; past
     /// it, the session reads nothing more from its socket until one is
     /// answered.
@@ -104,6 +108,7 @@ impl Default for ServerConfig {
             sql_max_rows: 1_000_000,
             sql_max_millis: 250,
             sql_live_max: 1000,
+            calls_queued_max: 4096,
             session_calls_max: 128,
             session_subscriptions_max: 64,
             anonymous_sessions: true,
@@ -161,6 +166,7 @@ impl ServerConfig {
             ("sql_max_rows", config.sql_max_rows as usize),
             ("sql_max_millis", config.sql_max_millis as usize),
             ("sql_live_max", config.sql_live_max),
+            ("calls_queued_max", config.calls_queued_max),
             ("session_calls_max", config.session_calls_max),
             (
                 "session_subscriptions_max",

@@ -18,6 +18,9 @@ pub struct ApiError {
     pub field: Option<String>,
     /// For a refused upgrade: what changed.
     pub changes: Vec<String>,
+    /// For a request shed under load: seconds after which to try again
+    /// (the `Retry-After` header).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -28,6 +31,16 @@ impl ApiError {
             message: message.into(),
             field: None,
             changes: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// 503 `overloaded` with `Retry-After`: the server sheds this request
+    /// instead of queueing it without bound.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
         }
     }
 
@@ -55,7 +68,14 @@ impl IntoResponse for ApiError {
         if !self.changes.is_empty() {
             error["changes"] = self.changes.into();
         }
-        (self.status, Json(serde_json::json!({ "error": error }))).into_response()
+        let mut response =
+            (self.status, Json(serde_json::json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

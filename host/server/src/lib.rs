@@ -1,13 +1,15 @@
 //! `interstice serve`: the HTTP and WebSocket API over one open database
 //! (docs/http-api.md, docs/openapi.json).
 //!
-//! Reducer calls, publications and reads run on tokio's blocking pool: the
-//! database is synchronous and a call returns only once its transaction is
-//! durable. Subscribers get committed transactions from the database's
+//! Reducer calls from HTTP go through one queue (`calls`): an executor
+//! thread runs whatever is queued in one hold of the database, and each
+//! call is answered, as a future, once its record is durable. Publications
+//! and reads run on tokio's blocking pool. Subscribers get committed transactions from the database's
 //! change feed through one bounded broadcast channel; whoever falls behind
 //! it is disconnected, so memory never grows with a slow client.
 
 pub mod auth;
+mod calls;
 pub mod config;
 pub mod error;
 pub mod identity;
@@ -43,6 +45,8 @@ pub(crate) struct AppState {
     pub module_changes: watch::Sender<u64>,
     /// Turns true when the server stops: subscriptions close.
     pub stopping: watch::Receiver<bool>,
+    /// Runs reducer calls from HTTP, answering each once durable.
+    pub calls: calls::Queue,
     /// Held by every WebSocket session; the server waits, at shutdown,
     /// until every clone is gone (each session has said goodbye).
     pub sessions: mpsc::Sender<()>,
@@ -118,6 +122,8 @@ pub async fn serve(
     // Schedule tables' rows run from now on, on a thread of their own.
     let schedules = Schedules::start(db.clone())?;
     let (module_changes, _) = watch::channel(0u64);
+    let (calls, call_threads) =
+        calls::start(db.clone(), config.calls_queued_max).map_err(ServerError::Serve)?;
     let state = Arc::new(AppState {
         db: db.clone(),
         token,
@@ -127,6 +133,7 @@ pub async fn serve(
         changes: changes.clone(),
         logs: logs.clone(),
         module_changes: module_changes.clone(),
+        calls,
         stopping,
         sessions,
     });
@@ -161,6 +168,9 @@ pub async fn serve(
     // Upgraded connections outlive the HTTP server: wait (a little) for
     // each WebSocket session to send its closing message.
     let _ = tokio::time::timeout(SESSION_GOODBYE, sessions_done.recv()).await;
+    // Every call taken has been answered; the queue's threads let go of
+    // the database.
+    let _ = tokio::task::spawn_blocking(move || call_threads.stop()).await;
     served
 }
 

@@ -295,12 +295,33 @@ async fn call(
             ApiError::bad_request("body", format!("arguments are not valid JSON: {e}"))
         })?
     };
-    let db = state.db.clone();
-    let result = blocking(move || {
-        db.call_json(&module, &reducer, &args, &caller)
-            .map_err(ApiError::from)
-    })
-    .await;
+    let answered = state
+        .calls
+        .call(crate::calls::Call {
+            module,
+            reducer,
+            args: crate::protocol::Args::Json(args),
+            caller,
+        })
+        .map_err(|refused| match refused {
+            crate::calls::Refused::Full => ApiError::overloaded(format!(
+                "{} calls are waiting already (calls_queued_max); try again",
+                state.config.calls_queued_max
+            )),
+            crate::calls::Refused::Stopping => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the server is stopping",
+            ),
+        })?;
+    let result = match answered.await.map(|mut answers| answers.pop()) {
+        Ok(Some(answer)) => answer.map(|(_, outcome)| outcome).map_err(|f| f.error),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server stopped before the call was answered",
+        )),
+    };
     match result {
         Ok(outcome) => {
             state.metrics.calls_committed.inc();

@@ -25,14 +25,15 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use interstice_runtime::Caller;
 use interstice_runtime::feed::{CommittedTx, TxEvent};
-use interstice_runtime::{CallError, CallInput, Caller, Committing, Database};
 use interstice_store::TableDef;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::AppState;
 use crate::auth::{self, Who};
+use crate::calls::{Answer, BATCH_MAX, Call, Failed, Refused};
 use crate::error::ApiError;
 use crate::protocol::{
     self, Args, ClientMessage, Encoding, Frame, QueryRows, Refusal, ServerMessage, Update,
@@ -301,7 +302,7 @@ impl Session {
         let (calls, jobs) = mpsc::unbounded_channel();
         let (answer, answers) = mpsc::unbounded_channel();
         let pipeline = tokio::spawn(call_pipeline(
-            state.db.clone(),
+            state.clone(),
             module.clone(),
             caller.clone(),
             jobs,
@@ -887,119 +888,73 @@ fn read_error(e: axum::Error) -> End {
     }
 }
 
-/// Runs a session's calls in the order they came: each one commits as the
-/// next transaction (without waiting for its sync), and its answer follows
-/// once durable, in the same order.
+/// Runs a session's calls in the order they came, through the server's
+/// call queue: each commits as the next transaction, and its answer follows
+/// once durable, in the same order. Whatever the session sent meanwhile
+/// goes to the queue as one job; the next job is queued while the one
+/// before waits for its sync.
 async fn call_pipeline(
-    db: Arc<Database>,
+    state: Arc<AppState>,
     module: String,
     caller: Caller,
     mut jobs: mpsc::UnboundedReceiver<CallJob>,
     answers: mpsc::UnboundedSender<CallReply>,
 ) {
-    type Begun = Result<Committing, (ApiError, bool)>;
-    let (waiting, mut committed) = mpsc::unbounded_channel::<(u32, Begun)>();
-    let waiter = {
-        let db = db.clone();
-        tokio::spawn(async move {
-            // Every call committed meanwhile waits for durability at once:
-            // one wait, for the newest of them.
-            while let Some(batch) = next_batch(&mut committed).await {
-                // Each call's place: its version once durable, or its error.
-                let mut places = Vec::with_capacity(batch.len());
-                let mut calls = Vec::new();
-                for (id, begun) in batch {
-                    match begun {
-                        Ok(call) => {
-                            places.push((id, Ok(call.version())));
-                            calls.push(call);
-                        }
-                        Err(failed) => places.push((id, Err(failed))),
-                    }
-                }
-                let db = db.clone();
-                let durable = tokio::task::spawn_blocking(move || db.calls_durable(calls)).await;
-                let mut outcomes = match durable {
-                    Ok(Ok(outcomes)) => Ok(outcomes.into_iter()),
-                    Ok(Err(e)) => Err(ApiError::from(e)),
-                    Err(e) => Err(internal(e)),
+    type Queued = (Vec<u32>, Result<oneshot::Receiver<Vec<Answer>>, Refused>);
+    let (waiting, mut queued) = mpsc::unbounded_channel::<Queued>();
+    let answerer = tokio::spawn(async move {
+        while let Some((ids, job)) = queued.recv().await {
+            let answered = match job {
+                Ok(answered) => answered.await.ok(),
+                Err(_) => None,
+            };
+            let mut answered = answered.unwrap_or_default().into_iter();
+            for id in ids {
+                let reply = match answered.next() {
+                    Some(Ok((version, outcome))) => CallReply::Committed {
+                        id,
+                        tx_id: outcome.tx_id,
+                        timestamp: outcome.timestamp_micros,
+                        version,
+                    },
+                    Some(Err(Failed { error, gone })) => CallReply::Failed { id, error, gone },
+                    None => CallReply::Failed {
+                        id,
+                        error: ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "unavailable",
+                            "the server stopped before the call was answered",
+                        ),
+                        gone: false,
+                    },
                 };
-                for (id, place) in places {
-                    let reply = match (place, &mut outcomes) {
-                        (Err((error, gone)), _) => CallReply::Failed { id, error, gone },
-                        (Ok(version), Ok(outcomes)) => match outcomes.next() {
-                            Some(outcome) => CallReply::Committed {
-                                id,
-                                tx_id: outcome.tx_id,
-                                timestamp: outcome.timestamp_micros,
-                                version,
-                            },
-                            None => CallReply::Failed {
-                                id,
-                                error: internal("an outcome is missing"),
-                                gone: false,
-                            },
-                        },
-                        (Ok(_), Err(e)) => CallReply::Failed {
-                            id,
-                            error: e.clone(),
-                            gone: false,
-                        },
-                    };
-                    // A session that is gone gets no answer; its calls
-                    // still become durable.
-                    let _ = answers.send(reply);
-                }
+                // A session that is gone gets no answer; its calls still
+                // become durable.
+                let _ = answers.send(reply);
             }
-        })
-    };
-    // Every call that came meanwhile runs in one hold of the database, in
-    // order, each its own transaction.
+        }
+    });
     while let Some(batch) = next_batch(&mut jobs).await {
-        let (db, module, caller) = (db.clone(), module.clone(), caller.clone());
         let ids: Vec<u32> = batch.iter().map(|j| j.id).collect();
-        let begun = tokio::task::spawn_blocking(move || {
-            let calls: Vec<(&str, CallInput<'_>)> = batch
-                .iter()
-                .map(|job| {
-                    let input = match &job.args {
-                        Args::Json(json) => CallInput::Json(json),
-                        Args::Row(row) => CallInput::Row(row),
-                    };
-                    (job.reducer.as_str(), input)
-                })
-                .collect();
-            db.call_begin_all(&module, &calls, &caller)
-        })
-        .await;
-        let results: Vec<Begun> = match begun {
-            Ok(Ok(all)) => all
-                .into_iter()
-                .map(|r| {
-                    r.map_err(|e| {
-                        let gone = matches!(e, CallError::UnknownModule(_));
-                        (ApiError::from(e), gone)
-                    })
-                })
-                .collect(),
-            Ok(Err(e)) => {
-                let e = ApiError::from(e);
-                ids.iter().map(|_| Err((e.clone(), false))).collect()
-            }
-            Err(e) => ids.iter().map(|_| Err((internal(&e), false))).collect(),
-        };
-        for (id, begun) in ids.into_iter().zip(results) {
-            if waiting.send((id, begun)).is_err() {
-                return;
-            }
+        let calls = batch
+            .into_iter()
+            .map(|job| Call {
+                module: module.clone(),
+                reducer: job.reducer,
+                args: job.args,
+                caller: caller.clone(),
+            })
+            .collect();
+        if waiting
+            .send((ids, state.calls.session_calls(calls)))
+            .is_err()
+        {
+            return;
         }
     }
     drop(waiting);
-    let _ = waiter.await;
+    let _ = answerer.await;
 }
-
-/// Most calls run or waited for at once.
-const BATCH_MAX: usize = 64;
 
 /// The next item and every one already waiting behind it (up to
 /// [`BATCH_MAX`]); `None` once the channel is closed and empty.
@@ -1013,12 +968,4 @@ async fn next_batch<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>> {
         }
     }
     Some(batch)
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        format!("the call's work failed: {e}"),
-    )
 }

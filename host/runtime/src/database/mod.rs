@@ -48,7 +48,7 @@ use crate::snapshots::{SnapshotInfo, Trigger};
 use call::{CallArgs, CallKind, Calls, Done, Job};
 use catalog::{Catalog, Code};
 use combine::{Combiner, Held};
-use commit::Pipeline;
+use commit::{Pending, Pipeline};
 use publish::Candidate;
 
 pub use call::CallOutcome;
@@ -84,6 +84,15 @@ pub enum CallInput<'a> {
     Json(&'a serde_json::Value),
     /// An argument row (docs/row-encoding.md), checked before the call.
     Row(&'a [u8]),
+}
+
+/// One call of [`Database::call_begin_many`].
+#[derive(Clone, Copy, Debug)]
+pub struct BeginCall<'a> {
+    pub module: &'a str,
+    pub reducer: &'a str,
+    pub args: CallInput<'a>,
+    pub caller: &'a Caller,
 }
 
 /// The held database, as this file reaches it.
@@ -358,20 +367,85 @@ impl Database {
             .map_err(|Poisoned| CallError::Poisoned)?;
         let mut out = Vec::with_capacity(calls.len());
         for (reducer, args) in calls {
-            out.push(self.begin_held(&mut held, module, reducer, *args, caller));
+            let call = BeginCall {
+                module,
+                reducer,
+                args: *args,
+                caller,
+            };
+            out.push(
+                self.begin_held(&mut held, call, false)
+                    .map(|(version, outcome, pending)| Committing {
+                        tx_id: pending.detach(),
+                        version,
+                        outcome,
+                    }),
+            );
         }
         Ok(out)
     }
 
-    /// One call of [`Database::call_begin_all`], the database held.
-    fn begin_held(
+    /// [`Database::call_begin_all`] for calls of any modules and callers:
+    /// each runs, in order, as the next transaction and its own, all in
+    /// one hold of the database. This is how the server's call queue runs
+    /// whatever arrived while the previous batch ran.
+    pub fn call_begin_many(
         &self,
+        calls: &[BeginCall<'_>],
+    ) -> Result<Vec<Result<Committing, CallError>>, CallError> {
+        let calls_exec = self.calls();
+        let mut held = self
+            .state
+            .hold(&calls_exec)
+            .map_err(|Poisoned| CallError::Poisoned)?;
+        Ok(calls
+            .iter()
+            .map(|c| {
+                let (version, outcome, pending) = self.begin_held(&mut held, *c, false)?;
+                Ok(Committing {
+                    tx_id: pending.detach(),
+                    version,
+                    outcome,
+                })
+            })
+            .collect())
+    }
+
+    /// Runs one call like [`Database::call_begin_many`] and returns once
+    /// it is durable: when nobody else waits for the database, this thread
+    /// writes and syncs the record itself, with no hand-over to the log's
+    /// writer and back (what a lone caller's latency is made of). The
+    /// version that ran it, and its outcome.
+    pub fn call_now(&self, call: BeginCall<'_>) -> Result<(u32, CallOutcome), CallError> {
+        let calls_exec = self.calls();
+        let mut held = self
+            .state
+            .hold(&calls_exec)
+            .map_err(|Poisoned| CallError::Poisoned)?;
+        let alone = held.alone();
+        let begun = self.begin_held(&mut held, call, alone);
+        drop(held);
+        let (version, outcome, pending) = begun?;
+        pending.durable().map_err(CallError::Durability)?;
+        Ok((version, outcome))
+    }
+
+    /// One call of [`Database::call_begin_all`], the database held: the
+    /// version that runs it, its outcome, and its record on its way to the
+    /// log (reserved for this thread to write, with `direct`, when the log
+    /// allows).
+    fn begin_held<'s>(
+        &'s self,
         held: &mut HeldCatalog<'_>,
-        module: &str,
-        reducer: &str,
-        args: CallInput<'_>,
-        caller: &Caller,
-    ) -> Result<Committing, CallError> {
+        call: BeginCall<'_>,
+        direct: bool,
+    ) -> Result<(u32, CallOutcome, Pending<'s>), CallError> {
+        let BeginCall {
+            module,
+            reducer,
+            args,
+            caller,
+        } = call;
         let entry = held
             .modules
             .get(module)
@@ -411,15 +485,11 @@ impl Database {
             args,
             caller,
         };
-        // Never a direct write: the record is synced by the log's writer,
-        // with whatever else is queued, while this thread goes on.
+        // Without `direct`, the record is synced by the log's writer, with
+        // whatever else is queued, while this thread goes on.
         let (ctx, committed, pending) =
-            call::execute(held, &self.code, &self.pipeline, call, false)?;
-        Ok(Committing {
-            tx_id: pending.detach(),
-            version,
-            outcome: CallOutcome::new(&ctx, committed),
-        })
+            call::execute(held, &self.code, &self.pipeline, call, direct)?;
+        Ok((version, CallOutcome::new(&ctx, committed), pending))
     }
 
     /// Waits until calls of [`Database::call_begin_all`] are durable: one
