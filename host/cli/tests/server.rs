@@ -1231,3 +1231,182 @@ fn every_type_over_http_is_the_documented_json() {
         "{page:?}"
     );
 }
+
+/// A raw HTTP/1.1 exchange on a connection of its own: writes `request`
+/// (which should say `Connection: close`), then reads until the server
+/// closes. The status (0 when the server closed without answering), the
+/// headers (lowercase names) and the body; and how long it took.
+fn raw_exchange(url: &str, request: &str) -> (u16, BTreeMap<String, String>, String, Duration) {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = Instant::now();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    // A reset after the answer (the server closing a connection it did
+    // not read whole) still leaves what was read.
+    let _ = stream.read_to_end(&mut bytes);
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return (0, BTreeMap::new(), text, elapsed);
+    };
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string(), elapsed)
+}
+
+/// Opens a connection that sends part of a request head and then nothing:
+/// it holds one of the server's connections until the server cuts it.
+fn half_head(url: &str) -> TcpStream {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+}
+
+#[test]
+fn connections_heads_bodies_and_queued_calls_are_bounded_and_health_still_answers() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_configured(
+        tmp.path(),
+        "max_connections = 6\nheader_timeout_secs = 2\nbody_timeout_secs = 1\ncalls_queued_max = 2\n\
+         sql_max_millis = 1500\nsql_max_rows = 1000000000000\n",
+    );
+    server.publish("m", guests::MISBEHAVE);
+    let call = |reducer: &str, body: &str| {
+        format!(
+            "POST /v1/modules/m/reducers/{reducer} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            server.token,
+            body.len()
+        )
+    };
+    let health = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+    // A body promised and not sent: 408 once body_timeout_secs pass.
+    let (status, _, body, took) = raw_exchange(
+        &server.url,
+        &format!(
+            "POST /v1/modules/m/reducers/put HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Length: 100\r\nConnection: close\r\n\r\n[1",
+            server.token
+        ),
+    );
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("body_timeout_secs"), "{body}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+
+    // A head never finished: the connection is closed once
+    // header_timeout_secs pass, with nothing answered.
+    let mut slow = half_head(&server.url);
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "cut after {took:?}"
+    );
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+
+    // All six connections held by heads that never finish: a seventh still
+    // gets /healthz and /metrics, and 503 overloaded for anything else.
+    let held: Vec<TcpStream> = (0..6).map(|_| half_head(&server.url)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, _, body, _) = raw_exchange(&server.url, health);
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, _, body, _) = raw_exchange(
+        &server.url,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("interstice_log_syncs"), "{body}");
+    let (status, headers, body, _) = raw_exchange(&server.url, &call("put", "[1, \"a\", 1]"));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers.get("retry-after").map(String::as_str), Some("1"));
+    assert!(body.contains("max_connections"), "{body}");
+    // Once the server cuts them (header_timeout_secs), calls are served.
+    for mut stream in held {
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        assert!(rest.is_empty());
+    }
+    let (status, _, body, _) = raw_exchange(&server.url, &call("put", "[1, \"a\", 1]"));
+    assert_eq!(status, 200, "{body}");
+
+    // A query holds the database for sql_max_millis (a join of 2,000 rows
+    // with 2,000); two calls queued behind it fill calls_queued_max, a
+    // third is refused at once, /healthz answers meanwhile, and once the
+    // query is over the two are answered and calls are taken again.
+    let sql = |text: &str| {
+        format!(
+            "POST /v1/modules/m/sql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            server.token,
+            text.len()
+        )
+    };
+    let rows: Vec<String> = (100..2100)
+        .map(|id| format!("({id}, 't{id}', 7)"))
+        .collect();
+    let insert = format!(
+        "INSERT INTO items (id, tag, \"group\") VALUES {}",
+        rows.join(", ")
+    );
+    let (status, _, body, _) = raw_exchange(&server.url, &sql(&insert));
+    assert_eq!(status, 200, "{body}");
+    let (query, queued, refused, health_meanwhile) = std::thread::scope(|s| {
+        let url = server.url.clone();
+        let join = sql("SELECT COUNT(*) FROM items a JOIN items b ON a.\"group\" = b.\"group\"");
+        let query = s.spawn(move || raw_exchange(&url, &join));
+        std::thread::sleep(Duration::from_millis(300));
+        let queued: Vec<_> = [2, 3]
+            .map(|id| {
+                let request = call("put", &format!("[{id}, \"q{id}\", 1]"));
+                let url = server.url.clone();
+                s.spawn(move || raw_exchange(&url, &request))
+            })
+            .into_iter()
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let refused = raw_exchange(&server.url, &call("put", "[4, \"b\", 1]"));
+        let health = raw_exchange(&server.url, health);
+        let queued: Vec<_> = queued.into_iter().map(|h| h.join().unwrap()).collect();
+        (query.join().unwrap(), queued, refused, health)
+    });
+    // The query ran out of time (or, on a fast machine, finished).
+    assert!(matches!(query.0, 200 | 422), "{:?}", query);
+    for (status, _, body, _) in &queued {
+        assert_eq!(*status, 200, "{body}");
+    }
+    let (status, headers, body, took) = refused;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("calls_queued_max"), "{body}");
+    assert_eq!(headers.get("retry-after").map(String::as_str), Some("1"));
+    assert!(
+        took < query.3 / 2,
+        "refused in {took:?}, the query took {:?}",
+        query.3
+    );
+    assert_eq!(health_meanwhile.0, 200);
+    let (status, _, body, _) = raw_exchange(&server.url, &call("put", "[4, \"b\", 1]"));
+    assert_eq!(status, 200, "{body}");
+
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+}

@@ -39,6 +39,16 @@ pub struct ServerConfig {
     /// Distinct live queries (SQL subscriptions) the server follows at
     /// once; subscribers to the same text share one.
     pub sql_live_max: usize,
+    /// Connections served at once, WebSocket sessions included; past it a
+    /// connection gets one answer (`/healthz` and `/metrics` as usual,
+    /// anything else 503 `overloaded`) and is closed.
+    pub max_connections: usize,
+    /// Seconds a request head may take to arrive; also the longest a
+    /// kept-alive connection may sit idle between requests.
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may take to arrive, whole, after its head
+    /// (408 past it).
+    pub body_timeout_secs: u64,
     /// Reducer calls over HTTP admitted and not yet answered, server-wide;
     /// past it a call is refused at once with 503 `overloaded` and
     /// `Retry-After`.
@@ -108,6 +118,9 @@ impl Default for ServerConfig {
             sql_max_rows: 1_000_000,
             sql_max_millis: 250,
             sql_live_max: 1000,
+            max_connections: 10_000,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
             calls_queued_max: 4096,
             session_calls_max: 128,
             session_subscriptions_max: 64,
@@ -166,6 +179,9 @@ impl ServerConfig {
             ("sql_max_rows", config.sql_max_rows as usize),
             ("sql_max_millis", config.sql_max_millis as usize),
             ("sql_live_max", config.sql_live_max),
+            ("max_connections", config.max_connections),
+            ("header_timeout_secs", config.header_timeout_secs as usize),
+            ("body_timeout_secs", config.body_timeout_secs as usize),
             ("calls_queued_max", config.calls_queued_max),
             ("session_calls_max", config.session_calls_max),
             (

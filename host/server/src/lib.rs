@@ -13,6 +13,7 @@ mod calls;
 pub mod config;
 pub mod error;
 pub mod identity;
+mod listen;
 pub mod metrics;
 pub mod protocol;
 mod routes;
@@ -21,6 +22,7 @@ mod subscribe;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use interstice_runtime::Database;
 use interstice_runtime::feed::{CommittedTx, ModuleLogLine, TxEvent};
@@ -151,15 +153,18 @@ pub async fn serve(
             let _ = logs.send(Arc::new(line.clone()));
         }));
     }
+    let limits = listen::Limits {
+        max_connections: state.config.max_connections,
+        header_timeout: Duration::from_secs(state.config.header_timeout_secs),
+        body_timeout: Duration::from_secs(state.config.body_timeout_secs),
+    };
     let app = routes::router(state);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing requests in flight");
-            let _ = stop.send(true);
-        })
-        .await
-        .map_err(ServerError::Serve);
+    listen::serve(listener, app, limits, async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing requests in flight");
+        let _ = stop.send(true);
+    })
+    .await;
     for refresher in refreshers {
         refresher.abort();
     }
@@ -171,7 +176,7 @@ pub async fn serve(
     // Every call taken has been answered; the queue's threads let go of
     // the database.
     let _ = tokio::task::spawn_blocking(move || call_threads.stop()).await;
-    served
+    Ok(())
 }
 
 /// The thread that runs schedule tables' rows while the server serves;

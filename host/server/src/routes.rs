@@ -90,6 +90,12 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
+        if crate::listen::timed_out(&e) {
+            return ApiError {
+                field: Some("body".into()),
+                ..ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", e.body_text())
+            };
+        }
         let status = e.status();
         let code = match status {
             StatusCode::PAYLOAD_TOO_LARGE => "too_large",

@@ -9,9 +9,9 @@
 //! client receives never goes back in time, and a call's result comes after
 //! the changes its transaction made to the session's subscriptions.
 //!
-//! Calls run on a pipeline of their own, in the order they came: each one
-//! commits as the next transaction while the ones before it wait for their
-//! sync, so many calls in flight share one fsync. Subscribing runs inline:
+//! Calls go to the server's call queue (`calls.rs`), in the order they
+//! came: each one commits as the next transaction while the ones before it
+//! wait for their sync, so many calls in flight share one fsync. Subscribing runs inline:
 //! the feed waits in its channel meanwhile, so no transaction after the
 //! subscription's first rows can pass before the session knows of it.
 
