@@ -44,12 +44,19 @@ struct Served {
 }
 
 impl Served {
-    fn start(dir: &Path, extra_config: Option<&Path>) -> Result<Served> {
+    fn start(dir: &Path, extra_config: Option<&Path>, pin: Option<&str>) -> Result<Served> {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?.port()
         };
-        let mut cmd = Command::new(server_binary()?);
+        let mut cmd = match pin {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpu]).arg(server_binary()?);
+                c
+            }
+            None => Command::new(server_binary()?),
+        };
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(dir)
@@ -77,6 +84,11 @@ impl Served {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(served)
+    }
+
+    /// The server's resident memory, in bytes.
+    fn rss(&self) -> Result<u64> {
+        rss_of(self.child.id())
     }
 
     /// The log's records and syncs, from `/metrics`.
@@ -193,27 +205,122 @@ end
     Ok(path)
 }
 
+/// Resident memory of process `pid`, in bytes.
+fn rss_of(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS in /proc/PID/status")?;
+    Ok(kb * 1024)
+}
+
+/// Pins every thread of this process to `cpus` (as `taskset -c` reads it).
+fn pin_self(cpus: &str) -> Result<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus])
+        .arg(std::process::id().to_string())
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("taskset -a -p -c {cpus} failed");
+    }
+    Ok(())
+}
+
+/// One row of the table: a wrk run and what it is held against.
+fn row(
+    label: &str,
+    served: &Served,
+    url: &str,
+    connections: usize,
+    script: &Path,
+    pin: Option<&str>,
+    peer: (&str, f64),
+) -> Result<f64> {
+    let (records0, syncs0) = served.log_counters()?;
+    let run = wrk(url, connections, Some(script), pin)?;
+    let (records1, syncs1) = served.log_counters()?;
+    let per_fsync = (records1 - records0) as f64 / (syncs1 - syncs0).max(1) as f64;
+    let (peer_figure, ratio) = match peer.0 {
+        "" => (String::new(), String::new()),
+        _ => (
+            format!("{:.0}", peer.1),
+            format!("{:.2}×", run.requests_per_second / peer.1),
+        ),
+    };
+    println!(
+        "| {label} | {:.0} | {per_fsync:.1} | {} | {} | {} | {} | {peer_figure} | {ratio} |",
+        run.requests_per_second, run.p50, run.p99, run.non_2xx, peer.0,
+    );
+    Ok(run.requests_per_second)
+}
+
+fn local_row(label: &str, d: &crate::durable::Durable, peer: Option<(&str, f64)>) {
+    let (name, rate, ratio) = match peer {
+        Some((name, rate)) => (
+            name.to_string(),
+            format!("{rate:.0}"),
+            format!("{:.2}×", d.per_second() / rate),
+        ),
+        None => (String::new(), String::new(), String::new()),
+    };
+    println!(
+        "| {label} | {:.0} | {:.1} | {:.0} µs | {:.0} µs | | {name} | {rate} | {ratio} |",
+        d.per_second(),
+        d.tx_per_fsync(),
+        d.p50.as_secs_f64() * 1e6,
+        d.p99.as_secs_f64() * 1e6,
+    );
+}
+
+/// Opens `n` connections to `url` that each send `prefix` and then
+/// nothing.
+fn hold_connections(url: &str, n: usize, prefix: &[u8]) -> Result<Vec<std::net::TcpStream>> {
+    use std::io::Write;
+    let addr = url.trim_start_matches("http://");
+    (0..n)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr)?;
+            s.write_all(prefix)?;
+            Ok(s)
+        })
+        .collect()
+}
+
+/// How many of `streams` the server has closed (a read returns at once
+/// with end of file or an error).
+fn closed_by_server(streams: &[std::net::TcpStream]) -> usize {
+    use std::io::Read;
+    streams
+        .iter()
+        .filter(|s| {
+            let _ = s.set_nonblocking(true);
+            let mut buf = [0u8; 512];
+            let closed = match (&**s).read(&mut buf) {
+                Ok(_) => true,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            };
+            let _ = s.set_nonblocking(false);
+            closed
+        })
+        .count()
+}
+
 pub fn figures() -> Result<()> {
     let fsync = raw_fdatasync(2_000)?;
     let fsync_rate = 1.0 / fsync.as_secs_f64();
     let bank = seeded_bank()?;
-    // In process first, with the directory the server opens afterwards.
-    let (local64, local1) = {
-        let db = Database::open(bank.path(), config(SyncPolicy::Always))?;
-        let many = durable_transfers(&db, 64, RUN)?;
-        let one = durable_transfers(&db, 1, RUN)?;
-        (many, one)
-    };
     let scripts = tempfile::tempdir()?;
     let script = transfer_script(scripts.path())?;
-    let served = Served::start(bank.path(), None)?;
-    let transfer_url = served.url.clone();
 
     println!("## Over HTTP with wrk (`cargo run --release -p interstice-bench -- http`)\n");
     println!(
         "Durable `bank.transfer` between random accounts of {ACCOUNTS} (sync `always`), \
          release `interstice serve` in its own process, `wrk --latency` {} s per figure \
-         on the same 2-core machine. Raw fdatasync here: {:.0} µs ({fsync_rate:.0}/s).\n",
+         on the same 2-core machine. Raw fdatasync here: {:.0} µs ({fsync_rate:.0}/s). \
+         Pinned: the server (or the in-process peer) on CPU 0, wrk on CPU 1.\n",
         RUN.as_secs(),
         fsync.as_secs_f64() * 1e6
     );
@@ -221,49 +328,158 @@ pub fn figures() -> Result<()> {
         "| load | tx/s | tx per fsync | p50 | p99 | non-2xx | peer | peer's figure | ÷ peer |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |");
-    for (label, connections, pin) in [
-        ("wrk, 64 connections", 64, None),
-        ("wrk pinned to cpu 1, 64 connections", 64, Some("1")),
-        ("wrk, 1 connection", 1, None),
-    ] {
-        let (records0, syncs0) = served.log_counters()?;
-        let run = wrk(&transfer_url, connections, Some(&script), pin)?;
-        let (records1, syncs1) = served.log_counters()?;
-        let per_fsync = (records1 - records0) as f64 / (syncs1 - syncs0).max(1) as f64;
-        let (peer, peer_rate) = match connections {
-            1 => ("raw fdatasync", fsync_rate),
-            _ => ("in process, 64 callers", local64.per_second()),
-        };
+    // In process first, with the directory the server opens afterwards.
+    let (local64, local1, pinned64) = {
+        let db = Database::open(bank.path(), config(SyncPolicy::Always))?;
+        let many = durable_transfers(&db, 64, RUN)?;
+        let one = durable_transfers(&db, 1, RUN)?;
+        pin_self("0")?;
+        let pinned = durable_transfers(&db, 64, RUN);
+        pin_self("0-1")?;
+        (many, one, pinned?)
+    };
+    local_row("in process, 64 callers", &local64, None);
+    local_row(
+        "in process, 1 caller",
+        &local1,
+        Some(("raw fdatasync", fsync_rate)),
+    );
+    local_row("in process, 64 callers, pinned to CPU 0", &pinned64, None);
+    {
+        let served = Served::start(bank.path(), None, None)?;
+        let url = served.url.clone();
+        row(
+            "wrk, 64 connections",
+            &served,
+            &url,
+            64,
+            &script,
+            None,
+            ("in process, 64 callers", local64.per_second()),
+        )?;
+        row(
+            "wrk, 1 connection",
+            &served,
+            &url,
+            1,
+            &script,
+            None,
+            ("raw fdatasync", fsync_rate),
+        )?;
+        let health = wrk(&format!("{url}/healthz"), 64, None, None)?;
         println!(
-            "| {label} | {:.0} | {per_fsync:.1} | {} | {} | {} | {peer} | {peer_rate:.0} | {:.2}× |",
-            run.requests_per_second,
-            run.p50,
-            run.p99,
-            run.non_2xx,
-            run.requests_per_second / peer_rate
+            "| wrk on `/healthz`, 64 connections | {:.0} | | {} | {} | {} | | | |",
+            health.requests_per_second, health.p50, health.p99, health.non_2xx
         );
     }
-    let health = wrk(&format!("{}/healthz", served.url), 64, None, None)?;
-    println!(
-        "| wrk on `/healthz`, 64 connections | {:.0} | | {} | {} | {} | | | |",
-        health.requests_per_second, health.p50, health.p99, health.non_2xx
-    );
-    println!(
-        "| in process, 64 callers | {:.0} | {:.1} | {:.0} µs | {:.0} µs | | | | |",
-        local64.per_second(),
-        local64.tx_per_fsync(),
-        local64.p50.as_secs_f64() * 1e6,
-        local64.p99.as_secs_f64() * 1e6
-    );
-    println!(
-        "| in process, 1 caller | {:.0} | {:.1} | {:.0} µs | {:.0} µs | | raw fdatasync | {fsync_rate:.0} | {:.2}× |",
-        local1.per_second(),
-        local1.tx_per_fsync(),
-        local1.p50.as_secs_f64() * 1e6,
-        local1.p99.as_secs_f64() * 1e6,
-        local1.per_second() / fsync_rate
-    );
+    {
+        let served = Served::start(bank.path(), None, Some("0"))?;
+        let url = served.url.clone();
+        row(
+            "pinned: wrk, 64 connections",
+            &served,
+            &url,
+            64,
+            &script,
+            Some("1"),
+            ("in process, 64 callers, pinned", pinned64.per_second()),
+        )?;
+        row(
+            "pinned: wrk, 1 connection",
+            &served,
+            &url,
+            1,
+            &script,
+            Some("1"),
+            ("raw fdatasync", fsync_rate),
+        )?;
+    }
     println!();
+
+    // Idle connections beside busy ones; and the slow-body flood the issue
+    // describes. Settings: header and body timeouts long enough for the
+    // idle ones to stay for the whole run, and a connection limit above
+    // what is opened.
+    let settings = scripts.path().join("interstice.toml");
+    std::fs::write(
+        &settings,
+        "max_connections = 20000\nheader_timeout_secs = 60\nbody_timeout_secs = 5\n",
+    )?;
+    let served = Served::start(bank.path(), Some(&settings), None)?;
+    let url = served.url.clone();
+    let rss0 = served.rss()?;
+    println!(
+        "Idle connections beside 64 busy ones (wrk, 64 connections), same server; settings `max_connections = 20000`, `header_timeout_secs = 60`:\n"
+    );
+    println!(
+        "| idle connections | tx/s | tx per fsync | p50 | p99 | non-2xx | peer | peer's figure | ÷ peer |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |");
+    let busy = row("0", &served, &url, 64, &script, None, ("", 0.0))?;
+    let rss_busy = served.rss()?;
+    let idle = hold_connections(&url, 10_000, b"")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_idle = served.rss()?;
+    row(
+        "10,000",
+        &served,
+        &url,
+        64,
+        &script,
+        None,
+        ("no idle ones", busy),
+    )?;
+    let rss_after = served.rss()?;
+    println!(
+        "\nServer RSS: {:.1} MB at start, {:.1} MB after the busy run, {:.1} MB with 10,000 idle \
+         connections ({:.0} bytes each), {:.1} MB after the busy run beside them.\n",
+        rss0 as f64 / 1e6,
+        rss_busy as f64 / 1e6,
+        rss_idle as f64 / 1e6,
+        rss_idle.saturating_sub(rss_busy) as f64 / 10_000.0,
+        rss_after as f64 / 1e6,
+    );
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // 8,000 connections that send a request head and 2 of 100 promised
+    // body bytes.
+    let head = format!(
+        "POST /v1/modules/bank/reducers/transfer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 100\r\n\r\n[1"
+    );
+    let before = served.rss()?;
+    let started = Instant::now();
+    let slow = hold_connections(&url, 8_000, head.as_bytes())?;
+    std::thread::sleep(Duration::from_secs(1));
+    let held = served.rss()?;
+    let health_started = Instant::now();
+    let health_ok = ureq::get(format!("{url}/healthz")).call().is_ok();
+    let health_took = health_started.elapsed();
+    let mut cut_after = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        if closed_by_server(&slow) == slow.len() {
+            cut_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!(
+        "8,000 connections that send a request head and 2 of 100 promised body bytes (`body_timeout_secs = 5`): \
+         server RSS {:.1} MB before, {:.1} MB while they are held; `/healthz` meanwhile: {} in {:.1} ms; \
+         all closed by the server after {}.\n",
+        before as f64 / 1e6,
+        held as f64 / 1e6,
+        if health_ok { "200" } else { "failed" },
+        health_took.as_secs_f64() * 1e3,
+        match cut_after {
+            Some(t) => format!("{:.1} s", t.as_secs_f64()),
+            None => format!(
+                "more than 30 s ({} of 8,000 closed)",
+                closed_by_server(&slow)
+            ),
+        }
+    );
+    drop(slow);
     drop(served);
     Ok(())
 }

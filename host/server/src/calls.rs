@@ -18,6 +18,7 @@
 //! never grows with the load.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 
 use interstice_runtime::{
@@ -75,6 +76,7 @@ struct Job {
     calls: Vec<Call>,
     reply: oneshot::Sender<Vec<Answer>>,
     _admitted: Vec<OwnedSemaphorePermit>,
+    _busy: Busy,
 }
 
 /// A batch the executor ran: its jobs, and each call's begun commit (or
@@ -88,8 +90,27 @@ enum Message {
 
 /// The sending side of the queue, shared by every handler.
 pub(crate) struct Queue {
+    db: Arc<Database>,
     jobs: mpsc::UnboundedSender<Message>,
     admitted: Arc<Semaphore>,
+    /// Jobs queued or running, and calls running on a handler's thread.
+    busy: Arc<AtomicUsize>,
+}
+
+/// Counts one job or call in [`Queue::busy`] while it lives.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(busy: &Arc<AtomicUsize>) -> Busy {
+        busy.fetch_add(1, Ordering::AcqRel);
+        Busy(busy.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The two threads behind a [`Queue`]; joined by [`Threads::stop`].
@@ -110,12 +131,17 @@ pub(crate) fn start(db: Arc<Database>, max_queued: usize) -> std::io::Result<(Qu
             .name("interstice-calls".into())
             .spawn(move || execute(&db, queued, committed))?
     };
-    let durability = std::thread::Builder::new()
-        .name("interstice-durable".into())
-        .spawn(move || answer(&db, to_wait))?;
+    let durability = {
+        let db = db.clone();
+        std::thread::Builder::new()
+            .name("interstice-durable".into())
+            .spawn(move || answer(&db, to_wait))?
+    };
     let queue = Queue {
+        db,
         jobs: jobs.clone(),
         admitted: Arc::new(Semaphore::new(max_queued.max(1))),
+        busy: Arc::new(AtomicUsize::new(0)),
     };
     Ok((
         queue,
@@ -128,24 +154,56 @@ pub(crate) fn start(db: Arc<Database>, max_queued: usize) -> std::io::Result<(Qu
 }
 
 impl Queue {
-    /// Queues one call; its answer once durable. Refused at once, without
-    /// waiting, when the queue is full or the server stops.
-    pub fn call(&self, call: Call) -> Result<oneshot::Receiver<Vec<Answer>>, Refused> {
+    /// Runs one call; its answer once durable. Refused at once, without
+    /// waiting, when `calls_queued_max` calls are waiting already or the
+    /// server stops.
+    ///
+    /// When nothing is queued or running, the call runs here, on the
+    /// handler's own thread (its async worker handed over meanwhile), and
+    /// is synced here: a lone caller's answer then takes no wake-up of
+    /// another thread at all. Otherwise it joins the queue's next batch.
+    pub async fn call(&self, call: Call) -> Result<Answer, Refused> {
         let permit = self
             .admitted
             .clone()
             .try_acquire_owned()
             .map_err(|_| Refused::Full)?;
+        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        if multi_thread
+            && self
+                .busy
+                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let _busy = Busy(self.busy.clone());
+            let answer = tokio::task::block_in_place(|| {
+                self.db
+                    .call_now(BeginCall {
+                        module: &call.module,
+                        reducer: &call.reducer,
+                        args: input(&call.args),
+                        caller: &call.caller,
+                    })
+                    .map_err(Failed::from)
+            });
+            drop(permit);
+            return Ok(answer);
+        }
         let (reply, answered) = oneshot::channel();
         let job = Job {
             calls: vec![call],
             reply,
             _admitted: vec![permit],
+            _busy: Busy::new(&self.busy),
         };
         self.jobs
             .send(Message::Run(job))
             .map_err(|_| Refused::Stopping)?;
-        Ok(answered)
+        match answered.await.map(|mut answers| answers.pop()) {
+            Ok(Some(answer)) => Ok(answer),
+            _ => Err(Refused::Stopping),
+        }
     }
 
     /// Queues a session's calls, which run in the order given (and after
@@ -161,6 +219,7 @@ impl Queue {
             calls,
             reply,
             _admitted: Vec::new(),
+            _busy: Busy::new(&self.busy),
         };
         self.jobs
             .send(Message::Run(job))

@@ -309,23 +309,17 @@ async fn call(
             args: crate::protocol::Args::Json(args),
             caller,
         })
-        .map_err(|refused| match refused {
-            crate::calls::Refused::Full => ApiError::overloaded(format!(
-                "{} calls are waiting already (calls_queued_max); try again",
-                state.config.calls_queued_max
-            )),
-            crate::calls::Refused::Stopping => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the server is stopping",
-            ),
-        })?;
-    let result = match answered.await.map(|mut answers| answers.pop()) {
-        Ok(Some(answer)) => answer.map(|(_, outcome)| outcome).map_err(|f| f.error),
-        _ => Err(ApiError::new(
+        .await;
+    let result = match answered {
+        Ok(answer) => answer.map(|(_, outcome)| outcome).map_err(|f| f.error),
+        Err(crate::calls::Refused::Full) => Err(ApiError::overloaded(format!(
+            "{} calls are waiting already (calls_queued_max); try again",
+            state.config.calls_queued_max
+        ))),
+        Err(crate::calls::Refused::Stopping) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            "the server stopped before the call was answered",
+            "the server is stopping; the call was not answered",
         )),
     };
     match result {
