@@ -86,6 +86,21 @@ impl Served {
         Ok(served)
     }
 
+    /// A second of load first: the module is compiled at its first call,
+    /// and the first figure must not pay for it.
+    fn warm(&self, script: &Path) -> Result<()> {
+        let out = Command::new("wrk")
+            .args(["-t1", "-c8", "-d1s", "-s"])
+            .arg(script)
+            .arg(&self.url)
+            .output()
+            .context("running wrk")?;
+        if !out.status.success() {
+            bail!("wrk failed");
+        }
+        Ok(())
+    }
+
     /// The server's resident memory, in bytes.
     fn rss(&self) -> Result<u64> {
         rss_of(self.child.id())
@@ -347,6 +362,7 @@ pub fn figures() -> Result<()> {
     local_row("in process, 64 callers, pinned to CPU 0", &pinned64, None);
     {
         let served = Served::start(bank.path(), None, None)?;
+        served.warm(&script)?;
         let url = served.url.clone();
         row(
             "wrk, 64 connections",
@@ -374,6 +390,7 @@ pub fn figures() -> Result<()> {
     }
     {
         let served = Served::start(bank.path(), None, Some("0"))?;
+        served.warm(&script)?;
         let url = served.url.clone();
         row(
             "pinned: wrk, 64 connections",
@@ -406,6 +423,7 @@ pub fn figures() -> Result<()> {
         "max_connections = 20000\nheader_timeout_secs = 60\nbody_timeout_secs = 5\n",
     )?;
     let served = Served::start(bank.path(), Some(&settings), None)?;
+    served.warm(&script)?;
     let url = served.url.clone();
     let rss0 = served.rss()?;
     println!(
