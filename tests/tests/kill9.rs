@@ -98,7 +98,8 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
     let report = run(dir.path(), &scenario);
     assert!(
         report.acknowledged > 0,
-        "the child never acknowledged a transfer"
+        "seed {}: the child never acknowledged a transfer",
+        report.seed
     );
 }
 
@@ -123,21 +124,24 @@ fn kill_nine_while_snapshots_are_taken() {
     };
     let data = dir.path().join("data");
     let report = run(&data, &scenario);
+    let seed = report.seed;
     assert!(
         report.acknowledged > 0,
-        "the child never acknowledged a transfer"
+        "seed {seed}: the child never acknowledged a transfer"
     );
     assert!(
         report.mid_write > 0,
-        "no kill landed while a snapshot was being written"
+        "seed {seed}: no kill landed while a snapshot was being written"
     );
     assert!(
         report.opened_from_snapshot > 0,
-        "no reopen started from a snapshot the child took"
+        "seed {seed}: no reopen started from a snapshot the child took"
     );
 }
 
 struct Report {
+    /// The seed the run used (`INTERSTICE_SEED` replays it).
+    seed: u64,
     acknowledged: u64,
     /// Kills after which a snapshot's temporary file was found.
     mid_write: u64,
@@ -177,6 +181,7 @@ fn run(data: &Path, scenario: &Scenario) -> Report {
     }
 
     let mut report = Report {
+        seed,
         acknowledged: 0,
         mid_write: 0,
         opened_from_snapshot: 0,
@@ -189,7 +194,10 @@ fn run(data: &Path, scenario: &Scenario) -> Report {
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         stderr.read_line(&mut line).unwrap();
-        assert_eq!(line, "ready\n", "kill {kill}: the child did not open");
+        assert_eq!(
+            line, "ready\n",
+            "seed {seed}, kill {kill}: the child did not open"
+        );
         // Read the acknowledgements while the child runs, so the pipe
         // never fills; kill at a random moment once transfers are flowing.
         let stdout = child.stdout.take().unwrap();
@@ -230,7 +238,10 @@ fn run(data: &Path, scenario: &Scenario) -> Report {
         }
         let rows = db.rows_json("bank", "accounts").unwrap();
         drop(db);
-        assert!(!has_temporary(&snapshots), "opening removes temporaries");
+        assert!(
+            !has_temporary(&snapshots),
+            "seed {seed}, kill {kill}: opening removes temporaries"
+        );
 
         let mut dirs = vec![data.join(LOG_DIR)];
         dirs.extend(scenario.archive.clone());
@@ -246,7 +257,11 @@ fn run(data: &Path, scenario: &Scenario) -> Report {
                 model[*to as usize] += amount;
             }
         }
-        assert_eq!(rows.len() as u64, scenario.accounts);
+        assert_eq!(
+            rows.len() as u64,
+            scenario.accounts,
+            "seed {seed}, kill {kill}: accounts"
+        );
         for row in &rows {
             let id = row["id"].as_u64().unwrap();
             assert_eq!(
@@ -264,7 +279,7 @@ fn run(data: &Path, scenario: &Scenario) -> Report {
                 .map(|v| v.parse().unwrap())
                 .collect();
             let [tx, from, to, amount] = f[..] else {
-                panic!("unexpected line from the child: {line:?}");
+                panic!("seed {seed}, kill {kill}: unexpected line from the child: {line:?}");
             };
             assert_eq!(
                 logged.get(&tx),

@@ -238,7 +238,11 @@ fn subscribers_applying_every_message_hold_what_a_fresh_query_answers() {
                 table: start.table.clone(),
                 rows,
             };
-            assert_eq!(client.rows, fresh(&db, query), "{query}: initial rows");
+            assert_eq!(
+                client.rows,
+                fresh(&db, query),
+                "seed {seed}: {query}: initial rows"
+            );
             clients.push(client);
             started_at.push(start.tx_id);
         }
@@ -264,14 +268,14 @@ fn subscribers_applying_every_message_hold_what_a_fresh_query_answers() {
             assert_eq!(
                 client.rows,
                 fresh(&db, client.query),
-                "step {n}: {}",
+                "seed {seed}, step {n}: {}",
                 client.query
             );
         }
     }
     assert!(
         seen > steps / 4,
-        "only {seen} live query changes in {steps} steps"
+        "seed {seed}: only {seen} live query changes in {steps} steps"
     );
     for client in &clients {
         db.unsubscribe_sql("chat", client.query_id).unwrap();

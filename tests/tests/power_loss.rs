@@ -354,7 +354,8 @@ fn power_loss_under_concurrent_callers_and_background_snapshots() {
     drop(db);
     let images = fs.take_images();
     let acked = acked.into_inner().unwrap();
-    let mut r = seed();
+    let seed = seed();
+    let mut r = seed;
     let (mut points, mut from_snapshot) = (0u64, 0u64);
     for (i, image) in images.iter().enumerate() {
         let required = acked[..image.label as usize]
@@ -371,11 +372,11 @@ fn power_loss_under_concurrent_callers_and_background_snapshots() {
                     ..cfg.clone()
                 },
             )
-            .unwrap_or_else(|e| panic!("image {i}, torn {torn}: does not open: {e}"));
+            .unwrap_or_else(|e| panic!("seed {seed}: image {i}, torn {torn}: does not open: {e}"));
             let recovered = db.next_tx_id().expect("not poisoned") - 1;
             assert!(
                 recovered >= required && recovered <= last,
-                "image {i}, torn {torn}: recovered up to {recovered}; {required} was acknowledged"
+                "seed {seed}: image {i}, torn {torn}: recovered up to {recovered}; {required} was acknowledged"
             );
             let rows = db.rows_json("bank", "accounts").unwrap();
             for (id, mine) in per_thread.iter().enumerate() {
@@ -383,25 +384,25 @@ fn power_loss_under_concurrent_callers_and_background_snapshots() {
                 assert_eq!(
                     rows[id]["balance"].as_u64(),
                     Some(expected),
-                    "image {i}, torn {torn}: account {id} after tx {recovered}"
+                    "seed {seed}: image {i}, torn {torn}: account {id} after tx {recovered}"
                 );
             }
             assert_eq!(
                 db.replay_stats().snapshots_rejected,
                 Vec::<String>::new(),
-                "image {i}, torn {torn}"
+                "seed {seed}: image {i}, torn {torn}"
             );
             points += 1;
             from_snapshot += u64::from(db.replay_stats().snapshot_tx_id.is_some());
         }
     }
     eprintln!(
-        "concurrent power-loss simulation: {} images, {points} crash points, {from_snapshot} recoveries from a snapshot, {} acknowledged deposits; 0 losses",
+        "concurrent power-loss simulation: INTERSTICE_SEED={seed}, {} images, {points} crash points, {from_snapshot} recoveries from a snapshot, {} acknowledged deposits; 0 losses",
         images.len(),
         acked.len()
     );
     assert!(
         from_snapshot > 0,
-        "background snapshots were taken and used"
+        "seed {seed}: background snapshots were taken and used"
     );
 }

@@ -164,8 +164,11 @@ fn caches_of_several_clients_equal_a_fresh_query_after_every_round() {
                 // The answer comes after every change before its
                 // transaction: the cache is as of it.
                 let (tx, table) = fresh(c).await;
-                assert!(tx >= last);
-                assert!(c.tx_id() >= tx);
+                assert!(tx >= last, "seed {seed:#x} round {round}: {tx} < {last}");
+                assert!(
+                    c.tx_id() >= tx,
+                    "seed {seed:#x} round {round}: the client is behind its query"
+                );
                 assert_eq!(
                     cached(c),
                     table,

@@ -1407,6 +1407,24 @@ fn connections_heads_bodies_and_queued_calls_are_bounded_and_health_still_answer
     let (status, _, body, _) = raw_exchange(&server.url, &call("put", "[4, \"b\", 1]"));
     assert_eq!(status, 200, "{body}");
 
+    // The metrics count what was refused and what is open.
+    let (_, _, metrics, _) = raw_exchange(
+        &server.url,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{metrics}"))
+    };
+    assert_eq!(metric("interstice_calls_shed_total"), 1.0);
+    // The three exchanges while the six were held (and the publishing
+    // client's kept-alive connection, if it was still open then).
+    let refused = metric("interstice_connections_refused_total");
+    assert!((3.0..=4.0).contains(&refused), "{refused}");
+    assert!(metric("interstice_connections_open") >= 1.0);
+
     let (status, stderr) = server.stop();
     assert!(status.success(), "{stderr}");
 }

@@ -547,6 +547,10 @@ fn failures_at_every_step_across_rotation() {
         // Armed before open: the first sync and append are the first
         // segment's header.
         fs.inject(fault.clone());
+        // An image before every sync, labelled with what was acknowledged
+        // by then: a power loss at any of those moments, not only at the
+        // end, must keep what was acknowledged.
+        fs.record_before_sync();
         let mut acked = Vec::new();
         match open_with(Arc::new(fs.clone()), &dir, cfg) {
             Ok((log, _, _)) => {
@@ -555,7 +559,10 @@ fn failures_at_every_step_across_rotation() {
                         break;
                     }
                     match log.wait(t) {
-                        Ok(()) => acked.push(t),
+                        Ok(()) => {
+                            acked.push(t);
+                            fs.set_label(t);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -577,6 +584,29 @@ fn failures_at_every_step_across_rotation() {
             }
         }
         injected += fs.injected();
+        // The moments nearest the fault: the last syncs before it (and the
+        // one it failed, if it was a sync).
+        let images = fs.take_images();
+        for image in images.iter().rev().take(3) {
+            for torn in [0, 3, usize::MAX] {
+                let (_, seen, _) = open_with(Arc::new(image.fs.crash(torn)), &dir, cfg)
+                    .unwrap_or_else(|e| {
+                        panic!("{fault:?}, image {}, torn {torn}: {e}", image.label)
+                    });
+                let n = seen.len() as u64;
+                assert_eq!(
+                    seen,
+                    (1..=n).collect::<Vec<_>>(),
+                    "{fault:?}, image {}: a prefix",
+                    image.label
+                );
+                assert!(
+                    n >= image.label,
+                    "{fault:?}, torn {torn}: {} acknowledged before this sync, {n} survived",
+                    image.label
+                );
+            }
+        }
         for torn in [0, 3, usize::MAX] {
             let (_, seen, _) = open_with(Arc::new(fs.crash(torn)), &dir, cfg)
                 .unwrap_or_else(|e| panic!("{fault:?}, torn {torn}: {e}"));

@@ -157,6 +157,8 @@ pub async fn serve(
         max_connections: state.config.max_connections,
         header_timeout: Duration::from_secs(state.config.header_timeout_secs),
         body_timeout: Duration::from_secs(state.config.body_timeout_secs),
+        open: state.metrics.connections_open.clone(),
+        refused: state.metrics.connections_refused.clone(),
     };
     let app = routes::router(state);
     listen::serve(listener, app, limits, async move {

@@ -27,18 +27,24 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::error::ApiError;
 
-/// The bounds of [`serve`], from the settings.
-#[derive(Clone, Copy, Debug)]
+/// The bounds of [`serve`], from the settings, and what it counts.
+#[derive(Clone, Debug)]
 pub(crate) struct Limits {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// Connections open now (a metric).
+    pub open: Gauge,
+    /// Connections past the limit (a metric).
+    pub refused: Counter,
 }
 
 impl Limits {
@@ -90,10 +96,7 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         match connections.clone().try_acquire_owned() {
             Ok(permit) => {
-                let io = TokioIo::new(Counted {
-                    stream,
-                    _permit: permit,
-                });
+                let io = TokioIo::new(Counted::new(stream, permit, limits.open.clone()));
                 let service = TowerToHyperService::new(router.clone());
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder
@@ -119,15 +122,13 @@ pub(crate) async fn serve(
                 });
             }
             Err(_) => {
+                limits.refused.inc();
                 let Ok(permit) = refusals.clone().try_acquire_owned() else {
                     // Past the limit and past the answers to it: closed
                     // unread, which costs nothing to keep.
                     continue;
                 };
-                let io = TokioIo::new(Counted {
-                    stream,
-                    _permit: permit,
-                });
+                let io = TokioIo::new(Counted::new(stream, permit, limits.open.clone()));
                 let service = TowerToHyperService::new(refusing.clone());
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder
@@ -178,6 +179,24 @@ async fn only_health(request: Request, next: axum::middleware::Next) -> Response
 struct Counted {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    open: Gauge,
+}
+
+impl Counted {
+    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, open: Gauge) -> Counted {
+        open.inc();
+        Counted {
+            stream,
+            _permit: permit,
+            open,
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
 }
 
 impl AsyncRead for Counted {

@@ -9,7 +9,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -26,6 +26,14 @@ pub struct Metrics {
     pub transactions_committed: Counter,
     /// Subscribers disconnected for falling behind.
     pub subscribers_dropped: Counter,
+    /// Reducer calls over HTTP refused at once with 503 `overloaded`
+    /// (`calls_queued_max`).
+    pub calls_shed: Counter,
+    /// Connections open now (WebSocket sessions included).
+    pub connections_open: Gauge,
+    /// Connections past `max_connections`: answered once and closed, or
+    /// closed unread.
+    pub connections_refused: Counter,
 }
 
 impl Metrics {
@@ -35,6 +43,9 @@ impl Metrics {
         let calls_failed = Counter::default();
         let transactions_committed = Counter::default();
         let subscribers_dropped = Counter::default();
+        let calls_shed = Counter::default();
+        let connections_open = Gauge::default();
+        let connections_refused = Counter::default();
         // 50 µs to ~3.3 s.
         let commit_latency = Histogram::new(
             prometheus_client::metrics::histogram::exponential_buckets(50e-6, 2.0, 17),
@@ -64,6 +75,21 @@ impl Metrics {
             "WebSocket subscribers disconnected for falling behind",
             subscribers_dropped.clone(),
         );
+        registry.register(
+            "calls_shed",
+            "Reducer calls over HTTP refused at once with 503 overloaded (calls_queued_max)",
+            calls_shed.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Connections open now, WebSocket sessions included",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections past max_connections (answered once and closed, or closed unread)",
+            connections_refused.clone(),
+        );
         registry.register_collector(Box::new(DatabaseCollector { db }));
         Metrics {
             registry,
@@ -72,6 +98,9 @@ impl Metrics {
             commit_latency,
             transactions_committed,
             subscribers_dropped,
+            calls_shed,
+            connections_open,
+            connections_refused,
         }
     }
 

@@ -312,10 +312,13 @@ async fn call(
         .await;
     let result = match answered {
         Ok(answer) => answer.map(|(_, outcome)| outcome).map_err(|f| f.error),
-        Err(crate::calls::Refused::Full) => Err(ApiError::overloaded(format!(
-            "{} calls are waiting already (calls_queued_max); try again",
-            state.config.calls_queued_max
-        ))),
+        Err(crate::calls::Refused::Full) => {
+            state.metrics.calls_shed.inc();
+            Err(ApiError::overloaded(format!(
+                "{} calls are waiting already (calls_queued_max); try again",
+                state.config.calls_queued_max
+            )))
+        }
         Err(crate::calls::Refused::Stopping) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
