@@ -60,7 +60,7 @@ pub use query::{
 pub use schedule::{LATENESS_BUCKETS, ROUND_MAX, ScheduleRound, ScheduleStats, backoff_micros};
 
 /// A call that has committed and whose record is on its way to the log
-/// ([`Database::call_begin_all`]); its caller is answered only once
+/// ([`Database::call_begin_many`]); its caller is answered only once
 /// [`Database::calls_durable`] says it is durable.
 #[must_use = "a call is answered only once durable"]
 #[derive(Debug)]
@@ -77,7 +77,7 @@ impl Committing {
     }
 }
 
-/// A call's arguments for [`Database::call_begin_all`].
+/// A call's arguments for [`Database::call_begin_many`].
 #[derive(Clone, Copy, Debug)]
 pub enum CallInput<'a> {
     /// JSON: an array in parameter order, or an object by name.
@@ -339,56 +339,21 @@ impl Database {
         })
     }
 
-    /// Runs and commits calls of `caller`, in order, each as the next
-    /// transaction and its own (one failing changes nothing of the
-    /// others), with the database held once for all of them, like
-    /// [`Database::call_json`] but without waiting for their sync: each
-    /// returns as soon as its record is queued for the log. Nobody may be
-    /// told of them before [`Database::calls_durable`] says they are
-    /// durable. An error for all of them only when the database cannot be
-    /// held.
+    /// Runs and commits calls, in order, each as the next transaction and
+    /// its own (one failing changes nothing of the others), with the
+    /// database held once for all of them, like [`Database::call_json`]
+    /// but without waiting for their sync: each returns as soon as its
+    /// record is queued for the log. Nobody may be told of them before
+    /// [`Database::calls_durable`] says they are durable. An error for all
+    /// of them only when the database cannot be held.
     ///
     /// A reducer is resolved and its arguments encoded (from JSON) or
     /// checked (an argument row) with the database held for the call, so
     /// they are those of the version that runs it. Calls begun one after
     /// another commit in that order, however many are waiting for their
-    /// sync: this is how a session pipelines its calls
+    /// sync: this is how the server's call queue runs whatever arrived
+    /// while its previous batch ran, and how a session pipelines its calls
     /// (docs/client-protocol.md).
-    pub fn call_begin_all(
-        &self,
-        module: &str,
-        calls: &[(&str, CallInput<'_>)],
-        caller: &Caller,
-    ) -> Result<Vec<Result<Committing, CallError>>, CallError> {
-        let calls_exec = self.calls();
-        let mut held = self
-            .state
-            .hold(&calls_exec)
-            .map_err(|Poisoned| CallError::Poisoned)?;
-        let mut out = Vec::with_capacity(calls.len());
-        for (reducer, args) in calls {
-            let call = BeginCall {
-                module,
-                reducer,
-                args: *args,
-                caller,
-            };
-            out.push(
-                self.begin_held(&mut held, call, false)
-                    .map(|(version, outcome, pending)| Committing {
-                        tx_id: pending.detach(),
-                        version,
-                        outcome,
-                    }),
-            );
-        }
-        Ok(out)
-    }
-
-    /// [`Database::call_begin_all`] for calls of any modules and callers:
-    /// each runs, in order, as the next transaction and its own, all in
-    /// one hold of the database. This is how the server's call queue runs
-    /// whatever arrived while the previous batch ran.
     pub fn call_begin_many(
         &self,
         calls: &[BeginCall<'_>],
@@ -430,7 +395,7 @@ impl Database {
         Ok((version, outcome))
     }
 
-    /// One call of [`Database::call_begin_all`], the database held: the
+    /// One call of [`Database::call_begin_many`], the database held: the
     /// version that runs it, its outcome, and its record on its way to the
     /// log (reserved for this thread to write, with `direct`, when the log
     /// allows).
@@ -492,7 +457,7 @@ impl Database {
         Ok((version, CallOutcome::new(&ctx, committed), pending))
     }
 
-    /// Waits until calls of [`Database::call_begin_all`] are durable: one
+    /// Waits until calls of [`Database::call_begin_many`] are durable: one
     /// wait, for the newest (the log makes records durable as a prefix).
     /// Their outcomes, or why a record did not become durable (the calls
     /// are then not committed, and the log refuses every later write).
