@@ -1282,10 +1282,20 @@ fn half_head(url: &str) -> TcpStream {
 fn connections_heads_bodies_and_queued_calls_are_bounded_and_health_still_answers() {
     use std::io::Read;
     let tmp = tempfile::tempdir().unwrap();
+    // Monitoring's own address: a free port, taken by the server at once.
+    let health_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let health_url = format!("http://127.0.0.1:{health_port}");
     let server = Server::start_configured(
         tmp.path(),
-        "max_connections = 6\nheader_timeout_secs = 2\nbody_timeout_secs = 1\ncalls_queued_max = 2\n\
-         sql_max_millis = 1500\nsql_max_rows = 1000000000000\n",
+        &format!(
+            "max_connections = 6\nheader_timeout_secs = 2\nbody_timeout_secs = 1\ncalls_queued_max = 2\n\
+             sql_max_millis = 3000\nsql_max_rows = 1000000000000\n\
+             health_listen = \"127.0.0.1:{health_port}\"\n"
+        ),
     );
     server.publish("m", guests::MISBEHAVE);
     let call = |reducer: &str, body: &str| {
@@ -1340,8 +1350,25 @@ fn connections_heads_bodies_and_queued_calls_are_bounded_and_health_still_answer
     assert_eq!(status, 503, "{body}");
     assert_eq!(headers.get("retry-after").map(String::as_str), Some("1"));
     assert!(body.contains("max_connections"), "{body}");
+    // Sixteen more fill the answers to connections past the limit
+    // (max_connections / 8 + 16): then the main address closes even a
+    // health check unread, and health_listen still answers.
+    let crowd: Vec<TcpStream> = (0..16).map(|_| half_head(&server.url)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, _, body, _) = raw_exchange(&server.url, health);
+    assert_eq!(status, 0, "closed unread: {body}");
+    let (status, _, body, _) = raw_exchange(&health_url, health);
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, _, body, _) = raw_exchange(
+        &health_url,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("interstice_connections_open 6"), "{body}");
+    let (status, _, _, _) = raw_exchange(&health_url, &call("put", "[1, \"a\", 1]"));
+    assert_eq!(status, 404, "health_listen serves nothing else");
     // Once the server cuts them (header_timeout_secs), calls are served.
-    for mut stream in held {
+    for mut stream in held.into_iter().chain(crowd) {
         let mut rest = Vec::new();
         let _ = stream.read_to_end(&mut rest);
         assert!(rest.is_empty());
@@ -1349,9 +1376,9 @@ fn connections_heads_bodies_and_queued_calls_are_bounded_and_health_still_answer
     let (status, _, body, _) = raw_exchange(&server.url, &call("put", "[1, \"a\", 1]"));
     assert_eq!(status, 200, "{body}");
 
-    // A query holds the database for sql_max_millis (a join of 2,000 rows
-    // with 2,000); two calls queued behind it fill calls_queued_max, a
-    // third is refused at once, /healthz answers meanwhile, and once the
+    // A query holds the database for sql_max_millis (3 s: a join of 2,000
+    // rows with 2,000); two calls queued behind it fill calls_queued_max,
+    // a third is refused at once, /healthz answers meanwhile, and once the
     // query is over the two are answered and calls are taken again.
     let sql = |text: &str| {
         format!(
@@ -1374,7 +1401,7 @@ fn connections_heads_bodies_and_queued_calls_are_bounded_and_health_still_answer
         let url = server.url.clone();
         let join = sql("SELECT COUNT(*) FROM items a JOIN items b ON a.\"group\" = b.\"group\"");
         let query = s.spawn(move || raw_exchange(&url, &join));
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(600));
         let queued: Vec<_> = [2, 3]
             .map(|id| {
                 let request = call("put", &format!("[{id}, \"q{id}\", 1]"));
@@ -1383,7 +1410,7 @@ fn connections_heads_bodies_and_queued_calls_are_bounded_and_health_still_answer
             })
             .into_iter()
             .collect();
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(300));
         let refused = raw_exchange(&server.url, &call("put", "[4, \"b\", 1]"));
         let health = raw_exchange(&server.url, health);
         let queued: Vec<_> = queued.into_iter().map(|h| h.join().unwrap()).collect();
@@ -1419,10 +1446,11 @@ fn connections_heads_bodies_and_queued_calls_are_bounded_and_health_still_answer
             .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{metrics}"))
     };
     assert_eq!(metric("interstice_calls_shed_total"), 1.0);
-    // The three exchanges while the six were held (and the publishing
-    // client's kept-alive connection, if it was still open then).
+    // The three exchanges while the six were held, the sixteen and the
+    // health check closed unread (and the publishing client's kept-alive
+    // connection, if it was still open then).
     let refused = metric("interstice_connections_refused_total");
-    assert!((3.0..=4.0).contains(&refused), "{refused}");
+    assert!((20.0..=21.0).contains(&refused), "{refused}");
     assert!(metric("interstice_connections_open") >= 1.0);
 
     let (status, stderr) = server.stop();

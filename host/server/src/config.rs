@@ -39,6 +39,10 @@ pub struct ServerConfig {
     /// Distinct live queries (SQL subscriptions) the server follows at
     /// once; subscribers to the same text share one.
     pub sql_live_max: usize,
+    /// A second address that serves only `/healthz` and `/metrics`, with
+    /// connections of its own (at most 64): monitoring gets through
+    /// however the main address is flooded.
+    pub health_listen: Option<String>,
     /// Connections served at once, WebSocket sessions included; past it a
     /// connection gets one answer (`/healthz` and `/metrics` as usual,
     /// anything else 503 `overloaded`) and is closed.
@@ -118,6 +122,7 @@ impl Default for ServerConfig {
             sql_max_rows: 1_000_000,
             sql_max_millis: 250,
             sql_live_max: 1000,
+            health_listen: None,
             max_connections: 10_000,
             header_timeout_secs: 10,
             body_timeout_secs: 30,

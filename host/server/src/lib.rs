@@ -160,6 +160,32 @@ pub async fn serve(
         open: state.metrics.connections_open.clone(),
         refused: state.metrics.connections_refused.clone(),
     };
+    // Monitoring's own door, if configured: its connections are not the
+    // main address's, so a flood there does not crowd it out.
+    let health = match &state.config.health_listen {
+        Some(addr) => {
+            let listener = bind(addr).await?;
+            if let Ok(local) = listener.local_addr() {
+                tracing::info!("/healthz and /metrics also on http://{local}");
+            }
+            let limits = listen::Limits {
+                max_connections: HEALTH_CONNECTIONS,
+                open: Default::default(),
+                refused: Default::default(),
+                ..limits.clone()
+            };
+            let mut stopped = state.stopping.clone();
+            Some(tokio::spawn(listen::serve(
+                listener,
+                routes::health_router(state.clone()),
+                limits,
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        None => None,
+    };
     let app = routes::router(state);
     listen::serve(listener, app, limits, async move {
         shutdown.await;
@@ -167,6 +193,9 @@ pub async fn serve(
         let _ = stop.send(true);
     })
     .await;
+    if let Some(health) = health {
+        let _ = health.await;
+    }
     for refresher in refreshers {
         refresher.abort();
     }
@@ -210,6 +239,9 @@ impl Drop for Schedules {
         }
     }
 }
+
+/// Connections `health_listen` serves at once.
+const HEALTH_CONNECTIONS: usize = 64;
 
 /// How long shutdown waits for WebSocket sessions to close.
 const SESSION_GOODBYE: std::time::Duration = std::time::Duration::from_secs(5);

@@ -41,7 +41,7 @@ pub(crate) struct Limits {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
-    /// Connections open now (a metric).
+    /// Connections served now, within the limit (a metric).
     pub open: Gauge,
     /// Connections past the limit (a metric).
     pub refused: Counter,
@@ -96,7 +96,7 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         match connections.clone().try_acquire_owned() {
             Ok(permit) => {
-                let io = TokioIo::new(Counted::new(stream, permit, limits.open.clone()));
+                let io = TokioIo::new(Counted::new(stream, permit, Some(limits.open.clone())));
                 let service = TowerToHyperService::new(router.clone());
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder
@@ -128,7 +128,7 @@ pub(crate) async fn serve(
                     // unread, which costs nothing to keep.
                     continue;
                 };
-                let io = TokioIo::new(Counted::new(stream, permit, limits.open.clone()));
+                let io = TokioIo::new(Counted::new(stream, permit, None));
                 let service = TowerToHyperService::new(refusing.clone());
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder
@@ -179,12 +179,15 @@ async fn only_health(request: Request, next: axum::middleware::Next) -> Response
 struct Counted {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
-    open: Gauge,
+    /// The gauge of connections served, for one within the limit.
+    open: Option<Gauge>,
 }
 
 impl Counted {
-    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, open: Gauge) -> Counted {
-        open.inc();
+    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, open: Option<Gauge>) -> Counted {
+        if let Some(open) = &open {
+            open.inc();
+        }
         Counted {
             stream,
             _permit: permit,
@@ -195,7 +198,9 @@ impl Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.open.dec();
+        if let Some(open) = &self.open {
+            open.dec();
+        }
     }
 }
 

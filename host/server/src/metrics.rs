@@ -29,7 +29,8 @@ pub struct Metrics {
     /// Reducer calls over HTTP refused at once with 503 `overloaded`
     /// (`calls_queued_max`).
     pub calls_shed: Counter,
-    /// Connections open now (WebSocket sessions included).
+    /// Connections served now, within `max_connections` (WebSocket
+    /// sessions included).
     pub connections_open: Gauge,
     /// Connections past `max_connections`: answered once and closed, or
     /// closed unread.
@@ -82,7 +83,7 @@ impl Metrics {
         );
         registry.register(
             "connections_open",
-            "Connections open now, WebSocket sessions included",
+            "Connections served now, within max_connections (WebSocket sessions included)",
             connections_open.clone(),
         );
         registry.register(
