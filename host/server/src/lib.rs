@@ -73,15 +73,38 @@ pub enum ServerError {
     Sessions(#[from] interstice_runtime::CallError),
 }
 
-/// Binds the listening socket.
+/// Binds the listening socket, with a backlog of [`BACKLOG`] connections
+/// not yet accepted (the standard library's 128 overflows under a burst of
+/// connects, and a dropped SYN costs its client a second).
 pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, ServerError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: addr.to_string(),
-            source,
-        })
+    let failed = |source| ServerError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let mut last = None;
+    for resolved in tokio::net::lookup_host(addr).await.map_err(failed)? {
+        let socket = match resolved {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        };
+        let listening = socket.and_then(|socket| {
+            socket.set_reuseaddr(true)?;
+            socket.bind(resolved)?;
+            socket.listen(BACKLOG)
+        });
+        match listening {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(failed(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")
+    })))
 }
+
+/// Connections the kernel may hold for the accept loop (capped by the
+/// system's `net.core.somaxconn`).
+const BACKLOG: u32 = 4096;
 
 /// Serves `db` on `listener` until `shutdown` completes; then stops taking
 /// connections, closes every subscription, and returns once every request
