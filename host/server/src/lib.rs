@@ -1,10 +1,12 @@
 //! `interstice serve`: the HTTP and WebSocket API over one open database
 //! (docs/http-api.md, docs/openapi.json).
 //!
-//! Reducer calls from HTTP go through one queue (`calls`): an executor
-//! thread runs whatever is queued in one hold of the database, and each
-//! call is answered, as a future, once its record is durable. Publications
-//! and reads run on tokio's blocking pool. Subscribers get committed transactions from the database's
+//! Reducer calls, from HTTP and from client sessions, go through one queue
+//! (`calls`): an executor thread runs whatever is queued in one hold of
+//! the database, and each call is answered, as a future, once its record
+//! is durable. Publications and reads run on tokio's blocking pool. The
+//! accept loop (`listen`) bounds connections and times out slow heads and
+//! bodies. Subscribers get committed transactions from the database's
 //! change feed through one bounded broadcast channel; whoever falls behind
 //! it is disconnected, so memory never grows with a slow client.
 
