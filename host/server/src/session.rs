@@ -11,9 +11,10 @@
 //!
 //! Calls go to the server's call queue (`calls.rs`), in the order they
 //! came: each one commits as the next transaction while the ones before it
-//! wait for their sync, so many calls in flight share one fsync. Subscribing runs inline:
-//! the feed waits in its channel meanwhile, so no transaction after the
-//! subscription's first rows can pass before the session knows of it.
+//! wait for their sync, so many calls in flight share one fsync.
+//! Subscribing runs inline: the feed waits in its channel meanwhile, so no
+//! transaction after the subscription's first rows can pass before the
+//! session knows of it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
