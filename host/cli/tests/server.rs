@@ -1293,6 +1293,7 @@ fn connections_heads_bodies_and_queued_calls_are_bounded_and_health_still_answer
         tmp.path(),
         &format!(
             "max_connections = 6\nheader_timeout_secs = 2\nbody_timeout_secs = 1\ncalls_queued_max = 2\n\
+             reads_queued_max = 2\n\
              sql_max_millis = 3000\nsql_max_rows = 1000000000000\n\
              health_listen = \"127.0.0.1:{health_port}\"\n"
         ),
@@ -1351,9 +1352,11 @@ fn connections_heads_bodies_and_queued_calls_are_bounded_and_health_still_answer
     assert_eq!(headers.get("retry-after").map(String::as_str), Some("1"));
     assert!(body.contains("max_connections"), "{body}");
     // Sixteen more fill the answers to connections past the limit
-    // (max_connections / 8 + 16): then the main address closes even a
+    // (max_connections / 8 + 16; two more, in case an answer above is
+    // still letting go of its place): then the main address closes even a
     // health check unread, and health_listen still answers.
-    let crowd: Vec<TcpStream> = (0..16).map(|_| half_head(&server.url)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let crowd: Vec<TcpStream> = (0..18).map(|_| half_head(&server.url)).collect();
     std::thread::sleep(Duration::from_millis(200));
     let (status, _, body, _) = raw_exchange(&server.url, health);
     assert_eq!(status, 0, "closed unread: {body}");
@@ -1378,8 +1381,10 @@ fn connections_heads_bodies_and_queued_calls_are_bounded_and_health_still_answer
 
     // A query holds the database for sql_max_millis (3 s: a join of 2,000
     // rows with 2,000); two calls queued behind it fill calls_queued_max,
-    // a third is refused at once, /healthz answers meanwhile, and once the
-    // query is over the two are answered and calls are taken again.
+    // a third is refused at once; the query and one read behind it fill
+    // reads_queued_max, a second read is refused at once; /healthz answers
+    // meanwhile, and once the query is over the calls and the read are
+    // answered and calls are taken again.
     let sql = |text: &str| {
         format!(
             "POST /v1/modules/m/sql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
@@ -1397,25 +1402,44 @@ fn connections_heads_bodies_and_queued_calls_are_bounded_and_health_still_answer
     );
     let (status, _, body, _) = raw_exchange(&server.url, &sql(&insert));
     assert_eq!(status, 200, "{body}");
-    let (query, queued, refused, health_meanwhile) = std::thread::scope(|s| {
-        let url = server.url.clone();
-        let join = sql("SELECT COUNT(*) FROM items a JOIN items b ON a.\"group\" = b.\"group\"");
-        let query = s.spawn(move || raw_exchange(&url, &join));
-        std::thread::sleep(Duration::from_millis(600));
-        let queued: Vec<_> = [2, 3]
-            .map(|id| {
-                let request = call("put", &format!("[{id}, \"q{id}\", 1]"));
-                let url = server.url.clone();
-                s.spawn(move || raw_exchange(&url, &request))
-            })
-            .into_iter()
-            .collect();
-        std::thread::sleep(Duration::from_millis(300));
-        let refused = raw_exchange(&server.url, &call("put", "[4, \"b\", 1]"));
-        let health = raw_exchange(&server.url, health);
-        let queued: Vec<_> = queued.into_iter().map(|h| h.join().unwrap()).collect();
-        (query.join().unwrap(), queued, refused, health)
-    });
+    let (query, queued, refused, health_meanwhile, refused_read, read_after) =
+        std::thread::scope(|s| {
+            let url = server.url.clone();
+            let join =
+                sql("SELECT COUNT(*) FROM items a JOIN items b ON a.\"group\" = b.\"group\"");
+            let query = s.spawn(move || raw_exchange(&url, &join));
+            std::thread::sleep(Duration::from_millis(600));
+            let queued: Vec<_> = [2, 3]
+                .map(|id| {
+                    let request = call("put", &format!("[{id}, \"q{id}\", 1]"));
+                    let url = server.url.clone();
+                    s.spawn(move || raw_exchange(&url, &request))
+                })
+                .into_iter()
+                .collect();
+            let read = format!(
+                "GET /v1/modules/m/tables/items?limit=1 HTTP/1.1\r\nHost: x\r\n\
+                 Authorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                server.token
+            );
+            let (url, request) = (server.url.clone(), read.clone());
+            let queued_read = s.spawn(move || raw_exchange(&url, &request));
+            std::thread::sleep(Duration::from_millis(300));
+            let refused = raw_exchange(&server.url, &call("put", "[4, \"b\", 1]"));
+            // The query and the read behind it fill reads_queued_max.
+            let refused_read = raw_exchange(&server.url, &read);
+            let health = raw_exchange(&server.url, health);
+            let queued: Vec<_> = queued.into_iter().map(|h| h.join().unwrap()).collect();
+            let read_after = queued_read.join().unwrap();
+            (
+                query.join().unwrap(),
+                queued,
+                refused,
+                health,
+                refused_read,
+                read_after,
+            )
+        });
     // The query ran out of time (or, on a fast machine, finished).
     assert!(matches!(query.0, 200 | 422), "{:?}", query);
     for (status, _, body, _) in &queued {
@@ -1431,6 +1455,11 @@ fn connections_heads_bodies_and_queued_calls_are_bounded_and_health_still_answer
         query.3
     );
     assert_eq!(health_meanwhile.0, 200);
+    let (status, headers, body, _) = refused_read;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("reads_queued_max"), "{body}");
+    assert_eq!(headers.get("retry-after").map(String::as_str), Some("1"));
+    assert_eq!(read_after.0, 200, "{}", read_after.2);
     let (status, _, body, _) = raw_exchange(&server.url, &call("put", "[4, \"b\", 1]"));
     assert_eq!(status, 200, "{body}");
 
@@ -1446,11 +1475,12 @@ fn connections_heads_bodies_and_queued_calls_are_bounded_and_health_still_answer
             .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{metrics}"))
     };
     assert_eq!(metric("interstice_calls_shed_total"), 1.0);
-    // The three exchanges while the six were held, the sixteen and the
+    assert_eq!(metric("interstice_reads_shed_total"), 1.0);
+    // The three exchanges while the six were held, the eighteen and the
     // health check closed unread (and the publishing client's kept-alive
     // connection, if it was still open then).
     let refused = metric("interstice_connections_refused_total");
-    assert!((20.0..=21.0).contains(&refused), "{refused}");
+    assert!((22.0..=23.0).contains(&refused), "{refused}");
     assert!(metric("interstice_connections_open") >= 1.0);
 
     let (status, stderr) = server.stop();

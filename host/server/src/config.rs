@@ -57,6 +57,9 @@ pub struct ServerConfig {
     /// past it a call is refused at once with 503 `overloaded` and
     /// `Retry-After`.
     pub calls_queued_max: usize,
+    /// Table reads and SQL statements over HTTP admitted and not yet
+    /// answered, server-wide; past it 503 `overloaded` with `Retry-After`.
+    pub reads_queued_max: usize,
     /// Calls a client session (`GET .../connect`) may have in flight; past
     /// it, the session reads nothing more from its socket until one is
     /// answered.
@@ -127,6 +130,7 @@ impl Default for ServerConfig {
             header_timeout_secs: 10,
             body_timeout_secs: 30,
             calls_queued_max: 4096,
+            reads_queued_max: 256,
             session_calls_max: 128,
             session_subscriptions_max: 64,
             anonymous_sessions: true,
@@ -188,6 +192,7 @@ impl ServerConfig {
             ("header_timeout_secs", config.header_timeout_secs as usize),
             ("body_timeout_secs", config.body_timeout_secs as usize),
             ("calls_queued_max", config.calls_queued_max),
+            ("reads_queued_max", config.reads_queued_max),
             ("session_calls_max", config.session_calls_max),
             (
                 "session_subscriptions_max",

@@ -51,6 +51,8 @@ pub(crate) struct AppState {
     pub stopping: watch::Receiver<bool>,
     /// Runs reducer calls from HTTP, answering each once durable.
     pub calls: calls::Queue,
+    /// Places for table reads and SQL statements (`reads_queued_max`).
+    pub reads: Arc<tokio::sync::Semaphore>,
     /// Held by every WebSocket session; the server waits, at shutdown,
     /// until every clone is gone (each session has said goodbye).
     pub sessions: mpsc::Sender<()>,
@@ -151,6 +153,7 @@ pub async fn serve(
     let (module_changes, _) = watch::channel(0u64);
     let (calls, call_threads) =
         calls::start(db.clone(), config.calls_queued_max).map_err(ServerError::Serve)?;
+    let reads = Arc::new(tokio::sync::Semaphore::new(config.reads_queued_max.max(1)));
     let state = Arc::new(AppState {
         db: db.clone(),
         token,
@@ -161,6 +164,7 @@ pub async fn serve(
         logs: logs.clone(),
         module_changes: module_changes.clone(),
         calls,
+        reads,
         stopping,
         sessions,
     });

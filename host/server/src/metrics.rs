@@ -29,6 +29,9 @@ pub struct Metrics {
     /// Reducer calls over HTTP refused at once with 503 `overloaded`
     /// (`calls_queued_max`).
     pub calls_shed: Counter,
+    /// Table reads and SQL statements over HTTP refused at once with 503
+    /// `overloaded` (`reads_queued_max`).
+    pub reads_shed: Counter,
     /// Connections served now, within `max_connections` (WebSocket
     /// sessions included).
     pub connections_open: Gauge,
@@ -45,6 +48,7 @@ impl Metrics {
         let transactions_committed = Counter::default();
         let subscribers_dropped = Counter::default();
         let calls_shed = Counter::default();
+        let reads_shed = Counter::default();
         let connections_open = Gauge::default();
         let connections_refused = Counter::default();
         // 50 µs to ~3.3 s.
@@ -82,6 +86,11 @@ impl Metrics {
             calls_shed.clone(),
         );
         registry.register(
+            "reads_shed",
+            "Table reads and SQL statements over HTTP refused at once with 503 overloaded (reads_queued_max)",
+            reads_shed.clone(),
+        );
+        registry.register(
             "connections_open",
             "Connections served now, within max_connections (WebSocket sessions included)",
             connections_open.clone(),
@@ -100,6 +109,7 @@ impl Metrics {
             transactions_committed,
             subscribers_dropped,
             calls_shed,
+            reads_shed,
             connections_open,
             connections_refused,
         }

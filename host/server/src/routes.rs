@@ -84,6 +84,21 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such route; see docs/http-api.md")
 }
 
+/// A place among the table reads and SQL statements admitted and not yet
+/// answered (`reads_queued_max`), held until the work is done (even if
+/// its client leaves first); 503 `overloaded` when none is free. Each
+/// holds the database for up to `sql_max_millis`, so an unbounded number
+/// of them would make every reducer call wait without bound.
+fn admit_read(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    state.reads.clone().try_acquire_owned().map_err(|_| {
+        state.metrics.reads_shed.inc();
+        ApiError::overloaded(format!(
+            "{} reads and SQL statements are waiting already (reads_queued_max); try again",
+            state.config.reads_queued_max
+        ))
+    })
+}
+
 /// Runs blocking database work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -388,8 +403,13 @@ async fn read_table(
             _ => query.filter = Some((key, value)),
         }
     }
+    let admitted = admit_read(&state)?;
     let db = state.db.clone();
-    let page = blocking(move || db.query(&module, &table, &query).map_err(ApiError::from)).await?;
+    let page = blocking(move || {
+        let _admitted = admitted;
+        db.query(&module, &table, &query).map_err(ApiError::from)
+    })
+    .await?;
     let mut response = axum::Json(page.rows).into_response();
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&page.tx_id.to_string()) {
@@ -417,9 +437,11 @@ async fn sql(
     let text = body(text)?;
     let text = String::from_utf8(text.to_vec())
         .map_err(|_| ApiError::bad_request("body", "the query is not UTF-8 text"))?;
+    let admitted = admit_read(&state)?;
     let db = state.db.clone();
     let budget = state.config.sql_budget();
     let answer = blocking(move || {
+        let _admitted = admitted;
         db.sql(&module, &text, who.reader(), &budget)
             .map_err(ApiError::from)
     })
