@@ -44,19 +44,20 @@ struct Served {
 }
 
 impl Served {
-    fn start(dir: &Path, extra_config: Option<&Path>, pin: Option<&str>) -> Result<Served> {
+    /// Starts the server, waits for it to answer, then gives it a second
+    /// of `script`'s load: the module is compiled at its first call, and
+    /// the first figure must not pay for it.
+    fn start(
+        dir: &Path,
+        extra_config: Option<&Path>,
+        pin: Option<&str>,
+        script: &Path,
+    ) -> Result<Served> {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?.port()
         };
-        let mut cmd = match pin {
-            Some(cpu) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", cpu]).arg(server_binary()?);
-                c
-            }
-            None => Command::new(server_binary()?),
-        };
+        let mut cmd = pinned(server_binary()?, pin);
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(dir)
@@ -83,22 +84,8 @@ impl Served {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        wrk(&served.url, 8, Some(script), None, Duration::from_secs(1))?;
         Ok(served)
-    }
-
-    /// A second of load first: the module is compiled at its first call,
-    /// and the first figure must not pay for it.
-    fn warm(&self, script: &Path) -> Result<()> {
-        let out = Command::new("wrk")
-            .args(["-t1", "-c8", "-d1s", "-s"])
-            .arg(script)
-            .arg(&self.url)
-            .output()
-            .context("running wrk")?;
-        if !out.status.success() {
-            bail!("wrk failed");
-        }
-        Ok(())
     }
 
     /// The server's resident memory, in bytes.
@@ -147,19 +134,30 @@ struct Wrk {
     p99: String,
 }
 
-fn wrk(url: &str, connections: usize, script: Option<&Path>, pin: Option<&str>) -> Result<Wrk> {
-    let threads = connections.min(2);
-    let mut cmd = match pin {
+/// `program`, run on CPU `pin` when one is given (`taskset -c`).
+fn pinned(program: impl AsRef<std::ffi::OsStr>, pin: Option<&str>) -> Command {
+    match pin {
         Some(cpu) => {
             let mut c = Command::new("taskset");
-            c.args(["-c", cpu, "wrk"]);
+            c.args(["-c", cpu]).arg(program);
             c
         }
-        None => Command::new("wrk"),
-    };
+        None => Command::new(program),
+    }
+}
+
+fn wrk(
+    url: &str,
+    connections: usize,
+    script: Option<&Path>,
+    pin: Option<&str>,
+    run: Duration,
+) -> Result<Wrk> {
+    let threads = connections.min(2);
+    let mut cmd = pinned("wrk", pin);
     cmd.arg(format!("-t{threads}"))
         .arg(format!("-c{connections}"))
-        .arg(format!("-d{}s", RUN.as_secs()))
+        .arg(format!("-d{}s", run.as_secs()))
         .arg("--latency");
     if let Some(script) = script {
         cmd.arg("-s").arg(script);
@@ -248,14 +246,13 @@ fn pin_self(cpus: &str) -> Result<()> {
 fn row(
     label: &str,
     served: &Served,
-    url: &str,
     connections: usize,
     script: &Path,
     pin: Option<&str>,
     peer: (&str, f64),
 ) -> Result<f64> {
     let (records0, syncs0) = served.log_counters()?;
-    let run = wrk(url, connections, Some(script), pin)?;
+    let run = wrk(&served.url, connections, Some(script), pin, RUN)?;
     let (records1, syncs1) = served.log_counters()?;
     let per_fsync = (records1 - records0) as f64 / (syncs1 - syncs0).max(1) as f64;
     let (peer_figure, ratio) = match peer.0 {
@@ -361,13 +358,10 @@ pub fn figures() -> Result<()> {
     );
     local_row("in process, 64 callers, pinned to CPU 0", &pinned64, None);
     {
-        let served = Served::start(bank.path(), None, None)?;
-        served.warm(&script)?;
-        let url = served.url.clone();
+        let served = Served::start(bank.path(), None, None, &script)?;
         row(
             "wrk, 64 connections",
             &served,
-            &url,
             64,
             &script,
             None,
@@ -376,26 +370,22 @@ pub fn figures() -> Result<()> {
         row(
             "wrk, 1 connection",
             &served,
-            &url,
             1,
             &script,
             None,
             ("raw fdatasync", fsync_rate),
         )?;
-        let health = wrk(&format!("{url}/healthz"), 64, None, None)?;
+        let health = wrk(&format!("{}/healthz", served.url), 64, None, None, RUN)?;
         println!(
             "| wrk on `/healthz`, 64 connections | {:.0} | | {} | {} | {} | | | |",
             health.requests_per_second, health.p50, health.p99, health.non_2xx
         );
     }
     {
-        let served = Served::start(bank.path(), None, Some("0"))?;
-        served.warm(&script)?;
-        let url = served.url.clone();
+        let served = Served::start(bank.path(), None, Some("0"), &script)?;
         row(
             "pinned: wrk, 64 connections",
             &served,
-            &url,
             64,
             &script,
             Some("1"),
@@ -404,7 +394,6 @@ pub fn figures() -> Result<()> {
         row(
             "pinned: wrk, 1 connection",
             &served,
-            &url,
             1,
             &script,
             Some("1"),
@@ -422,8 +411,7 @@ pub fn figures() -> Result<()> {
         &settings,
         "max_connections = 20000\nheader_timeout_secs = 60\nbody_timeout_secs = 5\n",
     )?;
-    let served = Served::start(bank.path(), Some(&settings), None)?;
-    served.warm(&script)?;
+    let served = Served::start(bank.path(), Some(&settings), None, &script)?;
     let url = served.url.clone();
     let rss0 = served.rss()?;
     println!(
@@ -433,20 +421,12 @@ pub fn figures() -> Result<()> {
         "| idle connections | tx/s | tx per fsync | p50 | p99 | non-2xx | peer | peer's figure | ÷ peer |"
     );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |");
-    let busy = row("0", &served, &url, 64, &script, None, ("", 0.0))?;
+    let busy = row("0", &served, 64, &script, None, ("", 0.0))?;
     let rss_busy = served.rss()?;
     let idle = hold_connections(&url, 10_000, b"")?;
     std::thread::sleep(Duration::from_millis(500));
     let rss_idle = served.rss()?;
-    row(
-        "10,000",
-        &served,
-        &url,
-        64,
-        &script,
-        None,
-        ("no idle ones", busy),
-    )?;
+    row("10,000", &served, 64, &script, None, ("no idle ones", busy))?;
     let rss_after = served.rss()?;
     println!(
         "\nServer RSS: {:.1} MB at start, {:.1} MB after the busy run, {:.1} MB with 10,000 idle \

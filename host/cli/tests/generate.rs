@@ -123,25 +123,7 @@ fn a_published_module_generates_the_same_code_from_a_server_or_a_data_directory(
     );
     let server = Server::start(&data, &[]);
     let from_server = tmp.path().join("from-server");
-    let done = std::process::Command::new(env!("CARGO_BIN_EXE_interstice"))
-        .args([
-            "generate",
-            "--lang",
-            "rust",
-            "--module",
-            "bank",
-            "--server",
-            &server.url,
-        ])
-        .arg("--out")
-        .arg(&from_server)
-        .output()
-        .unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
+    common::generate("rust", "bank", &from_server, &["--server", &server.url]);
     assert_eq!(
         std::fs::read_to_string(from_server.join("bank.rs")).unwrap(),
         kept

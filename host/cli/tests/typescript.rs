@@ -10,6 +10,8 @@ use std::process::Command;
 
 use interstice_tests::guests;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_interstice");
 
 fn package() -> PathBuf {
@@ -57,24 +59,7 @@ fn the_typescript_client_suite_passes_against_real_servers() {
     // The bank's client, which the suite uses, and the client of the
     // module of every type, which must type-check.
     for (name, wasm) in [("bank", guests::BANK), ("types", guests::TYPES)] {
-        let out = Command::new(BIN)
-            .args([
-                "generate",
-                "--lang",
-                "typescript",
-                "--module",
-                name,
-                "--out",
-            ])
-            .arg(&generated)
-            .arg(wasm)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::generate("typescript", name, &generated, &[wasm]);
     }
     run(
         "node",

@@ -38,6 +38,22 @@ pub fn ok(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
+/// `interstice generate --lang LANG --module NAME --out OUT FROM...`
+/// (`FROM`: a module's file, or `--server URL`), which must succeed.
+pub fn generate(lang: &str, name: &str, out: &Path, from: &[&str]) {
+    let done = Command::new(env!("CARGO_BIN_EXE_interstice"))
+        .args(["generate", "--lang", lang, "--module", name, "--out"])
+        .arg(out)
+        .args(from)
+        .output()
+        .expect("run interstice");
+    assert!(
+        done.status.success(),
+        "interstice generate --lang {lang} --module {name} {from:?}: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+}
+
 /// Its standard error, which must come with failure.
 pub fn refused(data_dir: &Path, args: &[&str]) -> String {
     let out = interstice(data_dir, args);
@@ -64,17 +80,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 /// `wasm`, and says how to write it again when not.
 pub fn assert_generated(lang: &str, name: &str, wasm: &str, committed: &str) {
     let out = tempfile::tempdir().unwrap();
-    let done = Command::new(env!("CARGO_BIN_EXE_interstice"))
-        .args(["generate", "--lang", lang, "--module", name, "--out"])
-        .arg(out.path())
-        .arg(wasm)
-        .output()
-        .unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
+    generate(lang, name, out.path(), &[wasm]);
     let file = Path::new(committed).file_name().unwrap();
     let written = std::fs::read_to_string(out.path().join(file)).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
